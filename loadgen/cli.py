@@ -1,0 +1,274 @@
+"""The ``loadgen`` command: parses arguments and wires engine, storage and analysis together.
+
+Every error a user can cause ends here as one line on stderr and an exit code:
+0 done, 1 the run failed (server lost), 2 usage or environment error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from loadgen import __version__
+from loadgen.config import DEFAULT_GRPC_URL, ConfigError, MeasurementSettings, SweepSettings
+from loadgen.ranges import parse_levels
+from loadgen.results import RunStatus
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Raised for anything the user must fix; printed as one line, exit 2."""
+
+
+def _labels(items: Sequence[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad --label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    from loadgen.storage import DEFAULT_DB_URL
+
+    parser.add_argument("--db", default=DEFAULT_DB_URL, help="SQLAlchemy URL of the runs database "
+                        f"(default {DEFAULT_DB_URL})")
+
+
+def _add_server_ports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-repository", type=Path, default=None,
+                        help="model repository (default: ./model_repository)")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loadgen", description="Load generation and performance analysis for NVIDIA Triton."
+    )
+    parser.add_argument("--version", action="version", version=f"loadgen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the embedded Triton server (CPU, Python backend)")
+    _add_server_ports(serve)
+    serve.add_argument("--log-file", type=Path, default=None, help="write the server log here instead of stdout")
+    serve.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose level")
+
+    sweep = sub.add_parser("sweep", help="measure a model over a range of concurrency levels")
+    sweep.add_argument("-m", "--model", required=True, help="model name on the server")
+    sweep.add_argument("-x", "--model-version", default="", help="model version (default: the server's choice)")
+    sweep.add_argument("-u", "--url", default=DEFAULT_GRPC_URL, help=f"gRPC address (default {DEFAULT_GRPC_URL})")
+    sweep.add_argument("--concurrency", "--concurrency-range", default="1", metavar="RANGE",
+                       help="levels: A..B doubles, A..B:S steps, A..B:xF multiplies, a,b,c lists, "
+                            "start:end:step as perf_analyzer (default 1)")
+    sweep.add_argument("-p", "--measurement-interval", type=int, default=5000, metavar="MS",
+                       help="measurement window in ms (default 5000)")
+    sweep.add_argument("--warmup", type=int, default=1000, metavar="MS", help="warm-up per step in ms (default 1000)")
+    sweep.add_argument("-s", "--stability-percentage", type=float, default=10.0,
+                       help="max deviation of the last 3 windows from their mean, %% (default 10)")
+    sweep.add_argument("-r", "--max-trials", type=int, default=10, help="max windows per step (default 10)")
+    sweep.add_argument("-b", "--batch-size", type=int, default=1)
+    sweep.add_argument("--input-data", default="random", choices=["random", "zero"])
+    sweep.add_argument("--seed", type=int, default=0, help="seed of the random input data")
+    sweep.add_argument("--metrics-url", default=None,
+                       help="Prometheus endpoint (default: the server's host, port 8002)")
+    sweep.add_argument("--metrics-interval", type=int, default=1000, metavar="MS",
+                       help="scrape period in ms (default 1000)")
+    sweep.add_argument("--no-metrics", action="store_true", help="do not scrape the metrics endpoint")
+    sweep.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="tag the run")
+    sweep.add_argument("--csv", type=Path, default=None, help="write perf_analyzer's -f CSV (+ our columns)")
+    sweep.add_argument("--embedded", action="store_true",
+                       help="start the embedded server on free ports for this run and stop it after")
+    sweep.add_argument("--model-repository", type=Path, default=None, help="with --embedded: model repository")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+    _add_db(sweep)
+
+    runs = sub.add_parser("runs", help="list stored runs")
+    runs.add_argument("-m", "--model", default=None, help="only runs of this model")
+    runs.add_argument("-n", "--limit", type=int, default=50)
+    _add_db(runs)
+
+    show = sub.add_parser("show", help="the stored table of one run")
+    show.add_argument("run_id", type=int)
+    show.add_argument("--csv", type=Path, default=None, help="also write perf_analyzer's CSV")
+    _add_db(show)
+
+    db = sub.add_parser("db", help="database schema (alembic)")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_sub.add_parser("upgrade", help="upgrade the schema to this loadgen's revision")
+    _add_db(up)
+    cur = db_sub.add_parser("current", help="print the schema revision")
+    _add_db(cur)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> SweepSettings:
+    measurement = MeasurementSettings(
+        measurement_interval_ms=args.measurement_interval,
+        warmup_ms=args.warmup,
+        stability_percentage=args.stability_percentage,
+        max_trials=args.max_trials,
+        metrics_interval_ms=args.metrics_interval,
+    )
+    return SweepSettings(
+        model=args.model,
+        levels=parse_levels(args.concurrency),
+        url=args.url,
+        model_version=args.model_version,
+        metrics_url="" if args.no_metrics else args.metrics_url,
+        batch_size=args.batch_size,
+        input_data=args.input_data,
+        seed=args.seed,
+        measurement=measurement,
+        labels=_labels(args.label),
+    )
+
+
+@contextlib.contextmanager
+def _embedded(args: argparse.Namespace, console: Console) -> Iterator[Any]:
+    from loadgen.server import EmbeddedServer, ServerPorts
+
+    server = EmbeddedServer(args.model_repository, ServerPorts.free())
+    console.print(f"starting the embedded Triton server on {server.grpc_url} ...", highlight=False)
+    with server:
+        yield server
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from loadgen.runner import execute_sweep
+    from loadgen.storage import RunStore
+
+    settings = settings_from_args(args)  # usage errors before anything starts
+    err = Console(stderr=True)
+    with contextlib.ExitStack() as stack:
+        if args.embedded:
+            server = stack.enter_context(_embedded(args, err))
+            settings = SweepSettings(**{
+                **settings.__dict__, "url": server.grpc_url,
+                "metrics_url": "" if args.no_metrics else server.metrics_url,
+            })
+        store = RunStore(args.db)
+        stack.callback(store.close)
+        progress = None
+        if not args.quiet:
+            from loadgen.console.progress import SweepProgress
+
+            progress = stack.enter_context(SweepProgress(settings.levels, err))
+        outcome = _run_async(execute_sweep(settings, store, listener=progress))
+    _print_run(store_url=args.db, run_id=outcome.run_id, csv_path=args.csv)
+    if outcome.status is RunStatus.FAILED:
+        print(f"loadgen: run {outcome.run_id} failed: {outcome.error} "
+              f"({len(outcome.steps)} finished step(s) kept)", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _run_async(coro: Any) -> Any:
+    """asyncio.run with SIGTERM treated like Ctrl-C (the main task is cancelled)."""
+
+    async def main() -> Any:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        return await coro
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError as exc:
+        raise KeyboardInterrupt from exc
+
+
+def _stdout_console() -> Console:
+    """Tables are wide: when stdout is a file or pipe, do not wrap them at 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=220)
+
+
+def _print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
+    from analysis import latency_table, load_run, write_perf_analyzer_csv
+    from loadgen.console.tables import print_latency_table
+
+    run, frame = load_run(store_url, run_id)
+    print_latency_table(run, latency_table(frame), _stdout_console())
+    if csv_path is not None:
+        write_perf_analyzer_csv(frame, csv_path)
+        print(f"wrote {csv_path}", file=sys.stderr)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from loadgen.console.tables import print_runs
+    from loadgen.storage import RunStore
+
+    store = RunStore(args.db)
+    try:
+        print_runs(store.list_runs(model=args.model, limit=args.limit), _stdout_console())
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    _print_run(args.db, args.run_id, args.csv)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from loadgen.server import EmbeddedServer, ServerPorts, serve_forever
+
+    ports = ServerPorts(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port)
+    server = EmbeddedServer(args.model_repository, ports, log_file=args.log_file, log_verbose=args.log_verbose)
+    return serve_forever(server, stream_log=args.log_file is None)
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from loadgen.storage import migrate
+
+    if args.db_command == "upgrade":
+        before = migrate.current_revision(args.db)
+        migrate.upgrade(args.db)
+        print(f"{args.db}: schema {before or 'empty'} -> {migrate.current_revision(args.db)}")
+    else:
+        print(f"{args.db}: schema {migrate.current_revision(args.db) or 'empty'} "
+              f"(this loadgen needs {migrate.head_revision()})")
+    return EXIT_OK
+
+
+COMMANDS = {"serve": cmd_serve, "sweep": cmd_sweep, "runs": cmd_runs, "show": cmd_show, "db": cmd_db}
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"loadgen: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from loadgen.scrape.server_api import ServerUnavailable, UnknownModel
+    from loadgen.server import EmbeddedServerError
+    from loadgen.storage import RunNotFound, SchemaError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("loadgen: interrupted; finished steps are kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigError, UsageError, ServerUnavailable, UnknownModel, EmbeddedServerError, RunNotFound,
+            SchemaError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

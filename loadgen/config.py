@@ -1,0 +1,98 @@
+"""Run configuration: one frozen object flows CLI -> engine -> storage -> report."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+Scenario = Literal["concurrency"]
+Protocol = Literal["grpc"]
+InputData = Literal["random", "zero"]
+
+DEFAULT_GRPC_URL = "localhost:8001"
+DEFAULT_METRICS_PORT = 8002
+
+
+class ConfigError(ValueError):
+    """Invalid settings: reported to the user as a one-line usage error."""
+
+
+def default_metrics_url(server_url: str) -> str:
+    """Triton's metrics endpoint on the same host as ``server_url`` (port 8002)."""
+    host = urlsplit(server_url if "//" in server_url else f"//{server_url}").hostname or "localhost"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"http://{host}:{DEFAULT_METRICS_PORT}/metrics"
+
+
+@dataclass(frozen=True)
+class MeasurementSettings:
+    """How one step is measured (perf_analyzer's names and defaults where it has them)."""
+
+    measurement_interval_ms: int = 5000
+    """Length of one measurement window (trial)."""
+    warmup_ms: int = 1000
+    """Load applied before the first window; not measured."""
+    stability_percentage: float = 10.0
+    """The last 3 windows' throughput and mean latency must lie within this % of their mean."""
+    max_trials: int = 10
+    """Windows measured at most before the step is stored as unstable."""
+    metrics_interval_ms: int = 1000
+    """Period of Prometheus scrapes of the server's metrics endpoint during a step."""
+
+    def __post_init__(self) -> None:
+        if self.measurement_interval_ms < 50:
+            raise ConfigError("--measurement-interval must be at least 50 ms")
+        if self.warmup_ms < 0:
+            raise ConfigError("--warmup must be >= 0 ms")
+        if not 0 < self.stability_percentage <= 100:
+            raise ConfigError("--stability-percentage must be within (0, 100]")
+        if self.max_trials < 1:
+            raise ConfigError("--max-trials must be >= 1")
+        if self.metrics_interval_ms < 50:
+            raise ConfigError("--metrics-interval must be at least 50 ms")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Everything that defines a sweep; stored whole with the run."""
+
+    model: str
+    levels: tuple[int, ...]
+    url: str = DEFAULT_GRPC_URL
+    protocol: Protocol = "grpc"
+    scenario: Scenario = "concurrency"
+    model_version: str = ""
+    metrics_url: str | None = None
+    """None: derived from ``url`` (same host, port 8002). Empty string: no scraping."""
+    batch_size: int = 1
+    input_data: InputData = "random"
+    seed: int = 0
+    measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("a model name is required (-m MODEL)")
+        if not self.levels:
+            raise ConfigError("the sweep has no load levels")
+        if any(level < 1 for level in self.levels):
+            raise ConfigError("concurrency levels must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size must be >= 1")
+        if self.input_data not in ("random", "zero"):
+            raise ConfigError(f"--input-data must be 'random' or 'zero', got {self.input_data!r}")
+
+    @property
+    def resolved_metrics_url(self) -> str | None:
+        if self.metrics_url is None:
+            return default_metrics_url(self.url)
+        return self.metrics_url or None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["levels"] = list(self.levels)
+        data["metrics_url"] = self.resolved_metrics_url
+        return data

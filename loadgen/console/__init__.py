@@ -1,0 +1,1 @@
+"""Terminal output: live progress and tables."""

@@ -1,0 +1,60 @@
+"""Live progress of a sweep on the terminal (rich), fed by the engine's listener callbacks."""
+
+from __future__ import annotations
+
+import math
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from loadgen.results import StepResult, WindowResult
+
+
+class SweepProgress:
+    """One bar over the sweep's steps; the text shows the current step's last window."""
+
+    def __init__(self, levels: tuple[int, ...], console: Console | None = None, label: str = "concurrency") -> None:
+        self.levels = levels
+        self.label = label
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+        self._step_start = time.monotonic()
+
+    def __enter__(self) -> SweepProgress:
+        self._progress.start()
+        self._task = self._progress.add_task("sweep", total=len(self.levels), status="starting")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._progress.stop()
+
+    def _update(self, **fields: object) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, **fields)  # type: ignore[arg-type]
+
+    def step_started(self, index: int, level: int) -> None:
+        self._step_start = time.monotonic()
+        self._update(completed=index, description=f"{self.label} {level}", status="warming up")
+
+    def window_done(self, index: int, trial: int, window: WindowResult) -> None:
+        latency = "-" if math.isnan(window.mean_latency_us) else f"{window.mean_latency_us / 1000:.2f} ms"
+        errors = f", {window.error_count} errors" if window.error_count else ""
+        self._update(
+            status=f"trial {trial}: {window.throughput:,.0f} infer/s, avg {latency}{errors}",
+            completed=index,
+        )
+
+    def step_done(self, step: StepResult) -> None:
+        flag = "" if step.stable else " (unstable)"
+        self._update(completed=step.index + 1, status=f"done: {step.throughput:,.0f} infer/s{flag}")

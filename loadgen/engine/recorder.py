@@ -1,0 +1,52 @@
+"""Where completed requests are recorded: one :class:`Window` per measurement window.
+
+The load generator measures; the window records. Swapping the current window is
+a single attribute store, so the engine can cut windows while load runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+from loadgen.histogram import LatencyHistogram
+from loadgen.results import WindowResult
+
+
+class Window:
+    """Counts and latency histogram of the requests that *completed* in one window."""
+
+    __slots__ = ("errors", "histogram", "requests")
+
+    def __init__(self) -> None:
+        self.histogram = LatencyHistogram()
+        self.requests = 0
+        self.errors: dict[str, int] = {}
+
+    def record(self, latency_ns: int) -> None:
+        self.requests += 1
+        self.histogram.record_ns(latency_ns)
+
+    def error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def result(self, duration_s: float, batch_size: int) -> WindowResult:
+        mean = self.histogram.mean_us if self.requests else math.nan
+        return WindowResult(
+            duration_s=duration_s,
+            request_count=self.requests,
+            inference_count=self.requests * batch_size,
+            error_count=sum(self.errors.values()),
+            mean_latency_us=mean,
+        )
+
+
+class Discard(Window):
+    """Warm-up and drain: completions are counted nowhere."""
+
+    __slots__ = ()
+
+    def record(self, latency_ns: int) -> None:
+        pass
+
+    def error(self, reason: str) -> None:
+        pass

@@ -1,0 +1,50 @@
+"""A sweep: one step per load level, each handed to ``on_step`` as soon as it ends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from loadgen.config import SweepSettings
+from loadgen.engine.closed_loop import ClosedLoop
+from loadgen.engine.step import StepListener, measure_step
+from loadgen.results import ModelStats, StepResult
+from loadgen.scrape.metrics import MetricsScraper
+from loadgen.scrape.server_api import ServerAPI
+from loadgen.transports.base import InferRequestSpec, Transport
+
+
+async def run_sweep(
+    settings: SweepSettings,
+    request: InferRequestSpec,
+    transport: Transport,
+    api: ServerAPI,
+    on_step: Callable[[StepResult], None],
+    *,
+    listener: StepListener | None = None,
+) -> list[StepResult]:
+    """Measure every level of ``settings`` in order; exceptions leave earlier steps delivered."""
+    prepared = [transport.prepare(request)]
+    metrics_url = settings.resolved_metrics_url
+    scraper = (
+        MetricsScraper(metrics_url, settings.measurement.metrics_interval_ms / 1000.0) if metrics_url else None
+    )
+
+    async def stats() -> ModelStats:
+        return await api.model_stats(settings.model, settings.model_version)
+
+    results = []
+    try:
+        for index, level in enumerate(settings.levels):
+            load = ClosedLoop(transport, prepared, level)
+            step = await measure_step(
+                index, load, settings.measurement, batch_size=settings.batch_size,
+                stats=stats, scraper=scraper, listener=listener,
+            )
+            on_step(step)
+            results.append(step)
+            if listener:
+                listener.step_done(step)
+    finally:
+        if scraper:
+            await scraper.close()
+    return results

@@ -1,0 +1,203 @@
+"""Result types: what a step and a run produce, before and after storage.
+
+Plain dataclasses; the latency distribution is always a :class:`LatencyHistogram`,
+and every latency summary is read from it.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from loadgen.histogram import LatencyHistogram
+
+REPORTED_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class DurationStat:
+    """Triton's ``{count, ns}`` pair: cumulative count and nanoseconds."""
+
+    count: int = 0
+    ns: int = 0
+
+    @property
+    def avg_us(self) -> float:
+        return self.ns / self.count / 1000.0 if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class BatchStat:
+    """One entry of ``batch_stats``: executions of one batch size."""
+
+    batch_size: int
+    compute_input: DurationStat
+    compute_infer: DurationStat
+    compute_output: DurationStat
+
+    @property
+    def execution_count(self) -> int:
+        return self.compute_infer.count
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """A snapshot of ``/v2/models/<m>/stats`` for one model version, or the delta of two."""
+
+    inference_count: int
+    execution_count: int
+    success: DurationStat
+    fail: DurationStat
+    queue: DurationStat
+    compute_input: DurationStat
+    compute_infer: DurationStat
+    compute_output: DurationStat
+    cache_hit: DurationStat
+    cache_miss: DurationStat
+    batch_stats: tuple[BatchStat, ...] = ()
+
+    def _combine(self, other: ModelStats, sign: int) -> ModelStats:
+        def op(a: DurationStat, b: DurationStat) -> DurationStat:
+            return DurationStat(a.count + sign * b.count, a.ns + sign * b.ns)
+
+        zero = DurationStat()
+        mine = {b.batch_size: b for b in self.batch_stats}
+        theirs = {b.batch_size: b for b in other.batch_stats}
+        batches = []
+        for size in sorted(mine.keys() | theirs.keys()):
+            a = mine.get(size, BatchStat(size, zero, zero, zero))
+            b = theirs.get(size, BatchStat(size, zero, zero, zero))
+            combined = BatchStat(size, op(a.compute_input, b.compute_input), op(a.compute_infer, b.compute_infer),
+                                 op(a.compute_output, b.compute_output))
+            if combined.execution_count or combined.compute_input.count or combined.compute_output.count:
+                batches.append(combined)
+        return ModelStats(
+            inference_count=self.inference_count + sign * other.inference_count,
+            execution_count=self.execution_count + sign * other.execution_count,
+            success=op(self.success, other.success),
+            fail=op(self.fail, other.fail),
+            queue=op(self.queue, other.queue),
+            compute_input=op(self.compute_input, other.compute_input),
+            compute_infer=op(self.compute_infer, other.compute_infer),
+            compute_output=op(self.compute_output, other.compute_output),
+            cache_hit=op(self.cache_hit, other.cache_hit),
+            cache_miss=op(self.cache_miss, other.cache_miss),
+            batch_stats=tuple(batches),
+        )
+
+    def __add__(self, other: ModelStats) -> ModelStats:
+        return self._combine(other, 1)
+
+    def __sub__(self, earlier: ModelStats) -> ModelStats:
+        """The delta between two snapshots (later - earlier)."""
+        return self._combine(earlier, -1)
+
+    def went_down(self) -> bool:
+        """True if any counter of this delta is negative: the model was reloaded meanwhile."""
+        counters = [self.inference_count, self.execution_count]
+        for stat in (self.success, self.fail, self.queue, self.compute_input, self.compute_infer,
+                     self.compute_output, self.cache_hit, self.cache_miss):
+            counters += [stat.count, stat.ns]
+        for b in self.batch_stats:
+            counters += [b.compute_input.count, b.compute_infer.count, b.compute_output.count]
+        return any(c < 0 for c in counters)
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One Prometheus sample scraped from the server's metrics endpoint."""
+
+    timestamp: float
+    """Unix time of the scrape, seconds."""
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One measurement window (trial) of a step."""
+
+    duration_s: float
+    request_count: int
+    inference_count: int
+    error_count: int
+    mean_latency_us: float
+
+    @property
+    def throughput(self) -> float:
+        return self.inference_count / self.duration_s if self.duration_s > 0 else 0.0
+
+
+@dataclass
+class StepResult:
+    """One load level, measured: the unit the engine emits and storage commits."""
+
+    index: int
+    concurrency: int
+    started_at: datetime
+    duration_s: float
+    """Length of the windows the result is made of (the last 3, or all if fewer)."""
+    request_count: int
+    inference_count: int
+    histogram: LatencyHistogram
+    errors: dict[str, int] = field(default_factory=dict)
+    stable: bool = True
+    trials: int = 0
+    windows: list[WindowResult] = field(default_factory=list)
+    server_stats: ModelStats | None = None
+    """The ``/stats`` delta over the measured windows; None if unavailable or reset."""
+    server_stats_reset: bool = False
+    """The server's counters went down during the step (model reloaded): delta discarded."""
+    metrics: list[MetricSample] = field(default_factory=list)
+    request_rate: float | None = None
+
+    @property
+    def throughput(self) -> float:
+        """Inferences per second (a request of batch size B counts B)."""
+        return self.inference_count / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def latency_summary(self) -> dict[str, float]:
+        """avg/std/min/max and the reported percentiles, microseconds."""
+        h = self.histogram
+        empty = h.count == 0
+        summary = {
+            "avg": h.mean_us,
+            "std": h.std_us,
+            "min": math.nan if empty else h.min_us,
+            "max": math.nan if empty else h.max_us,
+        }
+        for p in REPORTED_PERCENTILES:
+            summary[f"p{p:g}"] = h.percentile_us(p)
+        return summary
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run records when it starts: the settings and what the server said."""
+
+    settings: dict[str, Any]
+    model: str
+    model_version: str
+    scenario: str
+    server_url: str
+    model_config: dict[str, Any]
+    model_metadata: dict[str, Any]
+    server_metadata: dict[str, Any]
+    host: dict[str, Any]
+    started_at: datetime
+    labels: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,105 @@
+"""A sweep end to end: ask the server, record the run, measure, store each step, close the run.
+
+This is the only place where the engine meets storage; it decides a run's final
+status so that every way a run can end leaves the finished steps and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from loadgen import __version__
+from loadgen.config import SweepSettings
+from loadgen.engine.step import StepListener
+from loadgen.engine.sweep import run_sweep
+from loadgen.inputs import build_request
+from loadgen.results import RunInfo, RunStatus, StepResult
+from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
+from loadgen.storage import RunStore
+from loadgen.transports.base import InferRequestSpec
+from loadgen.transports.grpc import GrpcTransport
+
+
+@dataclass
+class SweepOutcome:
+    run_id: int
+    status: RunStatus
+    steps: list[StepResult] = field(default_factory=list)
+    error: str | None = None
+
+
+def host_info() -> dict[str, Any]:
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "loadgen": __version__,
+    }
+
+
+async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, InferRequestSpec]:
+    """Check the server and model, build the request; raises before any run is recorded."""
+    await api.check_ready()
+    server = await api.server_metadata()
+    metadata = await api.model_metadata(settings.model, settings.model_version)
+    config = await api.model_config(settings.model, settings.model_version)
+    request = build_request(
+        metadata, config, batch_size=settings.batch_size, input_data=settings.input_data,
+        seed=settings.seed, model_version=settings.model_version,
+    )
+    info = RunInfo(
+        settings=settings.to_dict(),
+        model=settings.model,
+        model_version=settings.model_version or ",".join(metadata.get("versions", [])),
+        scenario=settings.scenario,
+        server_url=settings.url,
+        model_config=config,
+        model_metadata=metadata,
+        server_metadata=server,
+        host=host_info(),
+        started_at=datetime.now(UTC),
+        labels=dict(settings.labels),
+    )
+    return info, request
+
+
+async def execute_sweep(
+    settings: SweepSettings, store: RunStore, *, listener: StepListener | None = None
+) -> SweepOutcome:
+    """Run and store a sweep. Cancellation marks the run interrupted and propagates."""
+    api = ServerAPI(settings.url)
+    transport = GrpcTransport(settings.url)
+    try:
+        info, request = await prepare(settings, api)
+        run_id = store.create_run(info)
+        outcome = SweepOutcome(run_id, RunStatus.RUNNING)
+
+        def on_step(step: StepResult) -> None:
+            store.add_step(run_id, step)
+            outcome.steps.append(step)
+
+        try:
+            await run_sweep(settings, request, transport, api, on_step, listener=listener)
+        except asyncio.CancelledError:
+            store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")
+            raise
+        except ServerUnavailable as exc:
+            outcome.status, outcome.error = RunStatus.FAILED, f"server lost mid-run: {exc}"
+        except Exception as exc:
+            store.finish_run(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        else:
+            outcome.status = RunStatus.COMPLETED
+        store.finish_run(run_id, outcome.status, outcome.error)
+        return outcome
+    finally:
+        await transport.close()
+        await api.close()

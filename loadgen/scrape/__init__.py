@@ -1,0 +1,6 @@
+"""What the server says about itself: control-plane API, ``/stats`` and Prometheus metrics."""
+
+from loadgen.scrape.metrics import MetricsScraper, parse_metrics
+from loadgen.scrape.server_api import ServerAPI, ServerUnavailable, UnknownModel, parse_model_stats
+
+__all__ = ["MetricsScraper", "ServerAPI", "ServerUnavailable", "UnknownModel", "parse_metrics", "parse_model_stats"]

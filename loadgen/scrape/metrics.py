@@ -1,0 +1,96 @@
+"""Periodic scrapes of Triton's Prometheus endpoint (:8002/metrics) during a step.
+
+Every ``nv_*`` sample is kept with the scrape's timestamp, parsed with
+prometheus-client's own text parser. A scrape that fails is counted, not fatal:
+metrics are context for the measurement, not the measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadgen.results import MetricSample
+
+PREFIX = "nv_"
+
+
+def parse_metrics(text: str, timestamp: float, prefix: str = PREFIX) -> list[MetricSample]:
+    """The samples of every ``prefix*`` family, under the names the server exposed.
+
+    prometheus-client's parser renames counter samples to ``<family>_total``; Triton's
+    counters have no such suffix, and PromQL users query them as exposed, so the
+    suffix is removed again where the exposition did not have it.
+    """
+    samples = []
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith(prefix):
+            continue
+        exposed_total = family.type == "counter" and f"\n{family.name}_total" in f"\n{text}"
+        for s in family.samples:
+            name = s.name
+            if family.type == "counter" and not exposed_total and name == f"{family.name}_total":
+                name = family.name
+            samples.append(MetricSample(timestamp, name, dict(s.labels), float(s.value)))
+    return samples
+
+
+class MetricsScraper:
+    """Scrapes ``url`` every ``interval_s`` in the background; :meth:`drain` hands over the samples."""
+
+    def __init__(self, url: str, interval_s: float = 1.0, *, timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.interval_s = interval_s
+        self.failures = 0
+        self.last_error: str | None = None
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._samples: list[MetricSample] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def scrape_once(self) -> list[MetricSample]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.get(self.url) as response:
+                response.raise_for_status()
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return []
+        samples = parse_metrics(text, time.time())
+        self._samples.extend(samples)
+        return samples
+
+    async def _loop(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            await self.scrape_once()
+            next_at += self.interval_s
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="metrics-scraper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def drain(self) -> list[MetricSample]:
+        samples, self._samples = self._samples, []
+        return samples
+
+    async def close(self) -> None:
+        await self.stop()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

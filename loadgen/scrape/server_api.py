@@ -1,0 +1,142 @@
+"""Triton's control plane over gRPC: readiness, metadata, model config and ``/stats``.
+
+Uses tritonclient's asyncio gRPC client (not on the hot path), so a user who
+gives only the gRPC address gets everything. gRPC's JSON form omits zero fields
+and writes int64 as strings: :func:`parse_model_stats` normalises that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import tritonclient.grpc.aio as grpc_aio
+from tritonclient.utils import InferenceServerException
+
+from loadgen.results import BatchStat, DurationStat, ModelStats
+
+CALL_TIMEOUT_S = 10.0
+
+
+class ServerUnavailable(RuntimeError):
+    """The server cannot be reached or is not ready."""
+
+
+class UnknownModel(LookupError):
+    """The model is not on the server (message lists what is)."""
+
+
+def _duration(data: dict[str, Any] | None) -> DurationStat:
+    data = data or {}
+    return DurationStat(int(data.get("count", 0)), int(data.get("ns", 0)))
+
+
+def parse_model_stats(entry: dict[str, Any]) -> ModelStats:
+    """One ``model_stats`` entry (HTTP or gRPC JSON) as a :class:`ModelStats`."""
+    inference = entry.get("inference_stats", {})
+    batches = tuple(
+        sorted(
+            (
+                BatchStat(
+                    int(b.get("batch_size", 0)),
+                    _duration(b.get("compute_input")),
+                    _duration(b.get("compute_infer")),
+                    _duration(b.get("compute_output")),
+                )
+                for b in entry.get("batch_stats", [])
+            ),
+            key=lambda b: b.batch_size,
+        )
+    )
+    return ModelStats(
+        inference_count=int(entry.get("inference_count", 0)),
+        execution_count=int(entry.get("execution_count", 0)),
+        success=_duration(inference.get("success")),
+        fail=_duration(inference.get("fail")),
+        queue=_duration(inference.get("queue")),
+        compute_input=_duration(inference.get("compute_input")),
+        compute_infer=_duration(inference.get("compute_infer")),
+        compute_output=_duration(inference.get("compute_output")),
+        cache_hit=_duration(inference.get("cache_hit")),
+        cache_miss=_duration(inference.get("cache_miss")),
+        batch_stats=batches,
+    )
+
+
+def _is_unavailable(exc: InferenceServerException) -> bool:
+    status = str(exc.status() or "")
+    return any(code in status for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"))
+
+
+class ServerAPI:
+    """Control-plane calls against one server; one-line errors for everything a user can get wrong."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client = grpc_aio.InferenceServerClient(url)
+
+    async def _call(self, what: str, coro: Any) -> Any:
+        try:
+            return await asyncio.wait_for(coro, CALL_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise ServerUnavailable(f"Triton at {self.url} did not answer {what} within {CALL_TIMEOUT_S:g} s") from exc
+        except InferenceServerException as exc:
+            if _is_unavailable(exc):
+                raise ServerUnavailable(f"cannot reach Triton at {self.url} (gRPC): {exc.message()}") from exc
+            raise
+        except grpc.aio.AioRpcError as exc:
+            raise ServerUnavailable(f"cannot reach Triton at {self.url} (gRPC): {exc.details()}") from exc
+
+    async def check_ready(self) -> None:
+        live = await self._call("a liveness check", self._client.is_server_live())
+        ready = await self._call("a readiness check", self._client.is_server_ready())
+        if not (live and ready):
+            raise ServerUnavailable(f"Triton at {self.url} is up but not ready (models still loading or failed)")
+
+    async def server_metadata(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("server metadata", self._client.get_server_metadata(as_json=True))
+        return result
+
+    async def model_names(self) -> list[str]:
+        index = await self._call("the repository index", self._client.get_model_repository_index(as_json=True))
+        return sorted({m["name"] for m in index.get("models", [])})
+
+    async def _model_call(self, model: str, version: str, what: str, coro: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await self._call(what, coro)
+        except InferenceServerException as exc:
+            names = await self.model_names()
+            shown = ", ".join(names) if names else "none"
+            label = f"{model!r} version {version}" if version else repr(model)
+            raise UnknownModel(
+                f"model {label} is not available on {self.url} ({exc.message()}); the server has: {shown}"
+            ) from exc
+        return result
+
+    async def model_metadata(self, model: str, version: str = "") -> dict[str, Any]:
+        return await self._model_call(
+            model, version, "model metadata", self._client.get_model_metadata(model, version, as_json=True)
+        )
+
+    async def model_config(self, model: str, version: str = "") -> dict[str, Any]:
+        result = await self._model_call(
+            model, version, "model config", self._client.get_model_config(model, version, as_json=True)
+        )
+        config: dict[str, Any] = result.get("config", result)
+        return config
+
+    async def model_stats(self, model: str, version: str = "") -> ModelStats:
+        """The model's cumulative statistics, summed over the versions the server reports."""
+        data = await self._model_call(
+            model, version, "model statistics",
+            self._client.get_inference_statistics(model, version, as_json=True),
+        )
+        entries = [parse_model_stats(e) for e in data.get("model_stats", [])]
+        total = parse_model_stats({})
+        for entry in entries:  # several ready versions: counters add
+            total = total + entry
+        return total
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,21 @@
+"""The embedded Triton server (optional extra: pip install 'loadgen[server]')."""
+
+from loadgen.server.embedded import (
+    EmbeddedServer,
+    EmbeddedServerError,
+    ServerNotInstalled,
+    ServerPorts,
+    default_model_repository,
+    serve_forever,
+    server_installed,
+)
+
+__all__ = [
+    "EmbeddedServer",
+    "EmbeddedServerError",
+    "ServerNotInstalled",
+    "ServerPorts",
+    "default_model_repository",
+    "serve_forever",
+    "server_installed",
+]

@@ -1,0 +1,19 @@
+"""Storage of runs: a SQLAlchemy database whose schema alembic owns."""
+
+from loadgen.storage.migrate import SchemaError, check_schema, current_revision, head_revision, upgrade
+from loadgen.storage.models import DEFAULT_DB_URL
+from loadgen.storage.store import MetricSampleRecord, RunNotFound, RunRecord, RunStore, StepRecord
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "MetricSampleRecord",
+    "RunNotFound",
+    "RunRecord",
+    "RunStore",
+    "SchemaError",
+    "StepRecord",
+    "check_schema",
+    "current_revision",
+    "head_revision",
+    "upgrade",
+]

@@ -1,0 +1,187 @@
+"""The database schema as SQLAlchemy models, and how loadgen connects to a database.
+
+The tables are created and changed only by the alembic revisions in
+``loadgen.migrations``; these models must match what those revisions build
+(a test compares them). Constraint names come from the naming convention so
+that later revisions can refer to them, SQLite's batch mode included.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Double,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    make_url,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+DEFAULT_DB_URL = "sqlite:///loadgen.db"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, whatever the backend keeps (SQLite keeps no zone).
+
+    A naive datetime is taken as local time, as Python's ``astimezone`` does.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        float: Double(),
+        int: BigInteger(),
+        bool: Boolean(),
+        bytes: LargeBinary(),
+        dict[str, Any]: JSON(),
+        list[dict[str, Any]]: JSON(),
+    }
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    scenario: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    server_url: Mapped[str] = mapped_column(String(1024))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    settings: Mapped[dict[str, Any]]
+    model_config: Mapped[dict[str, Any]]
+    model_metadata: Mapped[dict[str, Any]]
+    server_metadata: Mapped[dict[str, Any]]
+    host: Mapped[dict[str, Any]]
+    labels: Mapped[dict[str, Any]]
+
+
+class StepRow(Base):
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("run_id", "step_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step_index: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    request_rate: Mapped[float | None]
+    started_at: Mapped[datetime]
+    duration_s: Mapped[float]
+    request_count: Mapped[int]
+    inference_count: Mapped[int]
+    throughput: Mapped[float]
+    """Inferences per second."""
+    error_count: Mapped[int]
+    errors: Mapped[dict[str, Any]]
+    """Error message -> count."""
+    # Latencies in microseconds, read from the histogram; NULL where undefined (no requests).
+    lat_avg_us: Mapped[float | None]
+    lat_std_us: Mapped[float | None]
+    lat_min_us: Mapped[float | None]
+    lat_max_us: Mapped[float | None]
+    lat_p50_us: Mapped[float | None]
+    lat_p90_us: Mapped[float | None]
+    lat_p95_us: Mapped[float | None]
+    lat_p99_us: Mapped[float | None]
+    histogram: Mapped[bytes]
+    """``LatencyHistogram.encode()``: the source of truth for any other percentile."""
+    stable: Mapped[bool]
+    trials: Mapped[int] = mapped_column(Integer)
+    windows: Mapped[list[dict[str, Any]]]
+    # The server's /stats delta over the step; NULL when unavailable or reset.
+    server_inference_count: Mapped[int | None]
+    server_execution_count: Mapped[int | None]
+    server_success_count: Mapped[int | None]
+    server_fail_count: Mapped[int | None]
+    server_queue_us: Mapped[float | None]
+    """Average per request, as are the other ``server_*_us`` columns."""
+    server_compute_input_us: Mapped[float | None]
+    server_compute_infer_us: Mapped[float | None]
+    server_compute_output_us: Mapped[float | None]
+    server_request_us: Mapped[float | None]
+    """Average of the successful requests, as the server measured them."""
+    server_stats_reset: Mapped[bool]
+
+
+class BatchStatRow(Base):
+    __tablename__ = "batch_stats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[int] = mapped_column(Integer, ForeignKey("steps.id", ondelete="CASCADE"), index=True)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    execution_count: Mapped[int]
+    compute_input_count: Mapped[int]
+    compute_input_ns: Mapped[int]
+    compute_infer_count: Mapped[int]
+    compute_infer_ns: Mapped[int]
+    compute_output_count: Mapped[int]
+    compute_output_ns: Mapped[int]
+
+
+class MetricSampleRow(Base):
+    __tablename__ = "metric_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[int] = mapped_column(Integer, ForeignKey("steps.id", ondelete="CASCADE"), index=True)
+    ts: Mapped[float]
+    """Unix time of the scrape, seconds."""
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    labels: Mapped[dict[str, Any]]
+    value: Mapped[float | None]
+    """NULL stands for NaN, which not every backend stores (SQLite turns it into NULL anyway)."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets a report read while a run writes; SQLite enforces foreign keys (and so
+    # ON DELETE CASCADE) only when asked, per connection.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``, with the pragmas loadgen relies on when it is SQLite."""
+    engine = create_engine(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

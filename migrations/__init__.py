@@ -1,0 +1,1 @@
+"""Alembic revisions of the loadgen database, installed as ``loadgen.migrations``."""

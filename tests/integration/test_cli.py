@@ -1,0 +1,195 @@
+"""The ``loadgen`` command as a user runs it: exit codes, one-line errors, data kept on faults."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analysis import PERF_ANALYZER_COLUMNS
+from loadgen.results import RunStatus
+from loadgen.server import EmbeddedServer
+from loadgen.storage import RunStore, SchemaError
+
+QUICK = ["-p", "500", "--warmup", "200", "-r", "4"]
+
+
+def loadgen(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loadgen", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def start_loadgen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "loadgen", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("loadgen: error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def wait_for_steps(db: str, count: int, proc: subprocess.Popen[str], timeout_s: float = 120) -> int:
+    """Poll the database (as another reader would) until the run has ``count`` committed steps."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if Path(db.removeprefix("sqlite:///")).exists():
+            try:
+                with RunStore(db, auto_upgrade=False) as store:  # a reader never migrates
+                    runs = store.list_runs()
+            except SchemaError:  # the sweep is still creating the schema
+                continue
+            if runs and runs[0].step_count >= count:
+                return runs[0].id
+        time.sleep(0.2)
+    raise AssertionError("the sweep stored no step in time")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("bad", ["256..1", "0..4", "abc", ""])
+def test_malformed_range_is_a_usage_error_before_anything_starts(bad: str, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    result = loadgen("sweep", "-m", "identity", "--concurrency", bad, "-u", "127.0.0.1:1", "--db", f"sqlite:///{db}")
+    assert result.returncode == 2
+    assert "bad range" in one_line_error(result) or "empty range" in one_line_error(result)
+    assert not db.exists()
+
+
+def test_unreachable_server_exits_2_without_traceback(tmp_path: Path) -> None:
+    result = loadgen("sweep", "-m", "identity", "-u", f"127.0.0.1:{free_port()}", "--db", f"sqlite:///{tmp_path}/r.db")
+    assert result.returncode == 2
+    assert "cannot reach Triton" in one_line_error(result)
+
+
+def test_unknown_model_names_the_models_the_server_has(triton: EmbeddedServer, tmp_path: Path) -> None:
+    result = loadgen("sweep", "-m", "nope", "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/r.db")
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "'nope'" in line
+    assert "fixed_latency, identity, resnet" in line
+
+
+def test_sweep_show_runs_and_csv(triton: EmbeddedServer, tmp_path: Path) -> None:
+    db, out = f"sqlite:///{tmp_path}/r.db", tmp_path / "out.csv"
+    result = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--metrics-url", triton.metrics_url,
+                     "--concurrency", "1,4", *QUICK, "--db", db, "--csv", str(out), "--label", "team=perf")
+    assert result.returncode == 0, result.stderr
+    assert "Concurrent requests" in result.stdout and "p99 latency (ms)" in result.stdout
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0].keys())[: len(PERF_ANALYZER_COLUMNS)] == list(PERF_ANALYZER_COLUMNS)
+    assert [int(r["Concurrency"]) for r in rows] == [1, 4]
+    assert all(float(r["Inferences/Second"]) > 0 for r in rows)
+    assert all(int(r["p50 latency"]) <= int(r["p99 latency"]) for r in rows)
+
+    listing = loadgen("runs", "--db", db)
+    assert listing.returncode == 0 and "identity" in listing.stdout and "completed" in listing.stdout
+    shown = loadgen("show", "1", "--db", db)
+    assert shown.returncode == 0 and "run 1: identity" in shown.stdout
+    with RunStore(db) as store:
+        assert store.get_run(1).labels == {"team": "perf"}
+    missing = loadgen("show", "99", "--db", db)
+    assert missing.returncode == 2 and "no run 99" in one_line_error(missing)
+
+
+def test_server_killed_mid_sweep_fails_the_run_and_keeps_finished_steps(
+    fresh_triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    proc = start_loadgen("sweep", "-m", "identity", "-u", fresh_triton.grpc_url, "--metrics-url",
+                         fresh_triton.metrics_url, "--concurrency", "1,2,4,8,16,32", *QUICK, "--db", db, "-q")
+    run_id = wait_for_steps(db, 1, proc)
+    fresh_triton.kill()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert f"run {run_id} failed" in stderr
+    with RunStore(db) as store:
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.FAILED
+        assert run.error and "server lost" in run.error
+        assert 1 <= run.step_count < 6
+        assert all(s.throughput > 0 for s in store.steps(run_id))
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_exits_130(triton: EmbeddedServer, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    proc = start_loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--metrics-url", triton.metrics_url,
+                         "--concurrency", "1,2,4,8,16", *QUICK, "--db", db)
+    run_id = wait_for_steps(db, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    with RunStore(db) as store:
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.INTERRUPTED
+        assert run.step_count >= 1
+
+
+def test_embedded_flag_starts_and_stops_its_own_server(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    result = loadgen("sweep", "-m", "identity", "--concurrency", "1,2", *QUICK, "--embedded", "--db", db, "-q")
+    assert result.returncode == 0, result.stderr
+    with RunStore(db) as store:
+        (run,) = store.list_runs()
+        assert run.status is RunStatus.COMPLETED and run.step_count == 2
+        assert run.server_url.startswith("127.0.0.1:")
+    # no tritonserver left behind from this run
+    leftovers = subprocess.run(["pgrep", "-f", f"grpc-port={run.server_url.split(':')[1]}"], capture_output=True,
+                               check=False)
+    assert leftovers.returncode == 1
+
+
+def test_db_upgrade_and_current(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/fresh.db"
+    up = loadgen("db", "upgrade", "--db", db)
+    assert up.returncode == 0 and "-> 0001" in up.stdout
+    current = loadgen("db", "current", "--db", db)
+    assert current.returncode == 0 and "schema 0001" in current.stdout
+
+
+def test_not_a_loadgen_database_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table invoices (id integer)")
+    conn.close()
+    result = loadgen("runs", "--db", f"sqlite:///{path}")
+    assert result.returncode == 2
+    assert "not a loadgen database" in one_line_error(result)
+    with sqlite3.connect(path) as conn:  # untouched
+        assert conn.execute("select name from sqlite_master").fetchall() == [("invoices",)]
+    conn.close()
+
+
+def test_serve_refuses_a_taken_port(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = loadgen("serve", "--grpc-port", str(port), "--http-port", str(free_port()),
+                         "--metrics-port", str(free_port()), timeout=60)
+    assert result.returncode == 2
+    assert str(port) in one_line_error(result) and "in use" in one_line_error(result)
+
+
+def test_version() -> None:
+    result = loadgen("--version")
+    assert result.returncode == 0 and result.stdout.startswith("loadgen 0.")

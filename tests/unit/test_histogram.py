@@ -1,0 +1,93 @@
+import math
+
+import numpy as np
+import pytest
+
+from loadgen.histogram import COUNTS_LEN, HIGHEST_US, LatencyHistogram
+
+
+def _hist(values_us: np.ndarray) -> LatencyHistogram:
+    h = LatencyHistogram()
+    h.record_many_us(values_us)
+    return h
+
+
+def test_layout_matches_hdrhistogram_1us_60s_3_digits() -> None:
+    assert COUNTS_LEN == 17_408  # 16 buckets x 2048 sub-buckets, HdrHistogram's layout
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, 50.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0])
+def test_percentiles_within_a_tenth_of_a_percent_of_exact_nearest_rank(p: float) -> None:
+    rng = np.random.default_rng(7)
+    values = np.rint(rng.lognormal(7, 1.2, 100_000))  # ~0.1 ms .. 100 ms, integer microseconds
+    h = _hist(values)
+    ordered = np.sort(values)
+    rank = max(1, math.ceil(p / 100 * len(values) - 1e-9))
+    exact = ordered[rank - 1]
+    assert abs(h.percentile_us(p) - exact) <= exact * 0.001 + 1e-9
+
+
+def test_mean_std_min_max_are_exact() -> None:
+    values = np.array([3.2, 10.0, 1000.5, 250_000.25])
+    h = _hist(values)
+    assert h.mean_us == pytest.approx(values.mean())
+    assert h.std_us == pytest.approx(values.std())
+    assert (h.min_us, h.max_us) == (3.2, 250_000.25)
+    assert h.percentile_us(100) == 250_000.25
+
+
+def test_merge_is_exact_and_equals_recording_everything_in_one() -> None:
+    rng = np.random.default_rng(3)
+    parts = [rng.lognormal(6, 1, 5000) for _ in range(4)]
+    whole = _hist(np.concatenate(parts))
+    merged = LatencyHistogram.merged(_hist(p) for p in parts)
+    assert merged == whole
+    assert merged.count == 20_000
+    assert merged.mean_us == pytest.approx(whole.mean_us)
+    for p in (50, 99, 99.9):
+        assert merged.percentile_us(p) == whole.percentile_us(p)
+
+
+def test_record_ns_hot_path_buffers_and_flushes() -> None:
+    h = LatencyHistogram()
+    for i in range(10_000):  # more than one buffer
+        h.record_ns(1_000 * i + 400)
+    assert h.count == 10_000
+    assert h.min_us == pytest.approx(0.4)
+    assert h.max_us == pytest.approx(9_999.4)
+    assert abs(h.percentile_us(50) - 4_999.4) <= 5
+
+
+def test_out_of_range_values_are_counted_not_dropped() -> None:
+    h = _hist(np.array([-5.0, 10.0, HIGHEST_US * 2.0]))
+    assert (h.underflow, h.overflow, h.count) == (1, 1, 3)
+    assert h.percentile_us(100) == HIGHEST_US * 2.0
+    assert h.percentile_us(1) == -5.0
+
+
+def test_encode_decode_roundtrip_is_small() -> None:
+    rng = np.random.default_rng(1)
+    h = _hist(rng.lognormal(7, 1, 50_000))
+    blob = h.encode()
+    back = LatencyHistogram.decode(blob)
+    assert back == h
+    assert back.mean_us == pytest.approx(h.mean_us)
+    assert len(blob) < 40_000
+    assert LatencyHistogram.decode(LatencyHistogram().encode()).count == 0
+
+
+def test_decode_rejects_foreign_bytes() -> None:
+    with pytest.raises(ValueError):
+        LatencyHistogram.decode(b"nonsense")
+
+
+def test_empty_histogram_reads_nan() -> None:
+    h = LatencyHistogram()
+    assert h.count == 0
+    assert math.isnan(h.percentile_us(99))
+    assert math.isnan(h.mean_us)
+
+
+def test_bad_percentile_raises() -> None:
+    with pytest.raises(ValueError):
+        _hist(np.array([1.0])).percentile_us(101)

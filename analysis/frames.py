@@ -20,7 +20,9 @@ def steps_frame(steps: list[StepRecord]) -> pd.DataFrame:
         rows.append(row)
     columns = [f.name for f in dataclasses.fields(StepRecord) if f.name not in _SKIP] + ["errors"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({c: "float64" for c in columns if c.startswith(("lat_", "server_")) and c.endswith("_us")})
+    return frame.astype(
+        {c: "float64" for c in columns if c.startswith(("lat_", "server_")) and c.endswith("_us")}
+    )
 
 
 def load_run(db_url: str, run_id: int) -> tuple[RunRecord, pd.DataFrame]:

@@ -30,9 +30,19 @@ def latency_table(steps: pd.DataFrame) -> pd.DataFrame:
 
 
 PERF_ANALYZER_COLUMNS = (
-    "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
-    "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
-    "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+    "Concurrency",
+    "Inferences/Second",
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+    "p50 latency",
+    "p90 latency",
+    "p95 latency",
+    "p99 latency",
 )
 
 
@@ -45,8 +55,10 @@ def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
     Rows stay in load order (perf_analyzer sorts by throughput).
     """
     server = (
-        steps["server_queue_us"].fillna(0) + steps["server_compute_input_us"].fillna(0)
-        + steps["server_compute_infer_us"].fillna(0) + steps["server_compute_output_us"].fillna(0)
+        steps["server_queue_us"].fillna(0)
+        + steps["server_compute_input_us"].fillna(0)
+        + steps["server_compute_infer_us"].fillna(0)
+        + steps["server_compute_output_us"].fillna(0)
     )
     network = np.maximum(steps["lat_avg_us"] - server, 0.0)
     frame = pd.DataFrame(
@@ -75,7 +87,9 @@ def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
             "Duration (s)": steps["duration_s"],
         }
     )
-    latency_columns = [c for c in frame.columns if c.endswith("latency") or c.startswith(("Server", "Network"))]
+    latency_columns = [
+        c for c in frame.columns if c.endswith("latency") or c.startswith(("Server", "Network"))
+    ]
     frame[latency_columns] = frame[latency_columns].round().astype("Int64")
     return frame
 

@@ -42,13 +42,15 @@ def _labels(items: Sequence[str]) -> dict[str, str]:
 def _add_db(parser: argparse.ArgumentParser) -> None:
     from loadgen.storage import DEFAULT_DB_URL
 
-    parser.add_argument("--db", default=DEFAULT_DB_URL, help="SQLAlchemy URL of the runs database "
-                        f"(default {DEFAULT_DB_URL})")
+    parser.add_argument(
+        "--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the runs database (default {DEFAULT_DB_URL})"
+    )
 
 
 def _add_server_ports(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-repository", type=Path, default=None,
-                        help="model repository (default: ./model_repository)")
+    parser.add_argument(
+        "--model-repository", type=Path, default=None, help="model repository (default: ./model_repository)"
+    )
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
@@ -63,35 +65,66 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the embedded Triton server (CPU, Python backend)")
     _add_server_ports(serve)
-    serve.add_argument("--log-file", type=Path, default=None, help="write the server log here instead of stdout")
+    serve.add_argument(
+        "--log-file", type=Path, default=None, help="write the server log here instead of stdout"
+    )
     serve.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose level")
 
     sweep = sub.add_parser("sweep", help="measure a model over a range of concurrency levels")
     sweep.add_argument("-m", "--model", required=True, help="model name on the server")
-    sweep.add_argument("-x", "--model-version", default="", help="model version (default: the server's choice)")
-    sweep.add_argument("-u", "--url", default=DEFAULT_GRPC_URL, help=f"gRPC address (default {DEFAULT_GRPC_URL})")
-    sweep.add_argument("--concurrency", "--concurrency-range", default="1", metavar="RANGE",
-                       help="levels: A..B doubles, A..B:S steps, A..B:xF multiplies, a,b,c lists, "
-                            "start:end:step as perf_analyzer (default 1)")
-    sweep.add_argument("-p", "--measurement-interval", type=int, default=5000, metavar="MS",
-                       help="measurement window in ms (default 5000)")
-    sweep.add_argument("--warmup", type=int, default=1000, metavar="MS", help="warm-up per step in ms (default 1000)")
-    sweep.add_argument("-s", "--stability-percentage", type=float, default=10.0,
-                       help="max deviation of the last 3 windows from their mean, %% (default 10)")
+    sweep.add_argument(
+        "-x", "--model-version", default="", help="model version (default: the server's choice)"
+    )
+    sweep.add_argument(
+        "-u", "--url", default=DEFAULT_GRPC_URL, help=f"gRPC address (default {DEFAULT_GRPC_URL})"
+    )
+    sweep.add_argument(
+        "--concurrency",
+        "--concurrency-range",
+        default="1",
+        metavar="RANGE",
+        help="levels: A..B doubles, A..B:S steps, A..B:xF multiplies, a,b,c lists, "
+        "start:end:step as perf_analyzer (default 1)",
+    )
+    sweep.add_argument(
+        "-p",
+        "--measurement-interval",
+        type=int,
+        default=5000,
+        metavar="MS",
+        help="measurement window in ms (default 5000)",
+    )
+    sweep.add_argument(
+        "--warmup", type=int, default=1000, metavar="MS", help="warm-up per step in ms (default 1000)"
+    )
+    sweep.add_argument(
+        "-s",
+        "--stability-percentage",
+        type=float,
+        default=10.0,
+        help="max deviation of the last 3 windows from their mean, %% (default 10)",
+    )
     sweep.add_argument("-r", "--max-trials", type=int, default=10, help="max windows per step (default 10)")
     sweep.add_argument("-b", "--batch-size", type=int, default=1)
     sweep.add_argument("--input-data", default="random", choices=["random", "zero"])
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random input data")
-    sweep.add_argument("--metrics-url", default=None,
-                       help="Prometheus endpoint (default: the server's host, port 8002)")
-    sweep.add_argument("--metrics-interval", type=int, default=1000, metavar="MS",
-                       help="scrape period in ms (default 1000)")
+    sweep.add_argument(
+        "--metrics-url", default=None, help="Prometheus endpoint (default: the server's host, port 8002)"
+    )
+    sweep.add_argument(
+        "--metrics-interval", type=int, default=1000, metavar="MS", help="scrape period in ms (default 1000)"
+    )
     sweep.add_argument("--no-metrics", action="store_true", help="do not scrape the metrics endpoint")
     sweep.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="tag the run")
     sweep.add_argument("--csv", type=Path, default=None, help="write perf_analyzer's -f CSV (+ our columns)")
-    sweep.add_argument("--embedded", action="store_true",
-                       help="start the embedded server on free ports for this run and stop it after")
-    sweep.add_argument("--model-repository", type=Path, default=None, help="with --embedded: model repository")
+    sweep.add_argument(
+        "--embedded",
+        action="store_true",
+        help="start the embedded server on free ports for this run and stop it after",
+    )
+    sweep.add_argument(
+        "--model-repository", type=Path, default=None, help="with --embedded: model repository"
+    )
     sweep.add_argument("-q", "--quiet", action="store_true", help="no live progress")
     _add_db(sweep)
 
@@ -155,10 +188,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if args.embedded:
             server = stack.enter_context(_embedded(args, err))
-            settings = SweepSettings(**{
-                **settings.__dict__, "url": server.grpc_url,
-                "metrics_url": "" if args.no_metrics else server.metrics_url,
-            })
+            settings = SweepSettings(
+                **{
+                    **settings.__dict__,
+                    "url": server.grpc_url,
+                    "metrics_url": "" if args.no_metrics else server.metrics_url,
+                }
+            )
         store = RunStore(args.db)
         stack.callback(store.close)
         progress = None
@@ -169,8 +205,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         outcome = _run_async(execute_sweep(settings, store, listener=progress))
     _print_run(store_url=args.db, run_id=outcome.run_id, csv_path=args.csv)
     if outcome.status is RunStatus.FAILED:
-        print(f"loadgen: run {outcome.run_id} failed: {outcome.error} "
-              f"({len(outcome.steps)} finished step(s) kept)", file=sys.stderr)
+        print(
+            f"loadgen: run {outcome.run_id} failed: {outcome.error} "
+            f"({len(outcome.steps)} finished step(s) kept)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_OK
 
@@ -229,7 +268,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from loadgen.server import EmbeddedServer, ServerPorts, serve_forever
 
     ports = ServerPorts(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port)
-    server = EmbeddedServer(args.model_repository, ports, log_file=args.log_file, log_verbose=args.log_verbose)
+    server = EmbeddedServer(
+        args.model_repository, ports, log_file=args.log_file, log_verbose=args.log_verbose
+    )
     return serve_forever(server, stream_log=args.log_file is None)
 
 
@@ -241,8 +282,10 @@ def cmd_db(args: argparse.Namespace) -> int:
         migrate.upgrade(args.db)
         print(f"{args.db}: schema {before or 'empty'} -> {migrate.current_revision(args.db)}")
     else:
-        print(f"{args.db}: schema {migrate.current_revision(args.db) or 'empty'} "
-              f"(this loadgen needs {migrate.head_revision()})")
+        print(
+            f"{args.db}: schema {migrate.current_revision(args.db) or 'empty'} "
+            f"(this loadgen needs {migrate.head_revision()})"
+        )
     return EXIT_OK
 
 
@@ -265,8 +308,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("loadgen: interrupted; finished steps are kept", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ConfigError, UsageError, ServerUnavailable, UnknownModel, EmbeddedServerError, RunNotFound,
-            SchemaError) as exc:
+    except (
+        ConfigError,
+        UsageError,
+        ServerUnavailable,
+        UnknownModel,
+        EmbeddedServerError,
+        RunNotFound,
+        SchemaError,
+    ) as exc:
         _fail(str(exc), EXIT_USAGE)
 
 

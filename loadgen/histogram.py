@@ -220,8 +220,16 @@ class LatencyHistogram:
         nz = np.flatnonzero(self.counts).astype(np.int32)
         body = nz.tobytes() + self.counts[nz].astype(np.int64).tobytes()
         header = _HEADER.pack(
-            _MAGIC, COUNTS_LEN, LOWEST_US, HIGHEST_US, int(self.counts.sum()), self.underflow,
-            self.overflow, int(nz.size), self.min_us, self.max_us,
+            _MAGIC,
+            COUNTS_LEN,
+            LOWEST_US,
+            HIGHEST_US,
+            int(self.counts.sum()),
+            self.underflow,
+            self.overflow,
+            int(nz.size),
+            self.min_us,
+            self.max_us,
         )
         return header + _SUMS.pack(self.sum_us, self.sum_sq_us) + zlib.compress(body, 6)
 

@@ -15,9 +15,18 @@ from loadgen.config import ConfigError
 from loadgen.transports.base import InferRequestSpec, InputTensor
 
 _NUMPY = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
 }
 STRING_LENGTH = 16
 
@@ -28,7 +37,7 @@ def _random(datatype: str, shape: tuple[int, ...], rng: np.random.Generator) -> 
         return rng.integers(0, 2, size=shape).astype(np.bool_)
     if dtype.kind == "f":
         return rng.random(size=shape).astype(dtype)
-    info = np.iinfo(dtype)
+    info = np.iinfo(dtype)  # type: ignore[type-var]  # integer kinds only here
     return rng.integers(max(info.min, -128), min(info.max, 127), size=shape, endpoint=True).astype(dtype)
 
 
@@ -40,7 +49,9 @@ def _bytes_tensor(shape: tuple[int, ...], rng: np.random.Generator | None) -> by
         if rng is None:
             element = b"0" * STRING_LENGTH
         else:
-            element = bytes(rng.integers(ord("a"), ord("z"), size=STRING_LENGTH, endpoint=True).astype(np.uint8))
+            element = bytes(
+                rng.integers(ord("a"), ord("z"), size=STRING_LENGTH, endpoint=True).astype(np.uint8)
+            )
         chunks.append(len(element).to_bytes(4, "little") + element)
     return b"".join(chunks)
 
@@ -60,8 +71,9 @@ def build_request(
     """
     max_batch = int(config.get("max_batch_size", 0) or 0)
     if max_batch == 0 and batch_size > 1:
-        raise ConfigError(f"model {metadata['name']!r} does not support batching (max_batch_size 0): "
-                          f"--batch-size must be 1")
+        raise ConfigError(
+            f"model {metadata['name']!r} does not support batching (max_batch_size 0): --batch-size must be 1"
+        )
     if max_batch and batch_size > max_batch:
         raise ConfigError(f"--batch-size {batch_size} exceeds the model's max_batch_size {max_batch}")
     rng = np.random.default_rng(seed) if input_data == "random" else None
@@ -72,8 +84,10 @@ def build_request(
         if max_batch:
             dims = [batch_size, *dims[1:]]
         if any(d < 0 for d in dims):
-            raise ConfigError(f"input {name!r} of model {metadata['name']!r} has a variable dimension "
-                              f"{spec['shape']}: this version of loadgen needs fixed shapes")
+            raise ConfigError(
+                f"input {name!r} of model {metadata['name']!r} has a variable dimension "
+                f"{spec['shape']}: this version of loadgen needs fixed shapes"
+            )
         shape = tuple(dims)
         if datatype == "BYTES":
             data = _bytes_tensor(shape, rng)

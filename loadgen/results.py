@@ -77,8 +77,12 @@ class ModelStats:
         for size in sorted(mine.keys() | theirs.keys()):
             a = mine.get(size, BatchStat(size, zero, zero, zero))
             b = theirs.get(size, BatchStat(size, zero, zero, zero))
-            combined = BatchStat(size, op(a.compute_input, b.compute_input), op(a.compute_infer, b.compute_infer),
-                                 op(a.compute_output, b.compute_output))
+            combined = BatchStat(
+                size,
+                op(a.compute_input, b.compute_input),
+                op(a.compute_infer, b.compute_infer),
+                op(a.compute_output, b.compute_output),
+            )
             if combined.execution_count or combined.compute_input.count or combined.compute_output.count:
                 batches.append(combined)
         return ModelStats(
@@ -105,8 +109,16 @@ class ModelStats:
     def went_down(self) -> bool:
         """True if any counter of this delta is negative: the model was reloaded meanwhile."""
         counters = [self.inference_count, self.execution_count]
-        for stat in (self.success, self.fail, self.queue, self.compute_input, self.compute_infer,
-                     self.compute_output, self.cache_hit, self.cache_miss):
+        for stat in (
+            self.success,
+            self.fail,
+            self.queue,
+            self.compute_input,
+            self.compute_infer,
+            self.compute_output,
+            self.cache_hit,
+            self.cache_miss,
+        ):
             counters += [stat.count, stat.ns]
         for b in self.batch_stats:
             counters += [b.compute_input.count, b.compute_infer.count, b.compute_output.count]

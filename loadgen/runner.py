@@ -52,8 +52,12 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, Inf
     metadata = await api.model_metadata(settings.model, settings.model_version)
     config = await api.model_config(settings.model, settings.model_version)
     request = build_request(
-        metadata, config, batch_size=settings.batch_size, input_data=settings.input_data,
-        seed=settings.seed, model_version=settings.model_version,
+        metadata,
+        config,
+        batch_size=settings.batch_size,
+        input_data=settings.input_data,
+        seed=settings.seed,
+        model_version=settings.model_version,
     )
     info = RunInfo(
         settings=settings.to_dict(),

@@ -15,7 +15,9 @@ from loadgen.results import StepResult, WindowResult
 class SweepProgress:
     """One bar over the sweep's steps; the text shows the current step's last window."""
 
-    def __init__(self, levels: tuple[int, ...], console: Console | None = None, label: str = "concurrency") -> None:
+    def __init__(
+        self, levels: tuple[int, ...], console: Console | None = None, label: str = "concurrency"
+    ) -> None:
         self.levels = levels
         self.label = label
         self._progress = Progress(
@@ -35,8 +37,9 @@ class SweepProgress:
         self._task = self._progress.add_task("sweep", total=len(self.levels), status="starting")
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
     def _update(self, **fields: object) -> None:

@@ -23,8 +23,9 @@ def _cell(value: object) -> str:
 
 
 def print_latency_table(run: RunRecord, table: pd.DataFrame, console: Console) -> None:
-    title = (f"run {run.id}: {run.model} ({run.scenario}) on {run.server_url} - {run.status}"
-             + (f": {run.error}" if run.error else ""))
+    title = f"run {run.id}: {run.model} ({run.scenario}) on {run.server_url} - {run.status}" + (
+        f": {run.error}" if run.error else ""
+    )
     out = Table(title=title, title_justify="left")
     for column in table.columns:
         out.add_column(column, justify="right")
@@ -37,12 +38,31 @@ def print_latency_table(run: RunRecord, table: pd.DataFrame, console: Console) -
 
 def print_runs(runs: Sequence[RunRecord], console: Console) -> None:
     out = Table(title_justify="left")
-    for column in ("Run", "Model", "Scenario", "Levels", "Steps", "Status", "Started (UTC)", "Duration", "Note"):
+    for column in (
+        "Run",
+        "Model",
+        "Scenario",
+        "Levels",
+        "Steps",
+        "Status",
+        "Started (UTC)",
+        "Duration",
+        "Note",
+    ):
         out.add_column(column)
     for run in runs:
         levels = run.settings.get("levels", [])
         shown = ",".join(map(str, levels[:6])) + ("..." if len(levels) > 6 else "")
         duration = f"{(run.ended_at - run.started_at).total_seconds():.0f} s" if run.ended_at else "-"
-        out.add_row(str(run.id), run.model, run.scenario, shown, str(run.step_count), str(run.status),
-                    run.started_at.strftime("%Y-%m-%d %H:%M:%S"), duration, run.error or "")
+        out.add_row(
+            str(run.id),
+            run.model,
+            run.scenario,
+            shown,
+            str(run.step_count),
+            str(run.status),
+            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            duration,
+            run.error or "",
+        )
     console.print(out if runs else "no runs stored yet")

@@ -33,7 +33,9 @@ class ClosedLoop:
     async def _slot(self, index: int) -> None:
         send = self.transport.sender(index)
         clock = time.perf_counter_ns
-        requests = itertools.cycle(self.requests[index % len(self.requests) :] + self.requests[: index % len(self.requests)])
+        requests = itertools.cycle(
+            self.requests[index % len(self.requests) :] + self.requests[: index % len(self.requests)]
+        )
         while self._running:
             request = next(requests)
             start = clock()

@@ -26,7 +26,9 @@ async def run_sweep(
     prepared = [transport.prepare(request)]
     metrics_url = settings.resolved_metrics_url
     scraper = (
-        MetricsScraper(metrics_url, settings.measurement.metrics_interval_ms / 1000.0) if metrics_url else None
+        MetricsScraper(metrics_url, settings.measurement.metrics_interval_ms / 1000.0)
+        if metrics_url
+        else None
     )
 
     async def stats() -> ModelStats:
@@ -37,8 +39,13 @@ async def run_sweep(
         for index, level in enumerate(settings.levels):
             load = ClosedLoop(transport, prepared, level)
             step = await measure_step(
-                index, load, settings.measurement, batch_size=settings.batch_size,
-                stats=stats, scraper=scraper, listener=listener,
+                index,
+                load,
+                settings.measurement,
+                batch_size=settings.batch_size,
+                stats=stats,
+                scraper=scraper,
+                listener=listener,
             )
             on_step(step)
             results.append(step)

@@ -3,4 +3,11 @@
 from loadgen.scrape.metrics import MetricsScraper, parse_metrics
 from loadgen.scrape.server_api import ServerAPI, ServerUnavailable, UnknownModel, parse_model_stats
 
-__all__ = ["MetricsScraper", "ServerAPI", "ServerUnavailable", "UnknownModel", "parse_metrics", "parse_model_stats"]
+__all__ = [
+    "MetricsScraper",
+    "ServerAPI",
+    "ServerUnavailable",
+    "UnknownModel",
+    "parse_metrics",
+    "parse_model_stats",
+]

@@ -80,7 +80,9 @@ class ServerAPI:
         try:
             return await asyncio.wait_for(coro, CALL_TIMEOUT_S)
         except TimeoutError as exc:
-            raise ServerUnavailable(f"Triton at {self.url} did not answer {what} within {CALL_TIMEOUT_S:g} s") from exc
+            raise ServerUnavailable(
+                f"Triton at {self.url} did not answer {what} within {CALL_TIMEOUT_S:g} s"
+            ) from exc
         except InferenceServerException as exc:
             if _is_unavailable(exc):
                 raise ServerUnavailable(f"cannot reach Triton at {self.url} (gRPC): {exc.message()}") from exc
@@ -92,14 +94,20 @@ class ServerAPI:
         live = await self._call("a liveness check", self._client.is_server_live())
         ready = await self._call("a readiness check", self._client.is_server_ready())
         if not (live and ready):
-            raise ServerUnavailable(f"Triton at {self.url} is up but not ready (models still loading or failed)")
+            raise ServerUnavailable(
+                f"Triton at {self.url} is up but not ready (models still loading or failed)"
+            )
 
     async def server_metadata(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("server metadata", self._client.get_server_metadata(as_json=True))
+        result: dict[str, Any] = await self._call(
+            "server metadata", self._client.get_server_metadata(as_json=True)
+        )
         return result
 
     async def model_names(self) -> list[str]:
-        index = await self._call("the repository index", self._client.get_model_repository_index(as_json=True))
+        index = await self._call(
+            "the repository index", self._client.get_model_repository_index(as_json=True)
+        )
         return sorted({m["name"] for m in index.get("models", [])})
 
     async def _model_call(self, model: str, version: str, what: str, coro: Any) -> dict[str, Any]:
@@ -129,7 +137,9 @@ class ServerAPI:
     async def model_stats(self, model: str, version: str = "") -> ModelStats:
         """The model's cumulative statistics, summed over the versions the server reports."""
         data = await self._model_call(
-            model, version, "model statistics",
+            model,
+            version,
+            "model statistics",
             self._client.get_inference_statistics(model, version, as_json=True),
         )
         entries = [parse_model_stats(e) for e in data.get("model_stats", [])]

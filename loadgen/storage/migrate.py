@@ -108,8 +108,9 @@ def ensure_schema(conn: Connection, *, auto_upgrade: bool) -> None:
             f"(which needs {head}): it was written by a newer loadgen, upgrade loadgen"
         )
     if not auto_upgrade:
-        raise SchemaError(f"database {url} is at schema revision {current or 'base'}, "
-                          f"loadgen needs {head}: {hint}")
+        raise SchemaError(
+            f"database {url} is at schema revision {current or 'base'}, loadgen needs {head}: {hint}"
+        )
     log.warning("upgrading database %s from schema revision %s to %s", url, current or "base", head)
     _upgrade(conn)
 

@@ -21,13 +21,15 @@ QUICK = ["-p", "500", "--warmup", "200", "-r", "4"]
 
 
 def loadgen(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadgen", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "loadgen", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def start_loadgen(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "loadgen", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadgen", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -64,14 +66,18 @@ def free_port() -> int:
 @pytest.mark.parametrize("bad", ["256..1", "0..4", "abc", ""])
 def test_malformed_range_is_a_usage_error_before_anything_starts(bad: str, tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
-    result = loadgen("sweep", "-m", "identity", "--concurrency", bad, "-u", "127.0.0.1:1", "--db", f"sqlite:///{db}")
+    result = loadgen(
+        "sweep", "-m", "identity", "--concurrency", bad, "-u", "127.0.0.1:1", "--db", f"sqlite:///{db}"
+    )
     assert result.returncode == 2
     assert "bad range" in one_line_error(result) or "empty range" in one_line_error(result)
     assert not db.exists()
 
 
 def test_unreachable_server_exits_2_without_traceback(tmp_path: Path) -> None:
-    result = loadgen("sweep", "-m", "identity", "-u", f"127.0.0.1:{free_port()}", "--db", f"sqlite:///{tmp_path}/r.db")
+    result = loadgen(
+        "sweep", "-m", "identity", "-u", f"127.0.0.1:{free_port()}", "--db", f"sqlite:///{tmp_path}/r.db"
+    )
     assert result.returncode == 2
     assert "cannot reach Triton" in one_line_error(result)
 
@@ -86,8 +92,24 @@ def test_unknown_model_names_the_models_the_server_has(triton: EmbeddedServer, t
 
 def test_sweep_show_runs_and_csv(triton: EmbeddedServer, tmp_path: Path) -> None:
     db, out = f"sqlite:///{tmp_path}/r.db", tmp_path / "out.csv"
-    result = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--metrics-url", triton.metrics_url,
-                     "--concurrency", "1,4", *QUICK, "--db", db, "--csv", str(out), "--label", "team=perf")
+    result = loadgen(
+        "sweep",
+        "-m",
+        "identity",
+        "-u",
+        triton.grpc_url,
+        "--metrics-url",
+        triton.metrics_url,
+        "--concurrency",
+        "1,4",
+        *QUICK,
+        "--db",
+        db,
+        "--csv",
+        str(out),
+        "--label",
+        "team=perf",
+    )
     assert result.returncode == 0, result.stderr
     assert "Concurrent requests" in result.stdout and "p99 latency (ms)" in result.stdout
     with out.open() as handle:
@@ -111,8 +133,21 @@ def test_server_killed_mid_sweep_fails_the_run_and_keeps_finished_steps(
     fresh_triton: EmbeddedServer, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    proc = start_loadgen("sweep", "-m", "identity", "-u", fresh_triton.grpc_url, "--metrics-url",
-                         fresh_triton.metrics_url, "--concurrency", "1,2,4,8,16,32", *QUICK, "--db", db, "-q")
+    proc = start_loadgen(
+        "sweep",
+        "-m",
+        "identity",
+        "-u",
+        fresh_triton.grpc_url,
+        "--metrics-url",
+        fresh_triton.metrics_url,
+        "--concurrency",
+        "1,2,4,8,16,32",
+        *QUICK,
+        "--db",
+        db,
+        "-q",
+    )
     run_id = wait_for_steps(db, 1, proc)
     fresh_triton.kill()
     _, stderr = proc.communicate(timeout=120)
@@ -129,8 +164,20 @@ def test_server_killed_mid_sweep_fails_the_run_and_keeps_finished_steps(
 
 def test_ctrl_c_marks_the_run_interrupted_and_exits_130(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    proc = start_loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--metrics-url", triton.metrics_url,
-                         "--concurrency", "1,2,4,8,16", *QUICK, "--db", db)
+    proc = start_loadgen(
+        "sweep",
+        "-m",
+        "identity",
+        "-u",
+        triton.grpc_url,
+        "--metrics-url",
+        triton.metrics_url,
+        "--concurrency",
+        "1,2,4,8,16",
+        *QUICK,
+        "--db",
+        db,
+    )
     run_id = wait_for_steps(db, 1, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -144,15 +191,18 @@ def test_ctrl_c_marks_the_run_interrupted_and_exits_130(triton: EmbeddedServer, 
 
 def test_embedded_flag_starts_and_stops_its_own_server(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen("sweep", "-m", "identity", "--concurrency", "1,2", *QUICK, "--embedded", "--db", db, "-q")
+    result = loadgen(
+        "sweep", "-m", "identity", "--concurrency", "1,2", *QUICK, "--embedded", "--db", db, "-q"
+    )
     assert result.returncode == 0, result.stderr
     with RunStore(db) as store:
         (run,) = store.list_runs()
         assert run.status is RunStatus.COMPLETED and run.step_count == 2
         assert run.server_url.startswith("127.0.0.1:")
     # no tritonserver left behind from this run
-    leftovers = subprocess.run(["pgrep", "-f", f"grpc-port={run.server_url.split(':')[1]}"], capture_output=True,
-                               check=False)
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"grpc-port={run.server_url.split(':')[1]}"], capture_output=True, check=False
+    )
     assert leftovers.returncode == 1
 
 
@@ -184,8 +234,16 @@ def test_serve_refuses_a_taken_port(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = loadgen("serve", "--grpc-port", str(port), "--http-port", str(free_port()),
-                         "--metrics-port", str(free_port()), timeout=60)
+        result = loadgen(
+            "serve",
+            "--grpc-port",
+            str(port),
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            timeout=60,
+        )
     assert result.returncode == 2
     assert str(port) in one_line_error(result) and "in use" in one_line_error(result)
 

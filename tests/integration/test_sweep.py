@@ -22,15 +22,16 @@ from loadgen.transports.grpc import GrpcTransport
 FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=6)
 
 
-def _settings(triton: EmbeddedServer, model: str, levels: tuple[int, ...], **kw: object) -> SweepSettings:
+def _settings(
+    triton: EmbeddedServer, model: str, levels: tuple[int, ...], measurement: MeasurementSettings = FAST
+) -> SweepSettings:
     return SweepSettings(
         model=model,
         levels=levels,
         url=triton.grpc_url,
         metrics_url=triton.metrics_url,
-        measurement=FAST,
-        **kw,
-    )  # type: ignore[arg-type]
+        measurement=measurement,
+    )
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 import math
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from loadgen.histogram import COUNTS_LEN, HIGHEST_US, LatencyHistogram
 
 
-def _hist(values_us: np.ndarray) -> LatencyHistogram:
+def _hist(values_us: npt.NDArray[np.float64]) -> LatencyHistogram:
     h = LatencyHistogram()
     h.record_many_us(values_us)
     return h

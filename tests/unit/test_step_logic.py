@@ -6,8 +6,13 @@ from loadgen.scrape.server_api import parse_model_stats
 
 
 def _w(throughput: float, latency_us: float) -> WindowResult:
-    return WindowResult(duration_s=1.0, request_count=int(throughput), inference_count=int(throughput),
-                        error_count=0, mean_latency_us=latency_us)
+    return WindowResult(
+        duration_s=1.0,
+        request_count=int(throughput),
+        inference_count=int(throughput),
+        error_count=0,
+        mean_latency_us=latency_us,
+    )
 
 
 def test_stable_needs_three_windows_within_percentage_of_mean() -> None:
@@ -19,11 +24,22 @@ def test_stable_needs_three_windows_within_percentage_of_mean() -> None:
 
 
 GRPC_JSON = {  # gRPC's JSON form: int64 as strings, zero fields omitted
-    "name": "identity", "version": "1", "inference_count": "40", "execution_count": "10",
-    "inference_stats": {"success": {"count": "40", "ns": "4000000"}, "queue": {"count": "40", "ns": "800000"},
-                        "compute_infer": {"count": "40", "ns": "2000000"}, "fail": {}},
+    "name": "identity",
+    "version": "1",
+    "inference_count": "40",
+    "execution_count": "10",
+    "inference_stats": {
+        "success": {"count": "40", "ns": "4000000"},
+        "queue": {"count": "40", "ns": "800000"},
+        "compute_infer": {"count": "40", "ns": "2000000"},
+        "fail": {},
+    },
     "batch_stats": [
-        {"batch_size": "4", "compute_infer": {"count": "10", "ns": "500000"}, "compute_input": {"count": "10"}},
+        {
+            "batch_size": "4",
+            "compute_infer": {"count": "10", "ns": "500000"},
+            "compute_input": {"count": "10"},
+        },
     ],
 }
 
@@ -34,14 +50,20 @@ def test_parse_model_stats_from_grpc_json() -> None:
     assert stats.success == DurationStat(40, 4_000_000)
     assert stats.fail == DurationStat()
     assert stats.queue.avg_us == 20.0
-    assert stats.batch_stats == (BatchStat(4, DurationStat(10, 0), DurationStat(10, 500_000), DurationStat()),)
+    assert stats.batch_stats == (
+        BatchStat(4, DurationStat(10, 0), DurationStat(10, 500_000), DurationStat()),
+    )
 
 
 def test_delta_and_reset_detection() -> None:
     before = parse_model_stats(GRPC_JSON)
     later = dict(GRPC_JSON, inference_count="60", execution_count="15")
     later["batch_stats"] = [
-        {"batch_size": "4", "compute_infer": {"count": "13", "ns": "650000"}, "compute_input": {"count": "13"}},
+        {
+            "batch_size": "4",
+            "compute_infer": {"count": "13", "ns": "650000"},
+            "compute_input": {"count": "13"},
+        },
         {"batch_size": "1", "compute_infer": {"count": "2", "ns": "20000"}},
     ]
     delta = parse_model_stats(later) - before

@@ -127,7 +127,10 @@ def test_round_trip(store: RunStore) -> None:
 
     run = store.get_run(run_id)
     assert (run.model, run.model_version, run.scenario, run.server_url) == (
-        "resnet", "1", "concurrency", "localhost:8001",
+        "resnet",
+        "1",
+        "concurrency",
+        "localhost:8001",
     )
     assert run.status is RunStatus.RUNNING and run.ended_at is None and run.error is None
     assert run.started_at == T0 and run.started_at.tzinfo is UTC
@@ -345,7 +348,9 @@ def test_alembic_cli_head_matches() -> None:
     ini = Path(__file__).resolve().parents[2] / "migrations" / "alembic.ini"
     out = subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(ini), "heads"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out.split() == [head_revision(), "(head)"]
 

@@ -1,8 +1,19 @@
-"""Fixed service time model: every execution lasts SERVICE_TIME_MS (config parameter).
+"""Fixed service time model: a single-server queue with service time S (SERVICE_TIME_MS).
 
-The deadline is computed from the start of the execution, and the last stretch
-is spun rather than slept, so the service time holds to a few microseconds even
-though the OS sleep may overshoot.
+Closed-loop theory needs the *instance* to have service time S: one completion
+every S while requests wait, so throughput is 1/S and latency C x S. A Python
+backend instance also spends time outside ``execute`` (hand-off between Triton
+and this process: about 1 ms on a 2-core VM), which would add to S. So the
+instance paces its completions instead of sleeping a fixed S inside ``execute``:
+
+    end = max(start + S / 2, previous_end + S + slack)
+
+While busy (the next request is handed over right after the previous one ends)
+completions are exactly S + slack apart: the hand-off is absorbed, not added.
+An instance that idled longer than S holds its request S / 2 at least. The slack
+(PACING_SLACK_US, default 100 us = 1% of S) keeps a lone client's latency at or
+above S: its next request can only arrive after its previous answer.
+The last stretch before the deadline is spun, not slept, for precision.
 """
 
 import json
@@ -15,14 +26,18 @@ _SPIN_NS = 300_000  # sleep until 0.3 ms before the deadline, then spin
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        value = config["parameters"]["SERVICE_TIME_MS"]["string_value"]
-        self.service_ns = int(float(value) * 1e6)
-        if self.service_ns <= 0:
+        params = json.loads(args["model_config"]).get("parameters", {})
+        self.period_ns = int(float(params["SERVICE_TIME_MS"]["string_value"]) * 1e6)
+        slack = params.get("PACING_SLACK_US", {}).get("string_value", "100")
+        self.period_ns += int(float(slack) * 1e3)
+        if self.period_ns <= 0:
             raise pb_utils.TritonModelException("SERVICE_TIME_MS must be > 0")
+        self.min_hold_ns = self.period_ns // 2
+        self.last_end = 0
 
     def execute(self, requests):
-        deadline = time.perf_counter_ns() + self.service_ns
+        start = time.perf_counter_ns()
+        deadline = max(start + self.min_hold_ns, self.last_end + self.period_ns)
         responses = []
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, "INPUT0")
@@ -33,4 +48,5 @@ class TritonPythonModel:
             time.sleep((remaining - _SPIN_NS) / 1e9)
         while time.perf_counter_ns() < deadline:
             pass
+        self.last_end = deadline
         return responses

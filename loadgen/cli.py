@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -144,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(up)
     cur = db_sub.add_parser("current", help="print the schema revision")
     _add_db(cur)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"loadgen.commands.{name}").register(sub)
     return parser
 
 
@@ -289,6 +292,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Further sub-commands live in loadgen/commands/<name>.py: register(sub) adds parsers whose
+# defaults carry handler=<function(args) -> exit code>.
+COMMAND_MODULES: tuple[str, ...] = ()
 COMMANDS = {"serve": cmd_serve, "sweep": cmd_sweep, "runs": cmd_runs, "show": cmd_show, "db": cmd_db}
 
 
@@ -304,7 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        code: int = handler(args)
+        return code
     except KeyboardInterrupt:
         print("loadgen: interrupted; finished steps are kept", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,0 +1,1 @@
+"""Sub-commands beyond the core ones; each module's ``register(sub)`` adds its parsers."""

@@ -106,6 +106,14 @@ class ModelStats:
         """The delta between two snapshots (later - earlier)."""
         return self._combine(earlier, -1)
 
+    def is_consistent(self) -> bool:
+        """Executions and inferences agree with ``batch_stats`` (no execution half-recorded)."""
+        if not self.batch_stats:
+            return True
+        executions = sum(b.execution_count for b in self.batch_stats)
+        inferences = sum(b.execution_count * b.batch_size for b in self.batch_stats)
+        return executions == self.execution_count and inferences == self.inference_count
+
     def went_down(self) -> bool:
         """True if any counter of this delta is negative: the model was reloaded meanwhile."""
         counters = [self.inference_count, self.execution_count]

@@ -17,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 from loadgen.results import BatchStat, DurationStat, ModelStats
 
 CALL_TIMEOUT_S = 10.0
+SNAPSHOT_TRIES = 5
 
 
 class ServerUnavailable(RuntimeError):
@@ -135,7 +136,19 @@ class ServerAPI:
         return config
 
     async def model_stats(self, model: str, version: str = "") -> ModelStats:
-        """The model's cumulative statistics, summed over the versions the server reports."""
+        """The model's cumulative statistics, summed over the versions the server reports.
+
+        Triton updates ``execution_count`` and ``batch_stats`` separately, so a snapshot
+        taken while an execution completes can disagree with itself by one; such a
+        snapshot is taken again (a few times at most) so step deltas add up exactly.
+        """
+        for _ in range(SNAPSHOT_TRIES):
+            stats = await self._model_stats_once(model, version)
+            if stats.is_consistent():
+                break
+        return stats
+
+    async def _model_stats_once(self, model: str, version: str) -> ModelStats:
         data = await self._model_call(
             model,
             version,

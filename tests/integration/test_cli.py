@@ -26,9 +26,19 @@ def loadgen(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str
     )
 
 
+
+def _default_sigint() -> None:
+    # a shell's background job starts with SIGINT ignored, and Python would keep it ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_loadgen(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "loadgen", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "loadgen", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     )
 
 

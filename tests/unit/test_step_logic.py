@@ -91,3 +91,10 @@ def test_metric_names_are_kept_as_exposed() -> None:
         ("nv_cpu_utilization", {}, 0.25),
     ]
     assert all(s.timestamp == 100.0 for s in samples)
+
+
+def test_half_recorded_execution_is_inconsistent() -> None:
+    stats = parse_model_stats(GRPC_JSON)
+    assert stats.is_consistent()  # 10 executions of batch 4 = 40 inferences
+    torn = parse_model_stats(dict(GRPC_JSON, execution_count="11", inference_count="41"))
+    assert not torn.is_consistent()

@@ -26,7 +26,6 @@ def loadgen(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str
     )
 
 
-
 def _default_sigint() -> None:
     # a shell's background job starts with SIGINT ignored, and Python would keep it ignored
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from loadgen import __version__
-from loadgen.config import DEFAULT_GRPC_URL, ConfigError, MeasurementSettings, SweepSettings
+from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, ConfigError, MeasurementSettings, SweepSettings
 from loadgen.ranges import parse_levels
 from loadgen.results import RunStatus
 
@@ -77,7 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-x", "--model-version", default="", help="model version (default: the server's choice)"
     )
     sweep.add_argument(
-        "-u", "--url", default=DEFAULT_GRPC_URL, help=f"gRPC address (default {DEFAULT_GRPC_URL})"
+        "-u",
+        "--url",
+        default=None,
+        help=f"server address (default {DEFAULT_GRPC_URL} for gRPC, {DEFAULT_HTTP_URL} for HTTP)",
+    )
+    sweep.add_argument(
+        "-i", "--protocol", default="grpc", choices=["grpc", "http"], help="inference protocol (default grpc)"
     )
     sweep.add_argument(
         "--concurrency",
@@ -118,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-metrics", action="store_true", help="do not scrape the metrics endpoint")
     sweep.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="tag the run")
     sweep.add_argument("--csv", type=Path, default=None, help="write perf_analyzer's -f CSV (+ our columns)")
+    sweep.add_argument("--report", type=Path, default=None, metavar="FILE", help="write the run's HTML report")
     sweep.add_argument(
         "--embedded",
         action="store_true",
@@ -161,7 +168,8 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
     return SweepSettings(
         model=args.model,
         levels=parse_levels(args.concurrency),
-        url=args.url,
+        url=args.url or (DEFAULT_HTTP_URL if args.protocol == "http" else DEFAULT_GRPC_URL),
+        protocol=args.protocol,
         model_version=args.model_version,
         metrics_url="" if args.no_metrics else args.metrics_url,
         batch_size=args.batch_size,
@@ -194,7 +202,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             settings = SweepSettings(
                 **{
                     **settings.__dict__,
-                    "url": server.grpc_url,
+                    "url": server.http_url if args.protocol == "http" else server.grpc_url,
                     "metrics_url": "" if args.no_metrics else server.metrics_url,
                 }
             )
@@ -207,6 +215,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             progress = stack.enter_context(SweepProgress(settings.levels, err))
         outcome = _run_async(execute_sweep(settings, store, listener=progress))
     _print_run(store_url=args.db, run_id=outcome.run_id, csv_path=args.csv)
+    if args.report is not None:
+        from loadgen.commands.report import write_run_report
+
+        write_run_report(args.db, [outcome.run_id], args.report)
     if outcome.status is RunStatus.FAILED:
         print(
             f"loadgen: run {outcome.run_id} failed: {outcome.error} "
@@ -294,7 +306,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 # Further sub-commands live in loadgen/commands/<name>.py: register(sub) adds parsers whose
 # defaults carry handler=<function(args) -> exit code>.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("tables", "report")
 COMMANDS = {"serve": cmd_serve, "sweep": cmd_sweep, "runs": cmd_runs, "show": cmd_show, "db": cmd_db}
 
 

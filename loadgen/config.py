@@ -8,10 +8,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 Scenario = Literal["concurrency"]
-Protocol = Literal["grpc"]
+Protocol = Literal["grpc", "http"]
 InputData = Literal["random", "zero"]
 
 DEFAULT_GRPC_URL = "localhost:8001"
+DEFAULT_HTTP_URL = "localhost:8000"
 DEFAULT_METRICS_PORT = 8002
 
 
@@ -82,6 +83,8 @@ class SweepSettings:
             raise ConfigError("concurrency levels must be >= 1")
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be >= 1")
+        if self.protocol not in ("grpc", "http"):
+            raise ConfigError(f"protocol must be 'grpc' or 'http', got {self.protocol!r}")
         if self.input_data not in ("random", "zero"):
             raise ConfigError(f"--input-data must be 'random' or 'zero', got {self.input_data!r}")
 

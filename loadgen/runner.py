@@ -23,8 +23,8 @@ from loadgen.inputs import build_request
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
 from loadgen.storage import RunStore
+from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
-from loadgen.transports.grpc import GrpcTransport
 
 
 @dataclass
@@ -79,8 +79,8 @@ async def execute_sweep(
     settings: SweepSettings, store: RunStore, *, listener: StepListener | None = None
 ) -> SweepOutcome:
     """Run and store a sweep. Cancellation marks the run interrupted and propagates."""
-    api = ServerAPI(settings.url)
-    transport = GrpcTransport(settings.url)
+    api = ServerAPI(settings.url, settings.protocol)
+    transport = make_transport(settings.protocol, settings.url)
     try:
         info, request = await prepare(settings, api)
         run_id = store.create_run(info)

@@ -1,4 +1,4 @@
-"""Triton's control plane over gRPC: readiness, metadata, model config and ``/stats``.
+"""Triton's control plane over gRPC or HTTP: readiness, metadata, model config and ``/stats``.
 
 Uses tritonclient's asyncio gRPC client (not on the hot path), so a user who
 gives only the gRPC address gets everything. gRPC's JSON form omits zero fields
@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import grpc
 import tritonclient.grpc.aio as grpc_aio
+import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException
 
 from loadgen.results import BatchStat, DurationStat, ModelStats
+from loadgen.transports.http import split_host_port
 
 CALL_TIMEOUT_S = 10.0
 SNAPSHOT_TRIES = 5
@@ -71,11 +74,23 @@ def _is_unavailable(exc: InferenceServerException) -> bool:
 
 
 class ServerAPI:
-    """Control-plane calls against one server; one-line errors for everything a user can get wrong."""
+    """Control-plane calls against one server; one-line errors for everything a user can get wrong.
 
-    def __init__(self, url: str) -> None:
+    ``protocol`` picks tritonclient's asyncio gRPC or HTTP client; both return the same JSON.
+    """
+
+    def __init__(self, url: str, protocol: str = "grpc") -> None:
         self.url = url
-        self._client = grpc_aio.InferenceServerClient(url)
+        self.protocol = protocol
+        self._label = "gRPC" if protocol == "grpc" else "HTTP"
+        self._client: Any
+        if protocol == "http":
+            host, port = split_host_port(url)
+            self._client = http_aio.InferenceServerClient(f"{host}:{port}", conn_timeout=CALL_TIMEOUT_S)
+            self._json: dict[str, bool] = {}
+        else:
+            self._client = grpc_aio.InferenceServerClient(url)
+            self._json = {"as_json": True}
 
     async def _call(self, what: str, coro: Any) -> Any:
         try:
@@ -86,10 +101,14 @@ class ServerAPI:
             ) from exc
         except InferenceServerException as exc:
             if _is_unavailable(exc):
-                raise ServerUnavailable(f"cannot reach Triton at {self.url} (gRPC): {exc.message()}") from exc
+                raise ServerUnavailable(
+                    f"cannot reach Triton at {self.url} ({self._label}): {exc.message()}"
+                ) from exc
             raise
         except grpc.aio.AioRpcError as exc:
             raise ServerUnavailable(f"cannot reach Triton at {self.url} (gRPC): {exc.details()}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ServerUnavailable(f"cannot reach Triton at {self.url} (HTTP): {exc}") from exc
 
     async def check_ready(self) -> None:
         live = await self._call("a liveness check", self._client.is_server_live())
@@ -101,15 +120,16 @@ class ServerAPI:
 
     async def server_metadata(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
-            "server metadata", self._client.get_server_metadata(as_json=True)
+            "server metadata", self._client.get_server_metadata(**self._json)
         )
         return result
 
     async def model_names(self) -> list[str]:
         index = await self._call(
-            "the repository index", self._client.get_model_repository_index(as_json=True)
+            "the repository index", self._client.get_model_repository_index(**self._json)
         )
-        return sorted({m["name"] for m in index.get("models", [])})
+        models = index.get("models", []) if isinstance(index, dict) else index  # HTTP answers a list
+        return sorted({m["name"] for m in models})
 
     async def _model_call(self, model: str, version: str, what: str, coro: Any) -> dict[str, Any]:
         try:
@@ -125,12 +145,12 @@ class ServerAPI:
 
     async def model_metadata(self, model: str, version: str = "") -> dict[str, Any]:
         return await self._model_call(
-            model, version, "model metadata", self._client.get_model_metadata(model, version, as_json=True)
+            model, version, "model metadata", self._client.get_model_metadata(model, version, **self._json)
         )
 
     async def model_config(self, model: str, version: str = "") -> dict[str, Any]:
         result = await self._model_call(
-            model, version, "model config", self._client.get_model_config(model, version, as_json=True)
+            model, version, "model config", self._client.get_model_config(model, version, **self._json)
         )
         config: dict[str, Any] = result.get("config", result)
         return config
@@ -153,7 +173,7 @@ class ServerAPI:
             model,
             version,
             "model statistics",
-            self._client.get_inference_statistics(model, version, as_json=True),
+            self._client.get_inference_statistics(model, version, **self._json),
         )
         entries = [parse_model_stats(e) for e in data.get("model_stats", [])]
         total = parse_model_stats({})

@@ -2,5 +2,21 @@
 
 from loadgen.transports.base import InferRequestSpec, InputTensor, Sender, Transport
 from loadgen.transports.grpc import GrpcTransport
+from loadgen.transports.http import HttpTransport
 
-__all__ = ["GrpcTransport", "InferRequestSpec", "InputTensor", "Sender", "Transport"]
+
+def make_transport(protocol: str, url: str) -> Transport:
+    if protocol == "http":
+        return HttpTransport(url)
+    return GrpcTransport(url)
+
+
+__all__ = [
+    "GrpcTransport",
+    "HttpTransport",
+    "InferRequestSpec",
+    "InputTensor",
+    "Sender",
+    "Transport",
+    "make_transport",
+]

@@ -1,0 +1,102 @@
+"""The HTTP transport against the real server: same measurements, same error accounting."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from loadgen.config import MeasurementSettings, SweepSettings
+from loadgen.engine.sweep import run_sweep
+from loadgen.inputs import build_request
+from loadgen.results import RunStatus, StepResult
+from loadgen.runner import execute_sweep
+from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
+from loadgen.server import EmbeddedServer
+from loadgen.storage import RunStore
+from loadgen.transports import HttpTransport
+from loadgen.transports.base import InputTensor
+
+FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=6)
+
+
+def _settings(triton: EmbeddedServer, model: str, levels: tuple[int, ...], protocol: str) -> SweepSettings:
+    url = triton.http_url if protocol == "http" else triton.grpc_url
+    return SweepSettings(
+        model=model,
+        levels=levels,
+        url=url,
+        protocol=protocol,  # type: ignore[arg-type]
+        metrics_url=triton.metrics_url,
+        measurement=FAST,
+    )
+
+
+def test_http_sweep_stores_the_same_kind_of_steps(triton: EmbeddedServer, tmp_path: Path) -> None:
+    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
+        outcome = asyncio.run(execute_sweep(_settings(triton, "identity", (1, 4), "http"), store))
+        assert outcome.status is RunStatus.COMPLETED
+        run = store.get_run(outcome.run_id)
+        assert run.settings["protocol"] == "http"
+        for step in store.steps(outcome.run_id):
+            assert step.throughput > 0 and step.error_count == 0
+            assert step.server_success_count == pytest.approx(step.request_count, rel=0.1, abs=20)
+            assert sum(b.execution_count for b in store.batch_stats(step.id)) == step.server_execution_count
+
+
+def test_http_and_grpc_agree_where_the_server_is_the_bottleneck(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    throughput = {}
+    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
+        for protocol in ("http", "grpc"):
+            outcome = asyncio.run(execute_sweep(_settings(triton, "fixed_latency", (4,), protocol), store))
+            (step,) = store.steps(outcome.run_id)
+            throughput[protocol] = step.throughput
+            assert step.lat_avg_us is not None
+            assert step.lat_avg_us / 1e3 == pytest.approx(40.4, rel=0.05)  # C x (S + slack)
+    assert throughput["http"] == pytest.approx(throughput["grpc"], rel=0.03)
+
+
+def test_http_errors_carry_the_server_message(triton: EmbeddedServer) -> None:
+    settings = replace(_settings(triton, "identity", (2,), "http"), measurement=replace(FAST, max_trials=3))
+
+    async def sweep() -> list[StepResult]:
+        api = ServerAPI(triton.http_url, "http")
+        transport = HttpTransport(triton.http_url)
+        try:
+            metadata = await api.model_metadata("identity")
+            config = await api.model_config("identity")
+            request = build_request(metadata, config, batch_size=1, input_data="zero", seed=0)
+            bad = replace(request, inputs=(InputTensor("INPUT0", "FP32", (1, 15), bytes(60)),))
+            return await run_sweep(settings, bad, transport, api, lambda step: None)
+        finally:
+            await transport.close()
+            await api.close()
+
+    (step,) = asyncio.run(sweep())
+    assert step.request_count == 0 and step.error_count > 10
+    ((reason, _),) = step.errors.items()
+    assert reason.startswith("HTTP 400:") and "unexpected shape" in reason
+
+
+def test_http_control_plane_reports_unknown_models_and_unreachable_servers(triton: EmbeddedServer) -> None:
+    async def probe() -> None:
+        api = ServerAPI(triton.http_url, "http")
+        try:
+            assert "identity" in await api.model_names()
+            assert (await api.model_config("identity"))["max_batch_size"] == 64
+            with pytest.raises(LookupError, match="fixed_latency, identity, resnet"):
+                await api.model_metadata("nope")
+        finally:
+            await api.close()
+        dead = ServerAPI("127.0.0.1:9", "http")
+        try:
+            with pytest.raises(ServerUnavailable, match="cannot reach Triton"):
+                await dead.check_ready()
+        finally:
+            await dead.close()
+
+    asyncio.run(probe())

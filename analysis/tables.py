@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
+from loadgen.storage import StepRecord
+
 LEVEL = "Concurrent requests"
+RATE_LEVEL = "Request rate (req/s)"
+THROUGHPUT = "Throughput (infer/s)"
+AVG_LATENCY = "Avg latency (ms)"
+DEFAULT_PERCENTILES = (90.0, 95.0, 99.0)
+TableFormat = Literal["markdown", "csv", "html"]
+TABLE_FORMATS: tuple[TableFormat, ...] = get_args(TableFormat)
 
 
 def latency_table(steps: pd.DataFrame) -> pd.DataFrame:
@@ -96,3 +107,86 @@ def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
 
 def write_perf_analyzer_csv(steps: pd.DataFrame, path: Path | str) -> None:
     perf_analyzer_frame(steps).to_csv(path, index=False)
+
+
+def is_rate_scenario(steps: Sequence[StepRecord]) -> bool:
+    """True for a request-rate (open-loop) run: its steps are levels of request rate, not concurrency."""
+    return bool(steps) and all(step.request_rate is not None for step in steps)
+
+
+def percentile_column(percentile: float) -> str:
+    return f"p{percentile:g} latency (ms)"
+
+
+def benchmark_table(
+    steps: Sequence[StepRecord], percentiles: Sequence[float] = DEFAULT_PERCENTILES
+) -> pd.DataFrame:
+    """Level | Throughput (infer/s) | Avg | p.. latency (ms), the ResNeXt101 table of one run.
+
+    Latencies are read from each step's stored histogram, so any percentile can be asked
+    for, not only the four stored as columns. The level is the concurrency, or the request
+    rate for a request-rate run. A step without a successful request has NaN latencies.
+    """
+    for p in percentiles:
+        if not 0.0 <= p <= 100.0:
+            raise ValueError(f"percentile must be within 0..100, got {p:g}")
+    rate = is_rate_scenario(steps)
+    rows = []
+    for step in steps:
+        hist = step.histogram()
+        level = step.request_rate if rate and step.request_rate is not None else step.concurrency
+        row: dict[str, float] = {
+            RATE_LEVEL if rate else LEVEL: level,
+            THROUGHPUT: step.throughput,
+            AVG_LATENCY: hist.mean_us / 1000.0,
+        }
+        row.update({percentile_column(p): hist.percentile_us(p) / 1000.0 for p in percentiles})
+        rows.append(row)
+    columns = [RATE_LEVEL if rate else LEVEL, THROUGHPUT, AVG_LATENCY] + [
+        percentile_column(p) for p in percentiles
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _cell_formatters(frame: pd.DataFrame) -> dict[str, Callable[[object], str]]:
+    def fixed(digits: int) -> Callable[[object], str]:
+        def fmt(value: object) -> str:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return "-"
+            return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
+
+        return fmt
+
+    columns = [str(c) for c in frame.columns]
+    return {c: fixed(1 if c in (THROUGHPUT, RATE_LEVEL) else 2 if c.endswith("(ms)") else 0) for c in columns}
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    formatters = _cell_formatters(frame)
+    lines = [
+        "| " + " | ".join(frame.columns) + " |",
+        "|" + "|".join("---:" for _ in frame.columns) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(formatters[c](v) for c, v in zip(frame.columns, row, strict=True)) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def format_table(frame: pd.DataFrame, fmt: TableFormat = "markdown") -> str:
+    """A table as Markdown (GitHub pipes), CSV (full precision) or an HTML ``<table>``.
+
+    Markdown and HTML round for reading (throughput 0.1, latency 0.01 ms); CSV keeps every digit.
+    """
+    if fmt == "csv":
+        text: str = frame.to_csv(index=False, lineterminator="\n")
+        return text
+    if fmt == "html":
+        html: str = frame.to_html(
+            index=False, na_rep="-", formatters=_cell_formatters(frame), border=0, classes="loadgen-table"
+        )
+        return html + "\n"
+    if fmt == "markdown":
+        return _markdown(frame)
+    raise ValueError(f"unknown table format {fmt!r}: expected one of {', '.join(TABLE_FORMATS)}")

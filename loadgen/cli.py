@@ -20,7 +20,8 @@ from rich.console import Console
 
 from loadgen import __version__
 from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, ConfigError, MeasurementSettings, SweepSettings
-from loadgen.ranges import parse_levels
+from loadgen.engine.schedules import read_intervals
+from loadgen.ranges import parse_levels, parse_rates
 from loadgen.results import RunStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -88,10 +89,36 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--concurrency",
         "--concurrency-range",
-        default="1",
+        default=None,
         metavar="RANGE",
         help="levels: A..B doubles, A..B:S steps, A..B:xF multiplies, a,b,c lists, "
         "start:end:step as perf_analyzer (default 1)",
+    )
+    sweep.add_argument(
+        "--request-rate",
+        "--request-rate-range",
+        default=None,
+        metavar="RANGE",
+        help="open loop: target rates in requests/s, same syntax (e.g. 100..1000:100); "
+        "latency is measured from each request's intended send time",
+    )
+    sweep.add_argument(
+        "--distribution",
+        default="constant",
+        choices=["constant", "poisson"],
+        help="open loop: gaps between sends (Poisson is seeded by --seed)",
+    )
+    sweep.add_argument(
+        "--request-intervals",
+        default=None,
+        metavar="FILE",
+        help="open loop: replay this schedule (microseconds between sends, one per line, looped)",
+    )
+    sweep.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=1024,
+        help="open loop: requests due while this many are in flight are refused and counted (default 1024)",
     )
     sweep.add_argument(
         "-p",
@@ -124,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-metrics", action="store_true", help="do not scrape the metrics endpoint")
     sweep.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="tag the run")
     sweep.add_argument("--csv", type=Path, default=None, help="write perf_analyzer's -f CSV (+ our columns)")
-    sweep.add_argument("--report", type=Path, default=None, metavar="FILE", help="write the run's HTML report")
+    sweep.add_argument("--report", type=Path, default=None, metavar="FILE", help="write the HTML report")
     sweep.add_argument(
         "--embedded",
         action="store_true",
@@ -165,9 +192,27 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         max_trials=args.max_trials,
         metrics_interval_ms=args.metrics_interval,
     )
+    open_loop = [a for a in ("request_rate", "request_intervals") if getattr(args, a)]
+    if args.concurrency is not None and open_loop:
+        raise ConfigError("give either --concurrency or --request-rate/--request-intervals, not both")
+    if len(open_loop) > 1:
+        raise ConfigError("give either --request-rate or --request-intervals, not both")
+    intervals: tuple[float, ...] = ()
+    levels: tuple[float, ...]
+    if args.request_intervals:
+        intervals = read_intervals(args.request_intervals)
+        levels = (1e6 / (sum(intervals) / len(intervals)),)
+    elif args.request_rate:
+        levels = parse_rates(args.request_rate)
+    else:
+        levels = parse_levels(args.concurrency or "1")
     return SweepSettings(
         model=args.model,
-        levels=parse_levels(args.concurrency),
+        levels=levels,
+        scenario="request_rate" if open_loop else "concurrency",
+        distribution=args.distribution,
+        max_in_flight=args.max_in_flight,
+        request_intervals_us=intervals,
         url=args.url or (DEFAULT_HTTP_URL if args.protocol == "http" else DEFAULT_GRPC_URL),
         protocol=args.protocol,
         model_version=args.model_version,
@@ -212,7 +257,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not args.quiet:
             from loadgen.console.progress import SweepProgress
 
-            progress = stack.enter_context(SweepProgress(settings.levels, err))
+            label = "rate" if settings.scenario == "request_rate" else "concurrency"
+            progress = stack.enter_context(SweepProgress(settings.levels, err, label=label))
         outcome = _run_async(execute_sweep(settings, store, listener=progress))
     _print_run(store_url=args.db, run_id=outcome.run_id, csv_path=args.csv)
     if args.report is not None:

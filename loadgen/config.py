@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-Scenario = Literal["concurrency"]
+Scenario = Literal["concurrency", "request_rate"]
+Distribution = Literal["constant", "poisson"]
 Protocol = Literal["grpc", "http"]
 InputData = Literal["random", "zero"]
 
@@ -61,7 +62,8 @@ class SweepSettings:
     """Everything that defines a sweep; stored whole with the run."""
 
     model: str
-    levels: tuple[int, ...]
+    levels: tuple[float, ...]
+    """Concurrency levels (integers) or, for ``request_rate``, target rates in requests/s."""
     url: str = DEFAULT_GRPC_URL
     protocol: Protocol = "grpc"
     scenario: Scenario = "concurrency"
@@ -73,14 +75,28 @@ class SweepSettings:
     seed: int = 0
     measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
     labels: dict[str, str] = field(default_factory=dict)
+    distribution: Distribution = "constant"
+    """Open loop: gaps between sends, constant or Poisson (seeded by ``seed``)."""
+    max_in_flight: int = 1024
+    """Open loop: requests beyond this many in flight are refused and counted."""
+    request_intervals_us: tuple[float, ...] = ()
+    """Open loop: a replayed schedule (microseconds between sends), looped; one step."""
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("a model name is required (-m MODEL)")
         if not self.levels:
             raise ConfigError("the sweep has no load levels")
-        if any(level < 1 for level in self.levels):
-            raise ConfigError("concurrency levels must be >= 1")
+        if self.scenario not in ("concurrency", "request_rate"):
+            raise ConfigError(f"scenario must be concurrency or request_rate, got {self.scenario!r}")
+        if self.scenario == "concurrency" and any(level < 1 or level != int(level) for level in self.levels):
+            raise ConfigError("concurrency levels must be whole numbers >= 1")
+        if self.scenario == "request_rate" and any(level <= 0 for level in self.levels):
+            raise ConfigError("request rates must be > 0")
+        if self.distribution not in ("constant", "poisson"):
+            raise ConfigError(f"--distribution must be constant or poisson, got {self.distribution!r}")
+        if self.max_in_flight < 1:
+            raise ConfigError("--max-in-flight must be >= 1")
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be >= 1")
         if self.protocol not in ("grpc", "http"):
@@ -97,5 +113,6 @@ class SweepSettings:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["levels"] = list(self.levels)
+        data["request_intervals_us"] = list(self.request_intervals_us)
         data["metrics_url"] = self.resolved_metrics_url
         return data

@@ -12,51 +12,68 @@ import re
 
 from loadgen.config import ConfigError
 
-_INT = r"\d+"
-_DOTS = re.compile(rf"^({_INT})\.\.({_INT})(?::(x?)({_INT}))?$")
-_COLONS = re.compile(rf"^({_INT}):({_INT})(?::({_INT}))?$")
+_NUM = r"\d+(?:\.\d+)?"
+_DOTS = re.compile(rf"^({_NUM})\.\.({_NUM})(?::(x?)({_NUM}))?$")
+_COLONS = re.compile(rf"^({_NUM}):({_NUM})(?::({_NUM}))?$")
 MAX_LEVELS = 1000
 
 
+def parse_rates(text: str) -> tuple[float, ...]:
+    """Request rates (requests/s) in the same syntax; decimals allowed (``0.5..8``, ``100..1000:100``)."""
+    return _parse(text, float)
+
+
 def parse_levels(text: str) -> tuple[int, ...]:
+    """Concurrency levels: whole numbers only."""
+    return tuple(int(v) for v in _parse(text, int))
+
+
+def _parse(text: str, kind: type[int] | type[float]) -> tuple[float, ...]:
     """Parse a range expression into an ascending tuple of distinct positive levels."""
     spec = text.strip().replace(" ", "")
     if not spec:
         raise ConfigError("empty range: give e.g. 1..256, 1..64:x2, 4..32:4, 1,2,8 or 1:16:1")
     if "," in spec:
         parts = spec.split(",")
-        if not all(p.isdigit() for p in parts):
-            raise ConfigError(f"bad level list {text!r}: expected comma-separated positive integers")
-        return _check(text, [int(p) for p in parts], sort=True)
-    if spec.isdigit():
-        return _check(text, [int(spec)])
+        if not all(re.fullmatch(_NUM, p) for p in parts):
+            raise ConfigError(f"bad level list {text!r}: expected comma-separated positive numbers")
+        return _check(text, [_number(text, p, kind) for p in parts], sort=True)
+    if re.fullmatch(_NUM, spec):
+        return _check(text, [_number(text, spec, kind)])
     if m := _DOTS.match(spec):
-        start, end, mult, step = int(m[1]), int(m[2]), m[3], m[4]
+        start, end, mult, step = _number(text, m[1], kind), _number(text, m[2], kind), m[3], m[4]
         _bounds(text, start, end)
         if step is None:
             return _check(text, _geometric(start, end, 2))
         if mult:
-            if int(step) < 2:
+            factor = float(step)
+            if factor < 2:
                 raise ConfigError(f"bad range {text!r}: the factor after 'x' must be >= 2")
-            return _check(text, _geometric(start, end, int(step)))
-        return _check(text, _linear(text, start, end, int(step)))
+            return _check(text, _geometric(start, end, factor))
+        return _check(text, _linear(text, start, end, _number(text, step, kind)))
     if m := _COLONS.match(spec):
-        start, end = int(m[1]), int(m[2])
+        start, end = _number(text, m[1], kind), _number(text, m[2], kind)
         _bounds(text, start, end)
-        return _check(text, _linear(text, start, end, int(m[3] or 1)))
+        return _check(text, _linear(text, start, end, _number(text, m[3] or "1", kind)))
     raise ConfigError(
         f"bad range {text!r}: expected A..B (doubling), A..B:S, A..B:xF, a,b,c or start:end:step"
     )
 
 
-def _bounds(text: str, start: int, end: int) -> None:
-    if start < 1:
+def _number(text: str, value: str, kind: type[int] | type[float]) -> float:
+    if kind is int and "." in value:
+        raise ConfigError(f"bad range {text!r}: concurrency levels are whole numbers")
+    return kind(value)
+
+
+def _bounds(text: str, start: float, end: float) -> None:
+    if start <= 0 or (start < 1 and "." not in text):
         raise ConfigError(f"bad range {text!r}: levels start at 1")
     if end < start:
         raise ConfigError(f"bad range {text!r}: the end ({end}) is below the start ({start})")
 
 
-def _geometric(start: int, end: int, factor: int) -> list[int]:
+def _geometric(start: float, end: float, factor: float) -> list[float]:
     levels = []
     level = start
     while level < end:
@@ -66,18 +83,19 @@ def _geometric(start: int, end: int, factor: int) -> list[int]:
     return levels
 
 
-def _linear(text: str, start: int, end: int, step: int) -> list[int]:
-    if step < 1:
+def _linear(text: str, start: float, end: float, step: float) -> list[float]:
+    if step <= 0 or (step < 1 and "." not in text):
         raise ConfigError(f"bad range {text!r}: the step must be >= 1")
-    levels = list(range(start, end + 1, step))
-    if levels[-1] != end:
+    count = int((end - start) / step + 1e-9)
+    levels = [round(start + i * step, 9) for i in range(count + 1)]
+    if abs(levels[-1] - end) > 1e-9:
         levels.append(end)
     return levels
 
 
-def _check(text: str, levels: list[int], *, sort: bool = False) -> tuple[int, ...]:
-    if any(level < 1 for level in levels):
-        raise ConfigError(f"bad range {text!r}: levels must be >= 1")
+def _check(text: str, levels: list[float], *, sort: bool = False) -> tuple[float, ...]:
+    if any(level <= 0 for level in levels):
+        raise ConfigError(f"bad range {text!r}: levels must be > 0")
     unique = sorted(set(levels)) if sort else list(dict.fromkeys(levels))
     if len(unique) > MAX_LEVELS:
         raise ConfigError(f"bad range {text!r}: {len(unique)} levels, at most {MAX_LEVELS}")

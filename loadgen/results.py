@@ -181,6 +181,27 @@ class StepResult:
     """The server's counters went down during the step (model reloaded): delta discarded."""
     metrics: list[MetricSample] = field(default_factory=list)
     request_rate: float | None = None
+    """Open loop: the target rate (requests/s); None for closed-loop steps."""
+    service_histogram: LatencyHistogram | None = None
+    """Open loop: done - sent (``histogram`` holds done - intended)."""
+    send_lag_histogram: LatencyHistogram | None = None
+    """Open loop: sent - intended, the sender's own lateness."""
+    sent_count: int = 0
+    refused_count: int = 0
+    """Open loop: requests not sent because the in-flight cap was reached."""
+    in_flight_at_end: int = 0
+
+    @property
+    def send_rate(self) -> float:
+        """Open loop: requests actually sent per second."""
+        return self.sent_count / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def behind_schedule(self) -> bool:
+        """Open loop: the send rate missed the target by more than 2% (the client could not keep up)."""
+        return self.request_rate is not None and (
+            self.send_rate < 0.98 * self.request_rate or self.refused_count > 0
+        )
 
     @property
     def throughput(self) -> float:

@@ -16,7 +16,7 @@ class SweepProgress:
     """One bar over the sweep's steps; the text shows the current step's last window."""
 
     def __init__(
-        self, levels: tuple[int, ...], console: Console | None = None, label: str = "concurrency"
+        self, levels: tuple[float, ...], console: Console | None = None, label: str = "concurrency"
     ) -> None:
         self.levels = levels
         self.label = label
@@ -46,9 +46,10 @@ class SweepProgress:
         if self._task is not None:
             self._progress.update(self._task, **fields)  # type: ignore[arg-type]
 
-    def step_started(self, index: int, level: int) -> None:
+    def step_started(self, index: int, level: float) -> None:
         self._step_start = time.monotonic()
-        self._update(completed=index, description=f"{self.label} {level}", status="warming up")
+        shown = f"{level:g}/s" if self.label == "rate" else f"{level:g}"
+        self._update(completed=index, description=f"{self.label} {shown}", status="warming up")
 
     def window_done(self, index: int, trial: int, window: WindowResult) -> None:
         latency = "-" if math.isnan(window.mean_latency_us) else f"{window.mean_latency_us / 1000:.2f} ms"

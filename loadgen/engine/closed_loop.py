@@ -26,6 +26,7 @@ class ClosedLoop:
         self.transport = transport
         self.requests = list(requests)
         self.concurrency = concurrency
+        self.level: float = concurrency
         self.window: Window = Discard()
         self._running = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -51,18 +52,27 @@ class ClosedLoop:
         self._running = True
         self._tasks = [asyncio.create_task(self._slot(i), name=f"slot-{i}") for i in range(self.concurrency)]
 
+    @property
+    def in_flight(self) -> int:
+        return self.concurrency if self._running else 0
+
+    def new_window(self) -> Window:
+        return Window()
+
     def swap(self, window: Window) -> Window:
         """Make ``window`` current; returns the one that was."""
         previous, self.window = self.window, window
         return previous
 
-    async def stop(self) -> None:
-        """Let in-flight requests finish (their results are discarded), then return."""
+    async def stop(self) -> int:
+        """Let in-flight requests finish (their results are discarded); returns how many were in flight."""
+        in_flight = self.in_flight
         self._running = False
         self.window = Discard()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        return in_flight
 
     def cancel(self) -> None:
         self._running = False

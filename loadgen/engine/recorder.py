@@ -40,7 +40,36 @@ class Window:
         )
 
 
-class Discard(Window):
+class OpenWindow(Window):
+    """An open-loop window: response time (from the intended send) in ``histogram``,
+    service time (from the actual send) in ``service``, and the sender's own lag.
+
+    Sends and refusals are counted in the window in which they *happened*.
+    """
+
+    __slots__ = ("lag", "refused", "sent", "service")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.service = LatencyHistogram()
+        self.lag = LatencyHistogram()
+        self.sent = 0
+        self.refused = 0
+
+    def record_open(self, response_ns: int, service_ns: int) -> None:
+        self.requests += 1
+        self.histogram.record_ns(response_ns)
+        self.service.record_ns(service_ns)
+
+    def record_send(self, lag_ns: int) -> None:
+        self.sent += 1
+        self.lag.record_ns(lag_ns)
+
+    def refuse(self) -> None:
+        self.refused += 1
+
+
+class Discard(OpenWindow):
     """Warm-up and drain: completions are counted nowhere."""
 
     __slots__ = ()
@@ -49,4 +78,13 @@ class Discard(Window):
         pass
 
     def error(self, reason: str) -> None:
+        pass
+
+    def record_open(self, response_ns: int, service_ns: int) -> None:
+        pass
+
+    def record_send(self, lag_ns: int) -> None:
+        pass
+
+    def refuse(self) -> None:
         pass

@@ -12,11 +12,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from loadgen.config import MeasurementSettings
-from loadgen.engine.closed_loop import ClosedLoop
-from loadgen.engine.recorder import Window
+from loadgen.engine.recorder import OpenWindow, Window
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import ModelStats, StepResult, WindowResult
 from loadgen.scrape.metrics import MetricsScraper
@@ -27,7 +26,7 @@ STABILITY_WINDOWS = 3
 class StepListener(Protocol):
     """Progress callbacks (the console implements them); must be quick."""
 
-    def step_started(self, index: int, level: int) -> None: ...
+    def step_started(self, index: int, level: float) -> None: ...
 
     def window_done(self, index: int, trial: int, window: WindowResult) -> None: ...
 
@@ -51,15 +50,31 @@ def is_stable(windows: Sequence[WindowResult], percentage: float) -> bool:
 StatsSource = Callable[[], Awaitable[ModelStats]]
 
 
+class LoadGenerator(Protocol):
+    """What a step needs of a load: closed (:class:`ClosedLoop`) or open (:class:`OpenLoop`)."""
+
+    level: float
+    concurrency: int
+
+    def start(self) -> None: ...
+
+    def new_window(self) -> Any: ...
+
+    def swap(self, window: Any) -> Window: ...
+
+    async def stop(self) -> int: ...
+
+
 async def measure_step(
     index: int,
-    load: ClosedLoop,
+    load: LoadGenerator,
     settings: MeasurementSettings,
     *,
     batch_size: int,
     stats: StatsSource | None = None,
     scraper: MetricsScraper | None = None,
     listener: StepListener | None = None,
+    request_rate: float | None = None,
 ) -> StepResult:
     """Run ``load`` through warm-up and windows; returns the measured step.
 
@@ -67,63 +82,71 @@ async def measure_step(
     """
     started_at = datetime.now(UTC)
     if listener:
-        listener.step_started(index, load.concurrency)
+        listener.step_started(index, load.level)
     if scraper:
         scraper.drain()
         scraper.start()
     load.start()
+    in_flight_at_end = 0
     try:
         await asyncio.sleep(settings.warmup_ms / 1000.0)
-        windows: list[WindowResult] = []
-        histograms: list[LatencyHistogram] = []
-        errors: list[dict[str, int]] = []
+        results: list[WindowResult] = []
+        windows: list[Window] = []
         snapshots: list[ModelStats | None] = [await stats() if stats else None]
         interval = settings.measurement_interval_ms / 1000.0
         cut = time.perf_counter()
-        load.swap(Window())
+        load.swap(load.new_window())
         while True:
             await asyncio.sleep(max(0.0, cut + interval - time.perf_counter()))
             now = time.perf_counter()
-            window = load.swap(Window())
+            window = load.swap(load.new_window())
             duration, cut = now - cut, now
             snapshots.append(await stats() if stats else None)
             result = window.result(duration, batch_size)
-            windows.append(result)
-            histograms.append(window.histogram)
-            errors.append(window.errors)
+            results.append(result)
+            windows.append(window)
             if listener:
-                listener.window_done(index, len(windows), result)
-            stable = is_stable(windows, settings.stability_percentage)
-            if stable or len(windows) >= settings.max_trials:
+                listener.window_done(index, len(results), result)
+            stable = is_stable(results, settings.stability_percentage)
+            if stable or len(results) >= settings.max_trials:
                 break
     finally:
-        await load.stop()
+        in_flight_at_end = await load.stop()
         if scraper:
             await scraper.stop()
 
-    kept = slice(-min(STABILITY_WINDOWS, len(windows)), None)
-    used = windows[kept]
+    kept = windows[-min(STABILITY_WINDOWS, len(windows)) :]
+    used = results[-len(kept) :]
     merged_errors: dict[str, int] = {}
-    for window_errors in errors[kept]:
-        for reason, count in window_errors.items():
+    for window in kept:
+        for reason, count in window.errors.items():
             merged_errors[reason] = merged_errors.get(reason, 0) + count
-    server, reset = _server_delta(snapshots[-len(used) - 1], snapshots[-1])
-    return StepResult(
+    server, reset = _server_delta(snapshots[-len(kept) - 1], snapshots[-1])
+    step = StepResult(
         index=index,
         concurrency=load.concurrency,
         started_at=started_at,
         duration_s=sum(w.duration_s for w in used),
         request_count=sum(w.request_count for w in used),
         inference_count=sum(w.inference_count for w in used),
-        histogram=LatencyHistogram.merged(histograms[kept]),
+        histogram=LatencyHistogram.merged(w.histogram for w in kept),
         errors=merged_errors,
         stable=stable,
-        trials=len(windows),
-        windows=windows,
+        trials=len(results),
+        windows=results,
         server_stats=server,
         server_stats_reset=reset,
         metrics=scraper.drain() if scraper else [],
+        request_rate=request_rate,
+        in_flight_at_end=in_flight_at_end,
     )
+    open_windows = [w for w in kept if isinstance(w, OpenWindow)]
+    if open_windows:
+        step.service_histogram = LatencyHistogram.merged(w.service for w in open_windows)
+        step.send_lag_histogram = LatencyHistogram.merged(w.lag for w in open_windows)
+        step.sent_count = sum(w.sent for w in open_windows)
+        step.refused_count = sum(w.refused for w in open_windows)
+    return step
 
 
 def _server_delta(first: ModelStats | None, last: ModelStats | None) -> tuple[ModelStats | None, bool]:

@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from loadgen.config import SweepSettings
 from loadgen.engine.closed_loop import ClosedLoop
-from loadgen.engine.step import StepListener, measure_step
+from loadgen.engine.open_loop import OpenLoop
+from loadgen.engine.schedules import Schedule
+from loadgen.engine.step import LoadGenerator, StepListener, measure_step
 from loadgen.results import ModelStats, StepResult
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
@@ -37,7 +39,19 @@ async def run_sweep(
     results = []
     try:
         for index, level in enumerate(settings.levels):
-            load = ClosedLoop(transport, prepared, level)
+            load: LoadGenerator
+            rate = None
+            if settings.scenario == "request_rate":
+                schedule = Schedule(
+                    rate=level,
+                    distribution=settings.distribution,
+                    seed=settings.seed + index,
+                    intervals_us=settings.request_intervals_us,
+                )
+                load = OpenLoop(transport, prepared, schedule, max_in_flight=settings.max_in_flight)
+                rate = schedule.label_rate
+            else:
+                load = ClosedLoop(transport, prepared, int(level))
             step = await measure_step(
                 index,
                 load,
@@ -46,6 +60,7 @@ async def run_sweep(
                 stats=stats,
                 scraper=scraper,
                 listener=listener,
+                request_rate=rate,
             )
             on_step(step)
             results.append(step)

@@ -140,6 +140,21 @@ class StepRow(Base):
     server_request_us: Mapped[float | None]
     """Average of the successful requests, as the server measured them."""
     server_stats_reset: Mapped[bool]
+    # Open-loop steps only (NULL for closed loop): ``histogram`` then holds response time
+    # (from the intended send), these the service time (from the actual send) and the
+    # sender's own lag, with what it achieved against the target ``request_rate``.
+    send_rate: Mapped[float | None]
+    sent_count: Mapped[int | None]
+    refused_count: Mapped[int | None]
+    in_flight_at_end: Mapped[int | None]
+    behind_schedule: Mapped[bool | None]
+    service_p50_us: Mapped[float | None]
+    service_p99_us: Mapped[float | None]
+    send_lag_p50_us: Mapped[float | None]
+    send_lag_p99_us: Mapped[float | None]
+    send_lag_max_us: Mapped[float | None]
+    service_histogram: Mapped[bytes | None]
+    send_lag_histogram: Mapped[bytes | None]
 
 
 class BatchStatRow(Base):

@@ -90,10 +90,32 @@ class StepRecord:
     server_compute_output_us: float | None
     server_request_us: float | None
     server_stats_reset: bool
+    send_rate: float | None = None
+    sent_count: int | None = None
+    refused_count: int | None = None
+    in_flight_at_end: int | None = None
+    behind_schedule: bool | None = None
+    service_p50_us: float | None = None
+    service_p99_us: float | None = None
+    send_lag_p50_us: float | None = None
+    send_lag_p99_us: float | None = None
+    send_lag_max_us: float | None = None
+    service_histogram_bytes: bytes | None = None
+    send_lag_histogram_bytes: bytes | None = None
 
     def histogram(self) -> LatencyHistogram:
-        """The step's full latency distribution (decoded on each call)."""
+        """The step's full latency distribution (decoded on each call): for open-loop steps,
+        response time measured from the intended send."""
         return LatencyHistogram.decode(self.histogram_bytes)
+
+    def service_histogram(self) -> LatencyHistogram | None:
+        """Open loop: service time (from the actual send); None for closed-loop steps."""
+        data = self.service_histogram_bytes
+        return LatencyHistogram.decode(data) if data is not None else None
+
+    def send_lag_histogram(self) -> LatencyHistogram | None:
+        data = self.send_lag_histogram_bytes
+        return LatencyHistogram.decode(data) if data is not None else None
 
 
 @dataclass(frozen=True)
@@ -107,7 +129,8 @@ class MetricSampleRecord:
 
 
 _LATENCY_KEYS = ("avg", "std", "min", "max", "p50", "p90", "p95", "p99")
-_STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if f not in ("histogram_bytes", "windows"))
+_BLOBS = {"histogram_bytes", "service_histogram_bytes", "send_lag_histogram_bytes", "windows"}
+_STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if f not in _BLOBS)
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -159,6 +182,20 @@ def _step_row(run_id: int, step: StepResult) -> StepRow:
         row.server_compute_infer_us = stats.compute_infer.avg_us
         row.server_compute_output_us = stats.compute_output.avg_us
         row.server_request_us = stats.success.avg_us
+    if step.request_rate is not None and step.service_histogram is not None and step.send_lag_histogram:
+        service, lag = step.service_histogram, step.send_lag_histogram
+        row.send_rate = step.send_rate
+        row.sent_count = step.sent_count
+        row.refused_count = step.refused_count
+        row.in_flight_at_end = step.in_flight_at_end
+        row.behind_schedule = step.behind_schedule
+        row.service_p50_us = _nan_to_none(service.percentile_us(50))
+        row.service_p99_us = _nan_to_none(service.percentile_us(99))
+        row.send_lag_p50_us = _nan_to_none(lag.percentile_us(50))
+        row.send_lag_p99_us = _nan_to_none(lag.percentile_us(99))
+        row.send_lag_max_us = _nan_to_none(lag.max_us) if lag.count else None
+        row.service_histogram = service.encode()
+        row.send_lag_histogram = lag.encode()
     return row
 
 
@@ -167,7 +204,13 @@ def _step_record(row: StepRow) -> StepRecord:
         WindowResult(**{**w, "mean_latency_us": _none_to_nan(w["mean_latency_us"])}) for w in row.windows
     )
     fields = {name: getattr(row, name) for name in _STEP_FIELDS}
-    return StepRecord(**fields, histogram_bytes=row.histogram, windows=windows)
+    return StepRecord(
+        **fields,
+        histogram_bytes=row.histogram,
+        service_histogram_bytes=row.service_histogram,
+        send_lag_histogram_bytes=row.send_lag_histogram,
+        windows=windows,
+    )
 
 
 def _run_record(row: RunRow, step_count: int) -> RunRecord:

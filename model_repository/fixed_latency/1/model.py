@@ -6,13 +6,15 @@ backend instance also spends time outside ``execute`` (hand-off between Triton
 and this process: about 1 ms on a 2-core VM), which would add to S. So the
 instance paces its completions instead of sleeping a fixed S inside ``execute``:
 
-    end = max(start + S / 2, previous_end + S + slack)
+    end = previous_end + S + slack   if this execution starts less than S / 2 after the last one ended
+    end = start + S                  otherwise (the instance was idle)
 
-While busy (the next request is handed over right after the previous one ends)
-completions are exactly S + slack apart: the hand-off is absorbed, not added.
-An instance that idled longer than S holds its request S / 2 at least. The slack
-(PACING_SLACK_US, default 100 us = 1% of S) keeps a lone client's latency at or
-above S: its next request can only arrive after its previous answer.
+While busy (the next request is handed over right after the previous one ends,
+or after a client's quick round trip) completions are exactly S + slack apart:
+the hand-off is absorbed, not added. A request reaching an idle instance is held
+for the full S. The slack (PACING_SLACK_US, default 100 us = 1% of S) keeps a lone
+closed-loop client's latency at or above S: its next request can only arrive after
+its previous answer.
 The last stretch before the deadline is spun, not slept, for precision.
 """
 
@@ -27,17 +29,20 @@ _SPIN_NS = 300_000  # sleep until 0.3 ms before the deadline, then spin
 class TritonPythonModel:
     def initialize(self, args):
         params = json.loads(args["model_config"]).get("parameters", {})
-        self.period_ns = int(float(params["SERVICE_TIME_MS"]["string_value"]) * 1e6)
-        slack = params.get("PACING_SLACK_US", {}).get("string_value", "100")
-        self.period_ns += int(float(slack) * 1e3)
-        if self.period_ns <= 0:
+        self.service_ns = int(float(params["SERVICE_TIME_MS"]["string_value"]) * 1e6)
+        if self.service_ns <= 0:
             raise pb_utils.TritonModelException("SERVICE_TIME_MS must be > 0")
-        self.min_hold_ns = self.period_ns // 2
+        slack = params.get("PACING_SLACK_US", {}).get("string_value", "100")
+        self.period_ns = self.service_ns + int(float(slack) * 1e3)
+        self.busy_gap_ns = self.service_ns // 2
         self.last_end = 0
 
     def execute(self, requests):
         start = time.perf_counter_ns()
-        deadline = max(start + self.min_hold_ns, self.last_end + self.period_ns)
+        if start - self.last_end < self.busy_gap_ns:
+            deadline = self.last_end + self.period_ns
+        else:
+            deadline = start + self.service_ns
         responses = []
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, "INPUT0")

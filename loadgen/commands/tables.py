@@ -1,0 +1,257 @@
+"""``loadgen table``: a stored run as the benchmark table or one step's ``.hgrm``; ``loadgen compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from loadgen.config import ConfigError
+from loadgen.results import RunStatus
+from loadgen.storage import DEFAULT_DB_URL, RunRecord, RunStore, StepRecord
+
+if TYPE_CHECKING:  # analysis imports pandas: loaded only by the commands that use it
+    from analysis.compare import Comparison
+
+EXIT_OK, EXIT_REGRESSION = 0, 1
+_PERCENTILES_HELP = "numbers within 0..100 separated by commas, such as 50,99,99.9"
+
+
+def parse_percentiles(text: str) -> tuple[float, ...]:
+    """``50,99,99.9`` (a leading ``p`` is allowed) -> ascending distinct percentiles."""
+    values = set()
+    for part in text.split(","):
+        try:
+            value = float(part.strip().lower().removeprefix("p"))
+        except ValueError:
+            raise ConfigError(f"bad percentiles {text!r}: expected {_PERCENTILES_HELP}") from None
+        if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+            raise ConfigError(f"bad percentiles {text!r}: expected {_PERCENTILES_HELP}")
+        values.add(value)
+    return tuple(sorted(values))
+
+
+def parse_percent(option: str, text: str) -> float:
+    """``5%`` or ``5`` -> 5.0 (a percentage >= 0)."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ConfigError(f"bad {option} {text!r}: expected a percentage >= 0 such as 5% or 5")
+    return value
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the runs database (default {DEFAULT_DB_URL})"
+    )
+
+
+def register(sub: Any) -> None:
+    """Add the ``table`` and ``compare`` sub-commands to the CLI's sub-parsers."""
+    table = sub.add_parser(
+        "table",
+        help="a stored run as the ResNeXt-style table (Markdown, CSV, HTML), or one step's .hgrm",
+        description="Concurrency | Throughput | Avg | p90 | p95 | p99 latency of a stored run; "
+        "percentiles are read from the stored histograms.",
+    )
+    table.add_argument("run_id", type=int)
+    table.add_argument(
+        "--format", choices=("markdown", "csv", "html"), default=None, help="output format (default markdown)"
+    )
+    table.add_argument(
+        "--percentiles",
+        default=None,
+        metavar="P,P,...",
+        help="latency percentiles read from the histograms (default 90,95,99)",
+    )
+    table.add_argument(
+        "--hgrm",
+        type=int,
+        default=None,
+        metavar="STEP_INDEX",
+        help="instead of the table, the step's full percentile spectrum in HdrHistogram's .hgrm form",
+    )
+    table.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
+    _add_db(table)
+    table.set_defaults(handler=cmd_table)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two stored runs step by step; exit 1 on a regression",
+        description="Matches steps by concurrency (or request rate). A step regresses when its throughput "
+        "dropped or its latency percentile rose by more than the thresholds.",
+    )
+    compare.add_argument("base_run", type=int, help="the reference run")
+    compare.add_argument("new_run", type=int, help="the run under test")
+    compare.add_argument(
+        "--max-throughput-drop", default="5%", metavar="PCT", help="allowed throughput drop (default 5%%)"
+    )
+    compare.add_argument(
+        "--max-latency-rise", default="10%", metavar="PCT", help="allowed latency rise (default 10%%)"
+    )
+    compare.add_argument(
+        "--percentile", default="99", metavar="P", help="latency percentile that gates (default 99)"
+    )
+    compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    compare.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write JUnit XML")
+    compare.add_argument("--force", action="store_true", help="compare runs of different models")
+    _add_db(compare)
+    compare.set_defaults(handler=cmd_compare)
+
+
+def _load(db: str, run_id: int) -> tuple[RunRecord, list[StepRecord]]:
+    with RunStore(db) as store:
+        return store.get_run(run_id), store.steps(run_id)
+
+
+def _status_text(run: RunRecord) -> str:
+    return str(run.status) + (f": {run.error}" if run.error else "")
+
+
+def _warn(message: str) -> None:
+    print(f"loadgen: warning: {message}", file=sys.stderr)
+
+
+def _write(text: str, path: Path | None) -> None:
+    if path is None:
+        sys.stdout.write(text)
+        return
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _level_text(step: StepRecord) -> str:
+    if step.request_rate is not None:
+        return f"request rate {step.request_rate:g}/s"
+    return f"concurrency {step.concurrency}"
+
+
+def _hgrm(run: RunRecord, steps: list[StepRecord], index: int) -> str:
+    from analysis.hgrm import format_hgrm
+
+    by_index = {s.step_index: s for s in steps}
+    if index not in by_index:
+        raise ConfigError(
+            f"run {run.id} has no step {index}: its steps are "
+            + ", ".join(f"{s.step_index} ({_level_text(s)})" for s in steps)
+        )
+    hist = by_index[index].histogram()
+    if hist.count == 0:
+        raise ConfigError(f"step {index} of run {run.id} has no successful request: no latency spectrum")
+    return format_hgrm(hist)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    """Print (or write) the run's table, or one step's ``.hgrm`` with ``--hgrm``."""
+    from analysis.tables import DEFAULT_PERCENTILES, benchmark_table, format_table
+
+    percentiles = DEFAULT_PERCENTILES if args.percentiles is None else parse_percentiles(args.percentiles)
+    if args.hgrm is not None and (args.format is not None or args.percentiles is not None):
+        raise ConfigError("--hgrm writes one step's whole spectrum: drop --format and --percentiles")
+    run, steps = _load(args.db, args.run_id)
+    if not steps:
+        raise ConfigError(f"run {run.id} has no steps ({_status_text(run)})")
+    if run.status is not RunStatus.COMPLETED:
+        _warn(f"run {run.id} is {_status_text(run)}: showing its {len(steps)} finished step(s)")
+    if args.hgrm is not None:
+        text = _hgrm(run, steps, args.hgrm)
+    else:
+        text = format_table(benchmark_table(steps, percentiles), args.format or "markdown")
+    _write(text, args.output)
+    return EXIT_OK
+
+
+def _pct(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:+.1f}%"
+
+
+def _ms(value_us: float) -> str:
+    return "-" if math.isnan(value_us) else f"{value_us / 1000:.3f}"
+
+
+def print_comparison(c: Comparison, console: Console) -> None:
+    """The comparison as a rich table, one row per matched level, and the verdict."""
+    from analysis.compare import Verdict
+
+    p = c.thresholds.percentile
+    others = [d.percentile for d in c.steps[0].latencies if d.percentile != p] if c.steps else []
+    title = (
+        f"run {c.new.id} ({c.new.model}, {c.new.status}) vs base run {c.base.id} "
+        f"({c.base.model}, {c.base.status}): max throughput drop {c.thresholds.max_throughput_drop_pct:g}%, "
+        f"max p{p:g} rise {c.thresholds.max_latency_rise_pct:g}%"
+    )
+    out = Table(title=title, title_justify="left")
+    level = "Request rate" if c.level_name == "request_rate" else "Concurrency"
+    headers = [level, "Base infer/s", "New infer/s", "Change"]
+    headers += [f"Base p{p:g} (ms)", f"New p{p:g} (ms)", "Change"]
+    headers += [f"p{o:g} change" for o in others] + ["Verdict"]
+    for header in headers:
+        out.add_column(header, justify="left" if header == "Verdict" else "right")
+    style = {Verdict.REGRESSION: "bold red", Verdict.IMPROVEMENT: "green", Verdict.PASS: ""}
+    for step in c.steps:
+        gate = step.latency(p)
+        verdict = str(step.verdict) + (f" ({'; '.join(step.reasons)})" if step.reasons else "")
+        out.add_row(
+            f"{step.level:g}",
+            f"{step.base_throughput:,.1f}",
+            f"{step.new_throughput:,.1f}",
+            _pct(step.throughput_change_pct),
+            _ms(gate.base_us),
+            _ms(gate.new_us),
+            _pct(gate.change_pct),
+            *(_pct(step.latency(o).change_pct) for o in others),
+            verdict,
+            style=style[step.verdict],
+        )
+    console.print(out)
+    regressed = sum(s.verdict is Verdict.REGRESSION for s in c.steps)
+    console.print(
+        f"verdict: [{style[c.verdict] or 'bold'}]{c.verdict}[/] "
+        f"({regressed} of {len(c.steps)} matched step(s) regressed)",
+        highlight=False,
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare two runs; exit 1 when the new run regressed."""
+    from analysis.compare import CompareError, Thresholds, Verdict, load_comparison, write_junit
+
+    percentile = parse_percentiles(args.percentile)
+    if len(percentile) != 1 or percentile[0] == 0:
+        raise ConfigError(f"bad --percentile {args.percentile!r}: expected one number within (0, 100]")
+    thresholds = Thresholds(
+        max_throughput_drop_pct=parse_percent("--max-throughput-drop", args.max_throughput_drop),
+        max_latency_rise_pct=parse_percent("--max-latency-rise", args.max_latency_rise),
+        percentile=percentile[0],
+    )
+    with RunStore(args.db) as store:
+        try:
+            comparison = load_comparison(store, args.base_run, args.new_run, thresholds, force=args.force)
+        except CompareError as exc:
+            raise ConfigError(str(exc)) from None
+    for warning in comparison.warnings:
+        _warn(warning)
+    if args.junit is not None:
+        try:
+            write_junit(comparison, args.junit)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.junit}: {exc.strerror or exc}") from None
+        print(f"wrote {args.junit}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(comparison.to_dict(), indent=2))
+    else:
+        print_comparison(comparison, Console() if sys.stdout.isatty() else Console(width=220))
+    return EXIT_REGRESSION if comparison.verdict is Verdict.REGRESSION else EXIT_OK

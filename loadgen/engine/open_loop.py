@@ -1,0 +1,128 @@
+"""Open-loop load (MLPerf's "server" scenario): requests leave on a precomputed schedule.
+
+Each request has three timestamps: intended (from the schedule), sent and done.
+Its response time is done - intended, so a stalled server shows up in the
+percentiles rather than slowing the sender down (no coordinated omission); its
+service time is done - sent; the sender's lag is sent - intended.
+
+asyncio's timers are only about a millisecond precise, so the sender sleeps until
+shortly before each intended time and then yields to the event loop in a tight
+loop until the time has come; it records its own lag, so a client that cannot
+keep up says so. A cap on in-flight requests protects the client: a request whose
+time has come while the cap is reached is refused and counted, never silently
+dropped or quietly delayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from loadgen.engine.recorder import Discard, OpenWindow
+from loadgen.engine.schedules import Schedule
+from loadgen.transports.base import Sender, Transport
+
+COARSE_SLEEP_NS = 2_000_000  # sleep while the next send is further away than this
+WAKE_EARLY_S = 0.0015  # asyncio timers fire late by up to ~1 ms: wake this early, then spin
+DEFAULT_MAX_IN_FLIGHT = 1024
+
+
+class OpenLoop:
+    """Sends ``requests`` on ``schedule`` until :meth:`stop`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        requests: Sequence[Any],
+        schedule: Schedule,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        if not requests:
+            raise ValueError("no prepared requests")
+        self.transport = transport
+        self.requests = list(requests)
+        self.schedule = schedule
+        self.max_in_flight = max_in_flight
+        self.level = schedule.label_rate
+        self.concurrency = 0
+        self.window: OpenWindow = Discard()
+        self.in_flight = 0
+        self._free: list[Sender] = []
+        self._created = 0
+        self._running = False
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def _sender(self) -> Sender | None:
+        if self._free:
+            return self._free.pop()
+        if self._created < self.max_in_flight:
+            self._created += 1
+            return self.transport.sender(self._created - 1)
+        return None
+
+    async def _one(self, send: Sender, request: Any, intended: int, sent: int) -> None:
+        error = await send(request)
+        done = time.perf_counter_ns()
+        self.in_flight -= 1
+        self._free.append(send)
+        if error is None:
+            self.window.record_open(done - intended, done - sent)
+        else:
+            self.window.error(error)
+
+    async def _dispatch(self) -> None:
+        clock = time.perf_counter_ns
+        loop = asyncio.get_running_loop()
+        requests = self.requests
+        n = len(requests)
+        index = 0
+        intended = clock()
+        for chunk in self.schedule.gaps_ns():
+            for gap in chunk.tolist():
+                intended += gap
+                wait = intended - clock()
+                if wait > COARSE_SLEEP_NS:
+                    await asyncio.sleep(wait / 1e9 - WAKE_EARLY_S)
+                while clock() < intended:
+                    await asyncio.sleep(0)
+                if not self._running:
+                    return
+                send = self._sender()
+                if send is None:
+                    self.window.refuse()
+                    continue
+                sent = clock()
+                self.window.record_send(sent - intended)
+                self.in_flight += 1
+                task = loop.create_task(self._one(send, requests[index % n], intended, sent))
+                index += 1
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+
+    def start(self) -> None:
+        self._running = True
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="open-loop-dispatcher")
+
+    def swap(self, window: OpenWindow) -> OpenWindow:
+        previous, self.window = self.window, window
+        return previous
+
+    def new_window(self) -> OpenWindow:
+        return OpenWindow()
+
+    async def stop(self) -> int:
+        """Stop sending, let in-flight requests finish (discarded); returns how many were in flight."""
+        self._running = False
+        in_flight = self.in_flight
+        self.window = Discard()
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+            self._dispatcher = None
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        return in_flight

@@ -1,0 +1,239 @@
+"""Findings on hand-made steps frames: knee, SLO, dominant latency part, quality, run status."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from analysis.findings import (
+    Finding,
+    Kind,
+    Severity,
+    Slo,
+    best_under_slo,
+    component_findings,
+    dominant_components,
+    parse_slo,
+    quality_findings,
+    saturation_knee,
+    slo_findings,
+    status_findings,
+    step_findings,
+)
+from analysis.frames import latency_components
+from loadgen.config import ConfigError
+from loadgen.results import RunStatus
+from loadgen.storage import RunRecord
+
+NAN = math.nan
+
+
+def steps(*rows: dict[str, Any]) -> pd.DataFrame:
+    """A steps frame with the columns findings read; rows give throughput, p99 (ms) and overrides."""
+    records = []
+    for i, row in enumerate(rows):
+        p99_us = row.get("p99", NAN) * 1000.0
+        record = {
+            "step_index": i,
+            "concurrency": 2**i,
+            "throughput": 100.0,
+            "lat_avg_us": p99_us * 0.8,
+            "lat_p50_us": p99_us * 0.7,
+            "lat_p90_us": p99_us * 0.9,
+            "lat_p95_us": p99_us * 0.95,
+            "lat_p99_us": p99_us,
+            "server_queue_us": NAN,
+            "server_compute_input_us": NAN,
+            "server_compute_infer_us": NAN,
+            "server_compute_output_us": NAN,
+            "error_count": 0,
+            "errors": {},
+            "stable": True,
+            "trials": 3,
+            "server_stats_reset": False,
+        }
+        record.update({k: v for k, v in row.items() if k != "p99"})
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def split(avg_ms: float, queue: float, infer: float, cin: float = 0.0, cout: float = 0.0) -> dict[str, float]:
+    """Server parts in ms -> the frame's microsecond columns."""
+    return {
+        "lat_avg_us": avg_ms * 1000,
+        "server_queue_us": queue * 1000,
+        "server_compute_input_us": cin * 1000,
+        "server_compute_infer_us": infer * 1000,
+        "server_compute_output_us": cout * 1000,
+    }
+
+
+# -- saturation knee --------------------------------------------------------------------------------
+def test_knee_is_the_step_after_which_throughput_stops_growing_while_p99_rises() -> None:
+    frame = steps(
+        {"throughput": 100, "p99": 10},
+        {"throughput": 180, "p99": 11},
+        {"throughput": 185, "p99": 20},  # +2.8 % throughput, p99 up: step 1 is the knee
+        {"throughput": 186, "p99": 40},
+    )
+    assert saturation_knee(frame) == 1
+    (finding,) = step_findings(frame)[:1]
+    assert finding.kind is Kind.KNEE and finding.step_index == 1
+    assert "concurrency 2" in finding.text and "180.0 -> 185.0" in finding.text
+
+
+def test_no_knee_while_throughput_keeps_growing_or_latency_stays_flat() -> None:
+    assert saturation_knee(steps({"throughput": 100, "p99": 10}, {"throughput": 200, "p99": 30})) is None
+    flat = steps({"throughput": 100, "p99": 10}, {"throughput": 101, "p99": 10})
+    assert saturation_knee(flat) is None
+    (finding,) = [f for f in step_findings(flat) if f.kind is Kind.KNEE]
+    assert finding.step_index is None and "no saturation knee" in finding.text
+    assert not [f for f in step_findings(steps({"p99": 10})) if f.kind is Kind.KNEE]  # one step: no claim
+
+
+def test_knee_follows_concurrency_not_storage_order_and_skips_steps_without_latency() -> None:
+    frame = steps(
+        {"concurrency": 8, "throughput": 300, "p99": 30},
+        {"concurrency": 1, "throughput": 100, "p99": 10},
+        {"concurrency": 2, "throughput": 0, "p99": NAN},  # every request failed
+        {"concurrency": 4, "throughput": 290, "p99": 20},
+    )
+    assert saturation_knee(frame) == 3  # 1 -> 4 grows, 4 -> 8 grows < 5 % while p99 rises
+
+
+# -- latency objective ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("p99=50ms", Slo(50.0, 99)),
+        ("50ms", Slo(50.0, 99)),
+        ("p95=0.2s", Slo(200.0, 95)),
+        ("P90 = 250us", Slo(0.25, 90)),
+        ("50", Slo(50.0, 99)),
+    ],
+)
+def test_parse_slo(text: str, expected: Slo) -> None:
+    assert parse_slo(text) == expected
+
+
+@pytest.mark.parametrize("text", ["p98=5ms", "fast", "0ms", "p99=", "50 min", "-5ms"])
+def test_bad_slo_is_a_usage_error(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_slo(text)
+
+
+def test_best_throughput_under_slo_skips_steps_with_errors() -> None:
+    frame = steps(
+        {"throughput": 100, "p99": 10},
+        {"throughput": 190, "p99": 40},
+        {"throughput": 250, "p99": 45, "error_count": 3, "errors": {"UNAVAILABLE": 3}},
+        {"throughput": 260, "p99": 80},
+    )
+    assert best_under_slo(frame, Slo(50)) == 1
+    (finding,) = slo_findings(frame, Slo(50))
+    assert finding == Finding(Kind.SLO, Severity.INFO, finding.text, 1)
+    assert "190.0 infer/s at concurrency 2" in finding.text and "p99 40.0 ms" in finding.text
+    assert best_under_slo(frame, Slo(37, percentile=90)) == 1  # p90 = 0.9 x p99: 36 ms
+
+
+def test_no_step_meets_the_slo_is_a_warning_naming_the_lowest_latency() -> None:
+    frame = steps({"throughput": 100, "p99": 10}, {"throughput": 190, "p99": 40})
+    assert best_under_slo(frame, Slo(5)) is None
+    (finding,) = slo_findings(frame, Slo(5))
+    assert finding.severity is Severity.WARNING and finding.step_index == 0
+    assert "no error-free step meets p99 <= 5 ms" in finding.text and "10.0 ms" in finding.text
+
+
+# -- where the time goes ----------------------------------------------------------------------------
+def test_dominant_component_per_step_with_its_hint() -> None:
+    frame = steps(
+        {"p99": 12, **split(10, queue=0.1, infer=8)},  # model-bound
+        {"p99": 50, **split(40, queue=30, infer=8)},  # queueing
+        {"p99": 12, **split(10, queue=0.5, infer=1)},  # 8.5 ms outside the server
+        {"p99": 12, **split(10, queue=0.5, infer=1, cin=6)},
+        {"p99": 12},  # no server statistics: no claim
+    )
+    assert dominant_components(frame) == {0: "compute_infer", 1: "queue", 2: "client", 3: "compute_input"}
+    found = component_findings(frame)
+    assert [(f.step_index, f.component) for f in found] == [
+        (0, "compute_infer"),
+        (1, "queue"),
+        (2, "client"),
+        (3, "compute_input"),
+    ]
+    assert "the model itself is the bottleneck" in found[0].text
+    assert (
+        "add instances or enable dynamic batching" in found[1].text
+        and "30.0 ms of 40.0 ms (75%)" in found[1].text
+    )
+    assert "the client or network is the bottleneck" in found[2].text
+
+
+def test_client_side_time_is_clamped_at_zero() -> None:
+    frame = steps({"p99": 10, **split(5, queue=3, infer=4)})  # server parts exceed the client's mean
+    parts = latency_components(frame)
+    assert parts.loc[0, "client"] == 0.0
+    assert parts.loc[0, "queue"] == 3000.0
+    assert latency_components(steps({"p99": 10})).isna().all(axis=None)
+
+
+# -- trust: errors, unstable steps, stats, run status -------------------------------------------------
+def test_errors_unstable_steps_and_missing_stats_are_called_out() -> None:
+    frame = steps(
+        {"p99": 10, "error_count": 7, "errors": {"UNAVAILABLE: gone": 5, "INTERNAL: oops": 2}},
+        {"p99": 10, "stable": False, "trials": 10},
+        {"p99": 10, "server_stats_reset": True},
+    )
+    found = quality_findings(frame)
+    assert [(f.kind, f.severity, f.step_index) for f in found] == [
+        (Kind.ERRORS, Severity.ERROR, 0),
+        (Kind.UNSTABLE, Severity.WARNING, 1),
+        (Kind.STATS_MISSING, Severity.WARNING, 2),
+    ]
+    assert "7 failed request(s): 5 x UNAVAILABLE: gone; 2 x INTERNAL: oops" in found[0].text
+    assert "within 10 window(s)" in found[1].text
+
+
+def _run(status: RunStatus, step_count: int, error: str | None = None) -> RunRecord:
+    now = datetime.now(UTC)
+    return RunRecord(
+        id=7,
+        model="m",
+        model_version="1",
+        scenario="concurrency",
+        status=status,
+        error=error,
+        server_url="localhost:8001",
+        started_at=now,
+        ended_at=None if status is RunStatus.RUNNING else now,
+        settings={},
+        model_config={},
+        model_metadata={},
+        server_metadata={},
+        host={},
+        labels={},
+        step_count=step_count,
+    )
+
+
+def test_runs_that_did_not_complete_are_called_out_first() -> None:
+    assert status_findings(_run(RunStatus.COMPLETED, 3)) == []
+    (failed,) = status_findings(_run(RunStatus.FAILED, 2, "server lost mid-run: boom"))
+    assert failed.severity is Severity.ERROR and "server lost mid-run: boom" in failed.text
+    assert "2 finished step(s)" in failed.text
+    (interrupted,) = status_findings(_run(RunStatus.INTERRUPTED, 1))
+    assert interrupted.severity is Severity.WARNING and "interrupted" in interrupted.text
+    running, empty = status_findings(_run(RunStatus.RUNNING, 0))
+    assert running.kind is Kind.STATUS and "still running" in running.text
+    assert empty.kind is Kind.NO_STEPS and empty.severity is Severity.ERROR
+
+
+def test_findings_are_frozen() -> None:
+    finding = Finding(Kind.KNEE, Severity.INFO, "x", 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        finding.text = "y"  # type: ignore[misc]

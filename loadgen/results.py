@@ -187,6 +187,8 @@ class StepResult:
     send_lag_histogram: LatencyHistogram | None = None
     """Open loop: sent - intended, the sender's own lateness."""
     sent_count: int = 0
+    scheduled_count: int = 0
+    """Open loop: sends the schedule had due during the measured windows."""
     refused_count: int = 0
     """Open loop: requests not sent because the in-flight cap was reached."""
     in_flight_at_end: int = 0
@@ -198,9 +200,13 @@ class StepResult:
 
     @property
     def behind_schedule(self) -> bool:
-        """Open loop: the send rate missed the target by more than 2% (the client could not keep up)."""
+        """Open loop: the sends missed the schedule by more than 2% (the client could not keep up).
+
+        Compared with what the schedule had due in the measured windows, not with the nominal
+        rate, so that a Poisson schedule's own variation is not taken for a slow client.
+        """
         return self.request_rate is not None and (
-            self.send_rate < 0.98 * self.request_rate or self.refused_count > 0
+            self.sent_count < 0.98 * self.scheduled_count or self.refused_count > 0
         )
 
     @property

@@ -20,6 +20,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from loadgen.engine.recorder import Discard, OpenWindow
 from loadgen.engine.schedules import Schedule
 from loadgen.transports.base import Sender, Transport
@@ -55,6 +58,11 @@ class OpenLoop:
         self._running = False
         self._dispatcher: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        # the schedule chunk being sent (absolute intended times) and how many came before it,
+        # so that a window can say how many sends were due, even when the sender lags behind
+        self._chunk_times: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._chunk_base = 0
+        self._due_at_swap = 0
 
     def _sender(self) -> Sender | None:
         if self._free:
@@ -80,10 +88,13 @@ class OpenLoop:
         requests = self.requests
         n = len(requests)
         index = 0
-        intended = clock()
+        origin = clock()
         for chunk in self.schedule.gaps_ns():
-            for gap in chunk.tolist():
-                intended += gap
+            times = origin + np.cumsum(chunk)
+            origin = int(times[-1])
+            self._chunk_base += len(self._chunk_times)
+            self._chunk_times = times
+            for intended in times.tolist():
                 wait = intended - clock()
                 if wait > COARSE_SLEEP_NS:
                     await asyncio.sleep(wait / 1e9 - WAKE_EARLY_S)
@@ -107,8 +118,14 @@ class OpenLoop:
         self._running = True
         self._dispatcher = asyncio.create_task(self._dispatch(), name="open-loop-dispatcher")
 
+    def due_by(self, t_ns: int) -> int:
+        """How many sends the schedule had due by ``t_ns`` (as far as the current chunk reaches)."""
+        return self._chunk_base + int(np.searchsorted(self._chunk_times, t_ns, side="right"))
+
     def swap(self, window: OpenWindow) -> OpenWindow:
         previous, self.window = self.window, window
+        due = self.due_by(time.perf_counter_ns())
+        previous.due, self._due_at_swap = due - self._due_at_swap, due
         return previous
 
     def new_window(self) -> OpenWindow:

@@ -47,7 +47,7 @@ class OpenWindow(Window):
     Sends and refusals are counted in the window in which they *happened*.
     """
 
-    __slots__ = ("lag", "refused", "sent", "service")
+    __slots__ = ("due", "lag", "refused", "sent", "service")
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,6 +55,8 @@ class OpenWindow(Window):
         self.lag = LatencyHistogram()
         self.sent = 0
         self.refused = 0
+        self.due = 0
+        """Sends the schedule had due during the window (set when the window is cut)."""
 
     def record_open(self, response_ns: int, service_ns: int) -> None:
         self.requests += 1

@@ -146,6 +146,7 @@ async def measure_step(
         step.send_lag_histogram = LatencyHistogram.merged(w.lag for w in open_windows)
         step.sent_count = sum(w.sent for w in open_windows)
         step.refused_count = sum(w.refused for w in open_windows)
+        step.scheduled_count = sum(w.due for w in open_windows)
     return step
 
 

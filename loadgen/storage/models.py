@@ -145,6 +145,7 @@ class StepRow(Base):
     # sender's own lag, with what it achieved against the target ``request_rate``.
     send_rate: Mapped[float | None]
     sent_count: Mapped[int | None]
+    scheduled_count: Mapped[int | None]
     refused_count: Mapped[int | None]
     in_flight_at_end: Mapped[int | None]
     behind_schedule: Mapped[bool | None]

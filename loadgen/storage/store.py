@@ -92,6 +92,7 @@ class StepRecord:
     server_stats_reset: bool
     send_rate: float | None = None
     sent_count: int | None = None
+    scheduled_count: int | None = None
     refused_count: int | None = None
     in_flight_at_end: int | None = None
     behind_schedule: bool | None = None
@@ -186,6 +187,7 @@ def _step_row(run_id: int, step: StepResult) -> StepRow:
         service, lag = step.service_histogram, step.send_lag_histogram
         row.send_rate = step.send_rate
         row.sent_count = step.sent_count
+        row.scheduled_count = step.scheduled_count
         row.refused_count = step.refused_count
         row.in_flight_at_end = step.in_flight_at_end
         row.behind_schedule = step.behind_schedule

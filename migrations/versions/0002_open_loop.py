@@ -25,7 +25,7 @@ _FLOATS = (
     "send_lag_p99_us",
     "send_lag_max_us",
 )
-_INTS = ("sent_count", "refused_count", "in_flight_at_end")
+_INTS = ("sent_count", "scheduled_count", "refused_count", "in_flight_at_end")
 _BLOBS = ("service_histogram", "send_lag_histogram")
 
 

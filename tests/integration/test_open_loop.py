@@ -1,0 +1,172 @@
+"""Open-loop request rates against the real server: schedules kept, no coordinated omission."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from loadgen.config import Distribution, MeasurementSettings, Scenario, SweepSettings
+from loadgen.results import RunStatus
+from loadgen.runner import execute_sweep
+from loadgen.server import EmbeddedServer
+from loadgen.storage import RunStore, StepRecord
+from tests.integration.test_cli import loadgen, one_line_error
+
+FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=4)
+
+
+def _sweep(
+    triton: EmbeddedServer,
+    store: RunStore,
+    model: str,
+    levels: tuple[float, ...],
+    *,
+    scenario: Scenario,
+    distribution: Distribution = "constant",
+) -> list[StepRecord]:
+    settings = SweepSettings(
+        model=model,
+        levels=levels,
+        url=triton.grpc_url,
+        metrics_url="",
+        scenario=scenario,
+        measurement=FAST,
+        distribution=distribution,
+    )
+    outcome = asyncio.run(execute_sweep(settings, store))
+    assert outcome.status is RunStatus.COMPLETED
+    return store.steps(outcome.run_id)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RunStore:
+    return RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
+
+
+def test_rates_are_met_and_the_sender_measures_itself(triton: EmbeddedServer, store: RunStore) -> None:
+    (step,) = _sweep(triton, store, "identity", (300.0,), scenario="request_rate", distribution="poisson")
+    assert step.request_rate == 300.0
+    assert step.send_rate == pytest.approx(300.0, rel=0.05)  # Poisson: ~2700 sends in 3 s
+    assert step.throughput == pytest.approx(300.0, rel=0.05)
+    assert step.refused_count == 0 and step.behind_schedule is False
+    assert step.send_lag_p50_us is not None and step.send_lag_p50_us < 1000
+    service, response = step.service_histogram(), step.histogram()
+    assert service is not None and service.count == response.count == step.request_count
+    # response time (from the intended send) is never shorter than service time (from the actual send)
+    assert response.percentile_us(50) >= service.percentile_us(50)
+
+
+def test_backlog_shows_in_open_loop_but_not_closed_loop(triton: EmbeddedServer, store: RunStore) -> None:
+    # fixed_latency serves ~99 requests/s: 130/s builds a backlog that grows all step long
+    (open_step,) = _sweep(triton, store, "fixed_latency", (130.0,), scenario="request_rate")
+    (closed_step,) = _sweep(triton, store, "fixed_latency", (1,), scenario="concurrency")
+    assert open_step.throughput == pytest.approx(closed_step.throughput, rel=0.05)  # same throughput...
+    assert open_step.lat_p99_us is not None and closed_step.lat_p99_us is not None
+    assert open_step.lat_p99_us > 20 * closed_step.lat_p99_us  # ...but the open loop sees the queue
+    assert closed_step.lat_p99_us < 30_000
+    assert not open_step.stable  # latency keeps growing: never stable, stored anyway
+    assert open_step.in_flight_at_end is not None and open_step.in_flight_at_end > 20
+
+
+def test_a_stalled_server_shows_in_open_loop_percentiles(triton: EmbeddedServer, store: RunStore) -> None:
+    """The coordinated-omission test: SIGSTOP the server for 2 s in the middle of a step."""
+    measurement = MeasurementSettings(measurement_interval_ms=3000, warmup_ms=500, max_trials=3)
+
+    async def pause_during_step(delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        assert triton.pid is not None
+        os.kill(triton.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(2.0)
+        finally:
+            os.kill(triton.pid, signal.SIGCONT)
+
+    async def run(scenario: Scenario, level: float) -> StepRecord:
+        settings = SweepSettings(
+            model="identity",
+            levels=(level,),
+            url=triton.grpc_url,
+            metrics_url="",
+            scenario=scenario,
+            measurement=measurement,
+        )
+        pause = asyncio.create_task(pause_during_step(measurement.warmup_ms / 1000 + 3.5))
+        outcome = await execute_sweep(settings, store)
+        await pause
+        (step,) = store.steps(outcome.run_id)
+        return step
+
+    open_step = asyncio.run(run("request_rate", 200.0))
+    closed_step = asyncio.run(run("concurrency", 2))
+    assert open_step.lat_p99_us is not None and open_step.lat_p99_us > 1_000_000  # the pause, as users saw it
+    assert open_step.service_p99_us is not None and open_step.lat_p99_us >= open_step.service_p99_us
+    assert (
+        closed_step.lat_max_us is not None and closed_step.lat_max_us > 1_500_000
+    )  # closed loop: only the max
+    assert closed_step.lat_p99_us is not None and closed_step.lat_p99_us < 100_000
+
+
+def test_rate_cli_and_its_usage_errors(triton: EmbeddedServer, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    both = loadgen(
+        "sweep",
+        "-m",
+        "identity",
+        "-u",
+        triton.grpc_url,
+        "--concurrency",
+        "1",
+        "--request-rate",
+        "10",
+        "--db",
+        db,
+    )
+    assert both.returncode == 2 and "not both" in one_line_error(both)
+    zero = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--request-rate", "0..10", "--db", db)
+    assert zero.returncode == 2 and "bad range" in one_line_error(zero)
+    missing = loadgen(
+        "sweep",
+        "-m",
+        "identity",
+        "-u",
+        triton.grpc_url,
+        "--request-intervals",
+        str(tmp_path / "nope.txt"),
+        "--db",
+        db,
+    )
+    assert missing.returncode == 2 and "cannot read request intervals" in one_line_error(missing)
+
+    intervals = tmp_path / "intervals.txt"
+    intervals.write_text("5000\n15000\n")  # 100 requests/s on average
+    replay = loadgen(
+        "sweep",
+        "-m",
+        "identity",
+        "-u",
+        triton.grpc_url,
+        "--metrics-url",
+        triton.metrics_url,
+        "--request-intervals",
+        str(intervals),
+        "-p",
+        "1000",
+        "--warmup",
+        "200",
+        "-r",
+        "4",
+        "--db",
+        db,
+        "-q",
+    )
+    assert replay.returncode == 0, replay.stderr
+    with RunStore(db) as store:
+        (run,) = store.list_runs()
+        assert run.scenario == "request_rate"
+        (step,) = store.steps(run.id)
+        assert step.request_rate == pytest.approx(100.0)
+        assert step.send_rate == pytest.approx(100.0, rel=0.05)

@@ -41,6 +41,16 @@ def _labels(items: Sequence[str]) -> dict[str, str]:
     return labels
 
 
+def _headers(items: Sequence[str]) -> dict[str, str]:
+    headers = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip() or any(c in name for c in " \r\n") or any(c in value for c in "\r\n"):
+            raise ConfigError(f"bad -H {item.split(':')[0]!r}...: expected 'Name: value'")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
 def _add_db(parser: argparse.ArgumentParser) -> None:
     from loadgen.storage import DEFAULT_DB_URL
 
@@ -150,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--no-metrics", action="store_true", help="do not scrape the metrics endpoint")
     sweep.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="tag the run")
+    sweep.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="send this header (gRPC metadata) with every request; never stored, only its name",
+    )
     sweep.add_argument("--csv", type=Path, default=None, help="write perf_analyzer's -f CSV (+ our columns)")
     sweep.add_argument("--report", type=Path, default=None, metavar="FILE", help="write the HTML report")
     sweep.add_argument(
@@ -240,6 +258,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from loadgen.storage import RunStore
 
     settings = settings_from_args(args)  # usage errors before anything starts
+    headers = _headers(args.header)
     err = Console(stderr=True)
     with contextlib.ExitStack() as stack:
         if args.embedded:
@@ -259,7 +278,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
             label = "rate" if settings.scenario == "request_rate" else "concurrency"
             progress = stack.enter_context(SweepProgress(settings.levels, err, label=label))
-        outcome = _run_async(execute_sweep(settings, store, listener=progress))
+        outcome = _run_async(execute_sweep(settings, store, listener=progress, headers=headers))
     _print_run(store_url=args.db, run_id=outcome.run_id, csv_path=args.csv)
     if args.report is not None:
         from loadgen.commands.report import write_run_report

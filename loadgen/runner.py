@@ -11,7 +11,7 @@ import os
 import platform
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,13 +76,23 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, Inf
 
 
 async def execute_sweep(
-    settings: SweepSettings, store: RunStore, *, listener: StepListener | None = None
+    settings: SweepSettings,
+    store: RunStore,
+    *,
+    listener: StepListener | None = None,
+    headers: dict[str, str] | None = None,
 ) -> SweepOutcome:
-    """Run and store a sweep. Cancellation marks the run interrupted and propagates."""
-    api = ServerAPI(settings.url, settings.protocol)
-    transport = make_transport(settings.protocol, settings.url)
+    """Run and store a sweep. Cancellation marks the run interrupted and propagates.
+
+    ``headers`` (auth tokens and the like) go on every request but never into storage:
+    they are not part of the settings, and the run records only their names.
+    """
+    api = ServerAPI(settings.url, settings.protocol, headers)
+    transport = make_transport(settings.protocol, settings.url, headers)
     try:
         info, request = await prepare(settings, api)
+        if headers:
+            info = replace(info, settings={**info.settings, "header_names": sorted(headers)})
         run_id = store.create_run(info)
         outcome = SweepOutcome(run_id, RunStatus.RUNNING)
 

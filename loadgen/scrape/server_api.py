@@ -79,7 +79,7 @@ class ServerAPI:
     ``protocol`` picks tritonclient's asyncio gRPC or HTTP client; both return the same JSON.
     """
 
-    def __init__(self, url: str, protocol: str = "grpc") -> None:
+    def __init__(self, url: str, protocol: str = "grpc", headers: dict[str, str] | None = None) -> None:
         self.url = url
         self.protocol = protocol
         self._label = "gRPC" if protocol == "grpc" else "HTTP"
@@ -87,10 +87,12 @@ class ServerAPI:
         if protocol == "http":
             host, port = split_host_port(url)
             self._client = http_aio.InferenceServerClient(f"{host}:{port}", conn_timeout=CALL_TIMEOUT_S)
-            self._json: dict[str, bool] = {}
+            self._json: dict[str, Any] = {}
         else:
             self._client = grpc_aio.InferenceServerClient(url)
             self._json = {"as_json": True}
+        if headers:  # gRPC metadata keys must be lower-case
+            self._json["headers"] = {k.lower() if protocol != "http" else k: v for k, v in headers.items()}
 
     async def _call(self, what: str, coro: Any) -> Any:
         try:

@@ -5,10 +5,10 @@ from loadgen.transports.grpc import GrpcTransport
 from loadgen.transports.http import HttpTransport
 
 
-def make_transport(protocol: str, url: str) -> Transport:
+def make_transport(protocol: str, url: str, headers: dict[str, str] | None = None) -> Transport:
     if protocol == "http":
-        return HttpTransport(url)
-    return GrpcTransport(url)
+        return HttpTransport(url, headers=headers)
+    return GrpcTransport(url, headers=headers)
 
 
 __all__ = [

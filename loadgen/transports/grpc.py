@@ -53,8 +53,12 @@ class GrpcTransport:
 
     name = "grpc"
 
-    def __init__(self, url: str, *, slots_per_channel: int = SLOTS_PER_CHANNEL) -> None:
+    def __init__(
+        self, url: str, *, headers: dict[str, str] | None = None, slots_per_channel: int = SLOTS_PER_CHANNEL
+    ) -> None:
         self.url = url
+        # gRPC metadata keys are lower-case; built once and passed by reference on every call
+        self._metadata = tuple((k.lower(), v) for k, v in (headers or {}).items()) or None
         self._slots_per_channel = slots_per_channel
         self._channels: list[grpc.aio.Channel] = []
         self._calls: list[Any] = []
@@ -72,10 +76,11 @@ class GrpcTransport:
     def sender(self, slot: int) -> Sender:
         call = self._call(slot // self._slots_per_channel)
         rpc_error = grpc.aio.AioRpcError
+        metadata = self._metadata
 
         async def send(request: bytes) -> str | None:
             try:
-                await call(request)
+                await call(request, metadata=metadata)
             except rpc_error as exc:
                 return error_reason(exc)
             return None

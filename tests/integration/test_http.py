@@ -100,3 +100,43 @@ def test_http_control_plane_reports_unknown_models_and_unreachable_servers(trito
             await dead.close()
 
     asyncio.run(probe())
+
+
+def test_headers_are_sent_but_never_stored(triton: EmbeddedServer, tmp_path: Path) -> None:
+    from tests.integration.test_cli import loadgen, one_line_error
+
+    db_path = tmp_path / "r.db"
+    db = f"sqlite:///{db_path}"
+    for protocol, url in (("http", triton.http_url), ("grpc", triton.grpc_url)):
+        result = loadgen(
+            "sweep",
+            "-m",
+            "identity",
+            "-i",
+            protocol,
+            "-u",
+            url,
+            "--no-metrics",
+            "--concurrency",
+            "2",
+            "-p",
+            "500",
+            "--warmup",
+            "100",
+            "-r",
+            "3",
+            "-H",
+            "Authorization: Bearer s3cret",
+            "--db",
+            db,
+            "-q",
+        )
+        assert result.returncode == 0, result.stderr
+    with RunStore(db) as store:
+        runs = store.list_runs()
+        assert [r.settings["header_names"] for r in runs] == [["Authorization"], ["Authorization"]]
+        assert all(r.step_count == 1 for r in runs)
+    for path in tmp_path.iterdir():  # the database and its WAL
+        assert b"s3cret" not in path.read_bytes()
+    bad = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "-H", "no colon here", "--db", db)
+    assert bad.returncode == 2 and "bad -H" in one_line_error(bad)

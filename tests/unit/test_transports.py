@@ -1,0 +1,64 @@
+import asyncio
+
+from loadgen.transports.base import InferRequestSpec, InputTensor
+from loadgen.transports.http import HttpTransport, build_request, split_host_port
+
+SPEC = InferRequestSpec("identity", (InputTensor("INPUT0", "FP32", (1, 4), bytes(16)),), ("OUTPUT0",))
+
+
+def test_http_request_is_a_complete_binary_tensor_request() -> None:
+    raw = build_request(SPEC, "127.0.0.1", 8000, {"Authorization": "Bearer x"})
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /v2/models/identity/infer HTTP/1.1"
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert headers["Authorization"] == "Bearer x"
+    assert int(headers["Content-Length"]) == len(body)
+    json_len = int(headers["Inference-Header-Content-Length"])
+    assert body[json_len:] == bytes(16)
+    assert b'"binary_data_size":16' in body[:json_len]
+
+
+def test_http_transport_talks_keep_alive_and_sends_headers() -> None:
+    """Against a loopback socket server that records what arrives (the wire, not Triton)."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):  # two requests on one connection
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(
+                next(
+                    v
+                    for k, v in (h.split(b": ", 1) for h in head.split(b"\r\n")[1:] if h)
+                    if k.lower() == b"content-length"
+                )
+            )
+            await reader.readexactly(length)
+            seen.append(head)
+            body = b'{"error":"nope"}' if len(seen) == 2 else b"{}"
+            status = b"400 Bad Request" if len(seen) == 2 else b"200 OK"
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await writer.drain()
+        writer.close()
+
+    async def main() -> list[str | None]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = HttpTransport(f"127.0.0.1:{port}", headers={"X-Token": "secret"})
+        request = transport.prepare(SPEC)
+        send = transport.sender(0)
+        results = [await send(request), await send(request)]
+        await transport.close()
+        server.close()
+        await server.wait_closed()
+        return results
+
+    assert asyncio.run(main()) == [None, "HTTP 400: nope"]
+    assert len(seen) == 2 and all(b"X-Token: secret" in head for head in seen)
+
+
+def test_split_host_port() -> None:
+    assert split_host_port("localhost:9000") == ("localhost", 9000)
+    assert split_host_port("http://10.1.2.3") == ("10.1.2.3", 8000)

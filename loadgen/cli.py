@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -386,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loadgen.storage import RunNotFound, SchemaError
 
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="loadgen: %(message)s", level=logging.WARNING)
     try:
         handler = getattr(args, "handler", None) or COMMANDS[args.command]
         code: int = handler(args)
@@ -393,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("loadgen: interrupted; finished steps are kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `loadgen runs | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (
         ConfigError,
         UsageError,

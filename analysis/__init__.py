@@ -1,4 +1,4 @@
-"""Analysis of stored runs: DataFrames and tables (reports and comparisons build on these)."""
+"""Analysis of stored runs: DataFrames, tables, comparisons, findings, plots and reports."""
 
 from analysis.compare import (
     CompareError,
@@ -11,8 +11,10 @@ from analysis.compare import (
     load_comparison,
     write_junit,
 )
-from analysis.frames import load_run, steps_frame
+from analysis.findings import Finding, run_findings
+from analysis.frames import RunData, batch_stats_frame, load_run, load_run_data, metrics_frame, steps_frame
 from analysis.hgrm import SpectrumRow, format_hgrm, percentile_spectrum, write_hgrm
+from analysis.report import Report, build_report, write_report
 from analysis.tables import (
     DEFAULT_PERCENTILES,
     PERF_ANALYZER_COLUMNS,
@@ -28,11 +30,16 @@ __all__ = [
     "PERF_ANALYZER_COLUMNS",
     "CompareError",
     "Comparison",
+    "Finding",
+    "Report",
+    "RunData",
     "SpectrumRow",
     "StepComparison",
     "Thresholds",
     "Verdict",
+    "batch_stats_frame",
     "benchmark_table",
+    "build_report",
     "compare_runs",
     "format_hgrm",
     "format_table",
@@ -40,10 +47,14 @@ __all__ = [
     "latency_table",
     "load_comparison",
     "load_run",
+    "load_run_data",
+    "metrics_frame",
     "percentile_spectrum",
     "perf_analyzer_frame",
+    "run_findings",
     "steps_frame",
     "write_hgrm",
     "write_junit",
     "write_perf_analyzer_csv",
+    "write_report",
 ]

@@ -1,14 +1,48 @@
-"""Stored runs as pandas DataFrames: one row per step, for tables, plots and notebooks."""
+"""Stored runs as pandas DataFrames: one row per step, for tables, plots and notebooks.
+
+Long-form frames (batch statistics, metric samples) carry ``step_index`` and
+``concurrency`` so that plots and findings can group by step without joins.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from loadgen.histogram import LatencyHistogram
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
-_SKIP = {"histogram_bytes", "windows", "errors"}
+_SKIP = {"histogram_bytes", "service_histogram_bytes", "send_lag_histogram_bytes", "windows", "errors"}
+
+BATCH_COLUMNS = (
+    "step_index",
+    "concurrency",
+    "batch_size",
+    "execution_count",
+    "compute_input_count",
+    "compute_input_ns",
+    "compute_infer_count",
+    "compute_infer_ns",
+    "compute_output_count",
+    "compute_output_ns",
+)
+METRIC_COLUMNS = ("step_index", "concurrency", "timestamp", "name", "labels", "value")
+COMPONENTS = ("client", "queue", "compute_input", "compute_infer", "compute_output")
+"""Parts of a request's mean latency, in the order they are stacked (client first)."""
+
+
+def load_level(step: Mapping[Hashable, Any]) -> tuple[str, float]:
+    """A step's load as (label, value): ``c=4`` for concurrency, ``50 req/s`` for an open-loop rate."""
+    rate = step.get("request_rate")
+    if rate is not None and not math.isnan(rate):
+        return f"{rate:g} req/s", float(rate)
+    return f"c={int(step['concurrency'])}", float(step["concurrency"])
 
 
 def steps_frame(steps: list[StepRecord]) -> pd.DataFrame:
@@ -30,3 +64,117 @@ def load_run(db_url: str, run_id: int) -> tuple[RunRecord, pd.DataFrame]:
     with RunStore(db_url) as store:
         run = store.get_run(run_id)
         return run, steps_frame(store.steps(run_id))
+
+
+def _batch_frame(store: RunStore, steps: list[StepRecord]) -> pd.DataFrame:
+    rows = [
+        (
+            step.step_index,
+            step.concurrency,
+            b.batch_size,
+            b.execution_count,
+            b.compute_input.count,
+            b.compute_input.ns,
+            b.compute_infer.count,
+            b.compute_infer.ns,
+            b.compute_output.count,
+            b.compute_output.ns,
+        )
+        for step in steps
+        for b in store.batch_stats(step.id)
+    ]
+    return pd.DataFrame(rows, columns=list(BATCH_COLUMNS)).astype("int64")
+
+
+def _label_string(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+
+
+def _metrics_frame(store: RunStore, run_id: int, steps: list[StepRecord]) -> pd.DataFrame:
+    by_id = {step.id: step for step in steps}
+    samples = store.metric_samples(run_id=run_id)
+    rows: list[dict[str, object]] = []
+    for s in samples:
+        step = by_id[s.step_id]
+        row: dict[str, object] = {f"label_{k}": v for k, v in s.labels.items()}
+        row.update(
+            step_index=step.step_index,
+            concurrency=step.concurrency,
+            timestamp=s.timestamp,
+            name=s.name,
+            labels=_label_string(s.labels),
+            value=s.value,
+        )
+        rows.append(row)
+    label_columns = sorted({key for row in rows for key in row if key.startswith("label_")})
+    frame = pd.DataFrame(rows, columns=[*METRIC_COLUMNS, *label_columns])
+    return frame.astype(
+        {"step_index": "int64", "concurrency": "int64", "timestamp": "float64", "value": "float64"}
+    )
+
+
+def batch_stats_frame(store: RunStore, run_id: int) -> pd.DataFrame:
+    """One row per (step, executed batch size): the server's ``batch_stats`` delta of the step.
+
+    ``compute_*_ns`` are total nanoseconds over ``compute_*_count`` executions.
+    """
+    return _batch_frame(store, store.steps(run_id))
+
+
+def metrics_frame(store: RunStore, run_id: int) -> pd.DataFrame:
+    """One row per scraped Prometheus sample, ordered by step then time.
+
+    ``labels`` is the sample's label set as ``k=v,...`` (sorted keys); each label key
+    also has its own ``label_<key>`` column (``label_model``, ``label_gpu_uuid``...),
+    NaN where a sample lacks it.
+    """
+    return _metrics_frame(store, run_id, store.steps(run_id))
+
+
+def latency_components(steps: pd.DataFrame) -> pd.DataFrame:
+    """Mean latency split into client-side time, server queue and compute input/infer/output (us).
+
+    Client-side time is the mean latency minus the server's parts, clamped at 0 (perf_analyzer's
+    "Network+Server Send/Recv" and the client's own overhead). Rows without server statistics
+    are all NaN: their split is unknown. Indexed like ``steps``.
+    """
+    server = {name: steps[f"server_{name}_us"] for name in COMPONENTS[1:]}
+    known = pd.concat(server.values(), axis=1).notna().all(axis=1) & steps["lat_avg_us"].notna()
+    total = sum(server.values())
+    parts = {"client": np.maximum(steps["lat_avg_us"] - total, 0.0), **server}
+    frame = pd.DataFrame(parts, index=steps.index, columns=list(COMPONENTS)).astype("float64")
+    return frame.where(known)
+
+
+@dataclass(frozen=True, eq=False)
+class RunData:
+    """Everything a report needs about one stored run, read once."""
+
+    run: RunRecord
+    steps: pd.DataFrame
+    """:func:`steps_frame` of the run."""
+    batches: pd.DataFrame
+    """:func:`batch_stats_frame` of the run."""
+    metrics: pd.DataFrame
+    """:func:`metrics_frame` of the run."""
+    histograms: Mapping[int, LatencyHistogram]
+    """Each step's full latency histogram, by step index."""
+
+
+def read_run_data(store: RunStore, run_id: int) -> RunData:
+    """:class:`RunData` from an open store (several runs, one connection)."""
+    run = store.get_run(run_id)
+    steps = store.steps(run_id)
+    return RunData(
+        run=run,
+        steps=steps_frame(steps),
+        batches=_batch_frame(store, steps),
+        metrics=_metrics_frame(store, run_id, steps),
+        histograms={step.step_index: step.histogram() for step in steps},
+    )
+
+
+def load_run_data(db_url: str, run_id: int) -> RunData:
+    """:class:`RunData` of one stored run (RunNotFound if there is none)."""
+    with RunStore(db_url) as store:
+        return read_run_data(store, run_id)

@@ -84,11 +84,17 @@ def test_knee_is_the_step_after_which_throughput_stops_growing_while_p99_rises()
     assert saturation_knee(frame) == 1
     (finding,) = step_findings(frame)[:1]
     assert finding.kind is Kind.KNEE and finding.step_index == 1
-    assert "concurrency 2" in finding.text and "180.0 -> 185.0" in finding.text
+    assert "concurrency 2" in finding.text and "180.0 infer/s, at most 186.0" in finding.text
 
 
 def test_no_knee_while_throughput_keeps_growing_or_latency_stays_flat() -> None:
     assert saturation_knee(steps({"throughput": 100, "p99": 10}, {"throughput": 200, "p99": 30})) is None
+    plateau = steps(  # one flat step (noise), then throughput grows again: not saturated
+        {"throughput": 100, "p99": 10},
+        {"throughput": 102, "p99": 12},
+        {"throughput": 200, "p99": 14},
+    )
+    assert saturation_knee(plateau) is None
     flat = steps({"throughput": 100, "p99": 10}, {"throughput": 101, "p99": 10})
     assert saturation_knee(flat) is None
     (finding,) = [f for f in step_findings(flat) if f.kind is Kind.KNEE]

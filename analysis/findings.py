@@ -1,0 +1,282 @@
+"""Findings: what a run's numbers say, computed from its frames so that tests can check them.
+
+A reader of a sweep wants three answers: where does the server saturate, how much
+throughput fits the latency objective, and which part of the latency to attack.
+Anything that makes the numbers less trustworthy (errors, unstable steps, a run that
+did not complete) is called out beside them.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from analysis.frames import latency_components, load_level
+from loadgen.config import ConfigError
+from loadgen.results import RunStatus
+from loadgen.storage import RunRecord
+
+KNEE_GROWTH = 0.05
+"""A step beyond which throughput never grows by this share again, while p99 rises, is the knee."""
+
+SLO_PERCENTILES = (50, 90, 95, 99)
+"""Percentiles stored per step, the ones an SLO can name."""
+
+HINTS = {
+    "client": "client-side time dominates: the client or network is the bottleneck",
+    "queue": "queue dominates: add instances or enable dynamic batching",
+    "compute_input": "compute input dominates: copying inputs into the model is the bottleneck",
+    "compute_infer": "compute infer dominates: the model itself is the bottleneck",
+    "compute_output": "compute output dominates: copying outputs out of the model is the bottleneck",
+}
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Kind(enum.StrEnum):
+    STATUS = "status"
+    NO_STEPS = "no_steps"
+    KNEE = "knee"
+    SLO = "slo"
+    ERRORS = "errors"
+    UNSTABLE = "unstable"
+    STATS_MISSING = "stats_missing"
+    DOMINANT = "dominant"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: Kind
+    severity: Severity
+    text: str
+    step_index: int | None = None
+    component: str | None = None
+    """For :attr:`Kind.DOMINANT`: the dominant part of the latency (one of ``COMPONENTS``)."""
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A latency objective: ``percentile`` of request latency at most ``limit_ms``."""
+
+    limit_ms: float
+    percentile: int = 99
+
+    def __post_init__(self) -> None:
+        if self.percentile not in SLO_PERCENTILES:
+            allowed = ", ".join(f"p{p}" for p in SLO_PERCENTILES)
+            raise ConfigError(f"--slo percentile must be one of {allowed}, got p{self.percentile}")
+        if not (self.limit_ms > 0 and math.isfinite(self.limit_ms)):
+            raise ConfigError(f"--slo limit must be a positive time, got {self.limit_ms} ms")
+
+    @property
+    def column(self) -> str:
+        return f"lat_p{self.percentile}_us"
+
+    def __str__(self) -> str:
+        return f"p{self.percentile} <= {self.limit_ms:g} ms"
+
+
+_SLO_RE = re.compile(
+    r"^(?:p(?P<p>\d+)\s*=\s*)?(?P<v>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>us|ms|s)?$", re.IGNORECASE
+)
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_slo(text: str) -> Slo:
+    """``p99=50ms``, ``p95=0.2s`` or ``50ms`` (meaning p99); a bare number is milliseconds."""
+    match = _SLO_RE.match(text.strip())
+    if match is None:
+        raise ConfigError(f"bad --slo {text!r}: expected like p99=50ms, p95=0.2s or 50ms")
+    unit = (match["unit"] or "ms").lower()
+    return Slo(float(match["v"]) * _UNIT_MS[unit], int(match["p"] or 99))
+
+
+Row = dict[Hashable, Any]
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000.0:.3g} ms" if us < 10_000 else f"{us / 1000.0:.1f} ms"
+
+
+def _level(row: Row) -> str:
+    label, _ = load_level(row)
+    return label.replace("c=", "concurrency ")
+
+
+def _rows(steps: pd.DataFrame) -> list[Row]:
+    return steps.to_dict("records")
+
+
+def _by_load(steps: pd.DataFrame) -> list[Row]:
+    return sorted(_rows(steps), key=lambda row: (load_level(row)[1], row["step_index"]))
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def saturation_knee(steps: pd.DataFrame, growth: float = KNEE_GROWTH) -> int | None:
+    """Step index of the knee: the first step (by load) after which throughput never again grows
+    by ``growth`` or more while p99 latency rises at the next step. None while throughput still grows.
+
+    Comparing with every later step, not only the next one, keeps a one-step plateau (a noisy
+    or unstable step) from being mistaken for saturation.
+    """
+    rows = [row for row in _by_load(steps) if row["throughput"] > 0 and _known(row["lat_p99_us"])]
+    for i, (row, nxt) in enumerate(zip(rows, rows[1:], strict=False)):
+        best_later = max(later["throughput"] for later in rows[i + 1 :])
+        if best_later < row["throughput"] * (1 + growth) and nxt["lat_p99_us"] > row["lat_p99_us"]:
+            return int(row["step_index"])
+    return None
+
+
+def best_under_slo(steps: pd.DataFrame, slo: Slo) -> int | None:
+    """Step index of the highest throughput whose latency meets ``slo``, among error-free steps."""
+    ok = [
+        row
+        for row in _rows(steps)
+        if row["error_count"] == 0 and _known(row[slo.column]) and row[slo.column] <= slo.limit_ms * 1000.0
+    ]
+    return int(max(ok, key=lambda row: row["throughput"])["step_index"]) if ok else None
+
+
+def _parts(steps: pd.DataFrame) -> list[tuple[Row, dict[str, float]]]:
+    """Each step with server statistics, and its latency parts (us)."""
+    parts = latency_components(steps).to_dict("records")
+    return [
+        (row, {str(k): float(v) for k, v in part.items()})
+        for row, part in zip(_rows(steps), parts, strict=True)
+        if all(_known(v) for v in part.values())
+    ]
+
+
+def dominant_components(steps: pd.DataFrame) -> dict[int, str]:
+    """Step index -> the largest part of its mean latency (steps without server stats left out)."""
+    return {int(row["step_index"]): max(part, key=part.__getitem__) for row, part in _parts(steps)}
+
+
+def knee_findings(steps: pd.DataFrame) -> list[Finding]:
+    if len(steps) < 2:
+        return []
+    knee = saturation_knee(steps)
+    if knee is None:
+        return [
+            Finding(
+                Kind.KNEE,
+                Severity.INFO,
+                f"no saturation knee in the measured levels: throughput still grows by {KNEE_GROWTH:.0%} "
+                "or more at higher load (or latency does not rise)",
+            )
+        ]
+    ordered = [row for row in _by_load(steps) if row["throughput"] > 0 and _known(row["lat_p99_us"])]
+    position = next(i for i, row in enumerate(ordered) if row["step_index"] == knee)
+    at, nxt = ordered[position], ordered[position + 1]
+    best_later = max(row["throughput"] for row in ordered[position + 1 :])
+    text = (
+        f"saturation knee at {_level(at)}: beyond it throughput grows less than {KNEE_GROWTH:.0%} "
+        f"({at['throughput']:.1f} infer/s, at most {best_later:.1f} at higher load) while p99 rises "
+        f"{_ms(at['lat_p99_us'])} -> {_ms(nxt['lat_p99_us'])} at {_level(nxt)}: more load only adds latency"
+    )
+    return [Finding(Kind.KNEE, Severity.INFO, text, knee)]
+
+
+def slo_findings(steps: pd.DataFrame, slo: Slo) -> list[Finding]:
+    best = best_under_slo(steps, slo)
+    if best is None:
+        measured = [row for row in _rows(steps) if _known(row[slo.column])]
+        if not measured:
+            return [Finding(Kind.SLO, Severity.WARNING, f"no step has a p{slo.percentile} to check {slo}")]
+        low = min(measured, key=lambda row: row[slo.column])
+        text = (
+            f"no error-free step meets {slo}: the lowest p{slo.percentile} is "
+            f"{_ms(low[slo.column])} at {_level(low)}"
+        )
+        return [Finding(Kind.SLO, Severity.WARNING, text, int(low["step_index"]))]
+    row = next(row for row in _rows(steps) if row["step_index"] == best)
+    text = (
+        f"best throughput with {slo}: {row['throughput']:.1f} infer/s at {_level(row)} "
+        f"(p{slo.percentile} {_ms(row[slo.column])})"
+    )
+    if not row["stable"]:
+        text += "; that step was unstable"
+    return [Finding(Kind.SLO, Severity.INFO, text, best)]
+
+
+def _errors_text(errors: dict[str, int]) -> str:
+    text = "; ".join(f"{count} x {reason}" for reason, count in sorted(errors.items(), key=lambda kv: -kv[1]))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def quality_findings(steps: pd.DataFrame) -> list[Finding]:
+    """Failed requests, unstable steps and steps without server statistics."""
+    found = []
+    for row in _rows(steps):
+        index = int(row["step_index"])
+        if row["error_count"] > 0:
+            text = (
+                f"{_level(row)}: {int(row['error_count'])} failed request(s): {_errors_text(row['errors'])}"
+            )
+            found.append(Finding(Kind.ERRORS, Severity.ERROR, text, index))
+        if not row["stable"]:
+            text = (
+                f"{_level(row)} did not stabilise within {int(row['trials'])} window(s): "
+                "its numbers are from the last windows and may be off"
+            )
+            found.append(Finding(Kind.UNSTABLE, Severity.WARNING, text, index))
+        if row["server_stats_reset"]:
+            text = f"{_level(row)}: the server's counters went down (model reloaded?): no latency breakdown"
+            found.append(Finding(Kind.STATS_MISSING, Severity.WARNING, text, index))
+    return found
+
+
+def component_findings(steps: pd.DataFrame) -> list[Finding]:
+    """For each step with server statistics, its dominant latency part and what that suggests."""
+    found = []
+    for row, part in _parts(steps):
+        component = max(part, key=part.__getitem__)
+        total = sum(part.values())
+        share = part[component] / total if total > 0 else 0.0
+        text = f"{_level(row)}: {_ms(part[component])} of {_ms(total)} ({share:.0%}); {HINTS[component]}"
+        found.append(Finding(Kind.DOMINANT, Severity.INFO, text, int(row["step_index"]), component))
+    return found
+
+
+def step_findings(steps: pd.DataFrame, slo: Slo | None = None) -> list[Finding]:
+    """Everything the steps frame says: knee, SLO, errors, unstable steps, dominant parts."""
+    found = knee_findings(steps)
+    if slo is not None and not steps.empty:
+        found += slo_findings(steps, slo)
+    return found + quality_findings(steps) + component_findings(steps)
+
+
+def status_findings(run: RunRecord) -> list[Finding]:
+    """A run that did not complete, or has no finished step, is called out first."""
+    kept = f"the report shows its {run.step_count} finished step(s)"
+    found = []
+    if run.status is RunStatus.FAILED:
+        found.append(Finding(Kind.STATUS, Severity.ERROR, f"run {run.id} failed: {run.error}; {kept}"))
+    elif run.status is RunStatus.INTERRUPTED:
+        found.append(Finding(Kind.STATUS, Severity.WARNING, f"run {run.id} was interrupted; {kept}"))
+    elif run.status is RunStatus.RUNNING:
+        text = f"run {run.id} is still running (or its process died without closing it); {kept} so far"
+        found.append(Finding(Kind.STATUS, Severity.WARNING, text))
+    if run.step_count == 0:
+        found.append(
+            Finding(Kind.NO_STEPS, Severity.ERROR, f"run {run.id} has no finished step: nothing to plot")
+        )
+    return found
+
+
+def run_findings(run: RunRecord, steps: pd.DataFrame, slo: Slo | None = None) -> list[Finding]:
+    """All findings of one run, the most serious kinds first."""
+    return status_findings(run) + step_findings(steps, slo)

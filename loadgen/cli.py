@@ -212,20 +212,20 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         max_trials=args.max_trials,
         metrics_interval_ms=args.metrics_interval,
     )
-    open_loop = [a for a in ("request_rate", "request_intervals") if getattr(args, a)]
+    open_loop = [a for a in ("request_rate", "request_intervals") if getattr(args, a) is not None]
     if args.concurrency is not None and open_loop:
         raise ConfigError("give either --concurrency or --request-rate/--request-intervals, not both")
     if len(open_loop) > 1:
         raise ConfigError("give either --request-rate or --request-intervals, not both")
     intervals: tuple[float, ...] = ()
     levels: tuple[float, ...]
-    if args.request_intervals:
+    if args.request_intervals is not None:
         intervals = read_intervals(args.request_intervals)
         levels = (1e6 / (sum(intervals) / len(intervals)),)
-    elif args.request_rate:
+    elif args.request_rate is not None:
         levels = parse_rates(args.request_rate)
     else:
-        levels = parse_levels(args.concurrency or "1")
+        levels = parse_levels("1" if args.concurrency is None else args.concurrency)
     return SweepSettings(
         model=args.model,
         levels=levels,

@@ -23,6 +23,7 @@ from rich.console import Console
 from loadgen import __version__
 from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, ConfigError, MeasurementSettings, SweepSettings
 from loadgen.engine.schedules import read_intervals
+from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
 from loadgen.results import RunStatus
 
@@ -152,7 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("-r", "--max-trials", type=int, default=10, help="max windows per step (default 10)")
     sweep.add_argument("-b", "--batch-size", type=int, default=1)
-    sweep.add_argument("--input-data", default="random", choices=["random", "zero"])
+    sweep.add_argument(
+        "--input-data",
+        default="random",
+        metavar="random|zero|FILE",
+        help="random (seeded, default), zero, perf_analyzer's JSON input-data file, or a .npy/.npz file",
+    )
+    sweep.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME:d1,d2",
+        help="size of an input's variable dimensions (without the batch dimension)",
+    )
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random input data")
     sweep.add_argument(
         "--metrics-url", default=None, help="Prometheus endpoint (default: the server's host, port 8002)"
@@ -239,6 +252,7 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         metrics_url="" if args.no_metrics else args.metrics_url,
         batch_size=args.batch_size,
         input_data=args.input_data,
+        shapes=parse_shapes(args.shape),
         seed=args.seed,
         measurement=measurement,
         labels=_labels(args.label),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 Scenario = Literal["concurrency", "request_rate"]
 Distribution = Literal["constant", "poisson"]
 Protocol = Literal["grpc", "http"]
-InputData = Literal["random", "zero"]
 
 DEFAULT_GRPC_URL = "localhost:8001"
 DEFAULT_HTTP_URL = "localhost:8000"
@@ -71,7 +71,10 @@ class SweepSettings:
     metrics_url: str | None = None
     """None: derived from ``url`` (same host, port 8002). Empty string: no scraping."""
     batch_size: int = 1
-    input_data: InputData = "random"
+    input_data: str = "random"
+    """``random`` (seeded), ``zero``, or a perf_analyzer JSON / ``.npy`` / ``.npz`` file."""
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """``--shape``: sizes of variable input dimensions (without the batch dimension)."""
     seed: int = 0
     measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
     labels: dict[str, str] = field(default_factory=dict)
@@ -101,8 +104,10 @@ class SweepSettings:
             raise ConfigError("--batch-size must be >= 1")
         if self.protocol not in ("grpc", "http"):
             raise ConfigError(f"protocol must be 'grpc' or 'http', got {self.protocol!r}")
-        if self.input_data not in ("random", "zero"):
-            raise ConfigError(f"--input-data must be 'random' or 'zero', got {self.input_data!r}")
+        if self.input_data not in ("random", "zero") and not Path(self.input_data).is_file():
+            raise ConfigError(
+                f"--input-data must be random, zero or a data file; {self.input_data!r} is none"
+            )
 
     @property
     def resolved_metrics_url(self) -> str | None:

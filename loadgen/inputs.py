@@ -1,11 +1,21 @@
-"""Input tensors built from the model's own metadata, once per run.
+"""Input tensors for a model, built once per run from its metadata and the user's data.
 
-Random data comes from a seeded generator, so two runs with the same seed send
-the same bytes; the tensors are serialized once by the transport and reused.
+Sources: ``random`` (seeded, so two runs with the same seed send the same bytes),
+``zero``, perf_analyzer's JSON input-data file (several entries, cycled; flat or
+nested lists, ``{"content": ..., "shape": ...}`` and ``{"b64": ...}`` values,
+strings for BYTES inputs), and ``.npy``/``.npz`` files. Each data entry is one
+sample (a batch-1 request); a request of batch size B stacks B consecutive
+samples. Every tensor is serialized once by the transport and reused.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +24,7 @@ import numpy.typing as npt
 from loadgen.config import ConfigError
 from loadgen.transports.base import InferRequestSpec, InputTensor
 
-_NUMPY = {
+_NUMPY: dict[str, type[np.generic]] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
     "UINT16": np.uint16,
@@ -27,75 +37,308 @@ _NUMPY = {
     "FP16": np.float16,
     "FP32": np.float32,
     "FP64": np.float64,
+    "BF16": np.float32,  # generated or read as FP32, sent as the upper 16 bits (bfloat16)
 }
 STRING_LENGTH = 16
+MAX_SAMPLES = 100_000
 
 
-def _random(datatype: str, shape: tuple[int, ...], rng: np.random.Generator) -> npt.NDArray[Any]:
-    dtype = np.dtype(_NUMPY[datatype])
-    if datatype == "BOOL":
-        return rng.integers(0, 2, size=shape).astype(np.bool_)
-    if dtype.kind == "f":
-        return rng.random(size=shape).astype(dtype)
-    info = np.iinfo(dtype)  # type: ignore[type-var]  # integer kinds only here
-    return rng.integers(max(info.min, -128), min(info.max, 127), size=shape, endpoint=True).astype(dtype)
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as the request needs it: name, datatype and per-sample shape."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    """Without the batch dimension; -1 where the model accepts any size."""
+
+    def describe(self) -> str:
+        return f"{self.datatype} {list(self.shape)}"
 
 
-def _bytes_tensor(shape: tuple[int, ...], rng: np.random.Generator | None) -> bytes:
-    """BYTES elements as Triton expects them: 4-byte little-endian length, then the bytes."""
-    count = int(np.prod(shape))
-    chunks = []
-    for _ in range(count):
-        if rng is None:
-            element = b"0" * STRING_LENGTH
+Sample = dict[str, "npt.NDArray[Any] | list[bytes]"]
+"""Per input: an array (numeric types), or the list of elements of a BYTES tensor."""
+
+
+def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """``--shape NAME:d1,d2`` options."""
+    shapes = {}
+    for item in items:
+        name, sep, dims = item.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or any(d < 0 for d in shape):
+            raise ConfigError(f"bad --shape {item!r}: expected NAME:d1,d2,... with sizes >= 0")
+        shapes[name] = shape
+    return shapes
+
+
+def model_inputs(
+    metadata: Mapping[str, Any], config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]
+) -> list[InputSpec]:
+    """The model's inputs with ``--shape`` applied; unknown ``--shape`` names are errors."""
+    batching = int(config.get("max_batch_size", 0) or 0) > 0
+    specs = []
+    for entry in metadata.get("inputs", []):
+        dims = tuple(int(d) for d in entry["shape"])
+        if batching:
+            dims = dims[1:]
+        name = entry["name"]
+        if name in shapes:
+            given = shapes[name]
+            if len(given) != len(dims) or any(d >= 0 and d != g for d, g in zip(dims, given, strict=True)):
+                raise ConfigError(
+                    f"--shape {name}:{','.join(map(str, given))} does not fit the model's "
+                    f"input {name!r} ({entry['datatype']} {list(dims)})"
+                )
+            dims = given
+        specs.append(InputSpec(name, entry["datatype"], dims))
+    unknown = set(shapes) - {s.name for s in specs}
+    if unknown:
+        known = ", ".join(s.name for s in specs)
+        raise ConfigError(
+            f"--shape names unknown input(s) {', '.join(sorted(unknown))}; the model has: {known}"
+        )
+    return specs
+
+
+def _fixed(spec: InputSpec, model: str) -> tuple[int, ...]:
+    if any(d < 0 for d in spec.shape):
+        raise ConfigError(
+            f"input {spec.name!r} of model {model!r} has a variable dimension "
+            f"({spec.describe()}): give its size with --shape {spec.name}:..."
+        )
+    return spec.shape
+
+
+def _generated(specs: Sequence[InputSpec], model: str, kind: str, rng: np.random.Generator) -> Sample:
+    sample: Sample = {}
+    for spec in specs:
+        shape = _fixed(spec, model)
+        if spec.datatype == "BYTES":
+            count = math.prod(shape)
+            if kind == "zero":
+                sample[spec.name] = [b"0" * STRING_LENGTH] * count
+            else:
+                letters = rng.integers(ord("a"), ord("z"), size=(count, STRING_LENGTH), endpoint=True)
+                sample[spec.name] = [bytes(row.astype(np.uint8)) for row in letters]
+            continue
+        dtype = np.dtype(_NUMPY[spec.datatype])
+        if kind == "zero":
+            sample[spec.name] = np.zeros(shape, dtype)
+        elif spec.datatype == "BOOL":
+            sample[spec.name] = rng.integers(0, 2, size=shape).astype(np.bool_)
+        elif dtype.kind == "f":
+            sample[spec.name] = rng.random(size=shape).astype(dtype)
         else:
-            element = bytes(
-                rng.integers(ord("a"), ord("z"), size=STRING_LENGTH, endpoint=True).astype(np.uint8)
+            info = np.iinfo(dtype)  # type: ignore[type-var]  # integer kinds only here
+            low, high = max(info.min, -128), min(info.max, 127)
+            sample[spec.name] = rng.integers(low, high, size=shape, endpoint=True).astype(dtype)
+    return sample
+
+
+def _array(value: Any, spec: InputSpec, shape: tuple[int, ...], where: str) -> npt.NDArray[Any] | list[bytes]:
+    if spec.datatype == "BYTES":
+        flat = np.asarray(value, dtype=object).ravel().tolist()
+        elements = [v.encode() if isinstance(v, str) else bytes(v) for v in flat]
+        if shape and len(elements) != math.prod(shape):
+            raise ConfigError(
+                f"{where}: {len(elements)} strings for input {spec.name!r}, "
+                f"which needs {math.prod(shape)} ({spec.describe()})"
             )
-        chunks.append(len(element).to_bytes(4, "little") + element)
-    return b"".join(chunks)
+        return elements
+    try:
+        array = np.asarray(value, dtype=_NUMPY[spec.datatype])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: data for input {spec.name!r} is not {spec.datatype}: {exc}") from None
+    if array.size != math.prod(shape):
+        raise ConfigError(
+            f"{where}: {array.size} values for input {spec.name!r}, which needs "
+            f"{math.prod(shape)} ({spec.datatype} {list(shape)})"
+        )
+    return array.reshape(shape)
+
+
+def _from_json_value(value: Any, spec: InputSpec, model: str, where: str) -> npt.NDArray[Any] | list[bytes]:
+    shape = spec.shape
+    if isinstance(value, dict):
+        if "shape" in value:
+            shape = tuple(int(d) for d in value["shape"])
+        if "b64" in value:
+            raw = base64.b64decode(value["b64"])
+            if spec.datatype != "BYTES":
+                itemsize = 2 if spec.datatype == "BF16" else np.dtype(_NUMPY[spec.datatype]).itemsize
+                if any(d < 0 for d in shape):
+                    shape = (len(raw) // itemsize,) if len(shape) == 1 else _fixed(spec, model)
+                if len(raw) != math.prod(shape) * itemsize:
+                    raise ConfigError(
+                        f"{where}: b64 data for input {spec.name!r} has {len(raw)} bytes, "
+                        f"{spec.datatype} {list(shape)} needs {math.prod(shape) * itemsize}"
+                    )
+                if spec.datatype == "BF16":  # widen to FP32 (exactly), narrowed again when sent
+                    return (np.frombuffer(raw, "<u2").astype("<u4") << 16).view("<f4").reshape(shape)
+                return np.frombuffer(raw, np.dtype(_NUMPY[spec.datatype]).newbyteorder("<")).reshape(shape)
+            return _bytes_elements(raw, spec, where)
+        if "content" not in value:
+            raise ConfigError(
+                f"{where}: input {spec.name!r} needs a list, or an object with 'content' or 'b64'"
+            )
+        value = value["content"]
+    if any(d < 0 for d in shape):
+        shape = (int(np.asarray(value, dtype=object).size),) if len(shape) == 1 else _fixed(spec, model)
+    return _array(value, spec, shape, where)
+
+
+def _bytes_elements(raw: bytes, spec: InputSpec, where: str) -> list[bytes]:
+    """Raw BYTES tensor data: a sequence of 4-byte little-endian lengths, each followed by its bytes."""
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise ConfigError(f"{where}: b64 data for BYTES input {spec.name!r} is not length-prefixed")
+        size = int.from_bytes(raw[offset : offset + 4], "little")
+        elements.append(raw[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return elements
+
+
+def read_json_samples(path: Path, specs: Sequence[InputSpec], model: str) -> list[Sample]:
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read input data {str(path)!r}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    entries = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(
+            f'{path}: expected perf_analyzer\'s format {{"data": [{{INPUT: values, ...}}, ...]}}'
+        )
+    samples = []
+    for number, entry in enumerate(entries[:MAX_SAMPLES]):
+        if isinstance(entry, list):
+            raise ConfigError(f"{path}: data entry {number} is a list (sequence streams are not supported)")
+        where = f"{path}: data entry {number}"
+        missing = [s for s in specs if s.name not in entry]
+        if missing:
+            raise ConfigError(f"{where} has no data for input {missing[0].name!r} ({missing[0].describe()})")
+        samples.append({s.name: _from_json_value(entry[s.name], s, model, where) for s in specs})
+    return samples
+
+
+def read_numpy_samples(path: Path, specs: Sequence[InputSpec], model: str) -> list[Sample]:
+    """``.npz``: one array per input name; ``.npy``: the only input. A leading axis is samples."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read input data {str(path)!r}: {exc}") from exc
+    if isinstance(loaded, np.ndarray):
+        if len(specs) != 1:
+            names = ", ".join(s.name for s in specs)
+            raise ConfigError(
+                f"{path}: a .npy file feeds a model with one input; this one has {names}: use .npz"
+            )
+        arrays = {specs[0].name: loaded}
+    else:
+        with loaded:
+            arrays = {name: loaded[name] for name in loaded.files}
+    counts = set()
+    per_input: dict[str, list[npt.NDArray[Any]]] = {}
+    for spec in specs:
+        if spec.name not in arrays:
+            raise ConfigError(f"{path} has no array named {spec.name!r} ({spec.describe()})")
+        array = arrays[spec.name]
+        rank = len(spec.shape)
+        if array.ndim == rank:
+            array = array[np.newaxis]
+        if array.ndim != rank + 1 or any(
+            d >= 0 and d != a for d, a in zip(spec.shape, array.shape[1:], strict=True)
+        ):
+            raise ConfigError(
+                f"{path}: array {spec.name!r} has shape {list(array.shape)}, the model expects "
+                f"{spec.describe()} per sample (optionally with a leading sample axis)"
+            )
+        per_input[spec.name] = [_array(a, spec, tuple(a.shape), str(path)) for a in array[:MAX_SAMPLES]]  # type: ignore[misc]
+        counts.add(len(per_input[spec.name]))
+    if len(counts) != 1:
+        raise ConfigError(f"{path}: the arrays hold different numbers of samples ({sorted(counts)})")
+    return [{name: values[i] for name, values in per_input.items()} for i in range(counts.pop())]
+
+
+def _serialize(
+    spec: InputSpec, parts: Sequence[npt.NDArray[Any] | list[bytes]], batched: bool
+) -> InputTensor:
+    if spec.datatype == "BYTES":
+        elements = [e for part in parts if isinstance(part, list) for e in part]  # BYTES samples are lists
+        data = b"".join(len(e).to_bytes(4, "little") + e for e in elements)
+        per_sample = len(elements) // len(parts)
+        shape: tuple[int, ...] = (per_sample,) if not spec.shape or spec.shape[0] < 0 else spec.shape
+        if math.prod(shape) != per_sample:
+            shape = (per_sample,)
+    else:
+        arrays = [p for p in parts if isinstance(p, np.ndarray)]
+        if len(arrays) != len(parts) or len({a.shape for a in arrays}) != 1:
+            raise ConfigError(f"the samples batched together give input {spec.name!r} different shapes")
+        stacked = np.ascontiguousarray(np.stack(arrays))
+        shape = tuple(arrays[0].shape)
+        if spec.datatype == "BF16":
+            data = (stacked.astype("<f4").view("<u4") >> 16).astype("<u2").tobytes()
+        else:
+            data = stacked.astype(stacked.dtype.newbyteorder("<")).tobytes()
+    full = (len(parts), *shape) if batched else shape
+    return InputTensor(spec.name, spec.datatype, tuple(full), data)
+
+
+def build_requests(
+    metadata: Mapping[str, Any],
+    config: Mapping[str, Any],
+    *,
+    batch_size: int,
+    input_data: str,
+    seed: int,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    model_version: str = "",
+) -> list[InferRequestSpec]:
+    """The requests a run cycles through: one for generated data, one per batch of samples for files."""
+    model = str(metadata["name"])
+    max_batch = int(config.get("max_batch_size", 0) or 0)
+    if max_batch == 0 and batch_size > 1:
+        raise ConfigError(
+            f"model {model!r} does not support batching (max_batch_size 0): --batch-size must be 1"
+        )
+    if max_batch and batch_size > max_batch:
+        raise ConfigError(f"--batch-size {batch_size} exceeds the model's max_batch_size {max_batch}")
+    specs = model_inputs(metadata, config, shapes or {})
+    if input_data in ("random", "zero"):
+        samples = [_generated(specs, model, input_data, np.random.default_rng(seed))]
+    else:
+        path = Path(input_data)
+        if path.suffix in (".npy", ".npz"):
+            samples = read_numpy_samples(path, specs, model)
+        else:
+            samples = read_json_samples(path, specs, model)
+    outputs = tuple(o["name"] for o in metadata.get("outputs", []))
+    batched = max_batch > 0
+    count = max(1, math.ceil(len(samples) / batch_size)) if len(samples) > 1 else 1
+    requests = []
+    for k in range(count):
+        chosen = [samples[(k * batch_size + i) % len(samples)] for i in range(batch_size)]
+        tensors = tuple(_serialize(spec, [s[spec.name] for s in chosen], batched) for spec in specs)
+        requests.append(InferRequestSpec(model, tensors, outputs, model_version))
+    return requests
 
 
 def build_request(
-    metadata: dict[str, Any],
-    config: dict[str, Any],
+    metadata: Mapping[str, Any],
+    config: Mapping[str, Any],
     *,
     batch_size: int,
     input_data: str,
     seed: int,
     model_version: str = "",
 ) -> InferRequestSpec:
-    """A request for ``metadata``'s model with every input filled.
-
-    ``metadata`` and ``config`` are Triton's model metadata and model config as JSON.
-    """
-    max_batch = int(config.get("max_batch_size", 0) or 0)
-    if max_batch == 0 and batch_size > 1:
-        raise ConfigError(
-            f"model {metadata['name']!r} does not support batching (max_batch_size 0): --batch-size must be 1"
-        )
-    if max_batch and batch_size > max_batch:
-        raise ConfigError(f"--batch-size {batch_size} exceeds the model's max_batch_size {max_batch}")
-    rng = np.random.default_rng(seed) if input_data == "random" else None
-    tensors = []
-    for spec in metadata.get("inputs", []):
-        name, datatype = spec["name"], spec["datatype"]
-        dims = [int(d) for d in spec["shape"]]
-        if max_batch:
-            dims = [batch_size, *dims[1:]]
-        if any(d < 0 for d in dims):
-            raise ConfigError(
-                f"input {name!r} of model {metadata['name']!r} has a variable dimension "
-                f"{spec['shape']}: this version of loadgen needs fixed shapes"
-            )
-        shape = tuple(dims)
-        if datatype == "BYTES":
-            data = _bytes_tensor(shape, rng)
-        elif datatype in _NUMPY:
-            array = _random(datatype, shape, rng) if rng is not None else np.zeros(shape, _NUMPY[datatype])
-            data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
-        else:
-            raise ConfigError(f"input {name!r} has datatype {datatype}, which loadgen cannot generate yet")
-        tensors.append(InputTensor(name, datatype, shape, data))
-    outputs = tuple(o["name"] for o in metadata.get("outputs", []))
-    return InferRequestSpec(metadata["name"], tuple(tensors), outputs, model_version)
+    """The single request of generated data (``random`` or ``zero``)."""
+    return build_requests(
+        metadata, config, batch_size=batch_size, input_data=input_data, seed=seed, model_version=model_version
+    )[0]

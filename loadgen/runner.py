@@ -19,7 +19,7 @@ from loadgen import __version__
 from loadgen.config import SweepSettings
 from loadgen.engine.step import StepListener
 from loadgen.engine.sweep import run_sweep
-from loadgen.inputs import build_request
+from loadgen.inputs import build_requests
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
 from loadgen.storage import RunStore
@@ -45,18 +45,19 @@ def host_info() -> dict[str, Any]:
     }
 
 
-async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, InferRequestSpec]:
-    """Check the server and model, build the request; raises before any run is recorded."""
+async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, list[InferRequestSpec]]:
+    """Check the server and model, build the requests; raises before any run is recorded."""
     await api.check_ready()
     server = await api.server_metadata()
     metadata = await api.model_metadata(settings.model, settings.model_version)
     config = await api.model_config(settings.model, settings.model_version)
-    request = build_request(
+    requests = build_requests(
         metadata,
         config,
         batch_size=settings.batch_size,
         input_data=settings.input_data,
         seed=settings.seed,
+        shapes=settings.shapes,
         model_version=settings.model_version,
     )
     info = RunInfo(
@@ -72,7 +73,7 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, Inf
         started_at=datetime.now(UTC),
         labels=dict(settings.labels),
     )
-    return info, request
+    return info, requests
 
 
 async def execute_sweep(
@@ -90,7 +91,7 @@ async def execute_sweep(
     api = ServerAPI(settings.url, settings.protocol, headers)
     transport = make_transport(settings.protocol, settings.url, headers)
     try:
-        info, request = await prepare(settings, api)
+        info, requests = await prepare(settings, api)
         if headers:
             info = replace(info, settings={**info.settings, "header_names": sorted(headers)})
         run_id = store.create_run(info)
@@ -101,7 +102,7 @@ async def execute_sweep(
             outcome.steps.append(step)
 
         try:
-            await run_sweep(settings, request, transport, api, on_step, listener=listener)
+            await run_sweep(settings, requests, transport, api, on_step, listener=listener)
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from loadgen.config import SweepSettings
 from loadgen.engine.closed_loop import ClosedLoop
@@ -17,7 +17,7 @@ from loadgen.transports.base import InferRequestSpec, Transport
 
 async def run_sweep(
     settings: SweepSettings,
-    request: InferRequestSpec,
+    requests: InferRequestSpec | Sequence[InferRequestSpec],
     transport: Transport,
     api: ServerAPI,
     on_step: Callable[[StepResult], None],
@@ -25,7 +25,8 @@ async def run_sweep(
     listener: StepListener | None = None,
 ) -> list[StepResult]:
     """Measure every level of ``settings`` in order; exceptions leave earlier steps delivered."""
-    prepared = [transport.prepare(request)]
+    specs = [requests] if isinstance(requests, InferRequestSpec) else list(requests)
+    prepared = [transport.prepare(spec) for spec in specs]  # serialized once, cycled by the load
     metrics_url = settings.resolved_metrics_url
     scraper = (
         MetricsScraper(metrics_url, settings.measurement.metrics_interval_ms / 1000.0)

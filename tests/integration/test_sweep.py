@@ -16,8 +16,8 @@ from loadgen.runner import execute_sweep
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
+from loadgen.transports import make_transport
 from loadgen.transports.base import InputTensor
-from loadgen.transports.grpc import GrpcTransport
 
 FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=6)
 
@@ -89,12 +89,20 @@ def test_fixed_latency_obeys_queueing_theory(triton: EmbeddedServer, store: RunS
             assert step.lat_avg_us / 1e6 == pytest.approx(step.concurrency * service_s, rel=0.08)
 
 
-def test_failed_requests_are_counted_with_the_server_message(triton: EmbeddedServer) -> None:
-    settings = _settings(triton, "identity", (2,), measurement=replace(FAST, max_trials=3))
+@pytest.mark.parametrize(("protocol", "prefix"), [("grpc", "INVALID_ARGUMENT: "), ("http", "HTTP 400: ")])
+def test_failed_requests_are_counted_with_the_server_message(
+    triton: EmbeddedServer, protocol: str, prefix: str
+) -> None:
+    url = triton.http_url if protocol == "http" else triton.grpc_url
+    settings = replace(
+        _settings(triton, "identity", (2,), measurement=replace(FAST, max_trials=3)),
+        url=url,
+        protocol=protocol,  # type: ignore[arg-type]
+    )
 
     async def sweep() -> list[StepResult]:
-        api = ServerAPI(triton.grpc_url)
-        transport = GrpcTransport(triton.grpc_url)
+        api = ServerAPI(url, protocol)
+        transport = make_transport(protocol, url)
         try:
             metadata = await api.model_metadata("identity")
             config = await api.model_config("identity")
@@ -109,6 +117,6 @@ def test_failed_requests_are_counted_with_the_server_message(triton: EmbeddedSer
     assert step.request_count == 0
     assert step.error_count > 10
     ((reason, count),) = step.errors.items()
-    assert reason.startswith("INVALID_ARGUMENT") and "unexpected shape" in reason
+    assert reason.startswith(prefix) and "unexpected shape" in reason
     assert count == step.error_count
     assert not step.stable  # no successful request: never stable, but stored

@@ -9,10 +9,12 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from loadgen.engine.recorder import Window
+from loadgen.engine.step import StepListener
 from loadgen.results import StepResult, WindowResult
 
 
-class SweepProgress:
+class SweepProgress(StepListener):
     """One bar over the sweep's steps; the text shows the current step's last window."""
 
     def __init__(
@@ -51,11 +53,11 @@ class SweepProgress:
         shown = f"{level:g}/s" if self.label == "rate" else f"{level:g}"
         self._update(completed=index, description=f"{self.label} {shown}", status="warming up")
 
-    def window_done(self, index: int, trial: int, window: WindowResult) -> None:
-        latency = "-" if math.isnan(window.mean_latency_us) else f"{window.mean_latency_us / 1000:.2f} ms"
-        errors = f", {window.error_count} errors" if window.error_count else ""
+    def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
+        latency = "-" if math.isnan(result.mean_latency_us) else f"{result.mean_latency_us / 1000:.2f} ms"
+        errors = f", {result.error_count} errors" if result.error_count else ""
         self._update(
-            status=f"trial {trial}: {window.throughput:,.0f} infer/s, avg {latency}{errors}",
+            status=f"trial {trial}: {result.throughput:,.0f} infer/s, avg {latency}{errors}",
             completed=index,
         )
 

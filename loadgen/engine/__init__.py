@@ -2,7 +2,7 @@
 
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.recorder import Window
-from loadgen.engine.step import StepListener, is_stable, measure_step
+from loadgen.engine.step import Listeners, StepListener, is_stable, measure_step
 from loadgen.engine.sweep import run_sweep
 
-__all__ = ["ClosedLoop", "StepListener", "Window", "is_stable", "measure_step", "run_sweep"]
+__all__ = ["ClosedLoop", "Listeners", "StepListener", "Window", "is_stable", "measure_step", "run_sweep"]

@@ -23,14 +23,41 @@ from loadgen.scrape.metrics import MetricsScraper
 STABILITY_WINDOWS = 3
 
 
-class StepListener(Protocol):
-    """Progress callbacks (the console implements them); must be quick."""
+class StepListener:
+    """Callbacks while a sweep runs (console progress, live exporter); each must be quick.
 
-    def step_started(self, index: int, level: float) -> None: ...
+    ``window_done`` gets the window's summary and the raw :class:`Window` (counts,
+    errors, latency histogram) so a listener can keep running totals without
+    touching the hot path. The base class does nothing: override what you need.
+    """
 
-    def window_done(self, index: int, trial: int, window: WindowResult) -> None: ...
+    def step_started(self, index: int, level: float) -> None:
+        return None
 
-    def step_done(self, step: StepResult) -> None: ...
+    def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
+        return None
+
+    def step_done(self, step: StepResult) -> None:
+        return None
+
+
+class Listeners(StepListener):
+    """Fans each callback out to several listeners, in order."""
+
+    def __init__(self, *listeners: StepListener | None) -> None:
+        self.listeners = [listener for listener in listeners if listener is not None]
+
+    def step_started(self, index: int, level: float) -> None:
+        for listener in self.listeners:
+            listener.step_started(index, level)
+
+    def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
+        for listener in self.listeners:
+            listener.window_done(index, trial, result, window)
+
+    def step_done(self, step: StepResult) -> None:
+        for listener in self.listeners:
+            listener.step_done(step)
 
 
 def is_stable(windows: Sequence[WindowResult], percentage: float) -> bool:
@@ -106,7 +133,7 @@ async def measure_step(
             results.append(result)
             windows.append(window)
             if listener:
-                listener.window_done(index, len(results), result)
+                listener.window_done(index, len(results), result, window)
             stable = is_stable(results, settings.stability_percentage)
             if stable or len(results) >= settings.max_trials:
                 break

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.frames import latency_components, load_level
-from loadgen.config import ConfigError
+from loadgen.config import ConfigError, parse_latency_limit
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord
 
@@ -86,19 +85,12 @@ class Slo:
         return f"p{self.percentile} <= {self.limit_ms:g} ms"
 
 
-_SLO_RE = re.compile(
-    r"^(?:p(?P<p>\d+)\s*=\s*)?(?P<v>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>us|ms|s)?$", re.IGNORECASE
-)
-_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
 def parse_slo(text: str) -> Slo:
     """``p99=50ms``, ``p95=0.2s`` or ``50ms`` (meaning p99); a bare number is milliseconds."""
-    match = _SLO_RE.match(text.strip())
-    if match is None:
-        raise ConfigError(f"bad --slo {text!r}: expected like p99=50ms, p95=0.2s or 50ms")
-    unit = (match["unit"] or "ms").lower()
-    return Slo(float(match["v"]) * _UNIT_MS[unit], int(match["p"] or 99))
+    limit = parse_latency_limit(text, "--slo")
+    if limit.percentile != int(limit.percentile):
+        raise ConfigError(f"bad --slo {text!r}: the percentile must be one of p50, p90, p95, p99")
+    return Slo(limit.limit_us / 1000.0, int(limit.percentile))
 
 
 Row = dict[Hashable, Any]

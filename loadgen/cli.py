@@ -21,8 +21,16 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from loadgen import __version__
-from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, ConfigError, MeasurementSettings, SweepSettings
+from loadgen.config import (
+    DEFAULT_GRPC_URL,
+    DEFAULT_HTTP_URL,
+    ConfigError,
+    MeasurementSettings,
+    SweepSettings,
+    parse_latency_limit,
+)
 from loadgen.engine.schedules import read_intervals
+from loadgen.engine.search import SearchResult
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
 from loadgen.results import RunStatus
@@ -132,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1024,
         help="open loop: requests due while this many are in flight are refused and counted (default 1024)",
+    )
+    sweep.add_argument(
+        "--latency-limit",
+        default=None,
+        metavar="pNN=X",
+        help="e.g. p99=50ms: stop at the first step over it, or with --search find the highest load under it",
+    )
+    sweep.add_argument(
+        "--search",
+        action="store_true",
+        help="bracket and bisect the range for the highest load that meets --latency-limit",
     )
     sweep.add_argument(
         "-p",
@@ -246,6 +265,8 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         distribution=args.distribution,
         max_in_flight=args.max_in_flight,
         request_intervals_us=intervals,
+        latency_limit=None if args.latency_limit is None else parse_latency_limit(args.latency_limit),
+        search=args.search,
         url=args.url or (DEFAULT_HTTP_URL if args.protocol == "http" else DEFAULT_GRPC_URL),
         protocol=args.protocol,
         model_version=args.model_version,
@@ -296,6 +317,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             progress = stack.enter_context(SweepProgress(settings.levels, err, label=label))
         outcome = _run_async(execute_sweep(settings, store, listener=progress, headers=headers))
     _print_run(store_url=args.db, run_id=outcome.run_id, csv_path=args.csv)
+    if outcome.search is not None and settings.latency_limit is not None:
+        _print_search(outcome.search, settings)
     if args.report is not None:
         from loadgen.commands.report import write_run_report
 
@@ -308,6 +331,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _print_search(result: SearchResult, settings: SweepSettings) -> None:
+    unit = "/s" if settings.scenario == "request_rate" else ""
+    what = "rate" if settings.scenario == "request_rate" else "concurrency"
+    limit = settings.latency_limit
+    probes = len(result.probes)
+    if result.best is None:
+        lowest = f"{what} {min(settings.levels):g}{unit}"
+        print(f"SLO {limit}: even the lowest load ({lowest}) misses it ({probes} probe(s))")
+    elif result.first_miss is None:
+        print(
+            f"SLO {limit}: met up to the top of the range ({what} {result.best:g}{unit}); try a wider range"
+        )
+    else:
+        print(
+            f"SLO {limit}: highest {what} meeting it: {result.best:g}{unit} "
+            f"({result.first_miss:g}{unit} misses; {probes} probes)"
+        )
 
 
 def _run_async(coro: Any) -> Any:

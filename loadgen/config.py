@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from loadgen.results import StepResult
 
 Scenario = Literal["concurrency", "request_rate"]
 Distribution = Literal["constant", "poisson"]
@@ -27,6 +31,44 @@ def default_metrics_url(server_url: str) -> str:
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     return f"http://{host}:{DEFAULT_METRICS_PORT}/metrics"
+
+
+_LIMIT = re.compile(
+    r"^(?:p(?P<p>\d+(?:\.\d+)?)\s*=\s*)?(?P<v>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>us|ms|s)?$", re.I
+)
+_UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+@dataclass(frozen=True)
+class LatencyLimit:
+    """``pNN=X``: the NN-th latency percentile must stay at or under ``limit_us``."""
+
+    percentile: float
+    limit_us: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.percentile <= 100:
+            raise ConfigError(f"latency limit percentile must be within (0, 100], got p{self.percentile:g}")
+        if not (self.limit_us > 0 and math.isfinite(self.limit_us)):
+            raise ConfigError("a latency limit must be a positive time")
+
+    def met_by(self, step: StepResult) -> bool:
+        """Read from the step's histogram, so any percentile works."""
+        if step.request_count == 0:
+            return False
+        return step.histogram.percentile_us(self.percentile) <= self.limit_us
+
+    def __str__(self) -> str:
+        return f"p{self.percentile:g} <= {self.limit_us / 1000:g} ms"
+
+
+def parse_latency_limit(text: str, option: str = "--latency-limit") -> LatencyLimit:
+    """``p99=50ms``, ``p95=0.2s``, ``p99.9=800us`` or ``50ms`` (meaning p99); a bare number is ms."""
+    match = _LIMIT.match(text.strip())
+    if match is None:
+        raise ConfigError(f"bad {option} {text!r}: expected like p99=50ms, p95=0.2s or 50ms")
+    unit = (match["unit"] or "ms").lower()
+    return LatencyLimit(float(match["p"] or 99), float(match["v"]) * _UNIT_US[unit])
 
 
 @dataclass(frozen=True)
@@ -84,6 +126,10 @@ class SweepSettings:
     """Open loop: requests beyond this many in flight are refused and counted."""
     request_intervals_us: tuple[float, ...] = ()
     """Open loop: a replayed schedule (microseconds between sends), looped; one step."""
+    latency_limit: LatencyLimit | None = None
+    """``--latency-limit pNN=X``: stop at the first step that misses it, or with ``search`` ..."""
+    search: bool = False
+    """... find the highest load that meets it by bracketing and bisection."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -98,6 +144,10 @@ class SweepSettings:
             raise ConfigError("request rates must be > 0")
         if self.distribution not in ("constant", "poisson"):
             raise ConfigError(f"--distribution must be constant or poisson, got {self.distribution!r}")
+        if self.search and self.latency_limit is None:
+            raise ConfigError("--search needs --latency-limit pNN=X (e.g. p99=50ms)")
+        if self.search and self.request_intervals_us:
+            raise ConfigError("--search needs --concurrency or --request-rate, not --request-intervals")
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be >= 1")
         if self.batch_size < 1:
@@ -119,5 +169,10 @@ class SweepSettings:
         data = dataclasses.asdict(self)
         data["levels"] = list(self.levels)
         data["request_intervals_us"] = list(self.request_intervals_us)
+        if self.latency_limit is not None:
+            data["latency_limit"] = {
+                "percentile": self.latency_limit.percentile,
+                "limit_us": self.latency_limit.limit_us,
+            }
         data["metrics_url"] = self.resolved_metrics_url
         return data

@@ -17,6 +17,7 @@ from typing import Any
 
 from loadgen import __version__
 from loadgen.config import SweepSettings
+from loadgen.engine.search import SearchResult
 from loadgen.engine.step import StepListener
 from loadgen.engine.sweep import run_sweep
 from loadgen.inputs import build_requests
@@ -33,6 +34,7 @@ class SweepOutcome:
     status: RunStatus
     steps: list[StepResult] = field(default_factory=list)
     error: str | None = None
+    search: SearchResult | None = None
 
 
 def host_info() -> dict[str, Any]:
@@ -97,12 +99,17 @@ async def execute_sweep(
         run_id = store.create_run(info)
         outcome = SweepOutcome(run_id, RunStatus.RUNNING)
 
+        def on_search(result: SearchResult) -> None:
+            outcome.search = result
+
         def on_step(step: StepResult) -> None:
             store.add_step(run_id, step)
             outcome.steps.append(step)
 
         try:
-            await run_sweep(settings, requests, transport, api, on_step, listener=listener)
+            await run_sweep(
+                settings, requests, transport, api, on_step, listener=listener, on_search=on_search
+            )
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")
             raise

@@ -1,4 +1,4 @@
-"""A sweep: one step per load level, each handed to ``on_step`` as soon as it ends."""
+"""A sweep: one step per load level (or per probe of an SLO search), each handed on as soon as it ends."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from loadgen.config import SweepSettings
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
 from loadgen.engine.schedules import Schedule
+from loadgen.engine.search import SearchResult, search
 from loadgen.engine.step import LoadGenerator, StepListener, measure_step
 from loadgen.results import ModelStats, StepResult
 from loadgen.scrape.metrics import MetricsScraper
@@ -23,8 +24,10 @@ async def run_sweep(
     on_step: Callable[[StepResult], None],
     *,
     listener: StepListener | None = None,
+    on_search: Callable[[SearchResult], None] | None = None,
 ) -> list[StepResult]:
-    """Measure every level of ``settings`` in order; exceptions leave earlier steps delivered."""
+    """Measure the levels of ``settings`` in order (or search them for the latency limit);
+    each step goes to ``on_step`` as soon as it ends, so an exception leaves earlier ones delivered."""
     specs = [requests] if isinstance(requests, InferRequestSpec) else list(requests)
     prepared = [transport.prepare(spec) for spec in specs]  # serialized once, cycled by the load
     metrics_url = settings.resolved_metrics_url
@@ -37,36 +40,50 @@ async def run_sweep(
     async def stats() -> ModelStats:
         return await api.model_stats(settings.model, settings.model_version)
 
-    results = []
-    try:
-        for index, level in enumerate(settings.levels):
-            load: LoadGenerator
-            rate = None
-            if settings.scenario == "request_rate":
-                schedule = Schedule(
-                    rate=level,
-                    distribution=settings.distribution,
-                    seed=settings.seed + index,
-                    intervals_us=settings.request_intervals_us,
-                )
-                load = OpenLoop(transport, prepared, schedule, max_in_flight=settings.max_in_flight)
-                rate = schedule.label_rate
-            else:
-                load = ClosedLoop(transport, prepared, int(level))
-            step = await measure_step(
-                index,
-                load,
-                settings.measurement,
-                batch_size=settings.batch_size,
-                stats=stats,
-                scraper=scraper,
-                listener=listener,
-                request_rate=rate,
+    results: list[StepResult] = []
+
+    async def probe(level: float) -> StepResult:
+        index = len(results)
+        load: LoadGenerator
+        rate = None
+        if settings.scenario == "request_rate":
+            schedule = Schedule(
+                rate=level,
+                distribution=settings.distribution,
+                seed=settings.seed + index,
+                intervals_us=settings.request_intervals_us,
             )
-            on_step(step)
-            results.append(step)
-            if listener:
-                listener.step_done(step)
+            load = OpenLoop(transport, prepared, schedule, max_in_flight=settings.max_in_flight)
+            rate = schedule.label_rate
+        else:
+            load = ClosedLoop(transport, prepared, int(level))
+        step = await measure_step(
+            index,
+            load,
+            settings.measurement,
+            batch_size=settings.batch_size,
+            stats=stats,
+            scraper=scraper,
+            listener=listener,
+            request_rate=rate,
+        )
+        on_step(step)
+        results.append(step)
+        if listener:
+            listener.step_done(step)
+        return step
+
+    limit = settings.latency_limit
+    try:
+        if settings.search and limit is not None:
+            outcome = await search(settings.levels, limit, probe, integer=settings.scenario == "concurrency")
+            if on_search is not None:
+                on_search(outcome)
+        else:
+            for level in settings.levels:
+                step = await probe(level)
+                if limit is not None and not limit.met_by(step):
+                    break  # as perf_analyzer's --latency-threshold: higher loads would only miss more
     finally:
         if scraper:
             await scraper.close()

@@ -1,0 +1,92 @@
+"""SLO search against the real server, on a model whose capacity is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loadgen.server import EmbeddedServer
+from loadgen.storage import RunStore
+from tests.integration.test_cli import loadgen, one_line_error
+
+QUICK = ["-p", "700", "--warmup", "200", "-r", "4", "--no-metrics", "-q"]
+
+
+def test_search_finds_the_known_capacity_of_fixed_latency(triton: EmbeddedServer, tmp_path: Path) -> None:
+    # closed loop on a single-server queue: latency = C x 10.1 ms, so p99 <= 50 ms holds up to C = 4
+    db = f"sqlite:///{tmp_path}/r.db"
+    result = loadgen(
+        "sweep",
+        "-m",
+        "fixed_latency",
+        "-u",
+        triton.grpc_url,
+        "--concurrency",
+        "1..16",
+        "--latency-limit",
+        "p99=50ms",
+        "--search",
+        *QUICK,
+        "--db",
+        db,
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("SLO p99 <= 50 ms"))
+    best = int(line.split("highest concurrency meeting it: ")[1].split()[0])
+    assert best in (4, 5)  # within one bisection step of the theory (C = 5 gives p99 ~ 50.5 ms)
+    with RunStore(db) as store:
+        (run,) = store.list_runs()
+        levels = [s.concurrency for s in store.steps(run.id)]
+        assert levels[:4] == [1, 2, 4, 8]  # bracketing, then bisection between 4 and 8
+        assert set(levels[4:]) <= {5, 6, 7} and len(levels) <= 6  # every probe is a stored step
+        assert run.settings["latency_limit"] == {"percentile": 99.0, "limit_us": 50_000.0}
+
+
+def test_search_says_when_even_the_lowest_load_misses(triton: EmbeddedServer, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    result = loadgen(
+        "sweep",
+        "-m",
+        "fixed_latency",
+        "-u",
+        triton.grpc_url,
+        "--concurrency",
+        "2..8",
+        "--latency-limit",
+        "p99=5ms",
+        "--search",
+        *QUICK,
+        "--db",
+        db,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "even the lowest load (concurrency 2) misses it" in result.stdout
+
+
+def test_latency_limit_alone_stops_the_sweep_after_the_first_miss(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    result = loadgen(
+        "sweep",
+        "-m",
+        "fixed_latency",
+        "-u",
+        triton.grpc_url,
+        "--concurrency",
+        "1..16",
+        "--latency-limit",
+        "p99=25ms",
+        *QUICK,
+        "--db",
+        db,
+    )
+    assert result.returncode == 0, result.stderr
+    with RunStore(db) as store:
+        (run,) = store.list_runs()
+        assert [s.concurrency for s in store.steps(run.id)] == [1, 2, 4]  # 4 x 10 ms misses; 8, 16 not run
+    usage = loadgen("sweep", "-m", "fixed_latency", "-u", triton.grpc_url, "--search", "--db", db)
+    assert usage.returncode == 2 and "--search needs --latency-limit" in one_line_error(usage)
+    bad = loadgen(
+        "sweep", "-m", "fixed_latency", "-u", triton.grpc_url, "--latency-limit", "soon", "--db", db
+    )
+    assert bad.returncode == 2 and "bad --latency-limit" in one_line_error(bad)

@@ -126,6 +126,9 @@ class SweepSettings:
     """Open loop: requests beyond this many in flight are refused and counted."""
     request_intervals_us: tuple[float, ...] = ()
     """Open loop: a replayed schedule (microseconds between sends), looped; one step."""
+    ramp_from: float | None = None
+    """Open loop: the single step's rate ramps linearly from this to ``levels[0]`` over ``ramp_s``."""
+    ramp_s: float = 0.0
     latency_limit: LatencyLimit | None = None
     """``--latency-limit pNN=X``: stop at the first step that misses it, or with ``search`` ..."""
     search: bool = False
@@ -144,6 +147,8 @@ class SweepSettings:
             raise ConfigError("request rates must be > 0")
         if self.distribution not in ("constant", "poisson"):
             raise ConfigError(f"--distribution must be constant or poisson, got {self.distribution!r}")
+        if self.ramp_from is not None and (self.scenario != "request_rate" or len(self.levels) != 1):
+            raise ConfigError("a ramp is one open-loop step: give it alone, as --ramp FROM:TO:SECONDS")
         if self.search and self.latency_limit is None:
             raise ConfigError("--search needs --latency-limit pNN=X (e.g. p99=50ms)")
         if self.search and self.request_intervals_us:

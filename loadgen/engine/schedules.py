@@ -60,24 +60,35 @@ class Schedule:
             chunk = np.tile(replay, reps)
             while True:
                 yield chunk
+        # Arrivals are placed by time-rescaling: the k-th arrival is at N^-1(u_k), where N(t) is
+        # the expected number of arrivals by t and u_k is k (constant) or a unit-rate Poisson
+        # process (Poisson). Exact for a linear ramp, and the same code for a flat rate.
         rng = np.random.default_rng(self.seed)
-        elapsed_ns = 0
+        position, previous_ns = 0.0, 0
         while True:
-            rates = self._rates_at(elapsed_ns + np.arange(CHUNK) * (1e9 / max(self.rate, 1e-9)))
-            if self.distribution == "poisson":
-                gaps = rng.exponential(1e9 / rates)
-            else:
-                gaps = 1e9 / rates
-            chunk = np.rint(gaps).astype(np.int64)
-            elapsed_ns += int(chunk.sum())
+            poisson = self.distribution == "poisson"
+            steps = rng.exponential(1.0, CHUNK) if poisson else np.ones(CHUNK)
+            positions = position + np.cumsum(steps)
+            position = float(positions[-1])
+            times_ns = np.rint(self._time_of(positions) * 1e9).astype(np.int64)
+            chunk = np.diff(times_ns, prepend=previous_ns)
+            previous_ns = int(times_ns[-1])
             yield chunk
 
-    def _rates_at(self, t_ns: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        if self.ramp_to is None:
-            return np.full(t_ns.shape, self.rate)
-        frac = np.clip(t_ns / (self.ramp_s * 1e9), 0.0, 1.0)
-        rates: npt.NDArray[np.float64] = self.rate + (self.ramp_to - self.rate) * frac
-        return rates
+    def _time_of(self, arrivals: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Seconds by which ``arrivals`` requests are expected (the inverse of N(t))."""
+        r0 = self.rate
+        if self.ramp_to is None or self.ramp_to == r0:
+            flat: npt.NDArray[np.float64] = arrivals / r0
+            return flat
+        r1, span = self.ramp_to, self.ramp_s
+        during = (r0 + r1) / 2 * span  # arrivals expected while the rate ramps
+        a = (r1 - r0) / (2 * span)  # N(t) = r0 t + a t^2 for t <= span
+        ramping = (-r0 + np.sqrt(np.maximum(r0 * r0 + 4 * a * arrivals, 0.0))) / (2 * a)
+        times: npt.NDArray[np.float64] = np.where(
+            arrivals <= during, ramping, span + (arrivals - during) / r1
+        )
+        return times
 
 
 def read_intervals(path: str) -> tuple[float, ...]:

@@ -47,10 +47,13 @@ async def run_sweep(
         load: LoadGenerator
         rate = None
         if settings.scenario == "request_rate":
+            ramp = settings.ramp_from is not None
             schedule = Schedule(
-                rate=level,
+                rate=settings.ramp_from if settings.ramp_from is not None else level,
                 distribution=settings.distribution,
                 seed=settings.seed + index,
+                ramp_to=level if ramp else None,
+                ramp_s=settings.ramp_s,
                 intervals_us=settings.request_intervals_us,
             )
             load = OpenLoop(transport, prepared, schedule, max_in_flight=settings.max_in_flight)

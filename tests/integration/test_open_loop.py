@@ -170,3 +170,37 @@ def test_rate_cli_and_its_usage_errors(triton: EmbeddedServer, tmp_path: Path) -
         (step,) = store.steps(run.id)
         assert step.request_rate == pytest.approx(100.0)
         assert step.send_rate == pytest.approx(100.0, rel=0.05)
+
+
+def test_ramp_rises_over_the_step(triton: EmbeddedServer, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    bad = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--ramp", "100:400", "--db", db)
+    assert bad.returncode == 2 and "bad --ramp" in one_line_error(bad)
+    result = loadgen(
+        "sweep",
+        "-m",
+        "identity",
+        "-u",
+        triton.grpc_url,
+        "--no-metrics",
+        "--ramp",
+        "100:400:2",
+        "-p",
+        "1000",
+        "--warmup",
+        "0",
+        "-r",
+        "3",
+        "--db",
+        db,
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    with RunStore(db) as store:
+        (run,) = store.list_runs()
+        (step,) = store.steps(run.id)
+        rates = [w.throughput for w in step.windows]
+        assert step.request_rate == 400.0
+        assert rates[0] == pytest.approx(175, rel=0.1)  # mean of 100..250 over the first second
+        assert rates[1] == pytest.approx(325, rel=0.1)
+        assert rates[2] == pytest.approx(400, rel=0.05)

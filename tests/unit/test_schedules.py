@@ -82,3 +82,21 @@ def test_rate_ranges_accept_decimals() -> None:
     assert parse_rates("0.1..0.3:0.1") == (0.1, 0.2, 0.3)
     with pytest.raises(ConfigError):
         parse_rates("0..10")
+
+
+def test_ramp_arrivals_follow_the_rate_exactly() -> None:
+    offsets = intended_offsets_ns(Schedule(rate=100.0, ramp_to=800.0, ramp_s=3.0), 5000) / 1e9
+    per_second = np.bincount(offsets.astype(int))[:4]
+    # expected arrivals: integral of the rate over each second (100 -> 800 over 3 s, then 800)
+    assert per_second.tolist() == pytest.approx([216.7, 450.0, 683.3, 800.0], abs=1.5)
+
+
+def test_poisson_ramp_keeps_the_mean_rate() -> None:
+    offsets = (
+        intended_offsets_ns(
+            Schedule(rate=100.0, ramp_to=800.0, ramp_s=3.0, distribution="poisson", seed=5), 40_000
+        )
+        / 1e9
+    )
+    late = offsets[(offsets > 5) & (offsets < 45)]
+    assert len(late) / 40 == pytest.approx(800, rel=0.03)

@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="open loop: replay this schedule (microseconds between sends, one per line, looped)",
     )
     sweep.add_argument(
+        "--ramp",
+        default=None,
+        metavar="FROM:TO:SECONDS",
+        help="open loop: one step whose rate rises linearly from FROM to TO requests/s over SECONDS",
+    )
+    sweep.add_argument(
         "--max-in-flight",
         type=int,
         default=1024,
@@ -213,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-repository", type=Path, default=None, help="with --embedded: model repository"
     )
     sweep.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+    sweep.add_argument(
+        "--exporter-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve loadgen's own Prometheus metrics on this port while the sweep runs (e.g. 9108)",
+    )
     _add_db(sweep)
 
     runs = sub.add_parser("runs", help="list stored runs")
@@ -236,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ramp(text: str) -> tuple[float, float, float]:
+    try:
+        start, end, seconds = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"bad --ramp {text!r}: expected FROM:TO:SECONDS, e.g. 100:1000:30") from None
+    if start <= 0 or end <= 0 or seconds <= 0:
+        raise ConfigError(f"bad --ramp {text!r}: rates and duration must be > 0")
+    return start, end, seconds
+
+
 def settings_from_args(args: argparse.Namespace) -> SweepSettings:
     measurement = MeasurementSettings(
         measurement_interval_ms=args.measurement_interval,
@@ -244,14 +267,18 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         max_trials=args.max_trials,
         metrics_interval_ms=args.metrics_interval,
     )
-    open_loop = [a for a in ("request_rate", "request_intervals") if getattr(args, a) is not None]
+    open_loop = [a for a in ("request_rate", "request_intervals", "ramp") if getattr(args, a) is not None]
     if args.concurrency is not None and open_loop:
-        raise ConfigError("give either --concurrency or --request-rate/--request-intervals, not both")
+        raise ConfigError("give either --concurrency or --request-rate/--request-intervals/--ramp, not both")
     if len(open_loop) > 1:
-        raise ConfigError("give either --request-rate or --request-intervals, not both")
+        raise ConfigError("give only one of --request-rate, --request-intervals and --ramp")
     intervals: tuple[float, ...] = ()
     levels: tuple[float, ...]
-    if args.request_intervals is not None:
+    ramp = None
+    if args.ramp is not None:
+        ramp = _ramp(args.ramp)
+        levels = (ramp[1],)
+    elif args.request_intervals is not None:
         intervals = read_intervals(args.request_intervals)
         levels = (1e6 / (sum(intervals) / len(intervals)),)
     elif args.request_rate is not None:
@@ -265,6 +292,8 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         distribution=args.distribution,
         max_in_flight=args.max_in_flight,
         request_intervals_us=intervals,
+        ramp_from=None if ramp is None else ramp[0],
+        ramp_s=0.0 if ramp is None else ramp[2],
         latency_limit=None if args.latency_limit is None else parse_latency_limit(args.latency_limit),
         search=args.search,
         url=args.url or (DEFAULT_HTTP_URL if args.protocol == "http" else DEFAULT_GRPC_URL),
@@ -291,6 +320,7 @@ def _embedded(args: argparse.Namespace, console: Console) -> Iterator[Any]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from loadgen.engine.step import Listeners
     from loadgen.runner import execute_sweep
     from loadgen.storage import RunStore
 
@@ -298,6 +328,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     headers = _headers(args.header)
     err = Console(stderr=True)
     with contextlib.ExitStack() as stack:
+        exporter = None
+        if args.exporter_port is not None:  # before the server: a taken port fails fast
+            from loadgen.exporter import SweepExporter
+
+            exporter = stack.enter_context(SweepExporter(settings, args.exporter_port))
         if args.embedded:
             server = stack.enter_context(_embedded(args, err))
             settings = SweepSettings(
@@ -315,7 +350,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
             label = "rate" if settings.scenario == "request_rate" else "concurrency"
             progress = stack.enter_context(SweepProgress(settings.levels, err, label=label))
-        outcome = _run_async(execute_sweep(settings, store, listener=progress, headers=headers))
+        listener = Listeners(progress, exporter)
+        on_run_created = exporter.run_created if exporter else None
+        outcome = _run_async(
+            execute_sweep(settings, store, listener=listener, headers=headers, on_run_created=on_run_created)
+        )
     _print_run(store_url=args.db, run_id=outcome.run_id, csv_path=args.csv)
     if outcome.search is not None and settings.latency_limit is not None:
         _print_search(outcome.search, settings)
@@ -429,7 +468,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 # Further sub-commands live in loadgen/commands/<name>.py: register(sub) adds parsers whose
 # defaults carry handler=<function(args) -> exit code>.
-COMMAND_MODULES: tuple[str, ...] = ("tables", "report")
+COMMAND_MODULES: tuple[str, ...] = ("tables", "report", "plan", "schedule", "export")
 COMMANDS = {"serve": cmd_serve, "sweep": cmd_sweep, "runs": cmd_runs, "show": cmd_show, "db": cmd_db}
 
 

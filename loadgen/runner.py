@@ -11,6 +11,7 @@ import os
 import platform
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -84,11 +85,13 @@ async def execute_sweep(
     *,
     listener: StepListener | None = None,
     headers: dict[str, str] | None = None,
+    on_run_created: Callable[[int, RunInfo], None] | None = None,
 ) -> SweepOutcome:
     """Run and store a sweep. Cancellation marks the run interrupted and propagates.
 
     ``headers`` (auth tokens and the like) go on every request but never into storage:
     they are not part of the settings, and the run records only their names.
+    ``on_run_created(run_id, info)`` is called once the run is recorded (the live exporter's run id).
     """
     api = ServerAPI(settings.url, settings.protocol, headers)
     transport = make_transport(settings.protocol, settings.url, headers)
@@ -97,6 +100,8 @@ async def execute_sweep(
         if headers:
             info = replace(info, settings={**info.settings, "header_names": sorted(headers)})
         run_id = store.create_run(info)
+        if on_run_created is not None:
+            on_run_created(run_id, info)
         outcome = SweepOutcome(run_id, RunStatus.RUNNING)
 
         def on_search(result: SearchResult) -> None:

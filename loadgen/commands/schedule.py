@@ -1,0 +1,88 @@
+"""``loadgen schedule PLAN``: run a plan's jobs on their cron schedules until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from loadgen.commands.plan import add_db, read_plan, report_problems
+from loadgen.config import ConfigError
+from loadgen.plans import Job, Plan, check_baseline_runs
+from loadgen.storage import RunStore
+
+EXIT_OK = 0
+
+
+def register(sub: Any) -> None:
+    """Add the ``schedule`` sub-command to the CLI's sub-parsers."""
+    schedule = sub.add_parser(
+        "schedule",
+        help="run a plan's jobs on their cron schedules (a long-running process)",
+        description="One job measures at a time; each run is logged with its verdict. "
+        "SIGTERM or SIGINT stops it (a running job is interrupted and marked so) with exit 0. "
+        "Cron expressions use local time; 6 fields add a leading seconds field.",
+    )
+    schedule.add_argument("plan", type=Path, help="the plan's YAML file")
+    schedule.add_argument(
+        "--job", action="append", default=[], metavar="NAME", help="schedule only this job (repeatable)"
+    )
+    schedule.add_argument(
+        "--webhook", default=None, metavar="URL", help="POST the verdict JSON here when a run regressed"
+    )
+    schedule.add_argument(
+        "--hook",
+        default=None,
+        metavar="COMMAND",
+        help="run this shell command after every run, with the verdict JSON on its stdin",
+    )
+    add_db(schedule)
+    schedule.set_defaults(handler=cmd_schedule)
+
+
+def _logger() -> logging.Logger:
+    """Run lines carry a timestamp: this process runs for days and its log is read later."""
+    log = logging.getLogger("loadgen.scheduler")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s loadgen: %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
+
+
+async def _serve(plan: Plan, jobs: list[Job], store: RunStore, webhook: str | None, hook: str | None) -> None:
+    from loadgen.scheduler import run_schedule
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_schedule(plan, jobs, store, stop, webhook=webhook, hook=hook)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Validate the plan, then run its scheduled jobs until stopped; exit 0 on SIGTERM/SIGINT."""
+    plan = read_plan(args.plan)
+    jobs = [job for job in plan.select(args.job) if job.schedule]
+    if not jobs:
+        raise ConfigError(
+            f"no job of plan {plan.name!r} to schedule: give the plan or a job a schedule "
+            'such as schedule: "0 2 * * *"'
+        )
+    if args.webhook is not None and (
+        urlsplit(args.webhook).scheme not in ("http", "https") or not urlsplit(args.webhook).hostname
+    ):
+        raise ConfigError(f"bad --webhook {args.webhook!r}: expected an http:// or https:// URL")
+    log = _logger()
+    with RunStore(args.db) as store:
+        problems = check_baseline_runs(plan, jobs, store)
+        if problems:
+            raise report_problems(args.plan, problems)
+        asyncio.run(_serve(plan, jobs, store, args.webhook, args.hook))
+    log.info("stopped")
+    return EXIT_OK

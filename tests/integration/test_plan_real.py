@@ -1,0 +1,268 @@
+"""Plans and the scheduler against real embedded Triton servers, run as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadgen.config import MeasurementSettings, SweepSettings
+from loadgen.results import RunStatus
+from loadgen.runner import execute_sweep
+from loadgen.server import EmbeddedServer, ServerPorts, default_model_repository
+from loadgen.storage import RunRecord, RunStore, SchemaError
+from tests.integration.test_cli import loadgen, one_line_error, start_loadgen
+
+REPO = Path(__file__).resolve().parents[2]
+QUICK = (
+    "measurement: {measurement_interval_ms: 300, warmup_ms: 100, stability_percentage: 50, "
+    "max_trials: 3, metrics_interval_ms: 300}\n"
+)
+
+
+def _job(name: str, server: EmbeddedServer, model: str, extra: str = "") -> str:
+    return (
+        f"  {name}:\n    model: {model}\n    url: {server.grpc_url}\n"
+        f"    metrics_url: {server.metrics_url}\n{extra}"
+    )
+
+
+def _plan(tmp: Path, text: str, name: str = "plan.yaml") -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def slow_triton(tmp_path: Path, triton: EmbeddedServer) -> Iterator[EmbeddedServer]:
+    """A server whose fixed_latency serves in 40 ms instead of 10: the same model, 4x slower."""
+    repo = tmp_path / "slow_repository"
+    shutil.copytree(default_model_repository() / "fixed_latency", repo / "fixed_latency")
+    config = repo / "fixed_latency" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "10"', 'string_value: "40"'))
+    server = EmbeddedServer(repo, ServerPorts.free(), log_file=tmp_path / "slow.log", startup_timeout_s=90)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _runs(db: str) -> list[RunRecord]:
+    if not Path(db.removeprefix("sqlite:///")).exists():
+        return []
+    try:
+        with RunStore(db, auto_upgrade=False) as store:  # a reader never migrates
+            return store.list_runs()
+    except SchemaError:  # the writer is still creating the schema
+        return []
+
+
+def test_a_regressed_job_makes_plan_run_exit_1_naming_it(
+    triton: EmbeddedServer, slow_triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    identity = _job(
+        "identity-c2",
+        triton,
+        "identity",
+        "    concurrency: 2\n"
+        "    thresholds: {max_throughput_drop: 80%, max_latency_rise: 400%, percentile: 50}\n",
+    )
+
+    def plan(latency_server: EmbeddedServer) -> Path:
+        latency = _job("latency-c4", latency_server, "fixed_latency", "    concurrency: 4\n")
+        return _plan(tmp_path, f"name: gate\n{QUICK}jobs:\n{identity}{latency}")
+
+    first = loadgen("plan", "run", str(plan(triton)), "--db", db, "-q")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("no baseline yet (first run)") == 2, first.stdout
+
+    # the same plan, but fixed_latency now answers from a server where it is 4x slower
+    json_path = tmp_path / "verdicts.json"
+    second = loadgen("plan", "run", str(plan(slow_triton)), "--db", db, "-q", "--json", str(json_path))
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "Traceback" not in second.stderr
+    assert "loadgen: regression in job(s) latency-c4 (fixed_latency)\n" in second.stderr, second.stderr
+    assert "regression" in second.stdout and "pass" in second.stdout
+
+    runs = {(r.labels["job"], r.id): r for r in _runs(db)}
+    assert all(r.labels["plan"] == "gate" and r.status is RunStatus.COMPLETED for r in runs.values())
+    first_ids = {job: min(i for j, i in runs if j == job) for job in ("identity-c2", "latency-c4")}
+    verdicts = {v["job"]: v for v in json.loads(json_path.read_text())}
+    assert verdicts["identity-c2"]["verdict"] in ("pass", "improvement")
+    assert verdicts["identity-c2"]["baseline_run_id"] == first_ids["identity-c2"]
+    latency = verdicts["latency-c4"]
+    assert latency["verdict"] == "regression" and latency["baseline_run_id"] == first_ids["latency-c4"]
+    (step,) = latency["comparison"]["steps"]
+    assert step["throughput"]["change_pct"] < -50  # 100/s -> 25/s
+
+
+def test_an_unreachable_server_is_exit_2_after_the_other_jobs(tmp_path: Path) -> None:
+    path = _plan(tmp_path, "jobs:\n  down: {model: identity, url: '127.0.0.1:1', metrics_url: off}\n")
+    result = loadgen("plan", "run", str(path), "--db", f"sqlite:///{tmp_path / 'runs.db'}", "-q")
+    assert result.returncode == 2
+    error = one_line_error(result)
+    assert "job down (identity): cannot reach Triton at 127.0.0.1:1" in error
+    assert "error" in result.stdout  # the verdict table is still printed
+
+
+def test_plan_check_accepts_the_example_and_lists_every_problem(tmp_path: Path) -> None:
+    good = loadgen("plan", "check", str(REPO / "plans" / "nightly.yaml"))
+    assert good.returncode == 0, good.stderr
+    assert "plan 'nightly' is valid, 4 job(s)" in good.stdout
+    bad = _plan(tmp_path, "jobs:\n  a:\n    model: identity\n    concurency: 4\n    schedule: '99 * * * *'\n")
+    result = loadgen("plan", "check", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:4: unknown key 'concurency' in job 'a' (did you mean 'concurrency'?)" in result.stderr
+    assert f"{bad}:5: job 'a': bad schedule '99 * * * *'" in result.stderr
+    assert one_line_error(result) == f"loadgen: error: {bad}: 2 problem(s) in the plan; nothing was run"
+    # plan run refuses the same plan before anything runs
+    run = loadgen("plan", "run", str(bad), "--db", f"sqlite:///{tmp_path / 'runs.db'}")
+    assert run.returncode == 2 and not (tmp_path / "runs.db").exists()
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def test_schedule_runs_a_job_twice_survives_a_failing_one_and_stops_on_sigterm(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    good = _job("every-second", triton, "identity", "    concurrency: 1\n")
+    path = _plan(
+        tmp_path,
+        f"name: ticks\nschedule: '* * * * * *'\n{QUICK}jobs:\n{good}"
+        "  down: {model: identity, url: '127.0.0.1:1', metrics_url: off}\n",
+    )
+    proc = start_loadgen("schedule", str(path), "--db", db)
+    try:
+        deadline = time.monotonic() + 45
+        while len([r for r in _runs(db) if r.status is RunStatus.COMPLETED]) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the scheduler stored no two runs in time"
+            time.sleep(0.2)
+    finally:
+        out, err = _stop(proc)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    runs = _runs(db)
+    assert {r.labels["job"] for r in runs} == {"every-second"}
+    assert all(r.labels["plan"] == "ticks" for r in runs)
+    assert RunStatus.RUNNING not in {r.status for r in runs}  # a run cut by SIGTERM is marked interrupted
+    done = [line for line in err.splitlines() if "job every-second model identity run " in line]
+    assert len(done) >= 2, err
+    assert "no baseline yet (first run)" in done[0] and " vs run " in done[1], err
+    assert "job down model identity no run: error (cannot reach Triton at 127.0.0.1:1" in err
+    assert err.rstrip().endswith("loadgen: stopped"), err
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append({"content_type": self.headers["Content-Type"], **json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test server
+        return None
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+    handler = type("Handler", (_Webhook,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/verdicts", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhook_and_hook_get_the_verdict_json_on_regression(
+    triton: EmbeddedServer, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = webhook
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    # the golden run sent batches of 16: 16x the inferences/s of the scheduled batch-1 job
+    golden = SweepSettings(
+        model="identity",
+        levels=(1,),
+        url=triton.grpc_url,
+        metrics_url="",
+        batch_size=16,
+        measurement=MeasurementSettings(measurement_interval_ms=300, warmup_ms=100, stability_percentage=50),
+        labels={"golden": "1"},
+    )
+    with RunStore(db) as store:
+        golden_id = asyncio.run(execute_sweep(golden, store)).run_id
+    job = _job("batch-1", triton, "identity", "    concurrency: 1\n    baseline: {label: golden=1}\n")
+    path = _plan(tmp_path, f"name: hooks\nschedule: '*/2 * * * * *'\n{QUICK}jobs:\n{job}")
+    hook_file = tmp_path / "hook.json"
+    proc = start_loadgen("schedule", str(path), "--db", db, "--webhook", url, "--hook", f"cat > {hook_file}")
+    try:
+        deadline = time.monotonic() + 45
+        while not received:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no webhook call in time"
+            time.sleep(0.2)
+    finally:
+        _, err = _stop(proc)
+    assert proc.returncode == 0, err
+    verdict = received[0]
+    assert verdict["content_type"] == "application/json"
+    assert (verdict["plan"], verdict["job"], verdict["model"]) == ("hooks", "batch-1", "identity")
+    assert verdict["verdict"] == "regression" and verdict["baseline_run_id"] == golden_id
+    assert verdict["comparison"]["verdict"] == "regression"
+    hooked = json.loads(hook_file.read_text())
+    assert hooked["verdict"] == "regression" and hooked["job"] == "batch-1"
+
+
+def test_stopping_the_scheduler_mid_run_marks_that_run_interrupted(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    from loadgen.plans import parse_plan
+    from loadgen.scheduler import run_schedule
+
+    # windows that never agree within 0.001%: the run would take 10 windows of 1 s
+    endless = (
+        "    measurement: {measurement_interval_ms: 1000, stability_percentage: 0.001, max_trials: 10}\n"
+    )
+    plan = parse_plan(f"schedule: '* * * * * *'\njobs:\n{_job('long', triton, 'identity', endless)}")
+
+    async def scenario(store: RunStore) -> None:
+        stop = asyncio.Event()
+        scheduler = asyncio.create_task(run_schedule(plan, plan.jobs, store, stop))
+        deadline = time.monotonic() + 20
+        while not any(r.status is RunStatus.RUNNING for r in store.list_runs()):
+            assert not scheduler.done() and time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # into the warm-up or the first window
+        stop.set()
+        await asyncio.wait_for(scheduler, 10)
+
+    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
+        asyncio.run(scenario(store))
+        (run,) = store.list_runs()
+    assert run.status is RunStatus.INTERRUPTED and run.labels["job"] == "long"

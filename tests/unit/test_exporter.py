@@ -1,0 +1,225 @@
+"""The live exporter without a server: metric names, histogram buckets, gauges, serving, a taken port."""
+
+from __future__ import annotations
+
+import math
+import socket
+import threading
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadgen.config import ConfigError, SweepSettings
+from loadgen.engine.recorder import Window
+from loadgen.exporter import (
+    LATENCY_BUCKETS_S,
+    METRIC_NAMES,
+    SweepExporter,
+    cumulative_buckets,
+    reason_label,
+)
+from loadgen.histogram import LatencyHistogram
+from loadgen.results import RunInfo, StepResult
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _settings(scenario: str = "concurrency", batch_size: int = 1) -> SweepSettings:
+    return SweepSettings(model="identity", levels=(1.0, 2.0), scenario=scenario, batch_size=batch_size)  # type: ignore[arg-type]
+
+
+def _window(latencies_us: list[int], errors: dict[str, int] | None = None) -> Window:
+    window = Window()
+    for latency in latencies_us:
+        window.record(latency * 1000)
+    for reason, count in (errors or {}).items():
+        for _ in range(count):
+            window.error(reason)
+    return window
+
+
+def _info(run_id: int = 7) -> RunInfo:
+    return RunInfo(
+        settings={},
+        model="identity",
+        model_version="1",
+        scenario="concurrency",
+        server_url="localhost:8001",
+        model_config={},
+        model_metadata={},
+        server_metadata={},
+        host={},
+        started_at=datetime.now(UTC),
+    )
+
+
+def _feed(exporter: SweepExporter, index: int, window: Window, duration_s: float = 1.0) -> None:
+    exporter.window_done(index, 1, window.result(duration_s, exporter.batch_size), window)
+
+
+def _samples(exporter: SweepExporter) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(exporter.registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(exporter: SweepExporter, name: str, **labels: str) -> float:
+    return _pick(_samples(exporter), name, **labels)
+
+
+def _pick(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    wanted = {"model": "identity", "version": "1", **labels}
+    for (sample, sample_labels), value in samples.items():
+        if sample == name and dict(sample_labels) == wanted:
+            return value
+    raise AssertionError(f"no sample {name}{wanted}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_metric_names_are_the_documented_ones() -> None:
+    exporter = SweepExporter(_settings(), _free_port())
+    exporter.run_created(7, _info())
+    exporter.step_started(0, 1)
+    _feed(exporter, 0, _window([100, 200], {"UNAVAILABLE: Socket closed": 1}))
+    served = set()
+    for family in text_string_to_metric_families(generate_latest(exporter.registry).decode()):
+        for sample in family.samples:
+            name = sample.name
+            for suffix in ("_bucket", "_count", "_sum", "_created"):
+                if name.endswith(suffix) and name.removesuffix(suffix) in METRIC_NAMES:
+                    name = name.removesuffix(suffix)
+            served.add(name)
+    assert served == set(METRIC_NAMES)
+    readme = README.read_text(encoding="utf-8")
+    assert [name for name in METRIC_NAMES if f"`{name}`" not in readme] == []
+
+
+def test_latency_buckets_are_cumulative_seconds_read_from_the_histogram() -> None:
+    values_us = [30, 70, 70, 400, 900, 3_000, 40_000, 2_000_000, 61_000_000]
+    histogram = LatencyHistogram()
+    histogram.record_many_us(values_us)
+    buckets = cumulative_buckets(histogram)
+    assert [le for le, _ in buckets] == [format(b, "g") for b in LATENCY_BUCKETS_S] + ["+Inf"]
+    for (le, count), bound in zip(buckets, LATENCY_BUCKETS_S, strict=False):
+        assert count == sum(v <= bound * 1e6 for v in values_us), le
+    assert buckets[-1] == ("+Inf", len(values_us))  # 61 s is beyond the histogram: only in +Inf
+    assert LATENCY_BUCKETS_S[0] == 50e-6 and LATENCY_BUCKETS_S[-1] == 60.0
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("UNAVAILABLE: failed to connect to all addresses; last error: ...", "UNAVAILABLE"),
+        ("INVALID_ARGUMENT: [request id: 12] unexpected shape for input 'INPUT0'", "INVALID_ARGUMENT"),
+        ("HTTP 400: unexpected shape for input 'INPUT0'", "HTTP 400"),
+        ("", "unknown"),
+        ("x" * 300, "x" * 40),
+    ],
+)
+def test_failure_reasons_become_short_stable_labels(reason: str, label: str) -> None:
+    assert reason_label(reason) == label
+
+
+def test_counters_gauges_and_run_info_follow_the_sweep() -> None:
+    exporter = SweepExporter(_settings(batch_size=4), _free_port())
+    assert _value(exporter, "loadgen_step_index", version="") == -1
+    assert not any(name == "loadgen_run_info" for name, _ in _samples(exporter))  # no run yet
+    exporter.run_created(7, _info())
+    exporter.step_started(0, 8)
+    assert _value(exporter, "loadgen_in_flight_requests") == 8
+    assert _value(exporter, "loadgen_target_concurrency") == 8
+    _feed(exporter, 0, _window([100] * 10, {"UNAVAILABLE: a": 2, "UNAVAILABLE: b": 1, "HTTP 503: c": 1}))
+    _feed(exporter, 0, _window([300] * 5))
+    assert _value(exporter, "loadgen_requests_total") == 15
+    assert _value(exporter, "loadgen_inferences_total") == 60
+    assert _value(exporter, "loadgen_request_failures_total", reason="UNAVAILABLE") == 3
+    assert _value(exporter, "loadgen_request_failures_total", reason="HTTP 503") == 1
+    assert _value(exporter, "loadgen_inference_failures_total", reason="UNAVAILABLE") == 12
+    assert _value(exporter, "loadgen_request_latency_seconds_count") == 15
+    assert math.isclose(_value(exporter, "loadgen_request_latency_seconds_sum"), 0.0025)
+    assert _value(exporter, "loadgen_request_latency_seconds_bucket", le="0.0001") == 10
+    assert _value(exporter, "loadgen_request_latency_seconds_bucket", le="0.0005") == 15
+    info = {"model": "identity", "version": "1", "run_id": "7", "scenario": "concurrency"}
+    assert _value(exporter, "loadgen_run_info", **info) == 1
+    exporter.step_done(StepResult(0, 8, datetime.now(UTC), 1.0, 15, 60, LatencyHistogram()))
+    assert _value(exporter, "loadgen_in_flight_requests") == 0
+    exporter.step_started(1, 16)
+    assert _value(exporter, "loadgen_step_index") == 1
+    assert _value(exporter, "loadgen_target_concurrency") == 16
+
+
+def test_open_loop_in_flight_is_littles_law() -> None:
+    exporter = SweepExporter(_settings(scenario="request_rate"), _free_port())
+    exporter.run_created(1, _info())
+    exporter.step_started(0, 200.0)
+    assert _value(exporter, "loadgen_target_request_rate") == 200
+    assert _value(exporter, "loadgen_target_concurrency") == 0
+    _feed(exporter, 0, _window([5_000] * 100), duration_s=0.5)  # 200 completions/s x 5 ms
+    assert math.isclose(_value(exporter, "loadgen_in_flight_requests"), 1.0)
+
+
+def test_scrapes_while_windows_arrive_see_consistent_totals() -> None:
+    exporter = SweepExporter(_settings(), _free_port())
+    exporter.run_created(1, _info())
+    seen: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.is_set():
+            samples = _samples(exporter)  # one scrape
+            seen.append(
+                (
+                    _pick(samples, "loadgen_requests_total"),
+                    _pick(samples, "loadgen_request_latency_seconds_count"),
+                )
+            )
+
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    try:
+        for _ in range(300):
+            _feed(exporter, 0, _window([100, 200, 300]))
+    finally:
+        done.set()
+        thread.join()
+    assert seen and all(requests == count for requests, count in seen)
+    assert _value(exporter, "loadgen_requests_total") == 900
+
+
+def test_serves_http_until_closed() -> None:
+    port = _free_port()
+    with SweepExporter(_settings(), port, addr="127.0.0.1") as exporter:
+        exporter.run_created(3, _info())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+        assert 'loadgen_run_info{model="identity",run_id="3",scenario="concurrency",version="1"} 1.0' in body
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_a_taken_port_is_a_one_line_config_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        exporter = SweepExporter(_settings(), port)
+        with pytest.raises(ConfigError) as caught:
+            exporter.start()
+    message = str(caught.value)
+    assert f"port {port}" in message and "--exporter-port" in message and "\n" not in message
+    with pytest.raises(ConfigError, match="1..65535"):
+        SweepExporter(_settings(), 70000)

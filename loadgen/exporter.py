@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -137,16 +137,18 @@ class SweepExporter(StepListener):
     a :class:`ConfigError` (one line, exit 2), raised before any load is sent.
     """
 
-    def __init__(self, settings: SweepSettings, port: int, addr: str = "0.0.0.0") -> None:
+    def __init__(self, settings: SweepSettings | None, port: int, addr: str = "0.0.0.0") -> None:
         if not 0 < port < 65536:
             raise ConfigError(f"--exporter-port must be within 1..65535, got {port}")
         self.port = port
         self.addr = addr
-        self.model = settings.model
-        self.scenario = settings.scenario
-        self.batch_size = settings.batch_size
         self._lock = threading.Lock()
-        self._totals = _Totals(version=settings.model_version)
+        self.model, self.scenario, self.batch_size = "", "concurrency", 1
+        self._series: dict[str, _Totals] = {}
+        """Totals per model: a scheduler's jobs measure several models one after another."""
+        self._totals = _Totals()
+        if settings is not None:
+            self.begin(settings)
         self.registry = CollectorRegistry()
         self.registry.register(_SweepCollector(self))
         self._server: WSGIServer | None = None
@@ -180,6 +182,22 @@ class SweepExporter(StepListener):
         self.close()
 
     # -- fed by the runner and the engine -----------------------------------------------------------
+    def begin(self, settings: SweepSettings) -> None:
+        """A sweep of ``settings`` starts: its model's series continue where they were (counters
+        stay monotonic across a scheduler's runs); the run info and targets start afresh."""
+        with self._lock:
+            self.model, self.scenario, self.batch_size = (
+                settings.model,
+                settings.scenario,
+                settings.batch_size,
+            )
+            totals = self._series.setdefault(settings.model, _Totals(version=settings.model_version))
+            totals.step_index, totals.in_flight = -1, 0.0
+            totals.target_concurrency = totals.target_rate = 0.0
+            for other in self._series.values():
+                other.run = {}
+            self._totals = totals
+
     def run_created(self, run_id: int, info: RunInfo) -> None:
         """The run is recorded: its id (and the resolved model version) label what follows."""
         with self._lock:
@@ -222,10 +240,10 @@ class SweepExporter(StepListener):
         with self._lock:
             self._totals.in_flight = 0.0
 
-    def snapshot(self) -> _Totals:
-        """A consistent copy of the totals, taken under the lock."""
+    def snapshot(self) -> list[tuple[str, _Totals]]:
+        """A consistent copy of every model's totals, taken under the lock."""
         with self._lock:
-            return self._totals.snapshot()
+            return [(model, totals.snapshot()) for model, totals in sorted(self._series.items())]
 
 
 class _SweepCollector(Collector):
@@ -235,66 +253,74 @@ class _SweepCollector(Collector):
         self.exporter = exporter
 
     def collect(self) -> Iterator[Metric]:
-        totals = self.exporter.snapshot()
+        series = self.exporter.snapshot()
         names = ["model", "version"]
-        base = [self.exporter.model, totals.version]
 
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+        def counter(name: str, doc: str, value: Callable[[_Totals], float]) -> CounterMetricFamily:
             family = CounterMetricFamily(name, doc, labels=names)
-            family.add_metric(base, value)
+            for model, totals in series:
+                family.add_metric([model, totals.version], value(totals))
             return family
 
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+        def gauge(name: str, doc: str, value: Callable[[_Totals], float]) -> GaugeMetricFamily:
             family = GaugeMetricFamily(name, doc, labels=names)
-            family.add_metric(base, value)
+            for model, totals in series:
+                family.add_metric([model, totals.version], value(totals))
             return family
 
-        def by_reason(name: str, doc: str, values: dict[str, int]) -> CounterMetricFamily:
+        def by_reason(
+            name: str, doc: str, values: Callable[[_Totals], dict[str, int]]
+        ) -> CounterMetricFamily:
             family = CounterMetricFamily(name, doc, labels=[*names, "reason"])
-            for reason, count in sorted(values.items()):
-                family.add_metric([*base, reason], count)
+            for model, totals in series:
+                for reason, count in sorted(values(totals).items()):
+                    family.add_metric([model, totals.version, reason], count)
             return family
 
         yield counter(
-            "loadgen_requests", "Requests completed successfully in measured windows.", totals.requests
+            "loadgen_requests", "Requests completed successfully in measured windows.", lambda t: t.requests
         )
         yield counter(
             "loadgen_inferences",
             "Inferences completed successfully (a request of batch size B counts B).",
-            totals.inferences,
+            lambda t: t.inferences,
         )
         yield by_reason(
-            "loadgen_request_failures", "Requests that failed, by status.", totals.failed_requests
+            "loadgen_request_failures", "Requests that failed, by status.", lambda t: t.failed_requests
         )
         yield by_reason(
-            "loadgen_inference_failures", "Inferences that failed, by status.", totals.failed_inferences
+            "loadgen_inference_failures", "Inferences that failed, by status.", lambda t: t.failed_inferences
         )
         latency = HistogramMetricFamily(
             "loadgen_request_latency_seconds",
             "Client-side request latency (open loop: from the intended send time).",
             labels=names,
         )
-        latency.add_metric(base, cumulative_buckets(totals.latency), totals.latency.sum_us / 1e6)
+        for model, totals in series:
+            latency.add_metric(
+                [model, totals.version], cumulative_buckets(totals.latency), totals.latency.sum_us / 1e6
+            )
         yield latency
         yield gauge(
             "loadgen_in_flight_requests",
             "Requests in flight: the step's concurrency (closed loop) or completion rate x latency (open).",
-            totals.in_flight,
+            lambda t: t.in_flight,
         )
         yield gauge(
             "loadgen_target_concurrency",
             "The current step's concurrency (closed loop).",
-            totals.target_concurrency,
+            lambda t: t.target_concurrency,
         )
         yield gauge(
             "loadgen_target_request_rate",
             "The current step's target rate in requests/s (open loop).",
-            totals.target_rate,
+            lambda t: t.target_rate,
         )
         yield gauge(
-            "loadgen_step_index", "Index of the current step (-1 before the first).", totals.step_index
+            "loadgen_step_index", "Index of the current step (-1 before the first).", lambda t: t.step_index
         )
-        if totals.run:
+        runs = [totals.run for _, totals in series if totals.run]
+        if runs:
             info = InfoMetricFamily("loadgen_run", "The run being measured (id in the runs database).")
-            info.add_metric([], totals.run)
+            info.add_metric([], runs[0])
             yield info

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,7 +29,7 @@ from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, ConfigError, Meas
 from loadgen.engine.schedules import read_intervals
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
-from loadgen.results import RunStatus
+from loadgen.results import RunInfo, RunStatus
 
 if TYPE_CHECKING:  # analysis imports pandas: loaded when a plan runs, not when it is read
     from analysis.compare import Comparison, Thresholds
@@ -702,7 +702,13 @@ class JobResult:
 
 
 async def run_job(
-    plan: Plan, job: Job, sweep: SweepSettings, store: RunStore, *, listener: StepListener | None = None
+    plan: Plan,
+    job: Job,
+    sweep: SweepSettings,
+    store: RunStore,
+    *,
+    listener: StepListener | None = None,
+    on_run_created: Callable[[int, RunInfo], None] | None = None,
 ) -> JobResult:
     """Run one model of a job, store it, and compare it with its baseline.
 
@@ -716,7 +722,7 @@ async def run_job(
 
     result = JobResult(plan.name, job.name, sweep.model, "error")
     try:
-        outcome = await execute_sweep(sweep, store, listener=listener)
+        outcome = await execute_sweep(sweep, store, listener=listener, on_run_created=on_run_created)
     except (ServerUnavailable, UnknownModel, ConfigError) as exc:
         return dataclasses.replace(result, note=str(exc))
     result = dataclasses.replace(result, run_id=outcome.run_id)

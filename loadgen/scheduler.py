@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from croniter import croniter
 
+from loadgen.exporter import SweepExporter
 from loadgen.plans import Job, JobResult, Plan, cron_fields, run_job
 from loadgen.storage import RunStore
 
@@ -83,12 +84,27 @@ async def _notify(result: JobResult, webhook: str | None, hook: str | None) -> N
 
 
 async def _turn(
-    plan: Plan, job: Job, store: RunStore, lock: asyncio.Lock, webhook: str | None, hook: str | None
+    plan: Plan,
+    job: Job,
+    store: RunStore,
+    lock: asyncio.Lock,
+    webhook: str | None,
+    hook: str | None,
+    exporter: SweepExporter | None,
 ) -> None:
     for sweep in job.sweeps:
         try:
             async with lock:
-                result = await run_job(plan, job, sweep, store)
+                if exporter is not None:
+                    exporter.begin(sweep)
+                result = await run_job(
+                    plan,
+                    job,
+                    sweep,
+                    store,
+                    listener=exporter,
+                    on_run_created=exporter.run_created if exporter is not None else None,
+                )
         except Exception as exc:  # a daemon outlives any one job: say why it failed and go on
             log.error("job %s model %s failed: %s: %s", job.name, sweep.model, type(exc).__name__, exc)
             continue
@@ -105,6 +121,7 @@ async def run_schedule(
     webhook: str | None = None,
     hook: str | None = None,
     clock: Callable[[], float] = time.time,
+    exporter: SweepExporter | None = None,
 ) -> None:
     """Run ``jobs`` (those with a schedule) on their schedules until ``stop`` is set.
 
@@ -131,7 +148,9 @@ async def run_schedule(
             if task is not None and not task.done():
                 log.warning("job %s is still running: this turn is skipped", job.name)
             else:
-                running[job.name] = asyncio.create_task(_turn(plan, job, store, lock, webhook, hook))
+                running[job.name] = asyncio.create_task(
+                    _turn(plan, job, store, lock, webhook, hook, exporter)
+                )
             due[job.name] = next_fire(job.schedule or "", max(clock(), due[job.name]))
         if not scheduled:
             await stopped

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 from loadgen.commands.plan import add_db, read_plan, report_problems
 from loadgen.config import ConfigError
+from loadgen.exporter import SweepExporter
 from loadgen.plans import Job, Plan, check_baseline_runs
 from loadgen.storage import RunStore
 
@@ -40,6 +42,13 @@ def register(sub: Any) -> None:
         metavar="COMMAND",
         help="run this shell command after every run, with the verdict JSON on its stdin",
     )
+    schedule.add_argument(
+        "--exporter-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve loadgen's Prometheus metrics here while the scheduler runs (e.g. 9108)",
+    )
     add_db(schedule)
     schedule.set_defaults(handler=cmd_schedule)
 
@@ -55,14 +64,21 @@ def _logger() -> logging.Logger:
     return log
 
 
-async def _serve(plan: Plan, jobs: list[Job], store: RunStore, webhook: str | None, hook: str | None) -> None:
+async def _serve(
+    plan: Plan,
+    jobs: list[Job],
+    store: RunStore,
+    webhook: str | None,
+    hook: str | None,
+    exporter: SweepExporter | None = None,
+) -> None:
     from loadgen.scheduler import run_schedule
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_schedule(plan, jobs, store, stop, webhook=webhook, hook=hook)
+    await run_schedule(plan, jobs, store, stop, webhook=webhook, hook=hook, exporter=exporter)
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -83,6 +99,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         problems = check_baseline_runs(plan, jobs, store)
         if problems:
             raise report_problems(args.plan, problems)
-        asyncio.run(_serve(plan, jobs, store, args.webhook, args.hook))
+        with contextlib.ExitStack() as stack:
+            exporter = None
+            if args.exporter_port is not None:  # a taken port fails before any job runs
+                exporter = stack.enter_context(SweepExporter(None, args.exporter_port))
+            asyncio.run(_serve(plan, jobs, store, args.webhook, args.hook, exporter))
     log.info("stopped")
     return EXIT_OK

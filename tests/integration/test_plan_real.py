@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +22,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer, ServerPorts, default_model_repository
 from loadgen.storage import RunRecord, RunStore, SchemaError
-from tests.integration.test_cli import loadgen, one_line_error, start_loadgen
+from tests.integration.test_cli import free_port, loadgen, one_line_error, start_loadgen
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = (
@@ -151,15 +152,22 @@ def test_schedule_runs_a_job_twice_survives_a_failing_one_and_stops_on_sigterm(
         f"name: ticks\nschedule: '* * * * * *'\n{QUICK}jobs:\n{good}"
         "  down: {model: identity, url: '127.0.0.1:1', metrics_url: off}\n",
     )
-    proc = start_loadgen("schedule", str(path), "--db", db)
+    port = free_port()
+    proc = start_loadgen("schedule", str(path), "--db", db, "--exporter-port", str(port))
     try:
         deadline = time.monotonic() + 45
         while len([r for r in _runs(db) if r.status is RunStatus.COMPLETED]) < 2:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the scheduler stored no two runs in time"
             time.sleep(0.2)
+        # the scheduler serves its jobs' metrics, counters continuing from run to run
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
     finally:
         out, err = _stop(proc)
+    served = [line for line in metrics.splitlines() if line.startswith("loadgen_requests_total{")]
+    assert served and 'model="identity"' in served[0] and float(served[0].split()[-1]) > 0, metrics
+    assert "loadgen_run_info{" in metrics
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     runs = _runs(db)

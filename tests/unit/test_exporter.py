@@ -223,3 +223,18 @@ def test_a_taken_port_is_a_one_line_config_error() -> None:
     assert f"port {port}" in message and "--exporter-port" in message and "\n" not in message
     with pytest.raises(ConfigError, match="1..65535"):
         SweepExporter(_settings(), 70000)
+
+
+def test_a_scheduler_exporter_keeps_one_series_per_model_across_runs() -> None:
+    exporter = SweepExporter(None, _free_port())
+    identity = _settings()
+    other = SweepSettings(model="fixed_latency", levels=(1.0,), model_version="1")
+    for settings, latencies in ((identity, [100, 200]), (other, [10_000]), (identity, [300])):
+        exporter.begin(settings)
+        exporter.run_created(7, _info())
+        exporter.step_started(0, 1)
+        _feed(exporter, 0, _window(latencies))
+    samples = _samples(exporter)
+    assert _pick(samples, "loadgen_requests_total") == 3  # identity: 2 + 1, counters continue
+    assert _pick(samples, "loadgen_requests_total", model="fixed_latency") == 1
+    assert sum(1 for name, _ in samples if name == "loadgen_run_info") == 1  # only the run being measured

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from loadgen import __version__
+from loadgen.commands import add_db_option
 from loadgen.config import (
     DEFAULT_GRPC_URL,
     DEFAULT_HTTP_URL,
@@ -60,14 +61,6 @@ def _headers(items: Sequence[str]) -> dict[str, str]:
             raise ConfigError(f"bad -H {item.split(':')[0]!r}...: expected 'Name: value'")
         headers[name.strip()] = value.strip()
     return headers
-
-
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    from loadgen.storage import DEFAULT_DB_URL
-
-    parser.add_argument(
-        "--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the runs database (default {DEFAULT_DB_URL})"
-    )
 
 
 def _add_server_ports(parser: argparse.ArgumentParser) -> None:
@@ -226,24 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="serve loadgen's own Prometheus metrics on this port while the sweep runs (e.g. 9108)",
     )
-    _add_db(sweep)
+    add_db_option(sweep)
 
     runs = sub.add_parser("runs", help="list stored runs")
     runs.add_argument("-m", "--model", default=None, help="only runs of this model")
     runs.add_argument("-n", "--limit", type=int, default=50)
-    _add_db(runs)
+    add_db_option(runs)
 
     show = sub.add_parser("show", help="the stored table of one run")
     show.add_argument("run_id", type=int)
     show.add_argument("--csv", type=Path, default=None, help="also write perf_analyzer's CSV")
-    _add_db(show)
+    add_db_option(show)
 
     db = sub.add_parser("db", help="database schema (alembic)")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="upgrade the schema to this loadgen's revision")
-    _add_db(up)
+    add_db_option(up)
     cur = db_sub.add_parser("current", help="print the schema revision")
-    _add_db(cur)
+    add_db_option(cur)
     for name in COMMAND_MODULES:
         importlib.import_module(f"loadgen.commands.{name}").register(sub)
     return parser

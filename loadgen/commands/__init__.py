@@ -1,1 +1,14 @@
 """Sub-commands beyond the core ones; each module's ``register(sub)`` adds its parsers."""
+
+from __future__ import annotations
+
+import argparse
+
+from loadgen.storage import DEFAULT_DB_URL
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--db`` option every command that reads or writes runs shares."""
+    parser.add_argument(
+        "--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the runs database (default {DEFAULT_DB_URL})"
+    )

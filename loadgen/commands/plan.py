@@ -18,17 +18,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from loadgen.commands import add_db_option
 from loadgen.config import ConfigError
 from loadgen.plans import Job, JobResult, Plan, PlanError, Problem, check_baseline_runs, load_plan, run_job
-from loadgen.storage import DEFAULT_DB_URL, RunStore
+from loadgen.storage import RunStore
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
-
-
-def add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the runs database (default {DEFAULT_DB_URL})"
-    )
 
 
 def register(sub: Any) -> None:
@@ -54,7 +49,7 @@ def register(sub: Any) -> None:
         "--json", type=Path, default=None, metavar="FILE", help="also write the verdicts as JSON"
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no live progress")
-    add_db(run)
+    add_db_option(run)
     run.set_defaults(handler=cmd_plan_run)
 
 

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loadgen.commands import add_db_option
 from loadgen.config import ConfigError
-from loadgen.storage import DEFAULT_DB_URL, RunStore
+from loadgen.storage import RunStore
 
 if TYPE_CHECKING:
     from analysis.findings import Slo
@@ -46,9 +47,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--image-format", choices=["png", "svg"], default="png", help="with --images (default png)"
     )
-    parser.add_argument(
-        "--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the runs database (default {DEFAULT_DB_URL})"
-    )
+    add_db_option(parser)
     parser.set_defaults(handler=cmd_report)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from loadgen.commands.plan import add_db, read_plan, report_problems
+from loadgen.commands import add_db_option
+from loadgen.commands.plan import read_plan, report_problems
 from loadgen.config import ConfigError
 from loadgen.exporter import SweepExporter
 from loadgen.plans import Job, Plan, check_baseline_runs
@@ -49,7 +50,7 @@ def register(sub: Any) -> None:
         metavar="PORT",
         help="serve loadgen's Prometheus metrics here while the scheduler runs (e.g. 9108)",
     )
-    add_db(schedule)
+    add_db_option(schedule)
     schedule.set_defaults(handler=cmd_schedule)
 
 

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from loadgen.commands import add_db_option
 from loadgen.config import ConfigError
 from loadgen.results import RunStatus
-from loadgen.storage import DEFAULT_DB_URL, RunRecord, RunStore, StepRecord
+from loadgen.storage import RunRecord, RunStore, StepRecord
 
 if TYPE_CHECKING:  # analysis imports pandas: loaded only by the commands that use it
     from analysis.compare import Comparison
@@ -48,12 +49,6 @@ def parse_percent(option: str, text: str) -> float:
     return value
 
 
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the runs database (default {DEFAULT_DB_URL})"
-    )
-
-
 def register(sub: Any) -> None:
     """Add the ``table`` and ``compare`` sub-commands to the CLI's sub-parsers."""
     table = sub.add_parser(
@@ -80,7 +75,7 @@ def register(sub: Any) -> None:
         help="instead of the table, the step's full percentile spectrum in HdrHistogram's .hgrm form",
     )
     table.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
-    _add_db(table)
+    add_db_option(table)
     table.set_defaults(handler=cmd_table)
 
     compare = sub.add_parser(
@@ -103,7 +98,7 @@ def register(sub: Any) -> None:
     compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
     compare.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write JUnit XML")
     compare.add_argument("--force", action="store_true", help="compare runs of different models")
-    _add_db(compare)
+    add_db_option(compare)
     compare.set_defaults(handler=cmd_compare)
 
 

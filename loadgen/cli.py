@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,9 +34,10 @@ from loadgen.config import (
 )
 from loadgen.engine.schedules import read_intervals
 from loadgen.engine.search import SearchResult
+from loadgen.engine.step import StepListener
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
-from loadgen.results import RunStatus
+from loadgen.results import RunStatus, StepResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -87,7 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose level")
 
     sweep = sub.add_parser("sweep", help="measure a model over a range of concurrency levels")
-    sweep.add_argument("-m", "--model", required=True, help="model name on the server")
+    sweep.add_argument(
+        "-m",
+        "--model",
+        required=True,
+        action="append",
+        metavar="MODEL[:key=value,...]",
+        help="model name on the server; repeat to load several models at once, each optionally with "
+        "its own concurrency=RANGE, request-rate=RANGE or batch-size=N (e.g. -m b:concurrency=1..4)",
+    )
     sweep.add_argument(
         "-x", "--model-version", default="", help="model version (default: the server's choice)"
     )
@@ -279,7 +290,7 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
     else:
         levels = parse_levels("1" if args.concurrency is None else args.concurrency)
     return SweepSettings(
-        model=args.model,
+        model=args.model[0].partition(":")[0],
         levels=levels,
         scenario="request_rate" if open_loop else "concurrency",
         distribution=args.distribution,
@@ -312,12 +323,52 @@ def _embedded(args: argparse.Namespace, console: Console) -> Iterator[Any]:
         yield server
 
 
+MODEL_OPTIONS = ("concurrency", "request-rate", "batch-size")
+
+
+def model_settings(args: argparse.Namespace, base: SweepSettings) -> list[SweepSettings]:
+    """One settings object per ``-m``; ``-m name:key=value,...`` overrides the shared load."""
+    result = []
+    for item in args.model:
+        name, _, options = item.partition(":")
+        changes: dict[str, Any] = {"model": name}
+        for option in filter(None, options.split(",")):
+            key, sep, value = option.partition("=")
+            if not sep or key not in MODEL_OPTIONS:
+                keys = ", ".join(MODEL_OPTIONS)
+                raise ConfigError(f"bad -m {item!r}: expected MODEL or MODEL:key=value,... with keys {keys}")
+            if key == "concurrency":
+                changes.update(levels=parse_levels(value), scenario="concurrency")
+            elif key == "request-rate":
+                changes.update(levels=parse_rates(value), scenario="request_rate")
+            else:
+                changes["batch_size"] = _int_option(item, value)
+        result.append(dataclasses.replace(base, **changes))
+    if len({s.model for s in result}) != len(result):
+        raise ConfigError("each -m names a different model")
+    return result
+
+
+def _int_option(item: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"bad -m {item!r}: batch-size must be a whole number") from None
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)  # usage errors before anything starts
+    several = model_settings(args, settings)
+    if len(several) > 1:
+        return _sweep_models(args, several)
+    return _sweep_one(args, several[0])
+
+
+def _sweep_one(args: argparse.Namespace, settings: SweepSettings) -> int:
     from loadgen.engine.step import Listeners
     from loadgen.runner import execute_sweep
     from loadgen.storage import RunStore
 
-    settings = settings_from_args(args)  # usage errors before anything starts
     headers = _headers(args.header)
     err = Console(stderr=True)
     with contextlib.ExitStack() as stack:
@@ -363,6 +414,79 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+class _StepLines(StepListener):
+    """With several models at once, one line per finished step (bars would interleave)."""
+
+    def __init__(self, model: str, console: Console) -> None:
+        self.model, self.console = model, console
+
+    def step_done(self, step: StepResult) -> None:
+        level = (
+            f"rate {step.request_rate:g}/s"
+            if step.request_rate is not None
+            else f"concurrency {step.concurrency}"
+        )
+        flag = "" if step.stable else " (unstable)"
+        self.console.print(f"{self.model}: {level}: {step.throughput:,.1f} infer/s{flag}", highlight=False)
+
+
+def _sweep_models(args: argparse.Namespace, several: list[SweepSettings]) -> int:
+    """Several models loaded at the same time, each its own run, tied by a ``group`` label."""
+    from loadgen.runner import SweepOutcome, execute_sweep, prepare
+    from loadgen.scrape.server_api import ServerAPI
+    from loadgen.storage import RunStore
+
+    if args.exporter_port is not None or any(s.search for s in several):
+        raise ConfigError("--exporter-port and --search take one model at a time")
+    headers = _headers(args.header)
+    err = Console(stderr=True)
+    group = uuid.uuid4().hex[:12]
+    with contextlib.ExitStack() as stack:
+        if args.embedded:
+            server = stack.enter_context(_embedded(args, err))
+            url = server.http_url if args.protocol == "http" else server.grpc_url
+            metrics = "" if args.no_metrics else server.metrics_url
+            several = [dataclasses.replace(s, url=url, metrics_url=metrics) for s in several]
+        models = ",".join(s.model for s in several)
+        several = [
+            dataclasses.replace(s, labels={**s.labels, "group": group, "models": models}) for s in several
+        ]
+        store = RunStore(args.db)
+        stack.callback(store.close)
+
+        async def together() -> list[SweepOutcome]:
+            for settings in several:  # every model checked before any load: no half-started group
+                api = ServerAPI(settings.url, settings.protocol, headers)
+                try:
+                    await prepare(settings, api)
+                finally:
+                    await api.close()
+            sweeps = [
+                execute_sweep(
+                    s, store, listener=None if args.quiet else _StepLines(s.model, err), headers=headers
+                )
+                for s in several
+            ]
+            return list(await asyncio.gather(*sweeps))
+
+        outcomes: list[SweepOutcome] = _run_async(together())
+    for settings, outcome in zip(several, outcomes, strict=True):
+        csv_path = (
+            None
+            if args.csv is None
+            else args.csv.with_name(f"{args.csv.stem}.{settings.model}{args.csv.suffix}")
+        )
+        _print_run(store_url=args.db, run_id=outcome.run_id, csv_path=csv_path)
+    if args.report is not None:
+        from loadgen.commands.report import write_run_report
+
+        write_run_report(args.db, [o.run_id for o in outcomes], args.report)
+    failed = [o for o in outcomes if o.status is RunStatus.FAILED]
+    for outcome in failed:
+        print(f"loadgen: run {outcome.run_id} failed: {outcome.error}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _print_search(result: SearchResult, settings: SweepSettings) -> None:

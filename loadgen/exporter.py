@@ -184,7 +184,8 @@ class SweepExporter(StepListener):
     # -- fed by the runner and the engine -----------------------------------------------------------
     def begin(self, settings: SweepSettings) -> None:
         """A sweep of ``settings`` starts: its model's series continue where they were (counters
-        stay monotonic across a scheduler's runs); the run info and targets start afresh."""
+        stay monotonic across a scheduler's runs) and its targets start afresh. The run info
+        keeps naming the previous run until this sweep's run is created."""
         with self._lock:
             self.model, self.scenario, self.batch_size = (
                 settings.model,
@@ -194,13 +195,13 @@ class SweepExporter(StepListener):
             totals = self._series.setdefault(settings.model, _Totals(version=settings.model_version))
             totals.step_index, totals.in_flight = -1, 0.0
             totals.target_concurrency = totals.target_rate = 0.0
-            for other in self._series.values():
-                other.run = {}
             self._totals = totals
 
     def run_created(self, run_id: int, info: RunInfo) -> None:
         """The run is recorded: its id (and the resolved model version) label what follows."""
         with self._lock:
+            for other in self._series.values():  # only the run being measured is named
+                other.run = {}
             self._totals.version = info.model_version
             self._totals.run = {
                 "run_id": str(run_id),

@@ -12,7 +12,7 @@ QUICK = ["-p", "700", "--warmup", "200", "-r", "4", "--no-metrics", "-q"]
 
 
 def test_search_finds_the_known_capacity_of_fixed_latency(triton: EmbeddedServer, tmp_path: Path) -> None:
-    # closed loop on a single-server queue: latency = C x 10.1 ms, so p99 <= 50 ms holds up to C = 4
+    # closed loop on a single-server queue: latency = C x 10.1 ms, so p99 <= 55 ms holds up to C = 5
     db = f"sqlite:///{tmp_path}/r.db"
     result = loadgen(
         "sweep",
@@ -23,22 +23,22 @@ def test_search_finds_the_known_capacity_of_fixed_latency(triton: EmbeddedServer
         "--concurrency",
         "1..16",
         "--latency-limit",
-        "p99=50ms",
+        "p99=55ms",
         "--search",
         *QUICK,
         "--db",
         db,
     )
     assert result.returncode == 0, result.stderr
-    line = next(line for line in result.stdout.splitlines() if line.startswith("SLO p99 <= 50 ms"))
+    line = next(line for line in result.stdout.splitlines() if line.startswith("SLO p99 <= 55 ms"))
     best = int(line.split("highest concurrency meeting it: ")[1].split()[0])
-    assert best in (4, 5)  # within one bisection step of the theory (C = 5 gives p99 ~ 50.5 ms)
+    assert best in (4, 5)  # the theory's 5, or one step below when a p99 spike hits C = 5
     with RunStore(db) as store:
         (run,) = store.list_runs()
         levels = [s.concurrency for s in store.steps(run.id)]
         assert levels[:4] == [1, 2, 4, 8]  # bracketing, then bisection between 4 and 8
         assert set(levels[4:]) <= {5, 6, 7} and len(levels) <= 6  # every probe is a stored step
-        assert run.settings["latency_limit"] == {"percentile": 99.0, "limit_us": 50_000.0}
+        assert run.settings["latency_limit"] == {"percentile": 99.0, "limit_us": 55_000.0}
 
 
 def test_search_says_when_even_the_lowest_load_misses(triton: EmbeddedServer, tmp_path: Path) -> None:

@@ -86,7 +86,6 @@ class _Totals:
     target_concurrency: float = 0.0
     target_rate: float = 0.0
     step_index: int = -1
-    run: dict[str, str] = field(default_factory=dict)
     version: str = ""
 
     def snapshot(self) -> _Totals:
@@ -100,7 +99,6 @@ class _Totals:
             self.target_concurrency,
             self.target_rate,
             self.step_index,
-            dict(self.run),
             self.version,
         )
 
@@ -145,6 +143,8 @@ class SweepExporter(StepListener):
         self._lock = threading.Lock()
         self.model, self.scenario, self.batch_size = "", "concurrency", 1
         self._series: dict[str, _Totals] = {}
+        self._run: dict[str, str] = {}
+        """The run being measured (the last one created): ``loadgen_run_info``."""
         """Totals per model: a scheduler's jobs measure several models one after another."""
         self._totals = _Totals()
         if settings is not None:
@@ -200,10 +200,8 @@ class SweepExporter(StepListener):
     def run_created(self, run_id: int, info: RunInfo) -> None:
         """The run is recorded: its id (and the resolved model version) label what follows."""
         with self._lock:
-            for other in self._series.values():  # only the run being measured is named
-                other.run = {}
             self._totals.version = info.model_version
-            self._totals.run = {
+            self._run = {
                 "run_id": str(run_id),
                 "model": self.model,
                 "version": info.model_version,
@@ -241,10 +239,11 @@ class SweepExporter(StepListener):
         with self._lock:
             self._totals.in_flight = 0.0
 
-    def snapshot(self) -> list[tuple[str, _Totals]]:
-        """A consistent copy of every model's totals, taken under the lock."""
+    def snapshot(self) -> tuple[list[tuple[str, _Totals]], dict[str, str]]:
+        """A consistent copy of every model's totals and of the run info, taken under the lock."""
         with self._lock:
-            return [(model, totals.snapshot()) for model, totals in sorted(self._series.items())]
+            series = [(model, totals.snapshot()) for model, totals in sorted(self._series.items())]
+            return series, dict(self._run)
 
 
 class _SweepCollector(Collector):
@@ -254,7 +253,7 @@ class _SweepCollector(Collector):
         self.exporter = exporter
 
     def collect(self) -> Iterator[Metric]:
-        series = self.exporter.snapshot()
+        series, run = self.exporter.snapshot()
         names = ["model", "version"]
 
         def counter(name: str, doc: str, value: Callable[[_Totals], float]) -> CounterMetricFamily:
@@ -320,8 +319,7 @@ class _SweepCollector(Collector):
         yield gauge(
             "loadgen_step_index", "Index of the current step (-1 before the first).", lambda t: t.step_index
         )
-        runs = [totals.run for _, totals in series if totals.run]
-        if runs:
+        if run:
             info = InfoMetricFamily("loadgen_run", "The run being measured (id in the runs database).")
-            info.add_metric([], runs[0])
+            info.add_metric([], run)
             yield info

@@ -263,6 +263,8 @@ def read_numpy_samples(path: Path, specs: Sequence[InputSpec], model: str) -> li
         counts.add(len(per_input[spec.name]))
     if len(counts) != 1:
         raise ConfigError(f"{path}: the arrays hold different numbers of samples ({sorted(counts)})")
+    if counts == {0}:
+        raise ConfigError(f"{path}: the arrays hold no samples")
     return [{name: values[i] for name, values in per_input.items()} for i in range(counts.pop())]
 
 
@@ -320,25 +322,9 @@ def build_requests(
             samples = read_json_samples(path, specs, model)
     outputs = tuple(o["name"] for o in metadata.get("outputs", []))
     batched = max_batch > 0
-    count = max(1, math.ceil(len(samples) / batch_size)) if len(samples) > 1 else 1
     requests = []
-    for k in range(count):
+    for k in range(math.ceil(len(samples) / batch_size)):
         chosen = [samples[(k * batch_size + i) % len(samples)] for i in range(batch_size)]
         tensors = tuple(_serialize(spec, [s[spec.name] for s in chosen], batched) for spec in specs)
         requests.append(InferRequestSpec(model, tensors, outputs, model_version))
     return requests
-
-
-def build_request(
-    metadata: Mapping[str, Any],
-    config: Mapping[str, Any],
-    *,
-    batch_size: int,
-    input_data: str,
-    seed: int,
-    model_version: str = "",
-) -> InferRequestSpec:
-    """The single request of generated data (``random`` or ``zero``)."""
-    return build_requests(
-        metadata, config, batch_size=batch_size, input_data=input_data, seed=seed, model_version=model_version
-    )[0]

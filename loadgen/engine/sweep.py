@@ -18,7 +18,7 @@ from loadgen.transports.base import InferRequestSpec, Transport
 
 async def run_sweep(
     settings: SweepSettings,
-    requests: InferRequestSpec | Sequence[InferRequestSpec],
+    requests: Sequence[InferRequestSpec],
     transport: Transport,
     api: ServerAPI,
     on_step: Callable[[StepResult], None],
@@ -28,8 +28,7 @@ async def run_sweep(
 ) -> list[StepResult]:
     """Measure the levels of ``settings`` in order (or search them for the latency limit);
     each step goes to ``on_step`` as soon as it ends, so an exception leaves earlier ones delivered."""
-    specs = [requests] if isinstance(requests, InferRequestSpec) else list(requests)
-    prepared = [transport.prepare(spec) for spec in specs]  # serialized once, cycled by the load
+    prepared = [transport.prepare(spec) for spec in requests]  # serialized once, cycled by the load
     metrics_url = settings.resolved_metrics_url
     scraper = (
         MetricsScraper(metrics_url, settings.measurement.metrics_interval_ms / 1000.0)

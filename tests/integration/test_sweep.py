@@ -10,7 +10,7 @@ import pytest
 
 from loadgen.config import MeasurementSettings, SweepSettings
 from loadgen.engine.sweep import run_sweep
-from loadgen.inputs import build_request
+from loadgen.inputs import build_requests
 from loadgen.results import RunStatus, StepResult
 from loadgen.runner import execute_sweep
 from loadgen.scrape.server_api import ServerAPI
@@ -106,9 +106,9 @@ def test_failed_requests_are_counted_with_the_server_message(
         try:
             metadata = await api.model_metadata("identity")
             config = await api.model_config("identity")
-            request = build_request(metadata, config, batch_size=1, input_data="zero", seed=0)
+            (request,) = build_requests(metadata, config, batch_size=1, input_data="zero", seed=0)
             bad = replace(request, inputs=(InputTensor("INPUT0", "FP32", (1, 15), bytes(60)),))
-            return await run_sweep(settings, bad, transport, api, lambda step: None)
+            return await run_sweep(settings, [bad], transport, api, lambda step: None)
         finally:
             await transport.close()
             await api.close()

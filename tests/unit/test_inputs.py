@@ -99,6 +99,10 @@ def test_numpy_files(tmp_path: Path) -> None:
     npz = tmp_path / "x.npz"
     np.savez(npz, INPUT0=np.ones((2, 4), np.float32))
     assert len(build_requests(IDENTITY_META, BATCHING, batch_size=1, input_data=str(npz), seed=0)) == 2
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.ones((0, 4), np.float32))
+    with pytest.raises(ConfigError, match="no samples"):
+        build_requests(IDENTITY_META, BATCHING, batch_size=1, input_data=str(empty), seed=0)
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.ones((2, 5), np.float32))
     with pytest.raises(ConfigError, match=r"expects FP32 \[4\]"):

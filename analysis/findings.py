@@ -51,6 +51,7 @@ class Kind(enum.StrEnum):
     UNSTABLE = "unstable"
     STATS_MISSING = "stats_missing"
     DOMINANT = "dominant"
+    MISMATCH = "mismatch"
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def _errors_text(errors: dict[str, int]) -> str:
 
 
 def quality_findings(steps: pd.DataFrame) -> list[Finding]:
-    """Failed requests, unstable steps and steps without server statistics."""
+    """Failed requests, wrong answers (``--validate``), unstable steps, steps without server statistics."""
     found = []
     for row in _rows(steps):
         index = int(row["step_index"])
@@ -225,6 +226,17 @@ def quality_findings(steps: pd.DataFrame) -> list[Finding]:
                 "its numbers are from the last windows and may be off"
             )
             found.append(Finding(Kind.UNSTABLE, Severity.WARNING, text, index))
+        mismatched = row.get("mismatch_count")
+        if mismatched is not None and _known(mismatched) and mismatched > 0:
+            detail = row.get("validation") or {}
+            text = (
+                f"{_level(row)}: {int(mismatched)} of {int(row['validated_count'])} answers differ from "
+                f"the reference beyond the tolerance, {int(row['swapped_count'])} of them equal to another "
+                f"request's reference (swapped/stale); max abs diff {row['max_abs_diff']:.3g}, "
+                f"max rel diff {row['max_rel_diff']:.3g}"
+                + (f"; first: {detail['example']}" if detail.get("example") else "")
+            )
+            found.append(Finding(Kind.MISMATCH, Severity.ERROR, text, index))
         if row["server_stats_reset"]:
             text = f"{_level(row)}: the server's counters went down (model reloaded?): no latency breakdown"
             found.append(Finding(Kind.STATS_MISSING, Severity.WARNING, text, index))

@@ -24,7 +24,7 @@ TABLE_FORMATS: tuple[TableFormat, ...] = get_args(TableFormat)
 def latency_table(steps: pd.DataFrame) -> pd.DataFrame:
     """Concurrency | Throughput | Avg | p90 | p95 | p99 (ms), plus server queue and compute infer (ms)."""
     ms = 1.0 / 1000.0
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             LEVEL: steps["concurrency"],
             "Throughput (infer/s)": steps["throughput"],
@@ -36,6 +36,39 @@ def latency_table(steps: pd.DataFrame) -> pd.DataFrame:
             "Compute infer (ms)": steps["server_compute_infer_us"] * ms,
             "Errors": steps["error_count"],
             "Stable": steps["stable"],
+        }
+    )
+    if "request_rate" in steps and steps["request_rate"].notna().any():
+        table = pd.concat([table.drop(columns=[LEVEL]), open_loop_table(steps)], axis=1)
+        table = table[[RATE_LEVEL, *[c for c in table.columns if c != RATE_LEVEL]]]
+    if "validated_count" in steps and steps["validated_count"].notna().any():
+        table = pd.concat([table, validation_table(steps)], axis=1)
+    return table
+
+
+def open_loop_table(steps: pd.DataFrame) -> pd.DataFrame:
+    """Open-loop columns: the target rate, what the sender achieved and how late it was."""
+    ms = 1.0 / 1000.0
+    return pd.DataFrame(
+        {
+            RATE_LEVEL: steps["request_rate"].astype("float64"),
+            "Sent (req/s)": steps["send_rate"].astype("float64"),
+            "Service p99 (ms)": steps["service_p99_us"].astype("float64") * ms,
+            "Send lag p99 (ms)": steps["send_lag_p99_us"].astype("float64") * ms,
+            "Refused": steps["refused_count"].astype("Int64"),
+            "On schedule": ~steps["behind_schedule"].astype("boolean"),
+        }
+    )
+
+
+def validation_table(steps: pd.DataFrame) -> pd.DataFrame:
+    """``--validate`` columns: answers checked, mismatched, swapped, worst relative difference."""
+    return pd.DataFrame(
+        {
+            "Checked": steps["validated_count"].astype("Int64"),
+            "Mismatches": steps["mismatch_count"].astype("Int64"),
+            "Swapped": steps["swapped_count"].astype("Int64"),
+            "Max rel diff": steps["max_rel_diff"].astype("float64"),
         }
     )
 

@@ -6,10 +6,11 @@ PromQL expression aggregates ``by (model, version)``: a GPU model has one series
 per GPU (``gpu_uuid``) plus a model-level one, and namespaces or ``metric_tags``
 add labels, so bare series would double count.
 
-The history SQL runs on SQLite (Grafana plugin ``frser-sqlite-datasource``). It is
-plain SQL with window functions that PostgreSQL runs as well, except for the
-expressions in ``EPOCH``, ``PLAN`` and ``JOB`` (there: ``EXTRACT(EPOCH FROM r.started_at)``
-and ``r.labels->>'plan'``, ``r.labels->>'job'``).
+The history SQL is defined once per query, as a function of the runs database's
+dialect: plain SQL with window functions, where only a run's start as Unix seconds
+and a label's value differ (``SqlDialect``). It is rendered twice: for SQLite
+(Grafana plugin ``frser-sqlite-datasource``, ``loadgen-history.json``) and for
+PostgreSQL (Grafana's ``grafana-postgresql-datasource``, ``loadgen-history-postgres.json``).
 
 Needs the dev extra (``grafana-foundation-sdk``). The tests run every query against
 a real Prometheus and a real runs database, and check that the files here are what
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -42,15 +44,52 @@ from loadgen.commands.export import (
     DASHBOARD_FILES,
     DOCKER_DASHBOARDS_DIR,
     DOCKER_DB_PATH,
+    DOCKER_POSTGRES_URL,
     DOCKER_PROMETHEUS_URL,
+    HISTORY_FILES,
+    POSTGRES_PLUGIN,
+    POSTGRES_PROVISIONING,
     SQLITE_PLUGIN,
+    SqliteRuns,
     provisioning_files,
+    runs_database,
 )
 
 HERE = Path(__file__).resolve().parent
 PROM = DataSourceRef(type_val="prometheus", uid="${prometheus}")
-RUNS = DataSourceRef(type_val=SQLITE_PLUGIN, uid="${runs}")
 TAGS = ["loadgen"]
+
+
+@dataclass(frozen=True)
+class SqlDialect:
+    """What the history SQL needs that SQLite and PostgreSQL spell differently, and Grafana's plugin."""
+
+    backend: str
+    """SQLAlchemy's backend name (``HISTORY_FILES``' key)."""
+    plugin: str
+    epoch_sql: str
+    """A UTC timestamp column ``{column}`` as whole Unix seconds."""
+    label_sql: str
+    """The value of key ``{key}`` in a JSON object column ``{column}`` (NULL when absent)."""
+
+    def epoch(self, column: str) -> str:
+        return self.epoch_sql.format(column=column)
+
+    def label(self, column: str, key: str) -> str:
+        return self.label_sql.format(column=column, key=key)
+
+    @property
+    def runs(self) -> DataSourceRef:
+        """The runs database: a dashboard variable of this plugin's datasources."""
+        return DataSourceRef(type_val=self.plugin, uid="${runs}")
+
+
+SQLITE = SqlDialect(
+    "sqlite", SQLITE_PLUGIN, "CAST(strftime('%s', {column}) AS INTEGER)", "json_extract({column}, '$.{key}')"
+)
+POSTGRES = SqlDialect(
+    "postgresql", POSTGRES_PLUGIN, "CAST(FLOOR(EXTRACT(EPOCH FROM {column})) AS BIGINT)", "{column}->>'{key}'"
+)
 
 
 # -- what a panel shows ----------------------------------------------------------------------------
@@ -63,7 +102,7 @@ class Prom:
 
 @dataclass(frozen=True)
 class Sql:
-    sql: str
+    sql: Callable[[SqlDialect], str]
     kind: Literal["time series", "table"] = "table"
 
 
@@ -244,107 +283,135 @@ CLIENT_STEP = Panel(
     height=5,
 )
 
+
 # -- history (the runs database) ---------------------------------------------------------------------
-EPOCH = "CAST(strftime('%s', r.started_at) AS INTEGER)"
-PLAN = "COALESCE(json_extract(r.labels, '$.plan'), '(none)')"
-JOB = "COALESCE(json_extract(r.labels, '$.job'), '(none)')"
-"""``loadgen plan run`` and ``loadgen schedule`` label each run ``plan=<name>`` and ``job=<job>``."""
-SELECTED = (
-    f"r.model IN (${{model:sqlstring}}) AND {PLAN} IN (${{plan:sqlstring}}) AND {JOB} IN (${{job:sqlstring}})"
-)
-IN_RANGE = f"{EPOCH} BETWEEN $__from / 1000 AND $__to / 1000"
+def _epoch(d: SqlDialect) -> str:
+    return d.epoch("r.started_at")
+
+
+def _label(d: SqlDialect, key: str) -> str:
+    """``loadgen plan run`` and ``loadgen schedule`` label each run ``plan=<name>`` and ``job=<job>``."""
+    return f"COALESCE({d.label('r.labels', key)}, '(none)')"
+
+
+def _selected(d: SqlDialect) -> str:
+    return (
+        f"r.model IN (${{model:sqlstring}}) AND {_label(d, 'plan')} IN (${{plan:sqlstring}}) "
+        f"AND {_label(d, 'job')} IN (${{job:sqlstring}})"
+    )
+
+
+def _in_range(d: SqlDialect) -> str:
+    return f"{_epoch(d)} BETWEEN $__from / 1000 AND $__to / 1000"
+
+
 PEAK = """WITH peak AS (
   SELECT s.run_id, s.throughput, s.lat_p99_us,
          ROW_NUMBER() OVER (PARTITION BY s.run_id ORDER BY s.throughput DESC) AS pick
   FROM steps s
 )"""
+
+
+def _peak_sql(value: str) -> Callable[[SqlDialect], str]:
+    """Each completed run's best step: its start time, model and ``value`` (an expression of ``p``)."""
+
+    def sql(d: SqlDialect) -> str:
+        return f"""{PEAK}
+SELECT {_epoch(d)} AS time, r.model AS model, {value}
+FROM runs r JOIN peak p ON p.run_id = r.id AND p.pick = 1
+WHERE r.status = 'completed' AND {_selected(d)} AND {_in_range(d)}
+ORDER BY time"""
+
+    return sql
+
+
+def _runs_sql(d: SqlDialect) -> str:
+    return f"""SELECT r.id AS run, r.started_at AS started, r.model AS model, r.model_version AS version,
+  r.scenario AS scenario, r.status AS status, {_label(d, "plan")} AS plan, {_label(d, "job")} AS job,
+  COUNT(s.id) AS steps, MAX(s.throughput) AS "peak infer/s"
+FROM runs r LEFT JOIN steps s ON s.run_id = r.id
+WHERE {_selected(d)} AND {_in_range(d)}
+GROUP BY r.id
+ORDER BY r.id DESC"""
+
+
+def _latest_run_sql(d: SqlDialect) -> str:
+    return f"""SELECT s.run_id AS run, s.step_index AS step, s.concurrency AS concurrency,
+  s.request_rate AS "target req/s", s.throughput AS "infer/s",
+  s.lat_avg_us / 1000.0 AS "avg ms", s.lat_p50_us / 1000.0 AS "p50 ms", s.lat_p90_us / 1000.0 AS "p90 ms",
+  s.lat_p95_us / 1000.0 AS "p95 ms", s.lat_p99_us / 1000.0 AS "p99 ms",
+  s.error_count AS errors, s.stable AS stable
+FROM steps s
+WHERE s.run_id = (SELECT MAX(r.id) FROM runs r WHERE {_selected(d)})
+ORDER BY s.step_index"""
+
+
 HISTORY_THROUGHPUT = Panel(
     "Peak throughput per run",
     "Each completed run's best step (inferences/s), per model, at the run's start time.",
-    (
-        Sql(
-            f"""{PEAK}
-SELECT {EPOCH} AS time, r.model AS model, p.throughput AS "infer/s"
-FROM runs r JOIN peak p ON p.run_id = r.id AND p.pick = 1
-WHERE r.status = 'completed' AND {SELECTED} AND {IN_RANGE}
-ORDER BY time""",
-            "time series",
-        ),
-    ),
+    (Sql(_peak_sql('p.throughput AS "infer/s"'), "time series"),),
 )
 HISTORY_P99 = Panel(
     "p99 latency at peak throughput",
     "The p99 latency of each completed run's best step, per model: read with the panel beside it.",
-    (
-        Sql(
-            f"""{PEAK}
-SELECT {EPOCH} AS time, r.model AS model, p.lat_p99_us / 1000.0 AS "p99 ms"
-FROM runs r JOIN peak p ON p.run_id = r.id AND p.pick = 1
-WHERE r.status = 'completed' AND {SELECTED} AND {IN_RANGE}
-ORDER BY time""",
-            "time series",
-        ),
-    ),
+    (Sql(_peak_sql('p.lat_p99_us / 1000.0 AS "p99 ms"'), "time series"),),
     unit="ms",
 )
 HISTORY_RUNS = Panel(
     "Runs",
     "Runs started in the time range, newest first (loadgen show RUN_ID for the full table).",
-    (
-        Sql(
-            f"""SELECT r.id AS run, r.started_at AS started, r.model AS model, r.model_version AS version,
-  r.scenario AS scenario, r.status AS status, {PLAN} AS plan, {JOB} AS job,
-  COUNT(s.id) AS steps, MAX(s.throughput) AS "peak infer/s"
-FROM runs r LEFT JOIN steps s ON s.run_id = r.id
-WHERE {SELECTED} AND {IN_RANGE}
-GROUP BY r.id
-ORDER BY r.id DESC"""
-        ),
-    ),
+    (Sql(_runs_sql),),
     viz="table",
     width=24,
 )
 LATEST_RUN = Panel(
     "Latest run",
     "Every step of the newest run of the selected models, plans and jobs, whatever the time range.",
-    (
-        Sql(
-            f"""SELECT s.run_id AS run, s.step_index AS step, s.concurrency AS concurrency,
-  s.request_rate AS "target req/s", s.throughput AS "infer/s",
-  s.lat_avg_us / 1000.0 AS "avg ms", s.lat_p50_us / 1000.0 AS "p50 ms", s.lat_p90_us / 1000.0 AS "p90 ms",
-  s.lat_p95_us / 1000.0 AS "p95 ms", s.lat_p99_us / 1000.0 AS "p99 ms",
-  s.error_count AS errors, s.stable AS stable
-FROM steps s
-WHERE s.run_id = (SELECT MAX(r.id) FROM runs r WHERE {SELECTED})
-ORDER BY s.step_index"""
-        ),
-    ),
+    (Sql(_latest_run_sql),),
     viz="table",
     width=24,
 )
 
 
-# -- building ---------------------------------------------------------------------------------------
-class SqliteQuery(cogvariants.Dataquery):
-    """A target of the frser-sqlite-datasource plugin (the SDK has no model for it)."""
+def history_variables_sql(d: SqlDialect) -> dict[str, str]:
+    """The history dashboard's variables (name -> query)."""
+    return {
+        "model": "SELECT DISTINCT model FROM runs ORDER BY model",
+        "plan": f"SELECT DISTINCT {_label(d, 'plan')} AS plan FROM runs r ORDER BY plan",
+        "job": f"SELECT DISTINCT {_label(d, 'job')} AS job FROM runs r ORDER BY job",
+    }
 
-    def __init__(self, ref_id: str, query: Sql) -> None:
+
+# -- building ---------------------------------------------------------------------------------------
+class SqlQuery(cogvariants.Dataquery):
+    """A raw-SQL target of the runs database's plugin (the SDK has no model for either)."""
+
+    def __init__(
+        self, ref_id: str, sql: str, kind: Literal["time series", "table"], dialect: SqlDialect
+    ) -> None:
         self.ref_id = ref_id
-        self.query = query
+        self.sql = sql
+        self.kind = kind
+        self.dialect = dialect
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "refId": self.ref_id,
-            "datasource": RUNS.to_json(),
-            "queryType": self.query.kind,
-            "rawQueryText": self.query.sql,
-            "queryText": self.query.sql,
-            "timeColumns": ["time"],
-        }
+        target: dict[str, object] = {"refId": self.ref_id, "datasource": self.dialect.runs.to_json()}
+        if self.dialect.plugin == SQLITE_PLUGIN:
+            target.update(
+                queryType=self.kind, rawQueryText=self.sql, queryText=self.sql, timeColumns=["time"]
+            )
+        else:  # Grafana's SQL datasources: the code editor's raw query
+            target.update(
+                editorMode="code",
+                format="time_series" if self.kind == "time series" else "table",
+                rawQuery=True,
+                rawSql=self.sql,
+            )
+        return target
 
 
-class SqliteQueryBuilder(cogbuilder.Builder[cogvariants.Dataquery]):
-    def __init__(self, query: SqliteQuery) -> None:
+class SqlQueryBuilder(cogbuilder.Builder[cogvariants.Dataquery]):
+    def __init__(self, query: SqlQuery) -> None:
         self.query = query
 
     def build(self) -> cogvariants.Dataquery:
@@ -354,7 +421,7 @@ class SqliteQueryBuilder(cogbuilder.Builder[cogvariants.Dataquery]):
 PanelBuilder = timeseries.Panel | table.Panel | stat.Panel
 
 
-def _panel(spec: Panel, panel_id: int) -> PanelBuilder:
+def _panel(spec: Panel, panel_id: int, dialect: SqlDialect) -> PanelBuilder:
     builder: PanelBuilder
     if spec.viz == "table":
         builder = table.Panel()
@@ -364,11 +431,11 @@ def _panel(spec: Panel, panel_id: int) -> PanelBuilder:
         builder = timeseries.Panel()
     uses_sql = any(isinstance(q, Sql) for q in spec.queries)
     builder.id(panel_id).title(spec.title).description(spec.description).unit(spec.unit)
-    builder.datasource(RUNS if uses_sql else PROM).span(spec.width).height(spec.height)
+    builder.datasource(dialect.runs if uses_sql else PROM).span(spec.width).height(spec.height)
     for index, query in enumerate(spec.queries):
         ref_id = chr(ord("A") + index)
         if isinstance(query, Sql):
-            builder.with_target(SqliteQueryBuilder(SqliteQuery(ref_id, query)))
+            builder.with_target(SqlQueryBuilder(SqlQuery(ref_id, query.sql(dialect), query.kind, dialect)))
             continue
         target = prometheus.Dataquery().expr(query.expr).ref_id(ref_id).datasource(PROM)
         if query.legend:
@@ -384,7 +451,12 @@ def _panel(spec: Panel, panel_id: int) -> PanelBuilder:
 
 
 def _dashboard(
-    uid: str, title: str, description: str, variables: list[Any], rows: list[tuple[str, list[Panel]]]
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[Any],
+    rows: list[tuple[str, list[Panel]]],
+    dialect: SqlDialect = SQLITE,
 ) -> gd.Dashboard:
     board = (
         gd.Dashboard(title)
@@ -401,7 +473,7 @@ def _dashboard(
         board.with_row(gd.Row(row_title).id(panel_id))
         panel_id += 1
         for spec in panels:
-            board.with_panel(_panel(spec, panel_id))
+            board.with_panel(_panel(spec, panel_id, dialect))
             panel_id += 1
     return board
 
@@ -421,11 +493,11 @@ def _prometheus_variables(model_metric: str) -> list[Any]:
     ]
 
 
-def _sql_variable(name: str, label: str, sql: str) -> Any:
+def _sql_variable(name: str, label: str, sql: str, dialect: SqlDialect) -> Any:
     return (
         gd.QueryVariable(name)
         .label(label)
-        .datasource(RUNS)
+        .datasource(dialect.runs)
         .query(sql)
         .refresh(VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(VariableSort.ALPHABETICAL_ASC)
@@ -434,11 +506,24 @@ def _sql_variable(name: str, label: str, sql: str) -> Any:
     )
 
 
-HISTORY_VARIABLES_SQL = {
-    "model": "SELECT DISTINCT model FROM runs ORDER BY model",
-    "plan": f"SELECT DISTINCT {PLAN} AS plan FROM runs r ORDER BY plan",
-    "job": f"SELECT DISTINCT {JOB} AS job FROM runs r ORDER BY job",
-}
+def _history(uid: str, title: str, database: str, dialect: SqlDialect) -> gd.Dashboard:
+    queries = history_variables_sql(dialect)
+    return _dashboard(
+        uid,
+        title,
+        f"Stored runs from the runs database ({database}): how throughput and tail latency move across runs.",
+        [
+            gd.DatasourceVariable("runs").label("Runs database").type(dialect.plugin),
+            _sql_variable("model", "Model", queries["model"], dialect),
+            _sql_variable("plan", "Plan", queries["plan"], dialect),
+            _sql_variable("job", "Job", queries["job"], dialect),
+        ],
+        [
+            ("Across runs", [HISTORY_THROUGHPUT, HISTORY_P99, HISTORY_RUNS]),
+            ("Latest run", [LATEST_RUN]),
+        ],
+        dialect,
+    ).time("now-30d", "now")
 
 
 def dashboards() -> dict[str, gd.Dashboard]:
@@ -489,21 +574,10 @@ def dashboards() -> dict[str, gd.Dashboard]:
                 ("Server resources", [CPU_UTILIZATION, replace(GPU_UTILIZATION, width=12)]),
             ],
         ),
-        "loadgen-history.json": _dashboard(
-            "loadgen-history",
-            "loadgen history",
-            "Stored runs from the runs database: how throughput and tail latency move across runs.",
-            [
-                gd.DatasourceVariable("runs").label("Runs database").type(SQLITE_PLUGIN),
-                _sql_variable("model", "Model", HISTORY_VARIABLES_SQL["model"]),
-                _sql_variable("plan", "Plan", HISTORY_VARIABLES_SQL["plan"]),
-                _sql_variable("job", "Job", HISTORY_VARIABLES_SQL["job"]),
-            ],
-            [
-                ("Across runs", [HISTORY_THROUGHPUT, HISTORY_P99, HISTORY_RUNS]),
-                ("Latest run", [LATEST_RUN]),
-            ],
-        ).time("now-30d", "now"),
+        HISTORY_FILES[SQLITE.backend]: _history("loadgen-history", "loadgen history", "SQLite", SQLITE),
+        HISTORY_FILES[POSTGRES.backend]: _history(
+            "loadgen-history-postgres", "loadgen history (PostgreSQL)", "PostgreSQL", POSTGRES
+        ),
     }
 
 
@@ -516,9 +590,19 @@ def render(board: gd.Dashboard) -> str:
 def build_files() -> dict[str, str]:
     """Every generated file (path relative to this folder -> text)."""
     boards = dashboards()
-    assert tuple(boards) == DASHBOARD_FILES
+    assert tuple(boards) == (*DASHBOARD_FILES, HISTORY_FILES["postgresql"])
     files = {name: render(board) for name, board in boards.items()}
-    files.update(provisioning_files(DOCKER_PROMETHEUS_URL, DOCKER_DB_PATH, DOCKER_DASHBOARDS_DIR))
+    files.update(provisioning_files(DOCKER_PROMETHEUS_URL, SqliteRuns(DOCKER_DB_PATH), DOCKER_DASHBOARDS_DIR))
+    # the same for a PostgreSQL runs database (a server named `postgres` beside Grafana), not used by docker/
+    postgres = provisioning_files(
+        DOCKER_PROMETHEUS_URL, runs_database(DOCKER_POSTGRES_URL), DOCKER_DASHBOARDS_DIR
+    )
+    files.update(
+        {
+            f"{POSTGRES_PROVISIONING}/{path.removeprefix('provisioning/')}": text
+            for path, text in postgres.items()
+        }
+    )
     return files
 
 

@@ -38,8 +38,10 @@ from loadgen.engine.step import StepListener
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
 from loadgen.results import RunStatus, StepResult
+from loadgen.tls import add_tls_options, tls_from_args
+from loadgen.validation import parse_tolerances
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISMATCH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class UsageError(Exception):
@@ -163,6 +165,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="bracket and bisect the range for the highest load that meets --latency-limit",
     )
     sweep.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes sharing each step's load, histograms merged exactly "
+        "(default: from the cores and the heaviest level; 1 on a 2-core machine)",
+    )
+    sweep.add_argument(
+        "--validate",
+        action="store_true",
+        help="check every answer against a reference (the answer at concurrency 1, or the input "
+        "file's validation_data); exit 3 on any mismatch",
+    )
+    sweep.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="DTYPE=RTOL[,ATOL]",
+        help="--validate tolerance of a float type (defaults FP32/FP64 1e-4,1e-5; FP16 1e-2,1e-3; "
+        "BF16 5e-2,1e-2); integers and strings compare exactly",
+    )
+    sweep.add_argument(
         "-p",
         "--measurement-interval",
         type=int,
@@ -212,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="send this header (gRPC metadata) with every request; never stored, only its name",
     )
+    add_tls_options(sweep)
     sweep.add_argument("--csv", type=Path, default=None, help="write perf_analyzer's -f CSV (+ our columns)")
     sweep.add_argument("--report", type=Path, default=None, metavar="FILE", help="write the HTML report")
     sweep.add_argument(
@@ -300,8 +325,12 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         ramp_s=0.0 if ramp is None else ramp[2],
         latency_limit=None if args.latency_limit is None else parse_latency_limit(args.latency_limit),
         search=args.search,
+        validate=args.validate,
+        workers=args.workers,
+        tolerances=parse_tolerances(args.tolerance),
         url=args.url or (DEFAULT_HTTP_URL if args.protocol == "http" else DEFAULT_GRPC_URL),
         protocol=args.protocol,
+        tls=tls_from_args(args),
         model_version=args.model_version,
         metrics_url="" if args.no_metrics else args.metrics_url,
         batch_size=args.batch_size,
@@ -413,7 +442,27 @@ def _sweep_one(args: argparse.Namespace, settings: SweepSettings) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    return EXIT_OK
+    return _mismatch_exit([outcome])
+
+
+def _mismatch_exit(outcomes: Sequence[Any]) -> int:
+    """Exit 3 when ``--validate`` found answers outside the tolerance (one line per run)."""
+    code = EXIT_OK
+    for outcome in outcomes:
+        tallies = [s.validation for s in outcome.steps if s.validation is not None]
+        bad = sum(t.mismatched for t in tallies)
+        if bad:
+            checked = sum(t.checked for t in tallies)
+            swapped = sum(t.swapped for t in tallies)
+            example = next(t.example for t in tallies if t.example)
+            print(
+                f"loadgen: run {outcome.run_id}: {bad} of {checked} answers differ from the reference "
+                f"beyond the tolerance ({swapped} equal another request's reference: swapped/stale); "
+                f"first: {example}",
+                file=sys.stderr,
+            )
+            code = EXIT_MISMATCH
+    return code
 
 
 class _StepLines(StepListener):
@@ -458,7 +507,7 @@ def _sweep_models(args: argparse.Namespace, several: list[SweepSettings]) -> int
 
         async def together() -> list[SweepOutcome]:
             for settings in several:  # every model checked before any load: no half-started group
-                api = ServerAPI(settings.url, settings.protocol, headers)
+                api = ServerAPI(settings.url, settings.protocol, headers, tls=settings.tls)
                 try:
                     await prepare(settings, api)
                 finally:
@@ -486,7 +535,7 @@ def _sweep_models(args: argparse.Namespace, several: list[SweepSettings]) -> int
     failed = [o for o in outcomes if o.status is RunStatus.FAILED]
     for outcome in failed:
         print(f"loadgen: run {outcome.run_id} failed: {outcome.error}", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed else _mismatch_exit(outcomes)
 
 
 def _print_search(result: SearchResult, settings: SweepSettings) -> None:
@@ -569,15 +618,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from sqlalchemy import make_url
+
     from loadgen.storage import migrate
 
+    shown = make_url(args.db).render_as_string(hide_password=True)  # never print a password
     if args.db_command == "upgrade":
         before = migrate.current_revision(args.db)
         migrate.upgrade(args.db)
-        print(f"{args.db}: schema {before or 'empty'} -> {migrate.current_revision(args.db)}")
+        print(f"{shown}: schema {before or 'empty'} -> {migrate.current_revision(args.db)}")
     else:
         print(
-            f"{args.db}: schema {migrate.current_revision(args.db) or 'empty'} "
+            f"{shown}: schema {migrate.current_revision(args.db) or 'empty'} "
             f"(this loadgen needs {migrate.head_revision()})"
         )
     return EXIT_OK
@@ -595,6 +647,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from loadgen.scrape.server_api import ServerUnavailable, UnknownModel
     from loadgen.server import EmbeddedServerError
     from loadgen.storage import RunNotFound, SchemaError
@@ -621,6 +675,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         SchemaError,
     ) as exc:
         _fail(str(exc), EXIT_USAGE)
+    except OperationalError as exc:  # the runs database is unreachable or refused the login
+        _fail("runs database: " + " ".join(str(exc.orig or exc).split()), EXIT_USAGE)
 
 
 if __name__ == "__main__":

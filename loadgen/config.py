@@ -7,10 +7,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from loadgen.results import StepResult
+
+if TYPE_CHECKING:  # loadgen.tls imports ConfigError from here
+    from loadgen.tls import TlsSettings
 
 Scenario = Literal["concurrency", "request_rate"]
 Distribution = Literal["constant", "poisson"]
@@ -108,6 +111,8 @@ class SweepSettings:
     """Concurrency levels (integers) or, for ``request_rate``, target rates in requests/s."""
     url: str = DEFAULT_GRPC_URL
     protocol: Protocol = "grpc"
+    tls: TlsSettings | None = None
+    """``--ssl`` options (file paths only, never contents); None: plain connections."""
     scenario: Scenario = "concurrency"
     model_version: str = ""
     metrics_url: str | None = None
@@ -133,6 +138,14 @@ class SweepSettings:
     """``--latency-limit pNN=X``: stop at the first step that misses it, or with ``search`` ..."""
     search: bool = False
     """... find the highest load that meets it by bracketing and bisection."""
+    validate: bool = False
+    """``--validate``: compare every answer with a reference (taken at concurrency 1, or the
+    input file's ``validation_data``); see :mod:`loadgen.validation`."""
+    tolerances: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """``--tolerance``: (rtol, atol) per float datatype, over the defaults."""
+    workers: int | None = None
+    """``--workers``: processes that share each step's load; None: chosen from the cores and the
+    heaviest level (:func:`loadgen.engine.workers.default_workers`); 1 runs in-process."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -153,6 +166,8 @@ class SweepSettings:
             raise ConfigError("--search needs --latency-limit pNN=X (e.g. p99=50ms)")
         if self.search and self.request_intervals_us:
             raise ConfigError("--search needs --concurrency or --request-rate, not --request-intervals")
+        if self.workers is not None and not 1 <= self.workers <= 256:
+            raise ConfigError("--workers must be within 1..256")
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be >= 1")
         if self.batch_size < 1:

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from loadgen.config import ConfigError
-from loadgen.transports.base import InferRequestSpec, InputTensor
+from loadgen.transports.base import InferRequestSpec, InputTensor, OutputTensor
 
 _NUMPY: dict[str, type[np.generic]] = {
     "BOOL": np.bool_,
@@ -301,8 +301,10 @@ def build_requests(
     seed: int,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
     model_version: str = "",
+    generated_samples: int = 1,
 ) -> list[InferRequestSpec]:
-    """The requests a run cycles through: one for generated data, one per batch of samples for files."""
+    """The requests a run cycles through: one per batch of samples (``generated_samples`` for
+    random/zero data: ``--validate`` sends several distinct inputs so that a swapped answer shows)."""
     model = str(metadata["name"])
     max_batch = int(config.get("max_batch_size", 0) or 0)
     if max_batch == 0 and batch_size > 1:
@@ -313,7 +315,8 @@ def build_requests(
         raise ConfigError(f"--batch-size {batch_size} exceeds the model's max_batch_size {max_batch}")
     specs = model_inputs(metadata, config, shapes or {})
     if input_data in ("random", "zero"):
-        samples = [_generated(specs, model, input_data, np.random.default_rng(seed))]
+        rng = np.random.default_rng(seed)
+        samples = [_generated(specs, model, input_data, rng) for _ in range(generated_samples)]
     else:
         path = Path(input_data)
         if path.suffix in (".npy", ".npz"):
@@ -328,3 +331,49 @@ def build_requests(
         tensors = tuple(_serialize(spec, [s[spec.name] for s in chosen], batched) for spec in specs)
         requests.append(InferRequestSpec(model, tensors, outputs, model_version))
     return requests
+
+
+def read_references(
+    path: Path, metadata: Mapping[str, Any], config: Mapping[str, Any], batch_size: int
+) -> list[dict[str, OutputTensor]] | None:
+    """Expected outputs from the ``validation_data`` of a perf_analyzer JSON file, one per request
+    (entries batched as :func:`build_requests` batches ``data``); None if the file has none."""
+    if path.suffix in (".npy", ".npz"):
+        return None
+    document = json.loads(path.read_text())
+    entries = document.get("validation_data") if isinstance(document, dict) else None
+    if entries is None:
+        return None
+    model = str(metadata["name"])
+    data = document.get("data") or []
+    if not isinstance(entries, list) or len(entries) != len(data):
+        raise ConfigError(
+            f"{path}: validation_data needs one entry per data entry ({len(data)}), "
+            f"found {len(entries) if isinstance(entries, list) else 'no list'}"
+        )
+    specs = model_inputs({"inputs": metadata.get("outputs", [])}, config, {})
+    batched = int(config.get("max_batch_size", 0) or 0) > 0
+    samples = []
+    for number, entry in enumerate(entries[:MAX_SAMPLES]):
+        where = f"{path}: validation_data entry {number}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} is not an object of outputs")
+        unknown = set(entry) - {s.name for s in specs}
+        if unknown:
+            names = ", ".join(s.name for s in specs)
+            raise ConfigError(
+                f"{where} names unknown output(s) {', '.join(sorted(unknown))}; the model has: {names}"
+            )
+        samples.append(
+            {s.name: _from_json_value(entry[s.name], s, model, where) for s in specs if s.name in entry}
+        )
+    references = []
+    for k in range(math.ceil(len(samples) / batch_size)):
+        chosen = [samples[(k * batch_size + i) % len(samples)] for i in range(batch_size)]
+        tensors = [
+            _serialize(spec, [c[spec.name] for c in chosen], batched)
+            for spec in specs
+            if spec.name in chosen[0]
+        ]
+        references.append({t.name: OutputTensor(t.name, t.datatype, t.shape, t.data) for t in tensors})
+    return references

@@ -72,6 +72,8 @@ _JOB_KEYS = (
     "input_data",
     "shapes",
     "seed",
+    "workers",
+    "validate",
     *_SHARED_KEYS,
 )
 _CRON_HELP = (
@@ -525,7 +527,7 @@ def _job(
     load = _load(r, items, where)
     settings = _merged(defaults, _shared(r, items, where))
     kwargs: dict[str, Any] = {}
-    for key, minimum in (("batch_size", 1), ("max_in_flight", 1), ("seed", 0)):
+    for key, minimum in (("batch_size", 1), ("max_in_flight", 1), ("seed", 0), ("workers", 1)):
         if key in items and (number := r.integer(items[key][1], f"{where}: {key}", minimum)) is not None:
             kwargs[key] = number
     if "model_version" in items and (text := r.text(items["model_version"][1], f"{where}: model_version")):
@@ -537,6 +539,15 @@ def _job(
             kwargs["input_data"] = path or text
     if "shapes" in items:
         kwargs["shapes"] = _shapes(r, items["shapes"][1], where)
+    if "validate" in items:
+        flag = r.value(items["validate"][1])
+        if isinstance(flag, bool):
+            kwargs["validate"] = flag
+        else:
+            r.add(
+                items["validate"][1],
+                f"{where}: validate must be true or false, got {_shown(items['validate'][1])}",
+            )
     if len(r.problems) > before or load is None:
         return None
     labels = {**settings["labels"], "plan": plan, "job": name}
@@ -728,6 +739,11 @@ async def run_job(
     result = dataclasses.replace(result, run_id=outcome.run_id)
     if outcome.status is not RunStatus.COMPLETED:
         return dataclasses.replace(result, outcome="failed", note=outcome.error or str(outcome.status))
+    wrong = sum(s.validation.mismatched for s in outcome.steps if s.validation is not None)
+    if wrong:  # wrong answers fail the job whatever its speed
+        checked = sum(s.validation.checked for s in outcome.steps if s.validation is not None)
+        note = f"validate: {wrong} of {checked} answers differ from the reference"
+        return dataclasses.replace(result, outcome="failed", note=note)
     base_id = resolve_baseline(
         job.baseline,
         store.list_runs(model=sweep.model),

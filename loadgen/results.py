@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -133,7 +134,7 @@ class ModelStats:
         return any(c < 0 for c in counters)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricSample:
     """One Prometheus sample scraped from the server's metrics endpoint."""
 
@@ -142,6 +143,75 @@ class MetricSample:
     name: str
     labels: dict[str, str]
     value: float
+
+
+@dataclass
+class ValidationTally:
+    """Checked answers of one window or step; mergeable."""
+
+    checked: int = 0
+    mismatched: int = 0
+    """Answers with any output outside the tolerance (or of the wrong shape/type)."""
+    swapped: int = 0
+    """Mismatched answers that equal the reference of another request."""
+    max_abs_diff: float = 0.0
+    max_rel_diff: float = 0.0
+    outputs: dict[str, int] = field(default_factory=dict)
+    """Output name -> mismatches."""
+    example: str | None = None
+    """The first mismatch, described for a human."""
+
+    def merge(self, other: ValidationTally) -> ValidationTally:
+        self.checked += other.checked
+        self.mismatched += other.mismatched
+        self.swapped += other.swapped
+        self.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
+        self.max_rel_diff = max(self.max_rel_diff, other.max_rel_diff)
+        for name, count in other.outputs.items():
+            self.outputs[name] = self.outputs.get(name, 0) + count
+        self.example = self.example or other.example
+        return self
+
+    @classmethod
+    def merged(cls, parts: Iterable[ValidationTally | None]) -> ValidationTally | None:
+        present = [p for p in parts if p is not None]
+        if not present:
+            return None
+        total = cls()
+        for part in present:
+            total.merge(part)
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "mismatched": self.mismatched,
+            "swapped": self.swapped,
+            "max_abs_diff": _finite(self.max_abs_diff),
+            "max_rel_diff": _finite(self.max_rel_diff),
+            "outputs": dict(self.outputs),
+            "example": self.example,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValidationTally:
+        return cls(
+            checked=int(data.get("checked", 0)),
+            mismatched=int(data.get("mismatched", 0)),
+            swapped=int(data.get("swapped", 0)),
+            max_abs_diff=_infinite(data.get("max_abs_diff", 0.0)),
+            max_rel_diff=_infinite(data.get("max_rel_diff", 0.0)),
+            outputs={str(k): int(v) for k, v in (data.get("outputs") or {}).items()},
+            example=data.get("example"),
+        )
+
+
+def _finite(value: float) -> float | str:
+    return value if math.isfinite(value) else "inf"  # JSON has no infinity
+
+
+def _infinite(value: Any) -> float:
+    return math.inf if value == "inf" else float(value)
 
 
 @dataclass(frozen=True)
@@ -192,6 +262,8 @@ class StepResult:
     refused_count: int = 0
     """Open loop: requests not sent because the in-flight cap was reached."""
     in_flight_at_end: int = 0
+    validation: ValidationTally | None = None
+    """``--validate``: the answers checked in the measured windows."""
 
     @property
     def send_rate(self) -> float:

@@ -11,9 +11,10 @@ import os
 import platform
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from loadgen import __version__
@@ -21,12 +22,16 @@ from loadgen.config import SweepSettings
 from loadgen.engine.search import SearchResult
 from loadgen.engine.step import StepListener
 from loadgen.engine.sweep import run_sweep
-from loadgen.inputs import build_requests
+from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
 from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
+from loadgen.validation import Reference, ReferenceFailed
+
+VALIDATE_SAMPLES = 16
+"""Distinct random inputs a validating run cycles through, so that a swapped answer is recognizable."""
 
 
 @dataclass
@@ -48,8 +53,11 @@ def host_info() -> dict[str, Any]:
     }
 
 
-async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, list[InferRequestSpec]]:
-    """Check the server and model, build the requests; raises before any run is recorded."""
+async def prepare(
+    settings: SweepSettings, api: ServerAPI
+) -> tuple[RunInfo, list[InferRequestSpec], Sequence[Reference] | None]:
+    """Check the server and model, build the requests (and the references of the input file's
+    ``validation_data`` when validating); raises before any run is recorded."""
     await api.check_ready()
     server = await api.server_metadata()
     metadata = await api.model_metadata(settings.model, settings.model_version)
@@ -62,6 +70,7 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, lis
         seed=settings.seed,
         shapes=settings.shapes,
         model_version=settings.model_version,
+        generated_samples=VALIDATE_SAMPLES if settings.validate else 1,
     )
     info = RunInfo(
         settings=settings.to_dict(),
@@ -76,7 +85,10 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> tuple[RunInfo, lis
         started_at=datetime.now(UTC),
         labels=dict(settings.labels),
     )
-    return info, requests
+    references = None
+    if settings.validate and settings.input_data not in ("random", "zero"):
+        references = read_references(Path(settings.input_data), metadata, config, settings.batch_size)
+    return info, requests, references
 
 
 async def execute_sweep(
@@ -93,10 +105,10 @@ async def execute_sweep(
     they are not part of the settings, and the run records only their names.
     ``on_run_created(run_id, info)`` is called once the run is recorded (the live exporter's run id).
     """
-    api = ServerAPI(settings.url, settings.protocol, headers)
-    transport = make_transport(settings.protocol, settings.url, headers)
+    api = ServerAPI(settings.url, settings.protocol, headers, tls=settings.tls)
+    transport = make_transport(settings.protocol, settings.url, headers, tls=settings.tls)
     try:
-        info, requests = await prepare(settings, api)
+        info, requests, references = await prepare(settings, api)
         if headers:
             info = replace(info, settings={**info.settings, "header_names": sorted(headers)})
         run_id = store.create_run(info)
@@ -113,13 +125,23 @@ async def execute_sweep(
 
         try:
             await run_sweep(
-                settings, requests, transport, api, on_step, listener=listener, on_search=on_search
+                settings,
+                requests,
+                transport,
+                api,
+                on_step,
+                listener=listener,
+                on_search=on_search,
+                references=references,
+                headers=headers,
             )
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")
             raise
         except ServerUnavailable as exc:
             outcome.status, outcome.error = RunStatus.FAILED, f"server lost mid-run: {exc}"
+        except ReferenceFailed as exc:
+            outcome.status, outcome.error = RunStatus.FAILED, str(exc)
         except Exception as exc:
             store.finish_run(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise

@@ -5,7 +5,12 @@ and ship inside the package (``loadgen.grafana``); this command copies them and
 writes provisioning files whose datasources point at *this* runs database and
 Prometheus, so a Grafana started with ``GF_PATHS_PROVISIONING=DIR/provisioning``
 shows them at once. The provisioning text is defined here, once, for the export
-and for the copy ``docker/docker-compose.yml`` mounts.
+and for the copies committed in ``dashboards/`` (``docker/docker-compose.yml`` mounts one).
+
+The history dashboard comes in one variant per runs database: SQLite (Grafana plugin
+``frser-sqlite-datasource``, reading the file) and PostgreSQL (Grafana's built-in
+``grafana-postgresql-datasource``). A PostgreSQL password is never written: the
+provisioning reads it from ``$LOADGEN_PG_PASSWORD`` in Grafana's environment.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import make_url
+from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from loadgen.config import ConfigError
@@ -25,15 +31,26 @@ from loadgen.storage import DEFAULT_DB_URL
 
 EXIT_OK = 0
 
-DASHBOARD_FILES = ("triton-server.json", "loadgen-live.json", "loadgen-history.json")
+SQLITE_PLUGIN = "frser-sqlite-datasource"
+POSTGRES_PLUGIN = "grafana-postgresql-datasource"
+HISTORY_FILES = {"sqlite": "loadgen-history.json", "postgresql": "loadgen-history-postgres.json"}
+"""The history dashboard per runs database (SQLAlchemy backend name -> file)."""
+DASHBOARD_FILES = ("triton-server.json", "loadgen-live.json", HISTORY_FILES["sqlite"])
+"""What an export for a SQLite runs database writes; for PostgreSQL the last one is
+``HISTORY_FILES["postgresql"]``."""
 PROMETHEUS_UID = "loadgen-prometheus"
 RUNS_UID = "loadgen-runs"
-SQLITE_PLUGIN = "frser-sqlite-datasource"
+PASSWORD_ENV = "LOADGEN_PG_PASSWORD"
+"""Grafana's environment variable that the PostgreSQL datasource's password is read from."""
+POSTGRES_PROVISIONING = "provisioning-postgres"
+"""The committed provisioning for a PostgreSQL runs database (``provisioning`` is SQLite's)."""
 
 # Where docker/docker-compose.yml puts things (inside the Grafana container).
 DOCKER_PROMETHEUS_URL = "http://prometheus:9090"
 DOCKER_DB_PATH = "/data/loadgen.db"
 DOCKER_DASHBOARDS_DIR = "/var/lib/grafana/dashboards/loadgen"
+DOCKER_POSTGRES_URL = "postgresql+psycopg://loadgen@postgres:5432/loadgen"
+"""The example behind dashboards/provisioning-postgres: a server named ``postgres`` beside Grafana."""
 SCRAPE_INTERVAL = "5s"
 """Prometheus's scrape interval that Grafana assumes ($__rate_interval); docker/prometheus.yml uses it."""
 
@@ -43,11 +60,60 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value)
 
 
-def provisioning_files(prometheus_url: str, db_path: str, dashboards_dir: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class SqliteRuns:
+    """A SQLite runs database, as Grafana's frser-sqlite-datasource reads it: a file."""
+
+    path: str
+
+    backend: ClassVar[str] = "sqlite"
+
+    def datasource(self) -> str:
+        return f"""\
+    type: {SQLITE_PLUGIN}
+    access: proxy
+    jsonData:
+      path: {_yaml_str(self.path)}
+"""
+
+
+@dataclass(frozen=True)
+class PostgresRuns:
+    """A PostgreSQL runs database, as Grafana's built-in datasource reaches it (no password here)."""
+
+    host: str
+    """``host:port``, or the folder of a Unix socket."""
+    database: str
+    user: str
+    sslmode: str
+    """One of Grafana's: disable, require, verify-ca, verify-full."""
+
+    backend: ClassVar[str] = "postgresql"
+
+    def datasource(self) -> str:
+        return f"""\
+    type: {POSTGRES_PLUGIN}
+    access: proxy
+    url: {_yaml_str(self.host)}
+    user: {_yaml_str(self.user)}
+    jsonData:
+      database: {_yaml_str(self.database)}
+      sslmode: {_yaml_str(self.sslmode)}
+    secureJsonData:
+      # never written to this file: Grafana substitutes its environment variable when it starts
+      password: ${PASSWORD_ENV}
+"""
+
+
+RunsDatabase = SqliteRuns | PostgresRuns
+
+
+def provisioning_files(prometheus_url: str, runs: RunsDatabase, dashboards_dir: str) -> dict[str, str]:
     """Grafana provisioning (relative path -> YAML text): two datasources and one dashboard folder."""
+    plugin = SQLITE_PLUGIN if isinstance(runs, SqliteRuns) else POSTGRES_PLUGIN
     datasources = f"""\
-# loadgen's Grafana datasources (`loadgen export grafana`; docker/ uses dashboards/provisioning):
-# Prometheus (Triton's and loadgen's live metrics) and the runs database (plugin {SQLITE_PLUGIN}).
+# loadgen's Grafana datasources (`loadgen export grafana`; docker/ mounts the SQLite copy in dashboards/):
+# Prometheus (Triton's and loadgen's live metrics) and the runs database (plugin {plugin}).
 apiVersion: 1
 datasources:
   - name: Prometheus
@@ -60,11 +126,7 @@ datasources:
       timeInterval: {SCRAPE_INTERVAL}
   - name: loadgen runs
     uid: {RUNS_UID}
-    type: {SQLITE_PLUGIN}
-    access: proxy
-    jsonData:
-      path: {_yaml_str(db_path)}
-"""
+{runs.datasource()}"""
     dashboards = f"""\
 # loadgen's Grafana dashboards, in a folder of their own (`loadgen export grafana`).
 apiVersion: 1
@@ -89,18 +151,55 @@ def dashboard_json(name: str) -> dict[str, Any]:
     return data
 
 
-def sqlite_path(db_url: str) -> Path:
-    """The file behind a SQLite URL; other databases are refused (the history SQL is SQLite's)."""
+_GRAFANA_SSLMODES = ("disable", "require", "verify-ca", "verify-full")
+
+
+def runs_database(db_url: str) -> RunsDatabase:
+    """Where Grafana finds the runs database at ``db_url``: a SQLite file or a PostgreSQL server.
+
+    Other databases are refused (the history dashboard's SQL exists in those two dialects), as is
+    what Grafana cannot reach: an in-memory SQLite, a PostgreSQL URL without host, user or database.
+    """
     try:
         url = make_url(db_url)
     except ArgumentError as exc:
         raise ConfigError(f"bad --db {db_url!r}: {exc}") from None
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    shown = url.render_as_string(hide_password=True)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ConfigError(f"--db {shown!r}: an in-memory SQLite database; give sqlite:///PATH")
+        return SqliteRuns(str(Path(url.database).expanduser().resolve()))
+    if backend == "postgresql":
+        return _postgres_runs(url, shown)
+    raise ConfigError(
+        f"--db {shown!r}: the history dashboard reads SQLite (Grafana plugin {SQLITE_PLUGIN}) or "
+        f"PostgreSQL ({POSTGRES_PLUGIN}); give sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE"
+    )
+
+
+def _postgres_runs(url: URL, shown: str) -> PostgresRuns:
+    host, user, database = url.host or _query_value(url, "host"), url.username, url.database
+    if not (host and user and database):
+        parts = {"host": host, "user": user, "database": database}
         raise ConfigError(
-            f"--db {db_url!r}: the history dashboard reads a SQLite file (Grafana plugin {SQLITE_PLUGIN}); "
-            "give sqlite:///PATH"
+            f"--db {shown!r}: Grafana needs the {' and the '.join(k for k, v in parts.items() if not v)}: "
+            "postgresql+psycopg://USER@HOST[:PORT]/DATABASE"
         )
-    return Path(url.database).expanduser().resolve()
+    sslmode = _query_value(url, "sslmode") or "disable"
+    if sslmode in ("allow", "prefer"):  # libpq's fallbacks; Grafana has no such mode
+        sslmode = "disable"
+    if sslmode not in _GRAFANA_SSLMODES:
+        raise ConfigError(
+            f"--db {shown!r}: sslmode={sslmode!r}, Grafana knows {', '.join(_GRAFANA_SSLMODES)}"
+        )
+    address = host if host.startswith("/") else f"{host}:{url.port or 5432}"  # a socket folder, or TCP
+    return PostgresRuns(address, database, user, sslmode)
+
+
+def _query_value(url: URL, key: str) -> str | None:
+    value = url.query.get(key)
+    return value if isinstance(value, str) or value is None else value[-1]
 
 
 def export_grafana(output: Path, db_url: str, prometheus_url: str) -> list[Path]:
@@ -108,22 +207,29 @@ def export_grafana(output: Path, db_url: str, prometheus_url: str) -> list[Path]
     if output.exists() and not output.is_dir():
         raise ConfigError(f"-o {output}: not a directory")
     output = output.resolve()
-    db_path = sqlite_path(db_url)
+    runs = runs_database(db_url)
+    names = (*DASHBOARD_FILES[:-1], HISTORY_FILES[runs.backend])
     dashboards_dir = output / "dashboards"
     written = []
     dashboards_dir.mkdir(parents=True, exist_ok=True)
-    for name in DASHBOARD_FILES:
+    for name in names:
         target = dashboards_dir / name
         target.write_text(json.dumps(dashboard_json(name), indent=2) + "\n", encoding="utf-8")
         written.append(target)
-    for relative, text in provisioning_files(prometheus_url, str(db_path), str(dashboards_dir)).items():
+    for relative, text in provisioning_files(prometheus_url, runs, str(dashboards_dir)).items():
         target = output / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         written.append(target)
-    if not db_path.exists():
+    if isinstance(runs, SqliteRuns) and not Path(runs.path).exists():
         print(
-            f"loadgen: note: {db_path} does not exist yet; the history dashboard fills once it does",
+            f"loadgen: note: {runs.path} does not exist yet; the history dashboard fills once it does",
+            file=sys.stderr,
+        )
+    if isinstance(runs, PostgresRuns):
+        print(
+            f"loadgen: note: the password is not written; start Grafana with {PASSWORD_ENV} set to "
+            f"{runs.user}'s password",
             file=sys.stderr,
         )
     return written
@@ -138,11 +244,14 @@ def register(sub: Any) -> None:
         help="Grafana dashboards + provisioning (Prometheus and the runs database as datasources)",
         description="Writes DIR/dashboards/*.json and "
         "DIR/provisioning/{datasources,dashboards}/loadgen.yaml. "
-        "Start Grafana with GF_PATHS_PROVISIONING=DIR/provisioning and the "
-        f"{SQLITE_PLUGIN} plugin installed, or import the JSON files by hand.",
+        "Start Grafana with GF_PATHS_PROVISIONING=DIR/provisioning (and, for SQLite, the "
+        f"{SQLITE_PLUGIN} plugin installed; for PostgreSQL, {PASSWORD_ENV} set to the user's "
+        "password), or import the JSON files by hand.",
     )
     grafana.add_argument(
-        "--db", default=DEFAULT_DB_URL, help=f"the runs database, a SQLite URL (default {DEFAULT_DB_URL})"
+        "--db",
+        default=DEFAULT_DB_URL,
+        help=f"the runs database, a SQLite or PostgreSQL URL (default {DEFAULT_DB_URL})",
     )
     grafana.add_argument(
         "-o",

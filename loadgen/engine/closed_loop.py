@@ -15,17 +15,26 @@ from typing import Any
 
 from loadgen.engine.recorder import Discard, Window
 from loadgen.transports.base import Transport
+from loadgen.validation import Validator
 
 
 class ClosedLoop:
     """Keeps ``concurrency`` requests in flight until :meth:`stop`."""
 
-    def __init__(self, transport: Transport, requests: Sequence[Any], concurrency: int) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        requests: Sequence[Any],
+        concurrency: int,
+        *,
+        validator: Validator | None = None,
+    ) -> None:
         if not requests:
             raise ValueError("no prepared requests")
         self.transport = transport
         self.requests = list(requests)
         self.concurrency = concurrency
+        self.validator = validator
         self.level: float = concurrency
         self.window: Window = Discard()
         self._running = False
@@ -48,9 +57,36 @@ class ClosedLoop:
                 if error.startswith("UNAVAILABLE"):
                     await asyncio.sleep(0.01)  # server gone: do not spin, the step will notice
 
+    async def _checked_slot(self, index: int, validator: Validator) -> None:
+        """As :meth:`_slot`, also checking each answer against its request's reference."""
+        send = self.transport.capture_sender(index)
+        parse = self.transport.parse_outputs
+        clock = time.perf_counter_ns
+        n = len(self.requests)
+        keys = itertools.cycle([(index + k) % n for k in range(n)])
+        while self._running:
+            key = next(keys)
+            start = clock()
+            error, response = await send(self.requests[key])
+            latency = clock() - start
+            window = self.window
+            if error is None:
+                window.record(latency)
+                window.check(validator, key, parse(response))
+            else:
+                window.error(error)
+                if error.startswith("UNAVAILABLE"):
+                    await asyncio.sleep(0.01)
+
     def start(self) -> None:
         self._running = True
-        self._tasks = [asyncio.create_task(self._slot(i), name=f"slot-{i}") for i in range(self.concurrency)]
+        validator = self.validator
+        self._tasks = [
+            asyncio.create_task(
+                self._slot(i) if validator is None else self._checked_slot(i, validator), name=f"slot-{i}"
+            )
+            for i in range(self.concurrency)
+        ]
 
     @property
     def in_flight(self) -> int:
@@ -63,6 +99,10 @@ class ClosedLoop:
         """Make ``window`` current; returns the one that was."""
         previous, self.window = self.window, window
         return previous
+
+    async def cut(self) -> Window:
+        """Start a new window; returns the one that ends."""
+        return self.swap(Window())
 
     async def stop(self) -> int:
         """Let in-flight requests finish (their results are discarded); returns how many were in flight."""

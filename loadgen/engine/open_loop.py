@@ -25,7 +25,8 @@ import numpy.typing as npt
 
 from loadgen.engine.recorder import Discard, OpenWindow
 from loadgen.engine.schedules import Schedule
-from loadgen.transports.base import Sender, Transport
+from loadgen.transports.base import CaptureSender, Sender, Transport
+from loadgen.validation import Validator
 
 COARSE_SLEEP_NS = 2_000_000  # sleep while the next send is further away than this
 WAKE_EARLY_S = 0.0015  # asyncio timers fire late by up to ~1 ms: wake this early, then spin
@@ -42,10 +43,18 @@ class OpenLoop:
         schedule: Schedule,
         *,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        validator: Validator | None = None,
+        stride: int = 1,
+        offset: int = 0,
+        origin_ns: int | None = None,
     ) -> None:
+        """``stride``/``offset``: send only the schedule's sends ``offset, offset + stride, ...``
+        (one worker's part of a schedule shared by ``stride`` workers, all from ``origin_ns``)."""
         if not requests:
             raise ValueError("no prepared requests")
         self.transport = transport
+        self.validator = validator
+        self.stride, self.offset, self.origin_ns = stride, offset, origin_ns
         self.requests = list(requests)
         self.schedule = schedule
         self.max_in_flight = max_in_flight
@@ -53,7 +62,8 @@ class OpenLoop:
         self.concurrency = 0
         self.window: OpenWindow = Discard()
         self.in_flight = 0
-        self._free: list[Sender] = []
+        self._free: list[Any] = []
+        """Idle senders (capture senders when validating)."""
         self._created = 0
         self._running = False
         self._dispatcher: asyncio.Task[None] | None = None
@@ -64,11 +74,13 @@ class OpenLoop:
         self._chunk_base = 0
         self._due_at_swap = 0
 
-    def _sender(self) -> Sender | None:
+    def _sender(self) -> Any:
         if self._free:
             return self._free.pop()
         if self._created < self.max_in_flight:
             self._created += 1
+            if self.validator is not None:
+                return self.transport.capture_sender(self._created - 1)
             return self.transport.sender(self._created - 1)
         return None
 
@@ -82,16 +94,36 @@ class OpenLoop:
         else:
             self.window.error(error)
 
+    async def _one_checked(self, send: CaptureSender, key: int, intended: int, sent: int) -> None:
+        error, response = await send(self.requests[key])
+        done = time.perf_counter_ns()
+        self.in_flight -= 1
+        self._free.append(send)
+        window = self.window
+        if error is None:
+            window.record_open(done - intended, done - sent)
+            window.check(self.validator, key, self.transport.parse_outputs(response))  # type: ignore[arg-type]
+        else:
+            window.error(error)
+
     async def _dispatch(self) -> None:
         clock = time.perf_counter_ns
         loop = asyncio.get_running_loop()
         requests = self.requests
         n = len(requests)
-        index = 0
-        origin = clock()
+        stride = self.stride
+        index = self.offset  # the send's place in the whole schedule: which request it sends
+        origin = clock() if self.origin_ns is None else self.origin_ns
+        sends_before = 0  # sends of the whole schedule before this chunk
         for chunk in self.schedule.gaps_ns():
             times = origin + np.cumsum(chunk)
             origin = int(times[-1])
+            if stride > 1:
+                first = (self.offset - sends_before) % stride
+                sends_before += len(times)
+                times = times[first::stride]
+                if not len(times):
+                    continue
             self._chunk_base += len(self._chunk_times)
             self._chunk_times = times
             for intended in times.tolist():
@@ -109,8 +141,11 @@ class OpenLoop:
                 sent = clock()
                 self.window.record_send(sent - intended)
                 self.in_flight += 1
-                task = loop.create_task(self._one(send, requests[index % n], intended, sent))
-                index += 1
+                if self.validator is None:
+                    task = loop.create_task(self._one(send, requests[index % n], intended, sent))
+                else:
+                    task = loop.create_task(self._one_checked(send, index % n, intended, sent))
+                index += stride
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
 
@@ -130,6 +165,10 @@ class OpenLoop:
 
     def new_window(self) -> OpenWindow:
         return OpenWindow()
+
+    async def cut(self) -> OpenWindow:
+        """Start a new window; returns the one that ends."""
+        return self.swap(OpenWindow())
 
     async def stop(self) -> int:
         """Stop sending, let in-flight requests finish (discarded); returns how many were in flight."""

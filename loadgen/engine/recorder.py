@@ -7,20 +7,25 @@ a single attribute store, so the engine can cut windows while load runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import WindowResult
+from loadgen.results import ValidationTally, WindowResult
+from loadgen.transports.base import OutputTensor
+from loadgen.validation import Validator
 
 
 class Window:
     """Counts and latency histogram of the requests that *completed* in one window."""
 
-    __slots__ = ("errors", "histogram", "requests")
+    __slots__ = ("errors", "histogram", "requests", "validation")
 
     def __init__(self) -> None:
         self.histogram = LatencyHistogram()
         self.requests = 0
         self.errors: dict[str, int] = {}
+        self.validation: ValidationTally | None = None
+        """``--validate`` only: the answers checked in this window."""
 
     def record(self, latency_ns: int) -> None:
         self.requests += 1
@@ -28,6 +33,11 @@ class Window:
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def check(self, validator: Validator, key: int, outputs: Mapping[str, OutputTensor]) -> None:
+        if self.validation is None:
+            self.validation = ValidationTally()
+        validator.check(key, outputs, self.validation)
 
     def result(self, duration_s: float, batch_size: int) -> WindowResult:
         mean = self.histogram.mean_us if self.requests else math.nan
@@ -90,3 +100,28 @@ class Discard(OpenWindow):
 
     def refuse(self) -> None:
         pass
+
+    def check(self, validator: Validator, key: int, outputs: Mapping[str, OutputTensor]) -> None:
+        pass
+
+
+def merge_windows(windows: Sequence[Window]) -> Window:
+    """The windows of several workers over the same interval as one window (exact: counts add,
+    histograms merge, validation tallies merge); open-loop if any part is."""
+    merged: Window = OpenWindow() if any(isinstance(w, OpenWindow) for w in windows) else Window()
+    for window in windows:
+        merged.requests += window.requests
+        merged.histogram.merge(window.histogram)
+        for reason, count in window.errors.items():
+            merged.errors[reason] = merged.errors.get(reason, 0) + count
+        if window.validation is not None:
+            if merged.validation is None:
+                merged.validation = ValidationTally()
+            merged.validation.merge(window.validation)
+        if isinstance(merged, OpenWindow) and isinstance(window, OpenWindow):
+            merged.service.merge(window.service)
+            merged.lag.merge(window.lag)
+            merged.sent += window.sent
+            merged.refused += window.refused
+            merged.due += window.due
+    return merged

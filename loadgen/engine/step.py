@@ -12,12 +12,12 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from loadgen.config import MeasurementSettings
 from loadgen.engine.recorder import OpenWindow, Window
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import ModelStats, StepResult, WindowResult
+from loadgen.results import ModelStats, StepResult, ValidationTally, WindowResult
 from loadgen.scrape.metrics import MetricsScraper
 
 STABILITY_WINDOWS = 3
@@ -78,16 +78,17 @@ StatsSource = Callable[[], Awaitable[ModelStats]]
 
 
 class LoadGenerator(Protocol):
-    """What a step needs of a load: closed (:class:`ClosedLoop`) or open (:class:`OpenLoop`)."""
+    """What a step needs of a load: closed (:class:`ClosedLoop`), open (:class:`OpenLoop`), or
+    either spread over worker processes (:class:`~loadgen.engine.workers.PooledLoad`)."""
 
     level: float
     concurrency: int
 
     def start(self) -> None: ...
 
-    def new_window(self) -> Any: ...
-
-    def swap(self, window: Any) -> Window: ...
+    async def cut(self) -> Window:
+        """Start a new window; returns the one that ends (the warm-up's, at the first cut)."""
+        ...
 
     async def stop(self) -> int: ...
 
@@ -122,11 +123,11 @@ async def measure_step(
         snapshots: list[ModelStats | None] = [await stats() if stats else None]
         interval = settings.measurement_interval_ms / 1000.0
         cut = time.perf_counter()
-        load.swap(load.new_window())
+        await load.cut()  # the warm-up's window: discarded
         while True:
             await asyncio.sleep(max(0.0, cut + interval - time.perf_counter()))
             now = time.perf_counter()
-            window = load.swap(load.new_window())
+            window = await load.cut()
             duration, cut = now - cut, now
             snapshots.append(await stats() if stats else None)
             result = window.result(duration, batch_size)
@@ -166,6 +167,7 @@ async def measure_step(
         metrics=scraper.drain() if scraper else [],
         request_rate=request_rate,
         in_flight_at_end=in_flight_at_end,
+        validation=ValidationTally.merged(w.validation for w in kept),
     )
     open_windows = [w for w in kept if isinstance(w, OpenWindow)]
     if open_windows:

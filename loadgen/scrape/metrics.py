@@ -42,9 +42,19 @@ def parse_metrics(text: str, timestamp: float, prefix: str = PREFIX) -> list[Met
 class MetricsScraper:
     """Scrapes ``url`` every ``interval_s`` in the background; :meth:`drain` hands over the samples."""
 
-    def __init__(self, url: str, interval_s: float = 1.0, *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        interval_s: float = 1.0,
+        *,
+        timeout_s: float = 5.0,
+        models: frozenset[str] | None = None,
+    ) -> None:
+        """``models``: keep only the series of these models (and those without a model label, such
+        as GPU and CPU): a long step keeps its samples in memory until it is stored."""
         self.url = url
         self.interval_s = interval_s
+        self.models = models
         self.failures = 0
         self.last_error: str | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -64,6 +74,9 @@ class MetricsScraper:
             self.last_error = f"{type(exc).__name__}: {exc}"
             return []
         samples = parse_metrics(text, time.time())
+        if self.models is not None:
+            models = self.models
+            samples = [x for x in samples if x.labels.get("model", "") in models or "model" not in x.labels]
         self._samples.extend(samples)
         return samples
 

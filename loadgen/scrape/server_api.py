@@ -8,6 +8,7 @@ and writes int64 as strings: :func:`parse_model_stats` normalises that.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiohttp
@@ -17,9 +18,12 @@ import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException
 
 from loadgen.results import BatchStat, DurationStat, ModelStats
+from loadgen.tls import TlsSettings, tls_for_url
 from loadgen.transports.http import split_host_port
 
 CALL_TIMEOUT_S = 10.0
+# gRPC's, OpenSSL's and aiohttp's words for a failed handshake (a wrong CA, a plain server, ...)
+_TLS_FAILURE = re.compile(r"handshake|certificate|\[SSL|SSL_ERROR|wrong version number", re.IGNORECASE)
 SNAPSHOT_TRIES = 5
 
 
@@ -77,20 +81,37 @@ class ServerAPI:
     """Control-plane calls against one server; one-line errors for everything a user can get wrong.
 
     ``protocol`` picks tritonclient's asyncio gRPC or HTTP client; both return the same JSON.
+    ``tls`` (or an ``https://`` URL) connects over TLS with the same settings as the transport.
     """
 
-    def __init__(self, url: str, protocol: str = "grpc", headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        protocol: str = "grpc",
+        headers: dict[str, str] | None = None,
+        tls: TlsSettings | None = None,
+    ) -> None:
         self.url = url
         self.protocol = protocol
-        self._label = "gRPC" if protocol == "grpc" else "HTTP"
         self._client: Any
         if protocol == "http":
+            tls = tls_for_url(url, tls)
             host, port = split_host_port(url)
-            self._client = http_aio.InferenceServerClient(f"{host}:{port}", conn_timeout=CALL_TIMEOUT_S)
+            self._client = http_aio.InferenceServerClient(
+                f"{host}:{port}",
+                conn_timeout=CALL_TIMEOUT_S,
+                ssl=tls is not None,
+                ssl_context=tls.ssl_context() if tls is not None else None,
+            )
             self._json: dict[str, Any] = {}
         else:
-            self._client = grpc_aio.InferenceServerClient(url)
+            creds = tls.grpc_credentials() if tls is not None else None
+            self._client = grpc_aio.InferenceServerClient(url, creds=creds)
             self._json = {"as_json": True}
+        self._tls = tls is not None
+        self._label = "gRPC" if protocol == "grpc" else "HTTP"
+        if self._tls:
+            self._label = "gRPC over TLS" if protocol == "grpc" else "HTTPS"
         if headers:  # gRPC metadata keys must be lower-case
             self._json["headers"] = {k.lower() if protocol != "http" else k: v for k, v in headers.items()}
 
@@ -103,14 +124,26 @@ class ServerAPI:
             ) from exc
         except InferenceServerException as exc:
             if _is_unavailable(exc):
-                raise ServerUnavailable(
-                    f"cannot reach Triton at {self.url} ({self._label}): {exc.message()}"
-                ) from exc
+                raise self._unreachable(str(exc.message())) from exc
             raise
         except grpc.aio.AioRpcError as exc:
-            raise ServerUnavailable(f"cannot reach Triton at {self.url} (gRPC): {exc.details()}") from exc
+            raise self._unreachable(str(exc.details())) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise ServerUnavailable(f"cannot reach Triton at {self.url} (HTTP): {exc}") from exc
+            raise self._unreachable(str(exc)) from exc
+
+    def _unreachable(self, detail: str) -> ServerUnavailable:
+        if self._tls and _TLS_FAILURE.search(detail):
+            return ServerUnavailable(
+                f"TLS handshake with Triton at {self.url} failed ({self._label}): {detail}"
+            )
+        hint = ""
+        if re.search(r"socket closed|server disconnected", detail, re.IGNORECASE):  # TLS (not) wanted
+            hint = (
+                "; the server closed the TLS connection: does it want a client certificate (--ssl-cert)?"
+                if self._tls
+                else "; if the server uses TLS, add --ssl"
+            )
+        return ServerUnavailable(f"cannot reach Triton at {self.url} ({self._label}): {detail}{hint}")
 
     async def check_ready(self) -> None:
         live = await self._call("a liveness check", self._client.is_server_live())

@@ -71,6 +71,7 @@ class Base(DeclarativeBase):
         bool: Boolean(),
         bytes: LargeBinary(),
         dict[str, Any]: JSON(),
+        dict[str, Any] | None: JSON(),
         list[dict[str, Any]]: JSON(),
     }
 
@@ -156,6 +157,16 @@ class StepRow(Base):
     send_lag_max_us: Mapped[float | None]
     service_histogram: Mapped[bytes | None]
     send_lag_histogram: Mapped[bytes | None]
+    # ``--validate`` steps only (NULL otherwise): answers checked against their reference.
+    validated_count: Mapped[int | None]
+    mismatch_count: Mapped[int | None]
+    """Answers with an output outside the tolerance."""
+    swapped_count: Mapped[int | None]
+    """Mismatched answers equal to another request's reference (swapped or stale)."""
+    max_abs_diff: Mapped[float | None]
+    max_rel_diff: Mapped[float | None]
+    validation: Mapped[dict[str, Any] | None]
+    """``ValidationTally.to_dict()``: mismatches per output and the first example."""
 
 
 class BatchStatRow(Base):

@@ -103,6 +103,13 @@ class StepRecord:
     send_lag_max_us: float | None = None
     service_histogram_bytes: bytes | None = None
     send_lag_histogram_bytes: bytes | None = None
+    validated_count: int | None = None
+    """``--validate`` only: answers checked, and of those outside the tolerance / swapped."""
+    mismatch_count: int | None = None
+    swapped_count: int | None = None
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    validation: dict[str, Any] | None = None
 
     def histogram(self) -> LatencyHistogram:
         """The step's full latency distribution (decoded on each call): for open-loop steps,
@@ -198,6 +205,14 @@ def _step_row(run_id: int, step: StepResult) -> StepRow:
         row.send_lag_max_us = _nan_to_none(lag.max_us) if lag.count else None
         row.service_histogram = service.encode()
         row.send_lag_histogram = lag.encode()
+    if step.validation is not None:
+        tally = step.validation
+        row.validated_count = tally.checked
+        row.mismatch_count = tally.mismatched
+        row.swapped_count = tally.swapped
+        row.max_abs_diff = tally.max_abs_diff
+        row.max_rel_diff = tally.max_rel_diff
+        row.validation = tally.to_dict()
     return row
 
 

@@ -26,6 +26,38 @@ class InputTensor:
     """Raw little-endian tensor bytes (BYTES tensors: 4-byte length-prefixed elements)."""
 
 
+NUMPY_DTYPES: dict[str, str] = {
+    "BOOL": "?",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
+"""Triton datatype -> little-endian numpy dtype of its raw bytes (BYTES and BF16 are special)."""
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    """One output of a response, as the transport received it (checked by ``--validate``)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: bytes
+    """Raw little-endian tensor bytes, as :attr:`InputTensor.data`."""
+
+
+CaptureSender = Callable[[Any], Awaitable[tuple[str | None, Any]]]
+"""Like :data:`Sender`, but also returns the response for ``parse_outputs`` (validation only)."""
+
+
 @dataclass(frozen=True)
 class InferRequestSpec:
     """One inference request, protocol-neutral."""
@@ -45,6 +77,14 @@ class Transport(Protocol):
 
     def sender(self, slot: int) -> Sender:
         """The send coroutine for one in-flight slot (slots may map to separate connections)."""
+        ...
+
+    def capture_sender(self, slot: int) -> CaptureSender:
+        """As :meth:`sender`, keeping the response: the slower path ``--validate`` takes."""
+        ...
+
+    def parse_outputs(self, response: Any) -> dict[str, OutputTensor]:
+        """The outputs of a response returned by a capture sender."""
         ...
 
     async def close(self) -> None: ...

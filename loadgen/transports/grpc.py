@@ -3,7 +3,8 @@
 tritonclient's aio client builds and parses protobuf messages for every call;
 here the request is serialized once and the response is left as bytes, so a send
 costs one C-core call. In-flight slots are spread over several channels (TCP
-connections) so that one connection does not cap high concurrency.
+connections) so that one connection does not cap high concurrency. With TLS each
+channel is a ``secure_channel`` with credentials read once (:mod:`loadgen.tls`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import grpc
 from tritonclient.grpc import service_pb2
 
-from loadgen.transports.base import InferRequestSpec, Sender
+from loadgen.tls import TlsSettings
+from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender
 
 _METHOD = "/inference.GRPCInferenceService/ModelInfer"
 SLOTS_PER_CHANNEL = 64
@@ -48,15 +50,32 @@ def build_request(spec: InferRequestSpec) -> bytes:
     return data
 
 
+def parse_response(data: bytes) -> dict[str, OutputTensor]:
+    """The outputs of a serialized ModelInferResponse (Triton sends them as raw contents)."""
+    response = service_pb2.ModelInferResponse.FromString(data)
+    raw = response.raw_output_contents
+    return {
+        out.name: OutputTensor(out.name, out.datatype, tuple(out.shape), raw[i] if i < len(raw) else b"")
+        for i, out in enumerate(response.outputs)
+    }
+
+
 class GrpcTransport:
     """Raw gRPC inference calls; see the module docstring."""
 
     name = "grpc"
 
     def __init__(
-        self, url: str, *, headers: dict[str, str] | None = None, slots_per_channel: int = SLOTS_PER_CHANNEL
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        slots_per_channel: int = SLOTS_PER_CHANNEL,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.url = url
+        # read once: every channel makes its own TLS connection with the same credentials
+        self._credentials = tls.grpc_credentials() if tls is not None else None
         # gRPC metadata keys are lower-case; built once and passed by reference on every call
         self._metadata = tuple((k.lower(), v) for k, v in (headers or {}).items()) or None
         self._slots_per_channel = slots_per_channel
@@ -68,7 +87,11 @@ class GrpcTransport:
 
     def _call(self, index: int) -> Any:
         while len(self._calls) <= index:
-            channel = grpc.aio.insecure_channel(self.url, options=_CHANNEL_OPTIONS)
+            channel = (
+                grpc.aio.insecure_channel(self.url, options=_CHANNEL_OPTIONS)
+                if self._credentials is None
+                else grpc.aio.secure_channel(self.url, self._credentials, options=_CHANNEL_OPTIONS)
+            )
             self._channels.append(channel)
             self._calls.append(channel.unary_unary(_METHOD))
         return self._calls[index]
@@ -86,6 +109,21 @@ class GrpcTransport:
             return None
 
         return send
+
+    def capture_sender(self, slot: int) -> CaptureSender:
+        call = self._call(slot // self._slots_per_channel)
+        metadata = self._metadata
+
+        async def send(request: bytes) -> tuple[str | None, bytes]:
+            try:
+                return None, await call(request, metadata=metadata)
+            except grpc.aio.AioRpcError as exc:
+                return error_reason(exc), b""
+
+        return send
+
+    def parse_outputs(self, response: bytes) -> dict[str, OutputTensor]:
+        return parse_response(response)
 
     async def close(self) -> None:
         for channel in self._channels:

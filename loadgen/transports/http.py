@@ -4,27 +4,35 @@ Requests use the KServe v2 binary tensor extension (a JSON header followed by ra
 tensor bytes), built once. Responses are parsed with ``httptools`` (llhttp, the
 parser uvicorn uses) and their bodies are only read on errors. Each slot owns one
 keep-alive connection, so there is no pool that could cap concurrency or queue
-requests inside the client where their wait would be hidden.
+requests inside the client where their wait would be hidden. With TLS (HTTPS) each
+connection does its own handshake with one shared ``ssl.SSLContext`` (:mod:`loadgen.tls`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from urllib.parse import urlsplit
 
 import httptools
+import numpy as np
 
-from loadgen.transports.base import InferRequestSpec, Sender
+from loadgen.tls import TlsSettings, tls_for_url
+from loadgen.transports.base import NUMPY_DTYPES, CaptureSender, InferRequestSpec, OutputTensor, Sender
 
 MAX_REASON = 300
 DEFAULT_PORT = 8000
+HTTPS_PORT = 443
 
 
 def split_host_port(url: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``host:port``, ``http://host[:port]`` or ``https://host[:port]`` (443 when no port is given)."""
     parts = urlsplit(url if "//" in url else f"//{url}")
-    if parts.scheme not in ("", "http"):
-        raise ValueError(f"unsupported URL scheme in {url!r}: use host:port or http://host:port")
+    if parts.scheme not in ("", "http", "https"):
+        raise ValueError(f"unsupported URL scheme in {url!r}: use host:port, http:// or https://")
+    if parts.port is None and parts.scheme == "https":
+        default_port = HTTPS_PORT
     return parts.hostname or "localhost", parts.port or default_port
 
 
@@ -69,8 +77,9 @@ def _error_reason(status: int, body: bytes) -> str:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; ``send`` awaits one response at a time."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, port
+        self._ssl = ssl_context
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[str | None] | None = None
@@ -126,7 +135,13 @@ class _Connection(asyncio.Protocol):
     async def send(self, request: bytes) -> str | None:
         if self._transport is None:
             try:
-                await self._loop.create_connection(lambda: self, self.host, self.port)
+                await self._loop.create_connection(
+                    lambda: self,
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl is not None else None,
+                )
             except OSError as exc:
                 return f"UNAVAILABLE: cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
         waiter: asyncio.Future[str | None] = self._loop.create_future()
@@ -138,15 +153,66 @@ class _Connection(asyncio.Protocol):
         self._close()
 
 
+class _CapturingConnection(_Connection):
+    """A connection that keeps each response (``--validate``): header length and whole body."""
+
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(host, port, ssl_context)
+        self.header_length: int | None = None
+        self.body: list[bytes] = []
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.header_length, self.body = None, []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"inference-header-content-length":
+            self.header_length = int(value)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self.body.append(body)
+
+    async def capture(self, request: bytes) -> tuple[str | None, tuple[int | None, bytes]]:
+        error = await self.send(request)
+        return error, (self.header_length, b"".join(self.body))
+
+
+def parse_response(header_length: int | None, body: bytes) -> dict[str, OutputTensor]:
+    """Outputs of a v2 inference response: binary (after the JSON header) or JSON ``data``."""
+    header = json.loads(body[:header_length] if header_length is not None else body)
+    offset = header_length or 0
+    outputs = {}
+    for out in header.get("outputs", []):
+        shape = tuple(int(d) for d in out.get("shape", []))
+        size = (out.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            data = body[offset : offset + int(size)]
+            offset += int(size)
+        elif out["datatype"] == "BYTES":
+            items = [v.encode() if isinstance(v, str) else bytes(v) for v in out.get("data", [])]
+            data = b"".join(len(v).to_bytes(4, "little") + v for v in items)
+        else:
+            data = np.asarray(out.get("data", []), dtype=NUMPY_DTYPES.get(out["datatype"], "<f4")).tobytes()
+        outputs[out["name"]] = OutputTensor(out["name"], out["datatype"], shape, data)
+    return outputs
+
+
 class HttpTransport:
     """Inference over HTTP/1.1 with pre-built requests; see the module docstring."""
 
     name = "http"
 
-    def __init__(self, url: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, *, headers: dict[str, str] | None = None, tls: TlsSettings | None = None
+    ) -> None:
         self.host, self.port = split_host_port(url)
         self.headers = dict(headers or {})
+        tls = tls_for_url(url, tls)
+        # one context for every connection: certificates are read once
+        self._ssl = tls.ssl_context() if tls is not None else None
         self._connections: list[_Connection] = []
+        self._capturing: list[_CapturingConnection] = []
 
     def prepare(self, request: InferRequestSpec) -> bytes:
         return build_request(request, self.host, self.port, self.headers)
@@ -154,10 +220,19 @@ class HttpTransport:
     def sender(self, slot: int) -> Sender:
         """Slot i always uses connection i: steps run one after another, so they can share it."""
         while len(self._connections) <= slot:
-            self._connections.append(_Connection(self.host, self.port))
+            self._connections.append(_Connection(self.host, self.port, self._ssl))
         return self._connections[slot].send
 
+    def capture_sender(self, slot: int) -> CaptureSender:
+        while len(self._capturing) <= slot:
+            self._capturing.append(_CapturingConnection(self.host, self.port, self._ssl))
+        return self._capturing[slot].capture
+
+    def parse_outputs(self, response: tuple[int | None, bytes]) -> dict[str, OutputTensor]:
+        return parse_response(*response)
+
     async def close(self) -> None:
-        for connection in self._connections:
+        for connection in (*self._connections, *self._capturing):
             connection.close()
         self._connections.clear()
+        self._capturing.clear()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadgen.server import EmbeddedServer, ServerPorts, server_installed
+from tests.integration.postgres import postgres  # noqa: F401  (session fixture: a private PostgreSQL)
 
 SERVER_FIXTURES = ("triton", "fresh_triton")
 NOT_INSTALLED = "embedded Triton not installed: pip install 'loadgen[server]' (nvidia-pytriton)"

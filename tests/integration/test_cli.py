@@ -96,7 +96,7 @@ def test_unknown_model_names_the_models_the_server_has(triton: EmbeddedServer, t
     assert result.returncode == 2
     line = one_line_error(result)
     assert "'nope'" in line
-    assert "fixed_latency, identity, image_classifier, mixed, resnet" in line
+    assert "drifting, fixed_latency, identity, image_classifier, mixed, resnet" in line
 
 
 def test_sweep_show_runs_and_csv(triton: EmbeddedServer, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ pytestmark = [
     ),
 ]
 
-DEMO_MODELS = ["fixed_latency", "identity", "image_classifier", "mixed", "resnet"]
+DEMO_MODELS = ["drifting", "fixed_latency", "identity", "image_classifier", "mixed", "resnet"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -191,7 +191,7 @@ def test_kill_is_a_crash_that_serve_forever_reports(fresh_triton: EmbeddedServer
     deadline = time.monotonic() + 30
     while not out.getvalue().startswith("ready:") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "(models: fixed_latency, identity, image_classifier, mixed, resnet)" in out.getvalue()
+    assert "(models: drifting, fixed_latency, identity, image_classifier, mixed, resnet)" in out.getvalue()
 
     regions = _shm_regions_of_group(pgid)
     assert regions and all(r.exists() for r in regions)

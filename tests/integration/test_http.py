@@ -61,7 +61,9 @@ def test_http_control_plane_reports_unknown_models_and_unreachable_servers(trito
         try:
             assert "identity" in await api.model_names()
             assert (await api.model_config("identity"))["max_batch_size"] == 64
-            with pytest.raises(LookupError, match="fixed_latency, identity, image_classifier, mixed, resnet"):
+            with pytest.raises(
+                LookupError, match="drifting, fixed_latency, identity, image_classifier, mixed, resnet"
+            ):
                 await api.model_metadata("nope")
         finally:
             await api.close()

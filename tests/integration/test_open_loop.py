@@ -164,6 +164,11 @@ def test_rate_cli_and_its_usage_errors(triton: EmbeddedServer, tmp_path: Path) -
         "-q",
     )
     assert replay.returncode == 0, replay.stderr
+    # the console table of an open-loop run shows the rate and what the sender achieved, not "concurrency 0"
+    header = replay.stdout
+    for column in ("Request rate", "Sent (req/s)", "Send lag p99", "Refused", "On schedule"):
+        assert column.split()[0] in header, header
+    assert "Concurrent" not in header
     with RunStore(db) as store:
         (run,) = store.list_runs()
         assert run.scenario == "request_rate"

@@ -109,6 +109,19 @@ def test_a_regressed_job_makes_plan_run_exit_1_naming_it(
     assert step["throughput"]["change_pct"] < -50  # 100/s -> 25/s
 
 
+def test_a_job_with_wrong_answers_fails_whatever_its_speed(triton: EmbeddedServer, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    jobs = _job("drift", triton, "drifting", "    concurrency: 8\n    validate: true\n    workers: 2\n")
+    result = loadgen(
+        "plan", "run", str(_plan(tmp_path, f"name: answers\n{QUICK}jobs:\n{jobs}")), "--db", db, "-q"
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "loadgen: run failed in job(s) drift" in result.stderr
+    assert "answers differ from the reference" in result.stdout
+    (run,) = _runs(db)
+    assert run.settings["validate"] is True and run.settings["workers"] == 2
+
+
 def test_an_unreachable_server_is_exit_2_after_the_other_jobs(tmp_path: Path) -> None:
     path = _plan(tmp_path, "jobs:\n  down: {model: identity, url: '127.0.0.1:1', metrics_url: off}\n")
     result = loadgen("plan", "run", str(path), "--db", f"sqlite:///{tmp_path / 'runs.db'}", "-q")

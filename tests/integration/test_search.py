@@ -75,7 +75,7 @@ def test_latency_limit_alone_stops_the_sweep_after_the_first_miss(
         "--concurrency",
         "1..16",
         "--latency-limit",
-        "p99=25ms",
+        "p99=35ms",  # 2 x 10 ms leaves room for a noisy machine; 4 x 10 ms cannot meet it
         *QUICK,
         "--db",
         db,

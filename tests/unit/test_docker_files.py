@@ -98,7 +98,9 @@ def test_every_path_the_files_name_exists(compose: dict[str, Any]) -> None:
     loadgen = compose["services"]["loadgen"]
     assert _on_host(loadgen, "/plans/nightly.yaml") == ROOT / "plans/nightly.yaml"
     grafana = compose["services"]["grafana"]
-    assert _on_host(grafana, DOCKER_DASHBOARDS_DIR) == ROOT / "dashboards"
+    for board in ("triton-server.json", "loadgen-live.json", "loadgen-history.json"):  # not the Postgres one
+        assert _on_host(grafana, f"{DOCKER_DASHBOARDS_DIR}/{board}") == ROOT / "dashboards" / board
+    assert _on_host(grafana, f"{DOCKER_DASHBOARDS_DIR}/loadgen-history-postgres.json") is None
     assert _on_host(grafana, "/etc/grafana/provisioning") == ROOT / "dashboards/provisioning"
 
 

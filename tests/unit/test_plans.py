@@ -113,6 +113,8 @@ def test_every_problem_is_listed_in_file_order() -> None:
         ("shapes: {TOKENS: 'x'}", "bad shape"),
         ("batch_size: [1, 2]", "batch_size must be a whole number >= 1, got a list"),
         ("metrics_url: [a]", "metrics_url must be a single value, not a list"),
+        ("validate: maybe", "validate must be true or false, got 'maybe'"),
+        ("workers: 0", "workers must be a whole number >= 1, got '0'"),
     ],
 )
 def test_one_bad_value_is_reported_at_its_line(job: str, fragment: str) -> None:

@@ -165,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bracket and bisect the range for the highest load that meets --latency-limit",
     )
     sweep.add_argument(
+        "--grpc-client",
+        choices=("h2", "aio"),
+        default="h2",
+        help="gRPC client: h2 (loadgen's lean HTTP/2 client, default) or aio (gRPC's own grpc.aio)",
+    )
+    sweep.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -327,6 +333,7 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         search=args.search,
         validate=args.validate,
         workers=args.workers,
+        grpc_client=args.grpc_client,
         tolerances=parse_tolerances(args.tolerance),
         url=args.url or (DEFAULT_HTTP_URL if args.protocol == "http" else DEFAULT_GRPC_URL),
         protocol=args.protocol,

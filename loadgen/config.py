@@ -111,6 +111,8 @@ class SweepSettings:
     """Concurrency levels (integers) or, for ``request_rate``, target rates in requests/s."""
     url: str = DEFAULT_GRPC_URL
     protocol: Protocol = "grpc"
+    grpc_client: str = "h2"
+    """``--grpc-client``: ``h2`` (loadgen's lean HTTP/2 client) or ``aio`` (grpc.aio)."""
     tls: TlsSettings | None = None
     """``--ssl`` options (file paths only, never contents); None: plain connections."""
     scenario: Scenario = "concurrency"
@@ -166,6 +168,8 @@ class SweepSettings:
             raise ConfigError("--search needs --latency-limit pNN=X (e.g. p99=50ms)")
         if self.search and self.request_intervals_us:
             raise ConfigError("--search needs --concurrency or --request-rate, not --request-intervals")
+        if self.grpc_client not in ("h2", "aio"):
+            raise ConfigError(f"--grpc-client must be h2 or aio, got {self.grpc_client!r}")
         if self.workers is not None and not 1 <= self.workers <= 256:
             raise ConfigError("--workers must be within 1..256")
         if self.max_in_flight < 1:

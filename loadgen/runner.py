@@ -106,7 +106,9 @@ async def execute_sweep(
     ``on_run_created(run_id, info)`` is called once the run is recorded (the live exporter's run id).
     """
     api = ServerAPI(settings.url, settings.protocol, headers, tls=settings.tls)
-    transport = make_transport(settings.protocol, settings.url, headers, tls=settings.tls)
+    transport = make_transport(
+        settings.protocol, settings.url, headers, tls=settings.tls, grpc_implementation=settings.grpc_client
+    )
     try:
         info, requests, references = await prepare(settings, api)
         if headers:

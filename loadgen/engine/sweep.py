@@ -68,6 +68,7 @@ async def run_sweep(
                 tls=settings.tls,
                 references=None if validator is None else tuple(validator.references),
                 tolerances=settings.tolerances,
+                grpc_client=settings.grpc_client,
             ),
         )
 

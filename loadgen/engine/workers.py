@@ -79,6 +79,7 @@ class WorkerSetup:
     references: tuple[Reference, ...] | None = None
     """``--validate``: the expected answers (taken once by the coordinator)."""
     tolerances: dict[str, tuple[float, float]] | None = None
+    grpc_client: str = "h2"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
             inbox.put_nowait(("exit",))
 
     loop.add_reader(conn.fileno(), readable)
-    transport = make_transport(setup.protocol, setup.url, setup.headers, setup.tls)
+    transport = make_transport(
+        setup.protocol, setup.url, setup.headers, setup.tls, grpc_implementation=setup.grpc_client
+    )
     prepared = [transport.prepare(spec) for spec in setup.requests]
     validator = (
         Validator(setup.references, tolerances_from(setup.tolerances or {}))

@@ -6,9 +6,10 @@ from loadgen.transports.grpc import GrpcTransport
 from loadgen.transports.grpc_h2 import GrpcH2Transport
 from loadgen.transports.http import HttpTransport
 
-GRPC_IMPLEMENTATIONS = ("aio", "h2")
-"""gRPC transports: ``aio`` raw grpc.aio (:class:`GrpcTransport`), ``h2`` a minimal HTTP/2 client
-(:class:`GrpcH2Transport`, several times less client CPU per call: benchmarks/grpc_transports.py)."""
+GRPC_IMPLEMENTATIONS = ("h2", "aio")
+"""gRPC transports: ``h2`` (the default) a minimal HTTP/2 client (:class:`GrpcH2Transport`, several
+times less client CPU per call: benchmarks/grpc_transports.py), ``aio`` raw grpc.aio
+(:class:`GrpcTransport`, gRPC's own C-core: the reference the other is tested against)."""
 
 
 def make_transport(
@@ -17,7 +18,7 @@ def make_transport(
     headers: dict[str, str] | None = None,
     tls: TlsSettings | None = None,
     *,
-    grpc_implementation: str = "aio",
+    grpc_implementation: str = "h2",
 ) -> Transport:
     """The transport for ``protocol``; ``tls`` (or an ``https://`` URL) makes it connect over TLS.
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from loadgen.engine.recorder import Discard, Window
+from loadgen.engine.recorder import Discard, Window, drain
 from loadgen.transports.base import Transport
 from loadgen.validation import Validator
 
@@ -110,7 +110,7 @@ class ClosedLoop:
         self._running = False
         self.window = Discard()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await drain(self._tasks)
         self._tasks = []
         return in_flight
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loadgen.engine.recorder import Discard, OpenWindow
+from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
 from loadgen.transports.base import CaptureSender, Sender, Transport
 from loadgen.validation import Validator
@@ -180,5 +180,5 @@ class OpenLoop:
             await asyncio.gather(self._dispatcher, return_exceptions=True)
             self._dispatcher = None
         if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+            await drain(list(self._pending))
         return in_flight

@@ -6,8 +6,9 @@ a single attribute store, so the engine can cut windows while load runs.
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import ValidationTally, WindowResult
@@ -125,3 +126,19 @@ def merge_windows(windows: Sequence[Window]) -> Window:
             merged.refused += window.refused
             merged.due += window.due
     return merged
+
+
+DRAIN_TIMEOUT_S = 10.0
+"""How long a stopping load waits for its in-flight requests before cancelling them."""
+
+
+async def drain(tasks: Collection[asyncio.Task[None]]) -> None:
+    """Let ``tasks`` (requests in flight) finish, cancelling what is left after DRAIN_TIMEOUT_S:
+    a request the server never answers must not hold the sweep."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -22,6 +22,7 @@ from loadgen.tls import TlsSettings, tls_for_url
 from loadgen.transports.base import NUMPY_DTYPES, CaptureSender, InferRequestSpec, OutputTensor, Sender
 
 MAX_REASON = 300
+REQUEST_TIMEOUT_S = 30.0
 DEFAULT_PORT = 8000
 HTTPS_PORT = 443
 
@@ -86,6 +87,10 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._error_body: list[bytes] = []
         self._loop = asyncio.get_running_loop()
+        self.sent_at = 0.0
+        """Loop time of the last send: the transport's watchdog fails a request left unanswered."""
+        self._closed: asyncio.Future[None] | None = None
+        """Set while a transport we closed has not reported ``connection_lost`` yet."""
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,6 +105,12 @@ class _Connection(asyncio.Protocol):
             self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        closed = self._closed
+        if closed is not None:  # the transport we closed ourselves: its waiter is already answered
+            self._closed = None
+            if not closed.done():
+                closed.set_result(None)
+            return
         self._transport = None
         self._finish("UNAVAILABLE: connection lost")
 
@@ -128,12 +139,21 @@ class _Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         if self._transport is not None:
+            self._closed = self._loop.create_future()
             self._transport.close()
             self._transport = None
         self._parser = httptools.HttpResponseParser(self)
 
+    def expire(self, reason: str) -> None:
+        """Fail the request in flight and drop the connection (the next send reconnects)."""
+        self._finish(reason)
+        self._close()
+
     async def send(self, request: bytes) -> str | None:
         if self._transport is None:
+            if self._closed is not None:  # let the old transport report its loss before reusing self
+                await asyncio.wait([self._closed], timeout=1.0)
+                self._closed = None
             try:
                 await self._loop.create_connection(
                     lambda: self,
@@ -146,8 +166,17 @@ class _Connection(asyncio.Protocol):
                 return f"UNAVAILABLE: cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
         waiter: asyncio.Future[str | None] = self._loop.create_future()
         self._waiter = waiter
+        self.sent_at = self._loop.time()
         self._transport.write(request)  # type: ignore[union-attr]  # connected above
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:  # its answer may still come: never let it answer the next request
+            self._close()
+            raise
+
+    @property
+    def waiting(self) -> bool:
+        return self._waiter is not None and not self._waiter.done()
 
     def close(self) -> None:
         self._close()
@@ -204,7 +233,12 @@ class HttpTransport:
     name = "http"
 
     def __init__(
-        self, url: str, *, headers: dict[str, str] | None = None, tls: TlsSettings | None = None
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        tls: TlsSettings | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.host, self.port = split_host_port(url)
         self.headers = dict(headers or {})
@@ -213,17 +247,41 @@ class HttpTransport:
         self._ssl = tls.ssl_context() if tls is not None else None
         self._connections: list[_Connection] = []
         self._capturing: list[_CapturingConnection] = []
+        self.request_timeout_s = request_timeout_s
+        self._watchdog: asyncio.Task[None] | None = None
 
     def prepare(self, request: InferRequestSpec) -> bytes:
         return build_request(request, self.host, self.port, self.headers)
 
     def sender(self, slot: int) -> Sender:
         """Slot i always uses connection i: steps run one after another, so they can share it."""
+        self._watch()
         while len(self._connections) <= slot:
             self._connections.append(_Connection(self.host, self.port, self._ssl))
         return self._connections[slot].send
 
+    def _watch(self) -> None:
+        if self._watchdog is None and self.request_timeout_s > 0:
+            self._watchdog = asyncio.get_running_loop().create_task(
+                self._expire_stale(), name="http-watchdog"
+            )
+
+    async def _expire_stale(self) -> None:
+        """Once a second: a request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED.
+
+        Seen with Triton 2.51's HTTP server above a few hundred connections: some connections stop
+        being answered. Without this a slot would wait forever and the step would never drain."""
+        reason = f"DEADLINE_EXCEEDED: no response within {self.request_timeout_s:g} s (connection dropped)"
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            limit = loop.time() - self.request_timeout_s
+            for connection in (*self._connections, *self._capturing):
+                if connection.waiting and connection.sent_at < limit:
+                    connection.expire(reason)
+
     def capture_sender(self, slot: int) -> CaptureSender:
+        self._watch()
         while len(self._capturing) <= slot:
             self._capturing.append(_CapturingConnection(self.host, self.port, self._ssl))
         return self._capturing[slot].capture
@@ -232,6 +290,9 @@ class HttpTransport:
         return parse_response(*response)
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for connection in (*self._connections, *self._capturing):
             connection.close()
         self._connections.clear()

@@ -55,6 +55,22 @@ def test_http_and_grpc_agree_where_the_server_is_the_bottleneck(
     assert throughput["http"] == pytest.approx(throughput["grpc"], rel=0.03)
 
 
+def test_http_and_grpc_agree_on_identity_at_concurrency_4(triton: EmbeddedServer, tmp_path: Path) -> None:
+    """The client-bound case: both clients must be lean enough that the protocol, not the client, shows.
+
+    Alternated twice and compared by the better of each, so that a noisy neighbour on a shared
+    machine does not decide it."""
+    throughput: dict[str, list[float]] = {"http": [], "grpc": []}
+    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
+        for protocol in ("http", "grpc", "grpc", "http"):
+            settings = _settings(triton, "identity", (4,), protocol)
+            outcome = asyncio.run(execute_sweep(settings, store))
+            (step,) = store.steps(outcome.run_id)
+            assert step.error_count == 0
+            throughput[protocol].append(step.throughput)
+    assert max(throughput["grpc"]) == pytest.approx(max(throughput["http"]), rel=0.10), throughput
+
+
 def test_http_control_plane_reports_unknown_models_and_unreachable_servers(triton: EmbeddedServer) -> None:
     async def probe() -> None:
         api = ServerAPI(triton.http_url, "http")

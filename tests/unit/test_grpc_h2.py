@@ -518,7 +518,7 @@ def test_kept_bodies_lose_their_padding() -> None:
 def test_make_transport_switches_the_grpc_implementation() -> None:
     from loadgen.transports import GrpcH2Transport, GrpcTransport, make_transport
 
-    assert isinstance(make_transport("grpc", "localhost:8001"), GrpcTransport)
-    assert isinstance(make_transport("grpc", "localhost:8001", grpc_implementation="h2"), GrpcH2Transport)
+    assert isinstance(make_transport("grpc", "localhost:8001"), GrpcH2Transport)  # the default
+    assert isinstance(make_transport("grpc", "localhost:8001", grpc_implementation="aio"), GrpcTransport)
     with pytest.raises(ValueError, match="unknown gRPC implementation 'x'"):
         make_transport("grpc", "localhost:8001", grpc_implementation="x")

@@ -37,7 +37,7 @@ from loadgen.engine.search import SearchResult
 from loadgen.engine.step import StepListener
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
-from loadgen.results import RunStatus, StepResult
+from loadgen.results import RunStatus, StepResult, ValidationTally
 from loadgen.tls import add_tls_options, tls_from_args
 from loadgen.validation import parse_tolerances
 
@@ -456,16 +456,12 @@ def _mismatch_exit(outcomes: Sequence[Any]) -> int:
     """Exit 3 when ``--validate`` found answers outside the tolerance (one line per run)."""
     code = EXIT_OK
     for outcome in outcomes:
-        tallies = [s.validation for s in outcome.steps if s.validation is not None]
-        bad = sum(t.mismatched for t in tallies)
-        if bad:
-            checked = sum(t.checked for t in tallies)
-            swapped = sum(t.swapped for t in tallies)
-            example = next(t.example for t in tallies if t.example)
+        total = ValidationTally.merged(s.validation for s in outcome.steps)
+        if total is not None and total.mismatched:
             print(
-                f"loadgen: run {outcome.run_id}: {bad} of {checked} answers differ from the reference "
-                f"beyond the tolerance ({swapped} equal another request's reference: swapped/stale); "
-                f"first: {example}",
+                f"loadgen: run {outcome.run_id}: {total.mismatched} of {total.checked} answers differ from "
+                f"the reference beyond the tolerance ({total.swapped} equal another request's reference: "
+                f"swapped/stale); first: {total.example}",
                 file=sys.stderr,
             )
             code = EXIT_MISMATCH

@@ -29,7 +29,7 @@ from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, ConfigError, Meas
 from loadgen.engine.schedules import read_intervals
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
-from loadgen.results import RunInfo, RunStatus
+from loadgen.results import RunInfo, RunStatus, ValidationTally
 
 if TYPE_CHECKING:  # analysis imports pandas: loaded when a plan runs, not when it is read
     from analysis.compare import Comparison, Thresholds
@@ -739,10 +739,9 @@ async def run_job(
     result = dataclasses.replace(result, run_id=outcome.run_id)
     if outcome.status is not RunStatus.COMPLETED:
         return dataclasses.replace(result, outcome="failed", note=outcome.error or str(outcome.status))
-    wrong = sum(s.validation.mismatched for s in outcome.steps if s.validation is not None)
-    if wrong:  # wrong answers fail the job whatever its speed
-        checked = sum(s.validation.checked for s in outcome.steps if s.validation is not None)
-        note = f"validate: {wrong} of {checked} answers differ from the reference"
+    checked = ValidationTally.merged(s.validation for s in outcome.steps)
+    if checked is not None and checked.mismatched:  # wrong answers fail the job whatever its speed
+        note = f"validate: {checked.mismatched} of {checked.checked} answers differ from the reference"
         return dataclasses.replace(result, outcome="failed", note=note)
     base_id = resolve_baseline(
         job.baseline,

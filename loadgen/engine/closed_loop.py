@@ -92,9 +92,6 @@ class ClosedLoop:
     def in_flight(self) -> int:
         return self.concurrency if self._running else 0
 
-    def new_window(self) -> Window:
-        return Window()
-
     def swap(self, window: Window) -> Window:
         """Make ``window`` current; returns the one that was."""
         previous, self.window = self.window, window

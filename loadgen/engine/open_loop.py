@@ -94,7 +94,9 @@ class OpenLoop:
         else:
             self.window.error(error)
 
-    async def _one_checked(self, send: CaptureSender, key: int, intended: int, sent: int) -> None:
+    async def _one_checked(
+        self, send: CaptureSender, validator: Validator, key: int, intended: int, sent: int
+    ) -> None:
         error, response = await send(self.requests[key])
         done = time.perf_counter_ns()
         self.in_flight -= 1
@@ -102,7 +104,7 @@ class OpenLoop:
         window = self.window
         if error is None:
             window.record_open(done - intended, done - sent)
-            window.check(self.validator, key, self.transport.parse_outputs(response))  # type: ignore[arg-type]
+            window.check(validator, key, self.transport.parse_outputs(response))
         else:
             window.error(error)
 
@@ -112,6 +114,7 @@ class OpenLoop:
         requests = self.requests
         n = len(requests)
         stride = self.stride
+        validator = self.validator
         index = self.offset  # the send's place in the whole schedule: which request it sends
         origin = clock() if self.origin_ns is None else self.origin_ns
         sends_before = 0  # sends of the whole schedule before this chunk
@@ -141,10 +144,10 @@ class OpenLoop:
                 sent = clock()
                 self.window.record_send(sent - intended)
                 self.in_flight += 1
-                if self.validator is None:
+                if validator is None:
                     task = loop.create_task(self._one(send, requests[index % n], intended, sent))
                 else:
-                    task = loop.create_task(self._one_checked(send, index % n, intended, sent))
+                    task = loop.create_task(self._one_checked(send, validator, index % n, intended, sent))
                 index += stride
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
@@ -162,9 +165,6 @@ class OpenLoop:
         due = self.due_by(time.perf_counter_ns())
         previous.due, self._due_at_swap = due - self._due_at_swap, due
         return previous
-
-    def new_window(self) -> OpenWindow:
-        return OpenWindow()
 
     async def cut(self) -> OpenWindow:
         """Start a new window; returns the one that ends."""

@@ -134,15 +134,15 @@ def test_a_server_that_goes_away_gives_errors_not_a_hang(fresh_triton: EmbeddedS
         try:
             load.start()
             await asyncio.sleep(0.5)
-            load.swap(load.new_window())
+            await load.cut()
             await asyncio.sleep(0.5)
-            before = load.swap(load.new_window())
+            before = await load.cut()
             assert before.requests > 0 and not before.errors
             await asyncio.get_running_loop().run_in_executor(
                 None, fresh_triton.stop if how == "stop" else fresh_triton.kill
             )
             await asyncio.sleep(0.5)
-            after = load.swap(load.new_window())
+            after = await load.cut()
             assert await asyncio.wait_for(load.stop(), 10) == 8
             assert any(reason.startswith("UNAVAILABLE: ") for reason in after.errors), after.errors
             reason = await asyncio.wait_for(transport.sender(0)(prepared), 10)

@@ -1,7 +1,9 @@
 """Where completed requests are recorded: one :class:`Window` per measurement window.
 
 The load generator measures; the window records. Swapping the current window is
-a single attribute store, so the engine can cut windows while load runs.
+a single attribute store, so the engine can cut windows while load runs. Also here,
+because both loads share them: merging the windows of several workers, and draining the
+requests still in flight when a load stops.
 """
 
 from __future__ import annotations

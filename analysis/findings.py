@@ -52,6 +52,7 @@ class Kind(enum.StrEnum):
     STATS_MISSING = "stats_missing"
     DOMINANT = "dominant"
     MISMATCH = "mismatch"
+    UNANSWERED = "unanswered"
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,15 @@ def _errors_text(errors: dict[str, int]) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def unanswered_text(level: str, unanswered: int, concurrency: int) -> str:
+    """Why a closed-loop step's concurrency overstates the load (also the CLI's warning)."""
+    return (
+        f"{level}: up to {unanswered} of {concurrency} slots got no answer during a whole window: the"
+        " server held fewer requests in flight than the concurrency says (connections it stopped"
+        " serving, or a stall)"
+    )
+
+
 def quality_findings(steps: pd.DataFrame) -> list[Finding]:
     """Failed requests, wrong answers (``--validate``), unstable steps, steps without server statistics."""
     found = []
@@ -237,6 +247,10 @@ def quality_findings(steps: pd.DataFrame) -> list[Finding]:
                 + (f"; first: {detail['example']}" if detail.get("example") else "")
             )
             found.append(Finding(Kind.MISMATCH, Severity.ERROR, text, index))
+        unanswered = row.get("unanswered_slots")
+        if unanswered is not None and _known(unanswered) and unanswered > 0:
+            text = unanswered_text(_level(row), int(unanswered), int(row["concurrency"]))
+            found.append(Finding(Kind.UNANSWERED, Severity.WARNING, text, index))
         if row["server_stats_reset"]:
             text = f"{_level(row)}: the server's counters went down (model reloaded?): no latency breakdown"
             found.append(Finding(Kind.STATS_MISSING, Severity.WARNING, text, index))

@@ -43,6 +43,9 @@ def latency_table(steps: pd.DataFrame) -> pd.DataFrame:
         table = table[[RATE_LEVEL, *[c for c in table.columns if c != RATE_LEVEL]]]
     if "validated_count" in steps and steps["validated_count"].notna().any():
         table = pd.concat([table, validation_table(steps)], axis=1)
+    if "unanswered_slots" in steps and (steps["unanswered_slots"].fillna(0) > 0).any():
+        # only when it happened: the step held fewer requests in flight than its concurrency says
+        table["Unanswered slots"] = steps["unanswered_slots"].astype("Int64")
     return table
 
 

@@ -10,11 +10,21 @@ seconds (user+sys from wait4) per 1000 requests completed, medians over repeats.
 Requests completed: loadgen's stored windows plus an estimate of its warm-up (throughput x
 --warmup); perf_analyzer's passes, estimated as sum(pass throughput) x window length.
 A perf_analyzer run that passes --timeout-s or --max-rss-mb is killed and recorded as such.
+
+Both tools send the same bytes: by default (``--input-data shared``) one sample of loadgen's
+seeded random data (uniform [0, 1) for floats) is written as a perf_analyzer JSON file (``b64``)
+and given to both. Their own "random" data differ: perf_analyzer fills every byte with rand(), so
+its FP32 inputs span +-3e38 with NaN, Inf and denormals, which slows a CNN on a CPU by 5-10%.
+
+Triton CPU per request: the server process's user+sys time over each tool run divided by the
+requests the server completed for the model in that time (``nv_inference_request_success``), so
+the server's own cost per request is seen per protocol and per client.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import json
 import os
@@ -29,10 +39,15 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from loadgen.inputs import model_inputs
 from loadgen.server import EmbeddedServer, ServerPorts
 from loadgen.storage import RunStore
 
@@ -48,6 +63,7 @@ class Result:
     p99_us: float | None = None
     cpu_s: float = 0.0
     requests: float = 0.0
+    server_us: float | None = None  # Triton CPU per request it completed during the run
 
     @property
     def cpu_per_1k(self) -> float | None:
@@ -115,6 +131,68 @@ def run_child(cmd: list[str], timeout_s: float, max_rss_mb: float) -> Child:
         )
 
 
+def tree_cpu_s(root: int) -> float:
+    """User+sys seconds of a live process and its descendants (Triton and its backend stubs)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo += children.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class ServerCost:
+    """Triton's CPU time and completed requests for one model, read around a tool run."""
+
+    def __init__(self, server: EmbeddedServer, model: str) -> None:
+        self.server, self.model = server, model
+        name = re.escape(model)
+        self.pattern = re.compile(rf'^nv_inference_request_success\{{model="{name}"[^}}]*\}} (\S+)$', re.M)
+
+    def read(self) -> tuple[float, float]:
+        cpu = tree_cpu_s(self.server.pid or 0)
+        with urllib.request.urlopen(f"{self.server.metrics_url}", timeout=5) as resp:  # noqa: S310 - ours
+            text = resp.read().decode()
+        return cpu, sum(float(v) for v in self.pattern.findall(text))
+
+    def around(self, run: Callable[..., Result], *args: Any) -> Result:
+        cpu0, done0 = self.read()
+        result = run(*args)
+        cpu1, done1 = self.read()
+        if done1 > done0:
+            result.server_us = 1e6 * (cpu1 - cpu0) / (done1 - done0)
+        return result
+
+
+def shared_input(server: EmbeddedServer, model: str, path: Path, seed: int = 0) -> Path:
+    """One sample of loadgen-style random data as a perf_analyzer JSON file both tools read."""
+    with urllib.request.urlopen(f"{server.http_url}/v2/models/{model}", timeout=5) as resp:  # noqa: S310
+        metadata = json.load(resp)
+    with urllib.request.urlopen(f"{server.http_url}/v2/models/{model}/config", timeout=5) as resp:  # noqa: S310
+        config = json.load(resp)
+    rng = np.random.default_rng(seed)
+    entry: dict[str, dict[str, str]] = {}
+    for spec in model_inputs(metadata, config, {}):
+        if spec.datatype not in ("FP32", "FP64", "FP16"):
+            sys.exit(f"--input-data shared handles float inputs only; {spec.name} is {spec.datatype}")
+        dtype = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16}[spec.datatype]
+        raw = rng.random(size=spec.shape).astype(dtype).tobytes()
+        entry[spec.name] = {"b64": base64.b64encode(raw).decode()}
+    path.write_text(json.dumps({"data": [entry]}))
+    return path
+
+
 def run_perf_analyzer(pa: str, url: str, proto: str, c: int, args: argparse.Namespace, tmp: Path) -> Result:
     out_csv = tmp / f"pa-{proto}-{c}.csv"
     out_csv.unlink(missing_ok=True)
@@ -122,6 +200,8 @@ def run_perf_analyzer(pa: str, url: str, proto: str, c: int, args: argparse.Name
     cmd += ["--concurrency-range", str(c), "-p", str(args.measurement_interval), "--async", "-v"]
     cmd += ["-s", str(args.stability_percentage), "-r", str(args.max_trials), "-f", str(out_csv)]
     cmd += ["--max-threads", str(min(c, args.pa_max_threads))]
+    if args.input_data != "random":
+        cmd += ["--input-data", args.input_data_arg]
     child = run_child(cmd, args.timeout_s, args.max_rss_mb)
     passes = [float(x) for x in PASS_RE.findall(child.stdout)]
     requests = sum(passes) * args.measurement_interval / 1000
@@ -142,6 +222,8 @@ def loadgen_cmd(url: str, proto: str, args: argparse.Namespace) -> list[str]:
     exe = Path(sys.executable).parent / "loadgen"
     cmd = [str(exe) if exe.exists() else "loadgen", "sweep", "-m", args.model, "-u", url, "-i", proto]
     cmd += ["-p", str(args.measurement_interval), "-s", str(args.stability_percentage)]
+    if args.input_data != "random":
+        cmd += ["--input-data", args.input_data_arg]
     return cmd + ["-r", str(args.max_trials), "-q", "--no-metrics", *shlex.split(args.extra_loadgen_args)]
 
 
@@ -190,8 +272,9 @@ def table(
 ) -> str:
     lines = [
         "| model | protocol | concurrency | PA infer/s | loadgen infer/s | throughput ratio | p50 ratio"
-        " | p99 ratio | PA CPU s/1k req | loadgen CPU s/1k req | loadgen excl. start-up |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " | p99 ratio | PA CPU s/1k req | loadgen CPU s/1k req | loadgen excl. start-up"
+        " | Triton CPU us/req (PA) | Triton CPU us/req (loadgen) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for (proto, c), by_tool in cells.items():
         pa, lg = by_tool["pa"], by_tool["lg"]
@@ -210,6 +293,7 @@ def table(
         row += ["-" if (v := med(rs, "cpu_per_1k")) is None else f"{v:.3f}" for rs in (pa, lg)]
         net = median([1000 * (r.cpu_s - startup[proto]) / r.requests if r.requests else None for r in lg])
         row.append("-" if net is None else f"{net:.3f}")
+        row += ["-" if (v := med(rs, "server_us")) is None else f"{v:.0f}" for rs in (pa, lg)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -241,6 +325,12 @@ def main() -> None:
     ap.add_argument(
         "--loadgen-warmup-ms", type=int, default=1000, help="loadgen's --warmup (for the request count)"
     )
+    ap.add_argument(
+        "--input-data",
+        choices=("shared", "zero", "random"),
+        default="shared",
+        help="shared: one file of loadgen's random data for both (default); zero; random: each tool's own",
+    )
     ap.add_argument("--pa-max-threads", type=int, default=4, help="perf_analyzer --max-threads (capped at C)")
     ap.add_argument(
         "--perf-analyzer", help="perf_analyzer binary (default: ../shared/tools/get-perf-analyzer)"
@@ -263,6 +353,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedServer(ports=ServerPorts.free()) as server:
         tmp = Path(tmpdir)
         host = machine(server)
+        cost = ServerCost(server, args.model)
+        args.input_data_arg = args.input_data
+        if args.input_data == "shared":
+            args.input_data_arg = str(shared_input(server, args.model, tmp / "input.json"))
         startup: dict[str, float] = {}
         for proto in protocols:
             url = server.grpc_url if proto == "grpc" else server.http_url
@@ -276,9 +370,9 @@ def main() -> None:
                 for rep in range(args.repeats):
                     for tool in ("pa", "lg") if rep % 2 == 0 else ("lg", "pa"):
                         if tool == "pa":
-                            r = run_perf_analyzer(pa, url, proto, c, args, tmp)
+                            r = cost.around(run_perf_analyzer, pa, url, proto, c, args, tmp)
                         else:
-                            r = run_loadgen(url, proto, c, args, tmp)
+                            r = cost.around(run_loadgen, url, proto, c, args, tmp)
                         by_tool[tool].append(r)
                         print(f"  {proto} C={c} rep {rep + 1} {tool}: {r}", file=sys.stderr)
     text = table(args.model, cells, startup)
@@ -291,6 +385,8 @@ def main() -> None:
         f" column subtracts. Ratios are loadgen / perf_analyzer, medians of {args.repeats} alternating"
         f" repeat(s); perf_analyzer --max-threads min(C, {args.pa_max_threads}). (unstable)/(timeout):"
         " runs not ok; an unstable perf_analyzer run shows the mean of its last 3 passes, no percentiles."
+        f" Input data: {args.input_data}. Triton CPU us/req: the server's user+sys time during the run"
+        " / requests it completed for the model (its own cost per request, per protocol and client)."
     )
     print("\n" + text + "\n\n" + notes)
     if args.output:

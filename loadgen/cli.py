@@ -442,6 +442,7 @@ def _sweep_one(args: argparse.Namespace, settings: SweepSettings) -> int:
         from loadgen.commands.report import write_run_report
 
         write_run_report(args.db, [outcome.run_id], args.report)
+    _warn_unanswered([outcome])
     if outcome.status is RunStatus.FAILED:
         print(
             f"loadgen: run {outcome.run_id} failed: {outcome.error} "
@@ -450,6 +451,18 @@ def _sweep_one(args: argparse.Namespace, settings: SweepSettings) -> int:
         )
         return EXIT_FAILED
     return _mismatch_exit([outcome])
+
+
+def _warn_unanswered(outcomes: Sequence[Any]) -> None:
+    """One line per closed-loop step in which slots went unanswered for a whole window."""
+    from analysis.findings import unanswered_text
+
+    for outcome in outcomes:
+        for step in outcome.steps:
+            if step.unanswered_slots:
+                level = f"run {outcome.run_id}, concurrency {step.concurrency}"
+                text = unanswered_text(level, step.unanswered_slots, step.concurrency)
+                print(f"loadgen: warning: {text}", file=sys.stderr)
 
 
 def _mismatch_exit(outcomes: Sequence[Any]) -> int:
@@ -535,6 +548,7 @@ def _sweep_models(args: argparse.Namespace, several: list[SweepSettings]) -> int
         from loadgen.commands.report import write_run_report
 
         write_run_report(args.db, [o.run_id for o in outcomes], args.report)
+    _warn_unanswered(outcomes)
     failed = [o for o in outcomes if o.status is RunStatus.FAILED]
     for outcome in failed:
         print(f"loadgen: run {outcome.run_id} failed: {outcome.error}", file=sys.stderr)

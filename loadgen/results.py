@@ -264,6 +264,9 @@ class StepResult:
     in_flight_at_end: int = 0
     validation: ValidationTally | None = None
     """``--validate``: the answers checked in the measured windows."""
+    unanswered_slots: int = 0
+    """Closed loop: the most slots that got no answer during a whole measured window. Above 0,
+    the server held fewer requests in flight than the step's concurrency claims."""
 
     @property
     def send_rate(self) -> float:

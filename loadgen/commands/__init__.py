@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from loadgen.storage import DEFAULT_DB_URL
+from loadgen.storage import DEFAULT_DB_URL, db_url
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     """The ``--db`` option every command that reads or writes runs shares."""
     parser.add_argument(
-        "--db", default=DEFAULT_DB_URL, help=f"SQLAlchemy URL of the runs database (default {DEFAULT_DB_URL})"
+        "--db",
+        default=DEFAULT_DB_URL,
+        type=_db_url,
+        help=f"runs database: a SQLAlchemy URL or a SQLite file path (default {DEFAULT_DB_URL})",
     )
+
+
+def _db_url(value: str) -> str:
+    try:
+        return db_url(value)
+    except ValueError as exc:  # argparse shows an ArgumentTypeError's own words
+        raise argparse.ArgumentTypeError(str(exc)) from None

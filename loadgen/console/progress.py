@@ -63,4 +63,6 @@ class SweepProgress(StepListener):
 
     def step_done(self, step: StepResult) -> None:
         flag = "" if step.stable else " (unstable)"
+        if step.unanswered_slots:
+            flag += f" ({step.unanswered_slots} slots unanswered)"
         self._update(completed=step.index + 1, status=f"done: {step.throughput:,.0f} infer/s{flag}")

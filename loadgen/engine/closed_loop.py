@@ -2,7 +2,9 @@
 
 Each of C slots sends, awaits the answer, records the latency into the current
 window and sends again. The hot path is one clock read before and after an
-await on pre-serialized bytes, and one record call.
+await on pre-serialized bytes, one record call, and one store of the send time
+into the slot's cell: at a window cut, a slot whose request is older than the window
+got no answer in it (the server is serving fewer than C requests: :attr:`Window.stalled`).
 """
 
 from __future__ import annotations
@@ -39,16 +41,20 @@ class ClosedLoop:
         self.window: Window = Discard()
         self._running = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._sent_at = [0] * concurrency
+        """Per slot: perf_counter_ns of its request in flight (or of its last one)."""
+        self._window_opened = 0
 
     async def _slot(self, index: int) -> None:
         send = self.transport.sender(index)
         clock = time.perf_counter_ns
+        sent_at = self._sent_at
         requests = itertools.cycle(
             self.requests[index % len(self.requests) :] + self.requests[: index % len(self.requests)]
         )
         while self._running:
             request = next(requests)
-            start = clock()
+            start = sent_at[index] = clock()
             error = await send(request)
             if error is None:
                 self.window.record(clock() - start)
@@ -62,11 +68,12 @@ class ClosedLoop:
         send = self.transport.capture_sender(index)
         parse = self.transport.parse_outputs
         clock = time.perf_counter_ns
+        sent_at = self._sent_at
         n = len(self.requests)
         keys = itertools.cycle([(index + k) % n for k in range(n)])
         while self._running:
             key = next(keys)
-            start = clock()
+            start = sent_at[index] = clock()
             error, response = await send(self.requests[key])
             latency = clock() - start
             window = self.window
@@ -80,6 +87,7 @@ class ClosedLoop:
 
     def start(self) -> None:
         self._running = True
+        self._window_opened = time.perf_counter_ns()
         validator = self.validator
         self._tasks = [
             asyncio.create_task(
@@ -98,8 +106,11 @@ class ClosedLoop:
         return previous
 
     async def cut(self) -> Window:
-        """Start a new window; returns the one that ends."""
-        return self.swap(Window())
+        """Start a new window; returns the one that ends, with its stalled slots counted."""
+        ending = self.swap(Window())
+        opened, self._window_opened = self._window_opened, time.perf_counter_ns()
+        ending.stalled = sum(1 for t in self._sent_at if t < opened) if self._running else 0
+        return ending
 
     async def stop(self) -> int:
         """Let in-flight requests finish (their results are discarded); returns how many were in flight."""

@@ -21,7 +21,7 @@ from loadgen.validation import Validator
 class Window:
     """Counts and latency histogram of the requests that *completed* in one window."""
 
-    __slots__ = ("errors", "histogram", "requests", "validation")
+    __slots__ = ("errors", "histogram", "requests", "stalled", "validation")
 
     def __init__(self) -> None:
         self.histogram = LatencyHistogram()
@@ -29,6 +29,9 @@ class Window:
         self.errors: dict[str, int] = {}
         self.validation: ValidationTally | None = None
         """``--validate`` only: the answers checked in this window."""
+        self.stalled = 0
+        """Closed loop: slots whose request was sent before the window began and was still
+        unanswered when it ended, so the server served fewer requests at once than asked."""
 
     def record(self, latency_ns: int) -> None:
         self.requests += 1
@@ -114,6 +117,7 @@ def merge_windows(windows: Sequence[Window]) -> Window:
     merged: Window = OpenWindow() if any(isinstance(w, OpenWindow) for w in windows) else Window()
     for window in windows:
         merged.requests += window.requests
+        merged.stalled += window.stalled  # workers' slots are disjoint
         merged.histogram.merge(window.histogram)
         for reason, count in window.errors.items():
             merged.errors[reason] = merged.errors.get(reason, 0) + count

@@ -168,6 +168,7 @@ async def measure_step(
         request_rate=request_rate,
         in_flight_at_end=in_flight_at_end,
         validation=ValidationTally.merged(w.validation for w in kept),
+        unanswered_slots=max(w.stalled for w in kept) if kept else 0,
     )
     open_windows = [w for w in kept if isinstance(w, OpenWindow)]
     if open_windows:

@@ -1,7 +1,7 @@
 """Storage of runs: a SQLAlchemy database whose schema alembic owns."""
 
 from loadgen.storage.migrate import SchemaError, check_schema, current_revision, head_revision, upgrade
-from loadgen.storage.models import DEFAULT_DB_URL
+from loadgen.storage.models import DEFAULT_DB_URL, db_url
 from loadgen.storage.store import MetricSampleRecord, RunNotFound, RunRecord, RunStore, StepRecord
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "SchemaError",
     "StepRecord",
     "check_schema",
+    "db_url",
     "current_revision",
     "head_revision",
     "upgrade",

@@ -9,6 +9,7 @@ that later revisions can refer to them, SQLite's batch mode included.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -31,9 +32,27 @@ from sqlalchemy import (
     event,
     make_url,
 )
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 DEFAULT_DB_URL = "sqlite:///loadgen.db"
+
+
+def db_url(value: str) -> str:
+    """``--db`` as a SQLAlchemy URL: a bare file path (no ``://``) means a SQLite file there.
+
+    Raises ValueError with a one-line reason when ``value`` is neither.
+    """
+    if "://" not in value:
+        if not value.strip():
+            raise ValueError("empty --db: give a file path or a SQLAlchemy URL such as sqlite:///runs.db")
+        return f"sqlite:///{Path(value).expanduser().resolve()}"
+    try:
+        make_url(value)
+    except ArgumentError:
+        raise ValueError(f"--db {value!r} is not a SQLAlchemy URL (e.g. sqlite:///runs.db)") from None
+    return value
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -167,6 +186,8 @@ class StepRow(Base):
     max_rel_diff: Mapped[float | None]
     validation: Mapped[dict[str, Any] | None]
     """``ValidationTally.to_dict()``: mismatches per output and the first example."""
+    unanswered_slots: Mapped[int | None]
+    """Closed loop: the most slots left unanswered for a whole measured window (NULL: before 0004)."""
 
 
 class BatchStatRow(Base):

@@ -110,6 +110,9 @@ class StepRecord:
     max_abs_diff: float | None = None
     max_rel_diff: float | None = None
     validation: dict[str, Any] | None = None
+    unanswered_slots: int | None = None
+    """Closed loop: slots that got no answer during a whole measured window (the server held
+    fewer requests than the concurrency); None for steps stored before schema 0004."""
 
     def histogram(self) -> LatencyHistogram:
         """The step's full latency distribution (decoded on each call): for open-loop steps,
@@ -205,6 +208,8 @@ def _step_row(run_id: int, step: StepResult) -> StepRow:
         row.send_lag_max_us = _nan_to_none(lag.max_us) if lag.count else None
         row.service_histogram = service.encode()
         row.send_lag_histogram = lag.encode()
+    if step.request_rate is None:
+        row.unanswered_slots = step.unanswered_slots
     if step.validation is not None:
         tally = step.validation
         row.validated_count = tally.checked

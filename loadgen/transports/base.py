@@ -9,12 +9,33 @@ exception objects; the engine, not the transport, records what happened.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 Sender = Callable[[Any], Awaitable[str | None]]
 """``await sender(prepared)`` -> None on success, else the error reason."""
+
+REQUEST_TIMEOUT_S = 30.0
+"""Default ``--request-timeout``: a request unanswered this long fails with DEADLINE_EXCEEDED."""
+
+
+def deadline_reason(timeout_s: float) -> str:
+    return f"DEADLINE_EXCEEDED: no response within {timeout_s:g} s"
+
+
+async def expire_stale(timeout_s: float, expire: Callable[[float, str], None]) -> None:
+    """Once a second, ``expire(limit, reason)``: the transport fails every request sent before the
+    loop time ``limit``. A watchdog rather than a timer per request keeps the hot path bare.
+
+    Needed in practice: Triton 2.51's HTTP server stops answering some connections above a few
+    hundred, and without a deadline such a slot would wait forever and its step never drain."""
+    loop = asyncio.get_running_loop()
+    reason = deadline_reason(timeout_s)
+    while True:
+        await asyncio.sleep(min(1.0, timeout_s / 2))
+        expire(loop.time() - timeout_s, reason)
 
 
 @dataclass(frozen=True)

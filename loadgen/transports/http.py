@@ -19,10 +19,17 @@ import httptools
 import numpy as np
 
 from loadgen.tls import TlsSettings, tls_for_url
-from loadgen.transports.base import NUMPY_DTYPES, CaptureSender, InferRequestSpec, OutputTensor, Sender
+from loadgen.transports.base import (
+    NUMPY_DTYPES,
+    REQUEST_TIMEOUT_S,
+    CaptureSender,
+    InferRequestSpec,
+    OutputTensor,
+    Sender,
+    expire_stale,
+)
 
 MAX_REASON = 300
-REQUEST_TIMEOUT_S = 30.0
 DEFAULT_PORT = 8000
 HTTPS_PORT = 443
 
@@ -263,22 +270,13 @@ class HttpTransport:
     def _watch(self) -> None:
         if self._watchdog is None and self.request_timeout_s > 0:
             self._watchdog = asyncio.get_running_loop().create_task(
-                self._expire_stale(), name="http-watchdog"
+                expire_stale(self.request_timeout_s, self._expire), name="http-watchdog"
             )
 
-    async def _expire_stale(self) -> None:
-        """Once a second: a request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED.
-
-        Seen with Triton 2.51's HTTP server above a few hundred connections: some connections stop
-        being answered. Without this a slot would wait forever and the step would never drain."""
-        reason = f"DEADLINE_EXCEEDED: no response within {self.request_timeout_s:g} s (connection dropped)"
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(1.0)
-            limit = loop.time() - self.request_timeout_s
-            for connection in (*self._connections, *self._capturing):
-                if connection.waiting and connection.sent_at < limit:
-                    connection.expire(reason)
+    def _expire(self, limit: float, reason: str) -> None:
+        for connection in (*self._connections, *self._capturing):
+            if connection.waiting and connection.sent_at < limit:
+                connection.expire(f"{reason} (connection dropped)")
 
     def capture_sender(self, slot: int) -> CaptureSender:
         self._watch()

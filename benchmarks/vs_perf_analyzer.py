@@ -64,6 +64,7 @@ class Result:
     cpu_s: float = 0.0
     requests: float = 0.0
     server_us: float | None = None  # Triton CPU per request it completed during the run
+    outside_us: float | None = None  # mean latency not spent in Triton's queue and compute
 
     @property
     def cpu_per_1k(self) -> float | None:
@@ -193,6 +194,18 @@ def shared_input(server: EmbeddedServer, model: str, path: Path, seed: int = 0) 
     return path
 
 
+OUTSIDE_COLUMNS = ("Client Send", "Network+Server Send/Recv", "Client Recv")
+
+
+def outside_us(row: dict[str, str]) -> float | None:
+    """From a perf_analyzer-format CSV row (both tools write one): the part of the mean latency
+    outside Triton's queue and compute, i.e. client turnaround, network and Triton's frontend."""
+    try:
+        return sum(float(row[k]) for k in OUTSIDE_COLUMNS)
+    except (KeyError, ValueError):
+        return None
+
+
 def run_perf_analyzer(pa: str, url: str, proto: str, c: int, args: argparse.Namespace, tmp: Path) -> Result:
     out_csv = tmp / f"pa-{proto}-{c}.csv"
     out_csv.unlink(missing_ok=True)
@@ -210,7 +223,7 @@ def run_perf_analyzer(pa: str, url: str, proto: str, c: int, args: argparse.Name
     if out_csv.exists():
         row = next(r for r in csv.DictReader(out_csv.open()) if int(r["Concurrency"]) == c)
         tput, p50, p99 = (float(row[k]) for k in ("Inferences/Second", "p50 latency", "p99 latency"))
-        return Result("ok", tput, p50, p99, child.cpu_s, requests)
+        return Result("ok", tput, p50, p99, child.cpu_s, requests, outside_us=outside_us(row))
     if "stable measurement" in child.stdout + child.stderr and len(passes) >= 3:
         return Result("unstable", statistics.mean(passes[-3:]), cpu_s=child.cpu_s, requests=requests)
     tail = (child.stderr or child.stdout).strip().splitlines()[-1:] or [""]
@@ -249,7 +262,8 @@ def run_loadgen(url: str, proto: str, c: int, args: argparse.Namespace, tmp: Pat
     warmup_s = float(args.loadgen_warmup_ms) / 1000
     requests = sum(w.request_count for w in step.windows) + step.throughput * warmup_s
     tput, p50, p99 = (float(row[k]) for k in ("Inferences/Second", "p50 latency", "p99 latency"))
-    return Result("ok" if step.stable else "unstable", tput, p50, p99, child.cpu_s, requests)
+    status = "ok" if step.stable else "unstable"
+    return Result(status, tput, p50, p99, child.cpu_s, requests, outside_us=outside_us(row))
 
 
 def median(values: list[float | None]) -> float | None:
@@ -273,8 +287,9 @@ def table(
     lines = [
         "| model | protocol | concurrency | PA infer/s | loadgen infer/s | throughput ratio | p50 ratio"
         " | p99 ratio | PA CPU s/1k req | loadgen CPU s/1k req | loadgen excl. start-up"
-        " | Triton CPU us/req (PA) | Triton CPU us/req (loadgen) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " | Triton CPU us/req (PA) | Triton CPU us/req (loadgen) | outside Triton us (PA)"
+        " | outside Triton us (loadgen) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for (proto, c), by_tool in cells.items():
         pa, lg = by_tool["pa"], by_tool["lg"]
@@ -294,6 +309,7 @@ def table(
         net = median([1000 * (r.cpu_s - startup[proto]) / r.requests if r.requests else None for r in lg])
         row.append("-" if net is None else f"{net:.3f}")
         row += ["-" if (v := med(rs, "server_us")) is None else f"{v:.0f}" for rs in (pa, lg)]
+        row += ["-" if (v := med(rs, "outside_us")) is None else f"{v:.0f}" for rs in (pa, lg)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -387,6 +403,9 @@ def main() -> None:
         " runs not ok; an unstable perf_analyzer run shows the mean of its last 3 passes, no percentiles."
         f" Input data: {args.input_data}. Triton CPU us/req: the server's user+sys time during the run"
         " / requests it completed for the model (its own cost per request, per protocol and client)."
+        " Outside Triton us: each tool's own mean latency minus Triton's queue and compute for it (its"
+        " CSV's Client Send + Network+Server Send/Recv + Client Recv): client turnaround, network and"
+        " Triton's protocol frontend."
     )
     print("\n" + text + "\n\n" + notes)
     if args.output:

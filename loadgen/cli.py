@@ -27,6 +27,8 @@ from loadgen.commands import add_db_option
 from loadgen.config import (
     DEFAULT_GRPC_URL,
     DEFAULT_HTTP_URL,
+    GRPC_CLIENTS,
+    REQUEST_TIMEOUT_S,
     ConfigError,
     MeasurementSettings,
     SweepSettings,
@@ -166,9 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--grpc-client",
-        choices=("h2", "aio"),
+        choices=GRPC_CLIENTS,
         default="h2",
         help="gRPC client: h2 (loadgen's lean HTTP/2 client, default) or aio (gRPC's own grpc.aio)",
+    )
+    sweep.add_argument(
+        "--request-timeout",
+        type=float,
+        default=REQUEST_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"a request unanswered this long fails as DEADLINE_EXCEEDED and its slot sends again "
+        f"(default {REQUEST_TIMEOUT_S:g}; 0: wait forever)",
     )
     sweep.add_argument(
         "--workers",
@@ -334,6 +344,7 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
         validate=args.validate,
         workers=args.workers,
         grpc_client=args.grpc_client,
+        request_timeout_s=args.request_timeout,
         tolerances=parse_tolerances(args.tolerance),
         url=args.url or (DEFAULT_HTTP_URL if args.protocol == "http" else DEFAULT_GRPC_URL),
         protocol=args.protocol,
@@ -658,6 +669,16 @@ COMMAND_MODULES: tuple[str, ...] = ("tables", "report", "plan", "schedule", "exp
 COMMANDS = {"serve": cmd_serve, "sweep": cmd_sweep, "runs": cmd_runs, "show": cmd_show, "db": cmd_db}
 
 
+def _db_url(value: str) -> str:
+    """``--db`` as a URL (a plain path is a SQLite file): a usage error when it is neither."""
+    from loadgen.storage import db_url
+
+    try:
+        return db_url(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _fail(message: str, code: int) -> NoReturn:
     print(f"loadgen: error: {message}", file=sys.stderr)
     raise SystemExit(code)
@@ -674,6 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="loadgen: %(message)s", level=logging.WARNING)
     try:
         handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        if isinstance(getattr(args, "db", None), str):
+            args.db = _db_url(args.db)
         code: int = handler(args)
         return code
     except KeyboardInterrupt:

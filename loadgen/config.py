@@ -12,6 +12,11 @@ from urllib.parse import urlsplit
 
 from loadgen.results import StepResult
 
+REQUEST_TIMEOUT_S = 30.0
+"""Default ``--request-timeout``: a request unanswered this long fails with DEADLINE_EXCEEDED."""
+GRPC_CLIENTS = ("h2", "aio")
+"""``--grpc-client`` choices; see :data:`loadgen.transports.GRPC_IMPLEMENTATIONS`."""
+
 if TYPE_CHECKING:  # loadgen.tls imports ConfigError from here
     from loadgen.tls import TlsSettings
 
@@ -148,6 +153,8 @@ class SweepSettings:
     workers: int | None = None
     """``--workers``: processes that share each step's load; None: chosen from the cores and the
     heaviest level (:func:`loadgen.engine.workers.default_workers`); 1 runs in-process."""
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    """``--request-timeout``: a request unanswered this long fails as DEADLINE_EXCEEDED; 0: never."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -168,10 +175,12 @@ class SweepSettings:
             raise ConfigError("--search needs --latency-limit pNN=X (e.g. p99=50ms)")
         if self.search and self.request_intervals_us:
             raise ConfigError("--search needs --concurrency or --request-rate, not --request-intervals")
-        if self.grpc_client not in ("h2", "aio"):
-            raise ConfigError(f"--grpc-client must be h2 or aio, got {self.grpc_client!r}")
+        if self.grpc_client not in GRPC_CLIENTS:
+            raise ConfigError(f"--grpc-client must be {' or '.join(GRPC_CLIENTS)}, got {self.grpc_client!r}")
         if self.workers is not None and not 1 <= self.workers <= 256:
             raise ConfigError("--workers must be within 1..256")
+        if not (self.request_timeout_s >= 0 and math.isfinite(self.request_timeout_s)):
+            raise ConfigError("--request-timeout must be a number of seconds >= 0 (0: no deadline)")
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be >= 1")
         if self.batch_size < 1:

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from croniter import croniter
 
-from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, ConfigError, MeasurementSettings, SweepSettings
+from loadgen.config import (
+    DEFAULT_GRPC_URL,
+    DEFAULT_HTTP_URL,
+    GRPC_CLIENTS,
+    ConfigError,
+    MeasurementSettings,
+    SweepSettings,
+)
 from loadgen.engine.schedules import read_intervals
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
@@ -74,6 +81,8 @@ _JOB_KEYS = (
     "seed",
     "workers",
     "validate",
+    "grpc_client",
+    "request_timeout",
     *_SHARED_KEYS,
 )
 _CRON_HELP = (
@@ -539,6 +548,19 @@ def _job(
             kwargs["input_data"] = path or text
     if "shapes" in items:
         kwargs["shapes"] = _shapes(r, items["shapes"][1], where)
+    if "grpc_client" in items and (text := r.text(items["grpc_client"][1], f"{where}: grpc_client")):
+        if text in GRPC_CLIENTS:
+            kwargs["grpc_client"] = text
+        else:
+            choices = " or ".join(GRPC_CLIENTS)
+            r.add(items["grpc_client"][1], f"{where}: grpc_client must be {choices}, got {text!r}")
+    if "request_timeout" in items:
+        node = items["request_timeout"][1]
+        seconds = r.number(node, f"{where}: request_timeout (seconds)")
+        if seconds is not None and seconds < 0:
+            r.add(node, f"{where}: request_timeout must be >= 0 seconds (0: no deadline), got {seconds:g}")
+        elif seconds is not None:
+            kwargs["request_timeout_s"] = float(seconds)
     if "validate" in items:
         flag = r.value(items["validate"][1])
         if isinstance(flag, bool):

@@ -107,7 +107,12 @@ async def execute_sweep(
     """
     api = ServerAPI(settings.url, settings.protocol, headers, tls=settings.tls)
     transport = make_transport(
-        settings.protocol, settings.url, headers, tls=settings.tls, grpc_implementation=settings.grpc_client
+        settings.protocol,
+        settings.url,
+        headers,
+        tls=settings.tls,
+        grpc_implementation=settings.grpc_client,
+        request_timeout_s=settings.request_timeout_s,
     )
     try:
         info, requests, references = await prepare(settings, api)

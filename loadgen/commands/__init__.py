@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from loadgen.storage import DEFAULT_DB_URL, db_url
+from loadgen.storage import DEFAULT_DB_URL
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -12,13 +12,5 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         default=DEFAULT_DB_URL,
-        type=_db_url,
         help=f"runs database: a SQLAlchemy URL or a SQLite file path (default {DEFAULT_DB_URL})",
     )
-
-
-def _db_url(value: str) -> str:
-    try:
-        return db_url(value)
-    except ValueError as exc:  # argparse shows an ArgumentTypeError's own words
-        raise argparse.ArgumentTypeError(str(exc)) from None

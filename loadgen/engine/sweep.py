@@ -69,6 +69,7 @@ async def run_sweep(
                 references=None if validator is None else tuple(validator.references),
                 tolerances=settings.tolerances,
                 grpc_client=settings.grpc_client,
+                request_timeout_s=settings.request_timeout_s,
             ),
         )
 

@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
 from loadgen.engine.recorder import Window, merge_windows
@@ -80,6 +81,7 @@ class WorkerSetup:
     """``--validate``: the expected answers (taken once by the coordinator)."""
     tolerances: dict[str, tuple[float, float]] | None = None
     grpc_client: str = "h2"
+    request_timeout_s: float = REQUEST_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,12 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
 
     loop.add_reader(conn.fileno(), readable)
     transport = make_transport(
-        setup.protocol, setup.url, setup.headers, setup.tls, grpc_implementation=setup.grpc_client
+        setup.protocol,
+        setup.url,
+        setup.headers,
+        setup.tls,
+        grpc_implementation=setup.grpc_client,
+        request_timeout_s=setup.request_timeout_s,
     )
     prepared = [transport.prepare(spec) for spec in setup.requests]
     validator = (

@@ -1,12 +1,13 @@
 """Protocols that carry inference requests (one seam: :class:`Transport`)."""
 
+from loadgen.config import GRPC_CLIENTS, REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
 from loadgen.transports.base import InferRequestSpec, InputTensor, Sender, Transport
 from loadgen.transports.grpc import GrpcTransport
 from loadgen.transports.grpc_h2 import GrpcH2Transport
 from loadgen.transports.http import HttpTransport
 
-GRPC_IMPLEMENTATIONS = ("h2", "aio")
+GRPC_IMPLEMENTATIONS = GRPC_CLIENTS
 """gRPC transports: ``h2`` (the default) a minimal HTTP/2 client (:class:`GrpcH2Transport`, several
 times less client CPU per call: benchmarks/grpc_transports.py), ``aio`` raw grpc.aio
 (:class:`GrpcTransport`, gRPC's own C-core: the reference the other is tested against)."""
@@ -19,19 +20,23 @@ def make_transport(
     tls: TlsSettings | None = None,
     *,
     grpc_implementation: str = "h2",
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> Transport:
     """The transport for ``protocol``; ``tls`` (or an ``https://`` URL) makes it connect over TLS.
 
-    ``grpc_implementation`` picks one of :data:`GRPC_IMPLEMENTATIONS` for ``protocol="grpc"``."""
+    ``grpc_implementation`` picks one of :data:`GRPC_IMPLEMENTATIONS` for ``protocol="grpc"``.
+    A request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED (0: never)."""
+    timeout = request_timeout_s
     if protocol == "http":
-        return HttpTransport(url, headers=headers, tls=tls)
+        return HttpTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
     if grpc_implementation == "h2":
-        return GrpcH2Transport(url, headers=headers, ssl=tls.ssl_context() if tls is not None else None)
+        ssl = tls.ssl_context() if tls is not None else None
+        return GrpcH2Transport(url, headers=headers, ssl=ssl, request_timeout_s=timeout)
     if grpc_implementation != "aio":
         raise ValueError(
             f"unknown gRPC implementation {grpc_implementation!r}: {', '.join(GRPC_IMPLEMENTATIONS)}"
         )
-    return GrpcTransport(url, headers=headers, tls=tls)
+    return GrpcTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
 
 
 __all__ = [

@@ -17,9 +17,6 @@ from typing import Any, Protocol
 Sender = Callable[[Any], Awaitable[str | None]]
 """``await sender(prepared)`` -> None on success, else the error reason."""
 
-REQUEST_TIMEOUT_S = 30.0
-"""Default ``--request-timeout``: a request unanswered this long fails with DEADLINE_EXCEEDED."""
-
 
 def deadline_reason(timeout_s: float) -> str:
     return f"DEADLINE_EXCEEDED: no response within {timeout_s:g} s"

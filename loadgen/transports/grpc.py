@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from tritonclient.grpc import service_pb2
 
+from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
 from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender
 
@@ -72,8 +73,11 @@ class GrpcTransport:
         headers: dict[str, str] | None = None,
         slots_per_channel: int = SLOTS_PER_CHANNEL,
         tls: TlsSettings | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.url = url
+        self._timeout = request_timeout_s if request_timeout_s > 0 else None
+        """gRPC's own per-call deadline (DEADLINE_EXCEEDED when it passes)."""
         # read once: every channel makes its own TLS connection with the same credentials
         self._credentials = tls.grpc_credentials() if tls is not None else None
         # gRPC metadata keys are lower-case; built once and passed by reference on every call
@@ -99,11 +103,11 @@ class GrpcTransport:
     def sender(self, slot: int) -> Sender:
         call = self._call(slot // self._slots_per_channel)
         rpc_error = grpc.aio.AioRpcError
-        metadata = self._metadata
+        metadata, timeout = self._metadata, self._timeout
 
         async def send(request: bytes) -> str | None:
             try:
-                await call(request, metadata=metadata)
+                await call(request, metadata=metadata, timeout=timeout)
             except rpc_error as exc:
                 return error_reason(exc)
             return None
@@ -112,11 +116,11 @@ class GrpcTransport:
 
     def capture_sender(self, slot: int) -> CaptureSender:
         call = self._call(slot // self._slots_per_channel)
-        metadata = self._metadata
+        metadata, timeout = self._metadata, self._timeout
 
         async def send(request: bytes) -> tuple[str | None, bytes]:
             try:
-                return None, await call(request, metadata=metadata)
+                return None, await call(request, metadata=metadata, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 return error_reason(exc), b""
 

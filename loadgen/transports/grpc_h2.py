@@ -39,7 +39,14 @@ from typing import NamedTuple
 import grpc
 import hpack
 
-from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender
+from loadgen.config import REQUEST_TIMEOUT_S
+from loadgen.transports.base import (
+    CaptureSender,
+    InferRequestSpec,
+    OutputTensor,
+    Sender,
+    expire_stale,
+)
 from loadgen.transports.grpc import SLOTS_PER_CHANNEL, build_request, error_reason, parse_response
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -276,12 +283,16 @@ class ConnectionError_(Exception):
 
 
 class _Stream:
-    __slots__ = ("body", "future", "http_status", "received", "send_window", "sid")
+    __slots__ = ("body", "future", "http_status", "opened_at", "received", "send_window", "sid")
 
-    def __init__(self, sid: int, future: asyncio.Future[str | None], send_window: int) -> None:
+    def __init__(
+        self, sid: int, future: asyncio.Future[str | None], send_window: int, opened_at: float
+    ) -> None:
         self.sid = sid
         self.future = future
         self.send_window = send_window
+        self.opened_at = opened_at
+        """Loop time the call started: the transport's watchdog fails it past the deadline."""
         self.received = 0
         self.http_status = 200
         self.body: list[bytes] | None = None
@@ -562,7 +573,8 @@ class H2Connection(asyncio.Protocol):
         self.next_id += 2
         if self.next_id > MAX_STREAM_ID:
             self.usable = False  # the last id of this connection: the next send opens a new one
-        stream = _Stream(sid, self.loop.create_future(), self.peer_initial_window)
+        loop = self.loop
+        stream = _Stream(sid, loop.create_future(), self.peer_initial_window, loop.time())
         self.streams[sid] = stream
         return stream
 
@@ -618,6 +630,15 @@ class H2Connection(asyncio.Protocol):
         waiter: asyncio.Future[None] = self.loop.create_future()
         self._waiters.append(waiter)
         await waiter
+
+    def expire(self, limit: float, reason: str) -> None:
+        """Fail (and reset) every call started before the loop time ``limit``."""
+        for stream in [s for s in self.streams.values() if s.opened_at < limit]:
+            self.cancel(stream)
+            if not stream.future.done():
+                stream.future.set_result(reason)
+        if self._waiters:
+            self._wake()
 
     def cancel(self, stream: _Stream) -> None:
         """The caller gave up on ``stream``: reset it so the server can drop it."""
@@ -707,6 +728,7 @@ class GrpcH2Transport:
         slots_per_connection: int = SLOTS_PER_CHANNEL,
         ssl: SSLContext | None = None,
         window: int = MAX_WINDOW,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.url = url
         self.host, self.port = split_host_port(url)
@@ -718,6 +740,19 @@ class GrpcH2Transport:
         self.window = window
         self.authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         self._channels: list[_Channel] = []
+        self.request_timeout_s = request_timeout_s
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def _watch(self) -> None:
+        if self._watchdog is None and self.request_timeout_s > 0:
+            self._watchdog = asyncio.get_running_loop().create_task(
+                expire_stale(self.request_timeout_s, self._expire), name="grpc-h2-watchdog"
+            )
+
+    def _expire(self, limit: float, reason: str) -> None:
+        for channel in self._channels:
+            for connection in channel.opened:
+                connection.expire(limit, reason)
 
     def prepare(self, request: InferRequestSpec) -> PreparedCall:
         scheme = "https" if self.ssl is not None else "http"
@@ -731,6 +766,7 @@ class GrpcH2Transport:
         return self._channels[index]
 
     def sender(self, slot: int) -> Sender:
+        self._watch()
         channel = self.channel(slot)
 
         async def send(call: PreparedCall) -> str | None:
@@ -754,6 +790,7 @@ class GrpcH2Transport:
     async def call(self, call: PreparedCall, slot: int = 0) -> tuple[str | None, bytes]:
         """One call that also returns the response's DATA: the gRPC length-prefixed
         ModelInferResponse (5-byte prefix, then the message)."""
+        self._watch()
         channel = self.channel(slot)
         connection = channel.connection
         if connection is None or not connection.usable:
@@ -780,6 +817,9 @@ class GrpcH2Transport:
     async def close(self, timeout_s: float = 1.0) -> None:
         """Close every connection and wait (``timeout_s`` at most, then abort) until they are
         gone: a TLS connection needs a few turns of the loop to say goodbye."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         closing = [c for channel in self._channels for c in channel.close()]
         self._channels.clear()
         if closing:

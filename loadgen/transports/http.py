@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import httptools
 import numpy as np
 
+from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings, tls_for_url
 from loadgen.transports.base import (
     NUMPY_DTYPES,
-    REQUEST_TIMEOUT_S,
     CaptureSender,
     InferRequestSpec,
     OutputTensor,

@@ -83,6 +83,14 @@ def test_malformed_range_is_a_usage_error_before_anything_starts(bad: str, tmp_p
     assert not db.exists()
 
 
+def test_db_can_be_a_plain_file_path_and_an_empty_one_is_a_usage_error(tmp_path: Path) -> None:
+    listing = loadgen("runs", "--db", str(tmp_path / "plain.db"))
+    assert listing.returncode == 0 and "no runs stored yet" in listing.stdout.lower()
+    assert (tmp_path / "plain.db").exists()
+    empty = loadgen("runs", "--db", "")
+    assert empty.returncode == 2 and "empty --db" in one_line_error(empty)
+
+
 def test_unreachable_server_exits_2_without_traceback(tmp_path: Path) -> None:
     result = loadgen(
         "sweep", "-m", "identity", "-u", f"127.0.0.1:{free_port()}", "--db", f"sqlite:///{tmp_path}/r.db"

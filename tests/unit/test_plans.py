@@ -115,6 +115,9 @@ def test_every_problem_is_listed_in_file_order() -> None:
         ("metrics_url: [a]", "metrics_url must be a single value, not a list"),
         ("validate: maybe", "validate must be true or false, got 'maybe'"),
         ("workers: 0", "workers must be a whole number >= 1, got '0'"),
+        ("grpc_client: grpcio", "grpc_client must be h2 or aio, got 'grpcio'"),
+        ("request_timeout: -1", "request_timeout must be >= 0 seconds"),
+        ("request_timeout: soon", "request_timeout (seconds) must be a number, got 'soon'"),
     ],
 )
 def test_one_bad_value_is_reported_at_its_line(job: str, fragment: str) -> None:
@@ -148,6 +151,8 @@ def test_plan_defaults_merge_into_jobs_and_jobs_win(tmp_path: Path) -> None:
           a:
             model: identity
             concurrency: 1:16:4
+            grpc_client: aio
+            request_timeout: 2.5
           b:
             models: [identity, fixed_latency]
             request_rate: 0.5..2
@@ -170,6 +175,8 @@ def test_plan_defaults_merge_into_jobs_and_jobs_win(tmp_path: Path) -> None:
     assert sweep.labels == {"suite": "nightly", "release": "1.10", "plan": "nightly", "job": "a"}
     assert sweep.measurement.measurement_interval_ms == 500 and sweep.measurement.max_trials == 4
     assert a.schedule == "*/10 * * * * *"
+    assert sweep.grpc_client == "aio" and sweep.request_timeout_s == 2.5
+    assert b.sweeps[0].grpc_client == "h2" and b.sweeps[0].request_timeout_s == 30.0
     assert a.baseline == Baseline("label", labels=(("release", "1.2"), ("env", "prod")))
     assert (a.thresholds.max_throughput_drop_pct, a.thresholds.max_latency_rise_pct) == (5.0, 10.0)
     assert [s.model for s in b.sweeps] == ["identity", "fixed_latency"]

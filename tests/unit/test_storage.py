@@ -34,6 +34,7 @@ from loadgen.storage import (
     SchemaError,
     check_schema,
     current_revision,
+    db_url,
     head_revision,
     upgrade,
 )
@@ -362,3 +363,12 @@ def test_models_match_migrations(url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_db_option_takes_a_url_or_a_plain_sqlite_path(tmp_path: Path) -> None:
+    assert db_url(str(tmp_path / "runs.db")) == f"sqlite:///{tmp_path / 'runs.db'}"
+    assert db_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert db_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    for bad, fragment in (("", "empty --db"), ("://x", "is not a SQLAlchemy URL")):
+        with pytest.raises(ValueError, match=fragment):
+            db_url(bad)

@@ -206,6 +206,16 @@ def outside_us(row: dict[str, str]) -> float | None:
         return None
 
 
+def split_cpus() -> tuple[set[int], set[int]]:
+    """``--pin``: the upper half of this process's CPUs for Triton, the lower half for the tools,
+    as if they ran on two machines: neither tool's own CPU use then slows the server."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        sys.exit("--pin needs at least 2 CPUs")
+    half = len(cpus) // 2
+    return set(cpus[half:]), set(cpus[:half])
+
+
 def run_perf_analyzer(pa: str, url: str, proto: str, c: int, args: argparse.Namespace, tmp: Path) -> Result:
     out_csv = tmp / f"pa-{proto}-{c}.csv"
     out_csv.unlink(missing_ok=True)
@@ -347,6 +357,12 @@ def main() -> None:
         default="shared",
         help="shared: one file of loadgen's random data for both (default); zero; random: each tool's own",
     )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin Triton to half the CPUs and the tools to the other half (a server-bound model then "
+        "stays server-bound whatever CPU each tool uses)",
+    )
     ap.add_argument("--pa-max-threads", type=int, default=4, help="perf_analyzer --max-threads (capped at C)")
     ap.add_argument(
         "--perf-analyzer", help="perf_analyzer binary (default: ../shared/tools/get-perf-analyzer)"
@@ -366,9 +382,16 @@ def main() -> None:
     protocols = args.protocols.split(",")
     cells: dict[tuple[str, int], dict[str, list[Result]]] = {}
     started = datetime.now(UTC)
+    server_cpus, client_cpus = split_cpus() if args.pin else (None, None)
+    if server_cpus is not None:  # the server (and its stubs) inherit this; the tools the next one
+        os.sched_setaffinity(0, server_cpus)
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedServer(ports=ServerPorts.free()) as server:
+        if client_cpus is not None:
+            os.sched_setaffinity(0, client_cpus)
         tmp = Path(tmpdir)
         host = machine(server)
+        if server_cpus is not None and client_cpus is not None:
+            host += f"; Triton pinned to CPUs {sorted(server_cpus)}, the tools to {sorted(client_cpus)}"
         cost = ServerCost(server, args.model)
         args.input_data_arg = args.input_data
         if args.input_data == "shared":

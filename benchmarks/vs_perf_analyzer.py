@@ -16,9 +16,10 @@ seeded random data (uniform [0, 1) for floats) is written as a perf_analyzer JSO
 and given to both. Their own "random" data differ: perf_analyzer fills every byte with rand(), so
 its FP32 inputs span +-3e38 with NaN, Inf and denormals, which slows a CNN on a CPU by 5-10%.
 
-Triton CPU per request: the server process's user+sys time over each tool run divided by the
-requests the server completed for the model in that time (``nv_inference_request_success``), so
-the server's own cost per request is seen per protocol and per client.
+Triton CPU per request: the server process's (and its backend stubs') user+sys time over each
+tool run divided by the requests the server completed for the model in that time (its
+``/stats``), so the server's own cost per request is seen per protocol and per client; and
+Triton's mean batch over the run (inferences / executions), which a client's turnaround moves.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Result:
     requests: float = 0.0
     server_us: float | None = None  # Triton CPU per request it completed during the run
     outside_us: float | None = None  # mean latency not spent in Triton's queue and compute
+    batch: float | None = None  # Triton's mean execution (batch) size during the run
 
     @property
     def cpu_per_1k(self) -> float | None:
@@ -154,25 +156,29 @@ def tree_cpu_s(root: int) -> float:
 
 
 class ServerCost:
-    """Triton's CPU time and completed requests for one model, read around a tool run."""
+    """Triton's CPU time, completed requests and executions for one model, around a tool run."""
 
     def __init__(self, server: EmbeddedServer, model: str) -> None:
         self.server, self.model = server, model
-        name = re.escape(model)
-        self.pattern = re.compile(rf'^nv_inference_request_success\{{model="{name}"[^}}]*\}} (\S+)$', re.M)
 
-    def read(self) -> tuple[float, float]:
+    def read(self) -> tuple[float, int, int, int]:
+        """CPU seconds, successful requests, inferences, executions (model batches)."""
         cpu = tree_cpu_s(self.server.pid or 0)
-        with urllib.request.urlopen(f"{self.server.metrics_url}", timeout=5) as resp:  # noqa: S310 - ours
-            text = resp.read().decode()
-        return cpu, sum(float(v) for v in self.pattern.findall(text))
+        url = f"{self.server.http_url}/v2/models/{self.model}/stats"
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our own server
+            stats = json.load(resp)["model_stats"]
+        done = sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
+        inferences = sum(int(s["inference_count"]) for s in stats)
+        return cpu, done, inferences, sum(int(s["execution_count"]) for s in stats)
 
     def around(self, run: Callable[..., Result], *args: Any) -> Result:
-        cpu0, done0 = self.read()
+        cpu0, done0, inferences0, executions0 = self.read()
         result = run(*args)
-        cpu1, done1 = self.read()
+        cpu1, done1, inferences1, executions1 = self.read()
         if done1 > done0:
             result.server_us = 1e6 * (cpu1 - cpu0) / (done1 - done0)
+        if executions1 > executions0:
+            result.batch = (inferences1 - inferences0) / (executions1 - executions0)
         return result
 
 
@@ -298,8 +304,8 @@ def table(
         "| model | protocol | concurrency | PA infer/s | loadgen infer/s | throughput ratio | p50 ratio"
         " | p99 ratio | PA CPU s/1k req | loadgen CPU s/1k req | loadgen excl. start-up"
         " | Triton CPU us/req (PA) | Triton CPU us/req (loadgen) | outside Triton us (PA)"
-        " | outside Triton us (loadgen) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " | outside Triton us (loadgen) | Triton batch (PA) | Triton batch (loadgen) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for (proto, c), by_tool in cells.items():
         pa, lg = by_tool["pa"], by_tool["lg"]
@@ -320,6 +326,7 @@ def table(
         row.append("-" if net is None else f"{net:.3f}")
         row += ["-" if (v := med(rs, "server_us")) is None else f"{v:.0f}" for rs in (pa, lg)]
         row += ["-" if (v := med(rs, "outside_us")) is None else f"{v:.0f}" for rs in (pa, lg)]
+        row += ["-" if (v := med(rs, "batch")) is None else f"{v:.2f}" for rs in (pa, lg)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -428,7 +435,8 @@ def main() -> None:
         " / requests it completed for the model (its own cost per request, per protocol and client)."
         " Outside Triton us: each tool's own mean latency minus Triton's queue and compute for it (its"
         " CSV's Client Send + Network+Server Send/Recv + Client Recv): client turnaround, network and"
-        " Triton's protocol frontend."
+        " Triton's protocol frontend. Triton batch: inferences / executions in Triton's /stats over"
+        " the run (the dynamic batcher's mean batch)."
     )
     print("\n" + text + "\n\n" + notes)
     if args.output:

@@ -89,7 +89,7 @@ def test_export_writes_dashboards_and_provisioning_for_this_database(
     assert "does not exist yet" in capsys.readouterr().err  # no database yet: a note, not an error
 
 
-@pytest.mark.parametrize("db", ["mysql://u@h/db", "postgresql:///db", "sqlite://", "not a url"])
+@pytest.mark.parametrize("db", ["mysql://u@h/db", "postgresql:///db", "sqlite://", "://not a url"])
 def test_export_refuses_what_the_history_dashboard_cannot_read(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

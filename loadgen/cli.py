@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-file", type=Path, default=None, help="write the server log here instead of stdout"
     )
     serve.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose level")
+    serve.add_argument(
+        "--grpc-tls-cert", type=Path, metavar="FILE", help="serve gRPC over TLS with this PEM certificate"
+    )
+    serve.add_argument("--grpc-tls-key", type=Path, metavar="FILE", help="... and this PEM private key")
+    serve.add_argument(
+        "--grpc-tls-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="mutual TLS: accept only clients whose certificate this CA signed",
+    )
 
     sweep = sub.add_parser("sweep", help="measure a model over a range of concurrency levels")
     sweep.add_argument(
@@ -636,11 +646,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from loadgen.server import EmbeddedServer, ServerPorts, serve_forever
+    from loadgen.server import EmbeddedServer, ServerPorts, grpc_tls_args, serve_forever
 
     ports = ServerPorts(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port)
+    extra: list[str] = []
+    if args.grpc_tls_cert or args.grpc_tls_key or args.grpc_tls_client_ca:
+        if not (args.grpc_tls_cert and args.grpc_tls_key):
+            raise ConfigError("gRPC over TLS needs both --grpc-tls-cert and --grpc-tls-key")
+        extra = grpc_tls_args(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_client_ca)
     server = EmbeddedServer(
-        args.model_repository, ports, log_file=args.log_file, log_verbose=args.log_verbose
+        args.model_repository, ports, log_file=args.log_file, log_verbose=args.log_verbose, extra_args=extra
     )
     return serve_forever(server, stream_log=args.log_file is None)
 

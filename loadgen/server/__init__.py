@@ -6,6 +6,7 @@ from loadgen.server.embedded import (
     ServerNotInstalled,
     ServerPorts,
     default_model_repository,
+    grpc_tls_args,
     serve_forever,
     server_installed,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "ServerNotInstalled",
     "ServerPorts",
     "default_model_repository",
+    "grpc_tls_args",
     "serve_forever",
     "server_installed",
 ]

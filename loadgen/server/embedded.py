@@ -41,6 +41,7 @@ __all__ = [
     "ServerNotInstalled",
     "ServerPorts",
     "default_model_repository",
+    "grpc_tls_args",
     "serve_forever",
     "server_installed",
 ]
@@ -51,6 +52,20 @@ _MAX_ERROR_LINES = 5
 
 # Proxies from the environment must never see loopback health checks.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def grpc_tls_args(cert: Path, key: Path, client_ca: Path | None = None) -> list[str]:
+    """Triton's flags for gRPC over TLS with this certificate and key; with ``client_ca``, mutual
+    TLS: clients must show a certificate it signed. (Triton 2.51 has no HTTPS of its own.)
+
+    Raises EmbeddedServerError naming a file that cannot be read."""
+    for what, path in (("certificate", cert), ("key", key), ("client CA", client_ca)):
+        if path is not None and not path.is_file():
+            raise EmbeddedServerError(f"TLS {what} {str(path)!r}: no such file")
+    args = ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
+    if client_ca is not None:
+        args += [f"--grpc-root-cert={client_ca}", "--grpc-use-ssl-mutual=true"]
+    return args
 
 
 class EmbeddedServerError(RuntimeError):

@@ -23,7 +23,7 @@ import pytest
 
 from loadgen.results import RunStatus
 from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
-from loadgen.server import EmbeddedServer, ServerPorts, server_installed
+from loadgen.server import EmbeddedServer, ServerPorts, grpc_tls_args, server_installed
 from loadgen.storage import RunStore
 from loadgen.tls import TlsSettings
 from tests.integration.test_cli import QUICK, loadgen, one_line_error
@@ -45,14 +45,7 @@ def _tls_server(tmp: Path, pki: Pki, *, mutual: bool) -> EmbeddedServer:
         pytest.skip("embedded Triton not installed: pip install 'loadgen[server]'")
     repository = tmp / "models"  # identity only: a server starts in a second or two
     shutil.copytree(MODEL_DIR, repository / "identity", ignore=shutil.ignore_patterns("__pycache__"))
-    extra = [
-        "--grpc-use-ssl=true",
-        f"--grpc-server-cert={pki.server_cert}",
-        f"--grpc-server-key={pki.server_key}",
-        f"--grpc-root-cert={pki.ca}",
-    ]
-    if mutual:
-        extra.append("--grpc-use-ssl-mutual=true")
+    extra = grpc_tls_args(pki.server_cert, pki.server_key, pki.ca if mutual else None)
     server = EmbeddedServer(
         repository,
         ServerPorts.free(),
@@ -301,3 +294,16 @@ def test_bad_tls_options_are_one_line_errors_before_anything_starts(
     assert result.returncode == 2
     assert message.replace("{tmp}", str(tmp_path)) in one_line_error(result)
     assert not db.exists()  # refused before the database, the server or any load
+
+
+def test_serve_takes_tls_files_and_refuses_bad_ones_in_one_line(pki: Pki, tmp_path: Path) -> None:
+    assert grpc_tls_args(pki.server_cert, pki.server_key) == [
+        "--grpc-use-ssl=true",
+        f"--grpc-server-cert={pki.server_cert}",
+        f"--grpc-server-key={pki.server_key}",
+    ]
+    alone = loadgen("serve", "--grpc-tls-cert", str(pki.server_cert))
+    assert alone.returncode == 2 and "needs both --grpc-tls-cert and --grpc-tls-key" in one_line_error(alone)
+    missing = tmp_path / "nope.pem"
+    gone = loadgen("serve", "--grpc-tls-cert", str(pki.server_cert), "--grpc-tls-key", str(missing))
+    assert gone.returncode == 2 and f"TLS key {str(missing)!r}: no such file" in one_line_error(gone)

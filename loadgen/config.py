@@ -15,7 +15,7 @@ from loadgen.results import StepResult
 REQUEST_TIMEOUT_S = 30.0
 """Default ``--request-timeout``: a request unanswered this long fails with DEADLINE_EXCEEDED."""
 GRPC_CLIENTS = ("h2", "aio")
-"""``--grpc-client`` choices; see :data:`loadgen.transports.GRPC_IMPLEMENTATIONS`."""
+"""``--grpc-client`` choices; see :func:`loadgen.transports.make_transport`."""
 
 if TYPE_CHECKING:  # loadgen.tls imports ConfigError from here
     from loadgen.tls import TlsSettings

@@ -7,11 +7,6 @@ from loadgen.transports.grpc import GrpcTransport
 from loadgen.transports.grpc_h2 import GrpcH2Transport
 from loadgen.transports.http import HttpTransport
 
-GRPC_IMPLEMENTATIONS = GRPC_CLIENTS
-"""gRPC transports: ``h2`` (the default) a minimal HTTP/2 client (:class:`GrpcH2Transport`, several
-times less client CPU per call: benchmarks/grpc_transports.py), ``aio`` raw grpc.aio
-(:class:`GrpcTransport`, gRPC's own C-core: the reference the other is tested against)."""
-
 
 def make_transport(
     protocol: str,
@@ -24,7 +19,10 @@ def make_transport(
 ) -> Transport:
     """The transport for ``protocol``; ``tls`` (or an ``https://`` URL) makes it connect over TLS.
 
-    ``grpc_implementation`` picks one of :data:`GRPC_IMPLEMENTATIONS` for ``protocol="grpc"``.
+    ``grpc_implementation`` picks a gRPC client (:data:`~loadgen.config.GRPC_CLIENTS`): ``h2`` (the
+    default) a minimal HTTP/2 client (:class:`GrpcH2Transport`, several times less client CPU per
+    call: benchmarks/grpc_transports.py), ``aio`` raw grpc.aio (:class:`GrpcTransport`, gRPC's own
+    C-core: the reference the other is tested against).
     A request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED (0: never)."""
     timeout = request_timeout_s
     if protocol == "http":
@@ -33,14 +31,11 @@ def make_transport(
         ssl = tls.ssl_context() if tls is not None else None
         return GrpcH2Transport(url, headers=headers, ssl=ssl, request_timeout_s=timeout)
     if grpc_implementation != "aio":
-        raise ValueError(
-            f"unknown gRPC implementation {grpc_implementation!r}: {', '.join(GRPC_IMPLEMENTATIONS)}"
-        )
+        raise ValueError(f"unknown gRPC implementation {grpc_implementation!r}: {', '.join(GRPC_CLIENTS)}")
     return GrpcTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
 
 
 __all__ = [
-    "GRPC_IMPLEMENTATIONS",
     "GrpcH2Transport",
     "GrpcTransport",
     "HttpTransport",

@@ -18,21 +18,34 @@ Sender = Callable[[Any], Awaitable[str | None]]
 """``await sender(prepared)`` -> None on success, else the error reason."""
 
 
-def deadline_reason(timeout_s: float) -> str:
-    return f"DEADLINE_EXCEEDED: no response within {timeout_s:g} s"
-
-
-async def expire_stale(timeout_s: float, expire: Callable[[float, str], None]) -> None:
-    """Once a second, ``expire(limit, reason)``: the transport fails every request sent before the
-    loop time ``limit``. A watchdog rather than a timer per request keeps the hot path bare.
+class Watchdog:
+    """A transport's ``--request-timeout``: once a second, ``expire(limit, reason)`` fails every
+    request sent before the loop time ``limit``. One task per transport rather than a timer per
+    request keeps the hot path bare; a timeout of 0 starts nothing.
 
     Needed in practice: Triton 2.51's HTTP server stops answering some connections above a few
     hundred, and without a deadline such a slot would wait forever and its step never drain."""
-    loop = asyncio.get_running_loop()
-    reason = deadline_reason(timeout_s)
-    while True:
-        await asyncio.sleep(min(1.0, timeout_s / 2))
-        expire(loop.time() - timeout_s, reason)
+
+    def __init__(self, timeout_s: float, expire: Callable[[float, str], None], name: str) -> None:
+        self.timeout_s, self.expire, self.name = timeout_s, expire, name
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start watching (from the running loop), unless already watching."""
+        if self._task is None and self.timeout_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name=self.name)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        reason = f"DEADLINE_EXCEEDED: no response within {self.timeout_s:g} s"
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout_s / 2))
+            self.expire(loop.time() - self.timeout_s, reason)
 
 
 @dataclass(frozen=True)

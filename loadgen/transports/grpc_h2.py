@@ -45,7 +45,7 @@ from loadgen.transports.base import (
     InferRequestSpec,
     OutputTensor,
     Sender,
-    expire_stale,
+    Watchdog,
 )
 from loadgen.transports.grpc import SLOTS_PER_CHANNEL, build_request, error_reason, parse_response
 
@@ -740,14 +740,7 @@ class GrpcH2Transport:
         self.window = window
         self.authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         self._channels: list[_Channel] = []
-        self.request_timeout_s = request_timeout_s
-        self._watchdog: asyncio.Task[None] | None = None
-
-    def _watch(self) -> None:
-        if self._watchdog is None and self.request_timeout_s > 0:
-            self._watchdog = asyncio.get_running_loop().create_task(
-                expire_stale(self.request_timeout_s, self._expire), name="grpc-h2-watchdog"
-            )
+        self._watchdog = Watchdog(request_timeout_s, self._expire, "grpc-h2-watchdog")
 
     def _expire(self, limit: float, reason: str) -> None:
         for channel in self._channels:
@@ -766,7 +759,7 @@ class GrpcH2Transport:
         return self._channels[index]
 
     def sender(self, slot: int) -> Sender:
-        self._watch()
+        self._watchdog.start()
         channel = self.channel(slot)
 
         async def send(call: PreparedCall) -> str | None:
@@ -790,7 +783,7 @@ class GrpcH2Transport:
     async def call(self, call: PreparedCall, slot: int = 0) -> tuple[str | None, bytes]:
         """One call that also returns the response's DATA: the gRPC length-prefixed
         ModelInferResponse (5-byte prefix, then the message)."""
-        self._watch()
+        self._watchdog.start()
         channel = self.channel(slot)
         connection = channel.connection
         if connection is None or not connection.usable:
@@ -817,9 +810,7 @@ class GrpcH2Transport:
     async def close(self, timeout_s: float = 1.0) -> None:
         """Close every connection and wait (``timeout_s`` at most, then abort) until they are
         gone: a TLS connection needs a few turns of the loop to say goodbye."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        self._watchdog.stop()
         closing = [c for channel in self._channels for c in channel.close()]
         self._channels.clear()
         if closing:

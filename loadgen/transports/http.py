@@ -26,7 +26,7 @@ from loadgen.transports.base import (
     InferRequestSpec,
     OutputTensor,
     Sender,
-    expire_stale,
+    Watchdog,
 )
 
 MAX_REASON = 300
@@ -254,24 +254,17 @@ class HttpTransport:
         self._ssl = tls.ssl_context() if tls is not None else None
         self._connections: list[_Connection] = []
         self._capturing: list[_CapturingConnection] = []
-        self.request_timeout_s = request_timeout_s
-        self._watchdog: asyncio.Task[None] | None = None
+        self._watchdog = Watchdog(request_timeout_s, self._expire, "http-watchdog")
 
     def prepare(self, request: InferRequestSpec) -> bytes:
         return build_request(request, self.host, self.port, self.headers)
 
     def sender(self, slot: int) -> Sender:
         """Slot i always uses connection i: steps run one after another, so they can share it."""
-        self._watch()
+        self._watchdog.start()
         while len(self._connections) <= slot:
             self._connections.append(_Connection(self.host, self.port, self._ssl))
         return self._connections[slot].send
-
-    def _watch(self) -> None:
-        if self._watchdog is None and self.request_timeout_s > 0:
-            self._watchdog = asyncio.get_running_loop().create_task(
-                expire_stale(self.request_timeout_s, self._expire), name="http-watchdog"
-            )
 
     def _expire(self, limit: float, reason: str) -> None:
         for connection in (*self._connections, *self._capturing):
@@ -279,7 +272,7 @@ class HttpTransport:
                 connection.expire(f"{reason} (connection dropped)")
 
     def capture_sender(self, slot: int) -> CaptureSender:
-        self._watch()
+        self._watchdog.start()
         while len(self._capturing) <= slot:
             self._capturing.append(_CapturingConnection(self.host, self.port, self._ssl))
         return self._capturing[slot].capture
@@ -288,9 +281,7 @@ class HttpTransport:
         return parse_response(*response)
 
     async def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        self._watchdog.stop()
         for connection in (*self._connections, *self._capturing):
             connection.close()
         self._connections.clear()

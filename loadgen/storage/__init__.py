@@ -13,8 +13,8 @@ __all__ = [
     "SchemaError",
     "StepRecord",
     "check_schema",
-    "db_url",
     "current_revision",
+    "db_url",
     "head_revision",
     "upgrade",
 ]

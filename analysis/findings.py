@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from analysis.frames import latency_components, load_level
-from loadgen.config import ConfigError, parse_latency_limit
+from loadgen.config import parse_latency_limit
+from loadgen.errors import ConfigError
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord
 

@@ -29,7 +29,6 @@ from loadgen.config import (
     DEFAULT_HTTP_URL,
     GRPC_CLIENTS,
     REQUEST_TIMEOUT_S,
-    ConfigError,
     MeasurementSettings,
     SweepSettings,
     parse_latency_limit,
@@ -37,17 +36,20 @@ from loadgen.config import (
 from loadgen.engine.schedules import read_intervals
 from loadgen.engine.search import SearchResult
 from loadgen.engine.step import StepListener
+from loadgen.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_MISMATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    LoadgenError,
+)
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
 from loadgen.results import RunStatus, StepResult, ValidationTally
 from loadgen.tls import add_tls_options, tls_from_args
 from loadgen.validation import parse_tolerances
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISMATCH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-class UsageError(Exception):
-    """Raised for anything the user must fix; printed as one line, exit 2."""
 
 
 def _labels(items: Sequence[str]) -> dict[str, str]:
@@ -702,10 +704,6 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import OperationalError
 
-    from loadgen.scrape.server_api import ServerUnavailable, UnknownModel
-    from loadgen.server import EmbeddedServerError
-    from loadgen.storage import RunNotFound, SchemaError
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="loadgen: %(message)s", level=logging.WARNING)
     try:
@@ -720,16 +718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `loadgen runs | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (
-        ConfigError,
-        UsageError,
-        ServerUnavailable,
-        UnknownModel,
-        EmbeddedServerError,
-        RunNotFound,
-        SchemaError,
-    ) as exc:
-        _fail(str(exc), EXIT_USAGE)
+    except LoadgenError as exc:
+        _fail(str(exc), exc.exit_code)
     except OperationalError as exc:  # the runs database is unreachable or refused the login
         _fail("runs database: " + " ".join(str(exc.orig or exc).split()), EXIT_USAGE)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from loadgen.errors import ConfigError
 from loadgen.results import StepResult
 
 REQUEST_TIMEOUT_S = 30.0
@@ -27,10 +28,6 @@ Protocol = Literal["grpc", "http"]
 DEFAULT_GRPC_URL = "localhost:8001"
 DEFAULT_HTTP_URL = "localhost:8000"
 DEFAULT_METRICS_PORT = 8002
-
-
-class ConfigError(ValueError):
-    """Invalid settings: reported to the user as a one-line usage error."""
 
 
 def default_metrics_url(server_url: str) -> str:

@@ -30,9 +30,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from loadgen.config import ConfigError, SweepSettings
+from loadgen.config import SweepSettings
 from loadgen.engine.recorder import Window
 from loadgen.engine.step import StepListener
+from loadgen.errors import ConfigError
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import RunInfo, StepResult, WindowResult
 

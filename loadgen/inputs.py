@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 from loadgen.transports.base import InferRequestSpec, InputTensor, OutputTensor
 
 _NUMPY: dict[str, type[np.generic]] = {

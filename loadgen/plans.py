@@ -29,11 +29,11 @@ from loadgen.config import (
     DEFAULT_GRPC_URL,
     DEFAULT_HTTP_URL,
     GRPC_CLIENTS,
-    ConfigError,
     MeasurementSettings,
     SweepSettings,
 )
 from loadgen.engine.schedules import read_intervals
+from loadgen.errors import ConfigError
 from loadgen.inputs import parse_shapes
 from loadgen.ranges import parse_levels, parse_rates
 from loadgen.results import RunInfo, RunStatus, ValidationTally
@@ -687,7 +687,7 @@ def resolve_baseline(
 
 def check_baseline_runs(plan: Plan, jobs: Sequence[Job], store: RunStore) -> list[Problem]:
     """Explicit baseline run ids that are not in ``store``: checked before any job runs."""
-    from loadgen.storage import RunNotFound
+    from loadgen.errors import RunNotFound
 
     problems = []
     for job in jobs:
@@ -750,8 +750,8 @@ async def run_job(
     the other jobs still run. Cancellation propagates (the run is marked interrupted).
     """
     from analysis.compare import CompareError, Verdict, load_comparison
+    from loadgen.errors import ServerUnavailable, UnknownModel
     from loadgen.runner import execute_sweep
-    from loadgen.scrape.server_api import ServerUnavailable, UnknownModel
 
     result = JobResult(plan.name, job.name, sweep.model, "error")
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 
 _NUM = r"\d+(?:\.\d+)?"
 _DOTS = re.compile(rf"^({_NUM})\.\.({_NUM})(?::(x?)({_NUM}))?$")

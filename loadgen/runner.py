@@ -22,9 +22,10 @@ from loadgen.config import SweepSettings
 from loadgen.engine.search import SearchResult
 from loadgen.engine.step import StepListener
 from loadgen.engine.sweep import run_sweep
+from loadgen.errors import ServerUnavailable
 from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
-from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
+from loadgen.scrape.server_api import ServerAPI
 from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec

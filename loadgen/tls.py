@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 
 __all__ = ["TlsSettings", "add_tls_options", "tls_for_url", "tls_from_args"]
 

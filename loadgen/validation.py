@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 from loadgen.results import ValidationTally
 from loadgen.transports.base import NUMPY_DTYPES, OutputTensor, Transport
 

@@ -26,10 +26,8 @@ from typing import Any, ClassVar
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from loadgen.config import ConfigError
+from loadgen.errors import EXIT_OK, ConfigError
 from loadgen.storage import DEFAULT_DB_URL
-
-EXIT_OK = 0
 
 SQLITE_PLUGIN = "frser-sqlite-datasource"
 POSTGRES_PLUGIN = "grafana-postgresql-datasource"

@@ -19,11 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from loadgen.commands import add_db_option
-from loadgen.config import ConfigError
+from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
 from loadgen.plans import Job, JobResult, Plan, PlanError, Problem, check_baseline_runs, load_plan, run_job
 from loadgen.storage import RunStore
-
-EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 
 def register(sub: Any) -> None:

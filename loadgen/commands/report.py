@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadgen.commands import add_db_option
-from loadgen.config import ConfigError
+from loadgen.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from loadgen.storage import RunStore
 
 if TYPE_CHECKING:
     from analysis.findings import Slo
 
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def register(sub: Any) -> None:

@@ -13,12 +13,10 @@ from urllib.parse import urlsplit
 
 from loadgen.commands import add_db_option
 from loadgen.commands.plan import read_plan, report_problems
-from loadgen.config import ConfigError
+from loadgen.errors import EXIT_OK, ConfigError
 from loadgen.exporter import SweepExporter
 from loadgen.plans import Job, Plan, check_baseline_runs
 from loadgen.storage import RunStore
-
-EXIT_OK = 0
 
 
 def register(sub: Any) -> None:

@@ -13,14 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from loadgen.commands import add_db_option
-from loadgen.config import ConfigError
+from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
 if TYPE_CHECKING:  # analysis imports pandas: loaded only by the commands that use it
     from analysis.compare import Comparison
 
-EXIT_OK, EXIT_REGRESSION = 0, 1
 _PERCENTILES_HELP = "numbers within 0..100 separated by commas, such as 50,99,99.9"
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from loadgen.config import ConfigError, Distribution
+from loadgen.config import Distribution
+from loadgen.errors import ConfigError
 
 CHUNK = 4096
 

@@ -17,6 +17,7 @@ import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException
 
+from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.results import BatchStat, DurationStat, ModelStats
 from loadgen.tls import TlsSettings, tls_for_url
 from loadgen.transports.http import split_host_port
@@ -25,14 +26,6 @@ CALL_TIMEOUT_S = 10.0
 # gRPC's, OpenSSL's and aiohttp's words for a failed handshake (a wrong CA, a plain server, ...)
 _TLS_FAILURE = re.compile(r"handshake|certificate|\[SSL|SSL_ERROR|wrong version number", re.IGNORECASE)
 SNAPSHOT_TRIES = 5
-
-
-class ServerUnavailable(RuntimeError):
-    """The server cannot be reached or is not ready."""
-
-
-class UnknownModel(LookupError):
-    """The model is not on the server (message lists what is)."""
 
 
 def _duration(data: dict[str, Any] | None) -> DurationStat:

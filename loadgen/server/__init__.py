@@ -1,9 +1,8 @@
 """The embedded Triton server (optional extra: pip install 'loadgen[server]')."""
 
+from loadgen.errors import EmbeddedServerError, ServerNotInstalled
 from loadgen.server.embedded import (
     EmbeddedServer,
-    EmbeddedServerError,
-    ServerNotInstalled,
     ServerPorts,
     default_model_repository,
     grpc_tls_args,

@@ -35,18 +35,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, BinaryIO, TextIO
 
-__all__ = [
-    "EmbeddedServer",
-    "EmbeddedServerError",
-    "ServerNotInstalled",
-    "ServerPorts",
-    "default_model_repository",
-    "grpc_tls_args",
-    "serve_forever",
-    "server_installed",
-]
+from loadgen.errors import EmbeddedServerError, ServerNotInstalled
 
-_INSTALL_HINT = "install the extra: pip install 'loadgen[server]' (nvidia-pytriton)"
 _POLL_INTERVAL_S = 0.1
 _MAX_ERROR_LINES = 5
 
@@ -66,17 +56,6 @@ def grpc_tls_args(cert: Path, key: Path, client_ca: Path | None = None) -> list[
     if client_ca is not None:
         args += [f"--grpc-root-cert={client_ca}", "--grpc-use-ssl-mutual=true"]
     return args
-
-
-class EmbeddedServerError(RuntimeError):
-    """A one-line, user-facing reason why the embedded server cannot run."""
-
-
-class ServerNotInstalled(EmbeddedServerError):
-    """nvidia-pytriton (the optional ``server`` extra) is missing or incomplete."""
-
-    def __init__(self, detail: str = "the embedded Triton server is not installed") -> None:
-        super().__init__(f"{detail}: {_INSTALL_HINT}")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Storage of runs: a SQLAlchemy database whose schema alembic owns."""
 
-from loadgen.storage.migrate import SchemaError, check_schema, current_revision, head_revision, upgrade
+from loadgen.errors import RunNotFound, SchemaError
+from loadgen.storage.migrate import check_schema, current_revision, head_revision, upgrade
 from loadgen.storage.models import DEFAULT_DB_URL, db_url
-from loadgen.storage.store import MetricSampleRecord, RunNotFound, RunRecord, RunStore, StepRecord
+from loadgen.storage.store import MetricSampleRecord, RunRecord, RunStore, StepRecord
 
 __all__ = [
     "DEFAULT_DB_URL",

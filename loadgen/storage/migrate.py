@@ -17,15 +17,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
+from loadgen.errors import SchemaError
 from loadgen.storage.models import make_engine
 
 log = logging.getLogger(__name__)
 
 VERSION_TABLE = "alembic_version"
-
-
-class SchemaError(RuntimeError):
-    """The database's schema is not the one this loadgen writes; the message says what to do."""
 
 
 def _script_location() -> Path:

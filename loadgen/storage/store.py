@@ -15,6 +15,7 @@ from typing import Any, Self
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from loadgen.errors import RunNotFound
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import BatchStat, DurationStat, RunInfo, RunStatus, StepResult, WindowResult
 from loadgen.storage.migrate import ensure_schema
@@ -26,10 +27,6 @@ from loadgen.storage.models import (
     StepRow,
     make_engine,
 )
-
-
-class RunNotFound(LookupError):
-    """No run (or step) with that id in the database."""
 
 
 @dataclass(frozen=True)

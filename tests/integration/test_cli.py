@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from analysis import PERF_ANALYZER_COLUMNS
+from loadgen.errors import SchemaError
 from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
-from loadgen.storage import RunStore, SchemaError
+from loadgen.storage import RunStore
 
 QUICK = ["-p", "500", "--warmup", "200", "-r", "4"]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.server import EmbeddedServer, EmbeddedServerError, ServerPorts, serve_forever, server_installed
+from loadgen.errors import EmbeddedServerError
+from loadgen.server import EmbeddedServer, ServerPorts, serve_forever, server_installed
 
 pytestmark = [
     pytest.mark.server,

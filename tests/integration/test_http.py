@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from loadgen.config import MeasurementSettings, SweepSettings
+from loadgen.errors import ServerUnavailable
 from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
-from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
+from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from loadgen.config import MeasurementSettings, SweepSettings
+from loadgen.errors import SchemaError
 from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer, ServerPorts, default_model_repository
-from loadgen.storage import RunRecord, RunStore, SchemaError
+from loadgen.storage import RunRecord, RunStore
 from tests.integration.test_cli import free_port, loadgen, one_line_error, start_loadgen
 
 REPO = Path(__file__).resolve().parents[2]

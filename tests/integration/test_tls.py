@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from loadgen.errors import ServerUnavailable
 from loadgen.results import RunStatus
-from loadgen.scrape.server_api import ServerAPI, ServerUnavailable
+from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer, ServerPorts, grpc_tls_args, server_installed
 from loadgen.storage import RunStore
 from loadgen.tls import TlsSettings

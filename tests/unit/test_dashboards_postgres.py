@@ -23,7 +23,7 @@ from loadgen.commands.export import (
     dashboard_json,
     runs_database,
 )
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 SQLITE = dashboard_json(HISTORY_FILES["sqlite"])

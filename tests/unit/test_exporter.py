@@ -14,8 +14,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadgen.config import ConfigError, SweepSettings
+from loadgen.config import SweepSettings
 from loadgen.engine.recorder import Window
+from loadgen.errors import ConfigError
 from loadgen.exporter import (
     LATENCY_BUCKETS_S,
     METRIC_NAMES,

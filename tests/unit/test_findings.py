@@ -26,7 +26,7 @@ from analysis.findings import (
     step_findings,
 )
 from analysis.frames import latency_components
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord
 

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 from loadgen.inputs import build_requests, parse_shapes
 
 IDENTITY_META = {

@@ -1,6 +1,6 @@
 import pytest
 
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 from loadgen.ranges import parse_levels
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from loadgen.config import ConfigError
 from loadgen.engine.schedules import Schedule, intended_offsets_ns, read_intervals
+from loadgen.errors import ConfigError
 from loadgen.ranges import parse_rates
 
 

@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from loadgen.config import ConfigError, LatencyLimit, SweepSettings, parse_latency_limit
+from loadgen.config import LatencyLimit, SweepSettings, parse_latency_limit
 from loadgen.engine.search import SearchResult, search
+from loadgen.errors import ConfigError
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import StepResult
 

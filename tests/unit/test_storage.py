@@ -17,6 +17,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from loadgen.errors import RunNotFound, SchemaError
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import (
     BatchStat,
@@ -28,16 +29,7 @@ from loadgen.results import (
     StepResult,
     WindowResult,
 )
-from loadgen.storage import (
-    RunNotFound,
-    RunStore,
-    SchemaError,
-    check_schema,
-    current_revision,
-    db_url,
-    head_revision,
-    upgrade,
-)
+from loadgen.storage import RunStore, check_schema, current_revision, db_url, head_revision, upgrade
 from loadgen.storage.migrate import alembic_config
 from loadgen.storage.models import Base
 

@@ -30,7 +30,7 @@ from analysis import (
 )
 from loadgen.cli import main
 from loadgen.commands.tables import parse_percent, parse_percentiles
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.storage import RunStore

@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from loadgen.cli import build_parser, settings_from_args
-from loadgen.config import ConfigError, SweepSettings
+from loadgen.config import SweepSettings
+from loadgen.errors import ConfigError
 from loadgen.tls import TlsSettings, tls_from_args
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec, InputTensor

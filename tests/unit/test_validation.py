@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from loadgen.config import ConfigError
+from loadgen.errors import ConfigError
 from loadgen.results import ValidationTally
 from loadgen.transports.base import OutputTensor
 from loadgen.transports.grpc import parse_response as parse_grpc

@@ -1,0 +1,59 @@
+"""Errors a user can cause or fix, and the exit codes they end in: defined once, mapped in ``cli.main``.
+
+Every error here reaches ``main()`` and is printed as one line (``loadgen: error: ...``)
+with its class's ``exit_code``. Nothing here imports the rest of loadgen, so any module
+may raise these without an import cycle.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""A sweep failed midway (its finished steps are kept); a plan found a regression or a failed run."""
+EXIT_USAGE = 2
+"""Bad input or environment: nothing was measured, or what was is kept and the reason printed."""
+EXIT_REGRESSION = EXIT_FAILED
+"""``compare`` and ``plan run``: a regression fails a pipeline as a failed run does."""
+EXIT_MISMATCH = 3
+"""``--validate`` found answers that differ from the reference."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C or SIGTERM: finished steps are kept, the run is marked interrupted."""
+
+
+class LoadgenError(Exception):
+    """A failure the user can act on; ``main()`` prints its message and exits with ``exit_code``."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(LoadgenError, ValueError):
+    """Invalid settings or arguments: a one-line usage error."""
+
+
+class ServerUnavailable(LoadgenError, RuntimeError):
+    """The server cannot be reached or is not ready."""
+
+
+class UnknownModel(LoadgenError, LookupError):
+    """The model is not on the server (the message lists what is)."""
+
+
+class EmbeddedServerError(LoadgenError, RuntimeError):
+    """Why the embedded server cannot run, in one line."""
+
+
+class ServerNotInstalled(EmbeddedServerError):
+    """nvidia-pytriton (the optional ``server`` extra) is missing or incomplete."""
+
+    INSTALL_HINT = "install the extra: pip install 'loadgen[server]' (nvidia-pytriton)"
+
+    def __init__(self, detail: str = "the embedded Triton server is not installed") -> None:
+        super().__init__(f"{detail}: {self.INSTALL_HINT}")
+
+
+class RunNotFound(LoadgenError, LookupError):
+    """No run (or step) with that id in the database."""
+
+
+class SchemaError(LoadgenError, RuntimeError):
+    """The database's schema is not the one this loadgen writes; the message says what to do."""

@@ -71,7 +71,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         measurement_interval_ms=args.measurement_interval,
         warmup_ms=args.warmup,
         stability_percentage=args.stability_percentage,
-        max_trials=args.max_trials,
+        max_windows=args.max_trials,
     )
 
     class Cpu(StepListener):
@@ -221,7 +221,7 @@ def table(cells: dict[int, dict[str, list[Measurement]]], tools: list[str]) -> s
 
 
 def _bucket(frame: str) -> str:
-    if "grpc_h2.py" in frame:
+    if "grpc_h2.py" in frame or "transports/h2_" in frame:
         return "grpc_h2 transport"
     if "hpack" in frame:
         return "hpack"

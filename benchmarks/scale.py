@@ -54,7 +54,7 @@ def cmd_concurrency(args: argparse.Namespace, server: EmbeddedServer, tmp: Path)
         url=server.http_url if args.protocol == "http" else server.grpc_url,
         protocol=args.protocol,
         metrics_url=server.metrics_url,
-        measurement=MeasurementSettings(measurement_interval_ms=args.interval, warmup_ms=2000, max_trials=6),
+        measurement=MeasurementSettings(measurement_interval_ms=args.interval, warmup_ms=2000, max_windows=6),
         workers=args.workers,
     )
     with RunStore(f"sqlite:///{tmp}/c.db") as store:
@@ -80,7 +80,7 @@ def cmd_rates(args: argparse.Namespace, server: EmbeddedServer, tmp: Path) -> No
             distribution=args.distribution,
             metrics_url="",
             measurement=MeasurementSettings(
-                measurement_interval_ms=args.interval, warmup_ms=1000, max_trials=4
+                measurement_interval_ms=args.interval, warmup_ms=1000, max_windows=4
             ),
             workers=args.workers,
         )
@@ -154,7 +154,7 @@ async def _observe(args: argparse.Namespace, server: EmbeddedServer) -> None:
         transport.prepare(r)
         for r in build_requests(metadata, config, batch_size=1, input_data="random", seed=0)
     ]
-    measurement = MeasurementSettings(measurement_interval_ms=args.interval, warmup_ms=1000, max_trials=3)
+    measurement = MeasurementSettings(measurement_interval_ms=args.interval, warmup_ms=1000, max_windows=3)
 
     async def stats():  # type: ignore[no-untyped-def]
         return await api.model_stats(args.model)

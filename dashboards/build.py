@@ -40,7 +40,7 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from loadgen.commands.export import (
+from loadgen.provisioning import (
     DASHBOARD_FILES,
     DOCKER_DASHBOARDS_DIR,
     DOCKER_DB_PATH,

@@ -7,6 +7,10 @@ may raise these without an import cycle.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 """A sweep failed midway (its finished steps are kept); a plan found a regression or a failed run."""
@@ -28,6 +32,59 @@ class LoadgenError(Exception):
 
 class ConfigError(LoadgenError, ValueError):
     """Invalid settings or arguments: a one-line usage error."""
+
+
+# -- settings problems: one message, spelled by each front-end ----------------------------------------
+# A rule names the options it is about as ``{key}`` (the settings field name). The command
+# line shows them as its flags (``--batch-size``), a plan as its keys with the line they are
+# on, ``-m name:key=value`` as the key the user typed: the rules are written only once.
+
+_NAME = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+Spelling = Callable[[str], str]
+"""Turns an option's key into the name the user wrote (a flag, a plan key)."""
+
+
+def as_key(key: str) -> str:
+    return key
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """One broken rule: ``key`` is the option at fault (where a plan points its line)."""
+
+    key: str
+    message: str
+    """The sentence, with option names as ``{key}``; see :meth:`render`."""
+
+    def render(self, spell: Spelling = as_key) -> str:
+        return _NAME.sub(lambda match: spell(match[1]), self.message)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class SettingsError(ConfigError):
+    """Settings that break one or more rules; every problem is listed, in the order found."""
+
+    def __init__(self, problems: Iterable[SettingProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(self.render())
+
+    def render(self, spell: Spelling = as_key) -> str:
+        """All problems on one line, options spelled by ``spell``."""
+        return "; ".join(problem.render(spell) for problem in self.problems)
+
+
+def check(*rules: tuple[bool, str, str]) -> list[SettingProblem]:
+    """The problems of the rules that do not hold; each rule is ``(holds, key, message)``."""
+    return [SettingProblem(key, message) for holds, key, message in rules if not holds]
+
+
+def raise_problems(problems: Iterable[SettingProblem]) -> None:
+    found = list(problems)
+    if found:
+        raise SettingsError(found)
 
 
 class ServerUnavailable(LoadgenError, RuntimeError):

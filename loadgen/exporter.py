@@ -129,27 +129,25 @@ def cumulative_buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
     return buckets
 
 
-class SweepExporter(StepListener):
-    """Serves a sweep's progress as Prometheus metrics; feed it windows as a :class:`StepListener`.
+class SweepExporter:
+    """Serves sweeps' progress as Prometheus metrics, one series per model.
 
-    Use as a context manager, or call :meth:`start` and :meth:`close`. A taken port is
-    a :class:`ConfigError` (one line, exit 2), raised before any load is sent.
+    Each sweep gets a :meth:`feed` (a :class:`StepListener`); several models measured at
+    once feed their own series. Use as a context manager, or call :meth:`start` and
+    :meth:`close`. A taken port is a :class:`ConfigError` (one line, exit 2), raised
+    before any load is sent.
     """
 
-    def __init__(self, settings: SweepSettings | None, port: int, addr: str = "0.0.0.0") -> None:
+    def __init__(self, port: int, addr: str = "0.0.0.0") -> None:
         if not 0 < port < 65536:
             raise ConfigError(f"--exporter-port must be within 1..65535, got {port}")
         self.port = port
         self.addr = addr
-        self._lock = threading.Lock()
-        self.model, self.scenario, self.batch_size = "", "concurrency", 1
-        self._series: dict[str, _Totals] = {}
-        self._run: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.series: dict[str, _Totals] = {}
+        """Totals per model: they continue across runs (a scheduler measures a model again and again)."""
+        self.run: dict[str, str] = {}
         """The run being measured (the last one created): ``loadgen_run_info``."""
-        """Totals per model: a scheduler's jobs measure several models one after another."""
-        self._totals = _Totals()
-        if settings is not None:
-            self.begin(settings)
         self.registry = CollectorRegistry()
         self.registry.register(_SweepCollector(self))
         self._server: WSGIServer | None = None
@@ -182,27 +180,35 @@ class SweepExporter(StepListener):
     ) -> None:
         self.close()
 
-    # -- fed by the runner and the engine -----------------------------------------------------------
-    def begin(self, settings: SweepSettings) -> None:
+    def feed(self, settings: SweepSettings) -> ExporterFeed:
         """A sweep of ``settings`` starts: its model's series continue where they were (counters
         stay monotonic across a scheduler's runs) and its targets start afresh. The run info
         keeps naming the previous run until this sweep's run is created."""
-        with self._lock:
-            self.model, self.scenario, self.batch_size = (
-                settings.model,
-                settings.scenario,
-                settings.batch_size,
-            )
-            totals = self._series.setdefault(settings.model, _Totals(version=settings.model_version))
+        with self.lock:
+            totals = self.series.setdefault(settings.model, _Totals(version=settings.model_version))
             totals.step_index, totals.in_flight = -1, 0.0
             totals.target_concurrency = totals.target_rate = 0.0
-            self._totals = totals
+        return ExporterFeed(self, settings, totals)
+
+    def snapshot(self) -> tuple[list[tuple[str, _Totals]], dict[str, str]]:
+        """A consistent copy of every model's totals and of the run info, taken under the lock."""
+        with self.lock:
+            series = [(model, totals.snapshot()) for model, totals in sorted(self.series.items())]
+            return series, dict(self.run)
+
+
+class ExporterFeed(StepListener):
+    """One sweep's windows into its model's series (fed at window cuts, never per request)."""
+
+    def __init__(self, exporter: SweepExporter, settings: SweepSettings, totals: _Totals) -> None:
+        self.exporter, self.totals = exporter, totals
+        self.model, self.scenario, self.batch_size = settings.model, settings.scenario, settings.batch_size
 
     def run_created(self, run_id: int, info: RunInfo) -> None:
         """The run is recorded: its id (and the resolved model version) label what follows."""
-        with self._lock:
-            self._totals.version = info.model_version
-            self._run = {
+        with self.exporter.lock:
+            self.totals.version = info.model_version
+            self.exporter.run = {
                 "run_id": str(run_id),
                 "model": self.model,
                 "version": info.model_version,
@@ -210,8 +216,8 @@ class SweepExporter(StepListener):
             }
 
     def step_started(self, index: int, level: float) -> None:
-        with self._lock:
-            totals = self._totals
+        with self.exporter.lock:
+            totals = self.totals
             totals.step_index = index
             if self.scenario == "concurrency":
                 totals.target_concurrency = totals.in_flight = level
@@ -219,8 +225,8 @@ class SweepExporter(StepListener):
                 totals.target_rate = level
 
     def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
-        with self._lock:
-            totals = self._totals
+        with self.exporter.lock:
+            totals = self.totals
             totals.requests += result.request_count
             totals.inferences += result.inference_count
             for reason, count in window.errors.items():
@@ -237,14 +243,8 @@ class SweepExporter(StepListener):
                 totals.in_flight = 0.0 if math.isnan(mean_s) else rate * mean_s
 
     def step_done(self, step: StepResult) -> None:
-        with self._lock:
-            self._totals.in_flight = 0.0
-
-    def snapshot(self) -> tuple[list[tuple[str, _Totals]], dict[str, str]]:
-        """A consistent copy of every model's totals and of the run info, taken under the lock."""
-        with self._lock:
-            series = [(model, totals.snapshot()) for model, totals in sorted(self._series.items())]
-            return series, dict(self._run)
+        with self.exporter.lock:
+            self.totals.in_flight = 0.0
 
 
 class _SweepCollector(Collector):

@@ -60,21 +60,6 @@ Sample = dict[str, "npt.NDArray[Any] | list[bytes]"]
 """Per input: an array (numeric types), or the list of elements of a BYTES tensor."""
 
 
-def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """``--shape NAME:d1,d2`` options."""
-    shapes = {}
-    for item in items:
-        name, sep, dims = item.rpartition(":")
-        try:
-            shape = tuple(int(d) for d in dims.split(","))
-        except ValueError:
-            shape = ()
-        if not sep or not name or not shape or any(d < 0 for d in shape):
-            raise ConfigError(f"bad --shape {item!r}: expected NAME:d1,d2,... with sizes >= 0")
-        shapes[name] = shape
-    return shapes
-
-
 def model_inputs(
     metadata: Mapping[str, Any], config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]
 ) -> list[InputSpec]:

@@ -12,7 +12,7 @@ import platform
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ VALIDATE_SAMPLES = 16
 
 @dataclass
 class SweepOutcome:
+    """How one run ended: its steps (kept whatever happened) and, for a failed run, why."""
+
+    model: str
     run_id: int
     status: RunStatus
     steps: list[StepResult] = field(default_factory=list)
@@ -97,15 +100,15 @@ async def execute_sweep(
     store: RunStore,
     *,
     listener: StepListener | None = None,
-    headers: dict[str, str] | None = None,
     on_run_created: Callable[[int, RunInfo], None] | None = None,
 ) -> SweepOutcome:
     """Run and store a sweep. Cancellation marks the run interrupted and propagates.
 
-    ``headers`` (auth tokens and the like) go on every request but never into storage:
-    they are not part of the settings, and the run records only their names.
+    ``settings.headers`` (auth tokens and the like) go on every request but never into
+    storage: the run records only their names.
     ``on_run_created(run_id, info)`` is called once the run is recorded (the live exporter's run id).
     """
+    headers = settings.headers or None
     api = ServerAPI(settings.url, settings.protocol, headers, tls=settings.tls)
     transport = make_transport(
         settings.protocol,
@@ -117,12 +120,10 @@ async def execute_sweep(
     )
     try:
         info, requests, references = await prepare(settings, api)
-        if headers:
-            info = replace(info, settings={**info.settings, "header_names": sorted(headers)})
         run_id = store.create_run(info)
         if on_run_created is not None:
             on_run_created(run_id, info)
-        outcome = SweepOutcome(run_id, RunStatus.RUNNING)
+        outcome = SweepOutcome(settings.model, run_id, RunStatus.RUNNING)
 
         def on_search(result: SearchResult) -> None:
             outcome.search = result
@@ -141,7 +142,6 @@ async def execute_sweep(
                 listener=listener,
                 on_search=on_search,
                 references=references,
-                headers=headers,
             )
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")

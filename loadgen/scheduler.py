@@ -92,22 +92,14 @@ async def _turn(
     hook: str | None,
     exporter: SweepExporter | None,
 ) -> None:
-    for sweep in job.sweeps:
-        try:
-            async with lock:
-                if exporter is not None:
-                    exporter.begin(sweep)
-                result = await run_job(
-                    plan,
-                    job,
-                    sweep,
-                    store,
-                    listener=exporter,
-                    on_run_created=exporter.run_created if exporter is not None else None,
-                )
-        except Exception as exc:  # a daemon outlives any one job: say why it failed and go on
-            log.error("job %s model %s failed: %s: %s", job.name, sweep.model, type(exc).__name__, exc)
-            continue
+    try:
+        async with lock:
+            results = await run_job(plan, job, store, exporter=exporter)
+    except Exception as exc:  # a daemon outlives any one job: say why it failed and go on
+        models = ",".join(sweep.model for sweep in job.sweeps)
+        log.error("job %s model %s failed: %s: %s", job.name, models, type(exc).__name__, exc)
+        return
+    for result in results:
         log.info("%s", describe(result))
         await _notify(result, webhook, hook)
 

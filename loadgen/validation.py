@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loadgen.errors import ConfigError
+from loadgen.config.values import FLOAT_DATATYPES
 from loadgen.results import ValidationTally
 from loadgen.transports.base import NUMPY_DTYPES, OutputTensor, Transport
 
@@ -47,26 +47,8 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "FP16": Tolerance(1e-2, 1e-3),
     "BF16": Tolerance(5e-2, 1e-2),
 }
-FLOAT_TYPES = frozenset(DEFAULT_TOLERANCES)
-
-
-def parse_tolerances(items: Sequence[str]) -> dict[str, tuple[float, float]]:
-    """``--tolerance FP16=1e-2`` (rtol = atol) or ``FP32=1e-4,1e-6``: (rtol, atol) overrides by datatype."""
-    tolerances: dict[str, tuple[float, float]] = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        dtype = name.strip().upper()
-        try:
-            numbers = [float(v) for v in values.split(",")]
-        except ValueError:
-            numbers = []
-        if not sep or dtype not in FLOAT_TYPES or len(numbers) not in (1, 2) or min(numbers) < 0:
-            raise ConfigError(
-                f"bad --tolerance {item!r}: expected DTYPE=RTOL or DTYPE=RTOL,ATOL "
-                f"with DTYPE one of {', '.join(sorted(FLOAT_TYPES))} (other types compare exactly)"
-            )
-        tolerances[dtype] = (numbers[0], numbers[-1])
-    return tolerances
+FLOAT_TYPES = frozenset(FLOAT_DATATYPES)
+"""Compared within a tolerance (``DEFAULT_TOLERANCES`` has one for each); others compare exactly."""
 
 
 def decode_tensor(tensor: OutputTensor) -> npt.NDArray[Any]:

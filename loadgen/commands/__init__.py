@@ -1,16 +1,4 @@
-"""Sub-commands beyond the core ones; each module's ``register(sub)`` adds its parsers."""
+"""The sub-commands of ``loadgen``: one module each, whose ``register(sub)`` adds its parser(s) with
+``handler=<function(args) -> exit code>``; ``loadgen.cli`` registers them in the order of ``COMMANDS``."""
 
-from __future__ import annotations
-
-import argparse
-
-from loadgen.storage import DEFAULT_DB_URL
-
-
-def add_db_option(parser: argparse.ArgumentParser) -> None:
-    """The ``--db`` option every command that reads or writes runs shares."""
-    parser.add_argument(
-        "--db",
-        default=DEFAULT_DB_URL,
-        help=f"runs database: a SQLAlchemy URL or a SQLite file path (default {DEFAULT_DB_URL})",
-    )
+COMMANDS = ("serve", "sweep", "runs", "db", "tables", "report", "plan", "schedule", "export")

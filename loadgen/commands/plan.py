@@ -18,7 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from loadgen.commands import add_db_option
+from loadgen.commands.shared import add_db_option, run_async, stdout_console
+from loadgen.config import SweepSettings
 from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
 from loadgen.plans import Job, JobResult, Plan, PlanError, Problem, check_baseline_runs, load_plan, run_job
 from loadgen.storage import RunStore
@@ -66,14 +67,19 @@ def read_plan(path: Path) -> Plan:
         raise report_problems(path, exc.problems) from None
 
 
-def _describe(job: Job) -> str:
-    sweep = job.sweeps[0]
+def _load(sweep: SweepSettings) -> str:
     levels = ",".join(f"{level:g}" for level in sweep.levels)
     load = f"request rate {levels}/s" if sweep.scenario == "request_rate" else f"concurrency {levels}"
+    return f"{sweep.model} at {sweep.url} ({sweep.protocol}), {load}, batch {sweep.batch_size}"
+
+
+def _describe(job: Job) -> str:
     t = job.thresholds
+    together = " + ".join(_load(sweep) for sweep in job.sweeps)
+    if len(job.sweeps) > 1:
+        together += " (at the same time)"
     return (
-        f"{job.name}: {', '.join(s.model for s in job.sweeps)} at {sweep.url} ({sweep.protocol}), {load}, "
-        f"batch {sweep.batch_size}; baseline {job.baseline}; max throughput drop "
+        f"{job.name}: {together}; baseline {job.baseline}; max throughput drop "
         f"{t.max_throughput_drop_pct:g}%, max p{t.percentile:g} rise {t.max_latency_rise_pct:g}%; "
         + (f"schedule {job.schedule!r}" if job.schedule else "no schedule")
     )
@@ -89,19 +95,13 @@ def cmd_plan_check(args: argparse.Namespace) -> int:
 
 
 async def _run_jobs(plan: Plan, jobs: Sequence[Job], store: RunStore, quiet: bool) -> list[JobResult]:
-    from loadgen.console.progress import SweepProgress
-
     err = Console(stderr=True)
     results = []
     for job in jobs:
-        for sweep in job.sweeps:
-            if quiet:
-                results.append(await run_job(plan, job, sweep, store))
-                continue
-            err.print(f"job [bold]{job.name}[/]: {sweep.model} at {sweep.url}", highlight=False)
-            label = "rate" if sweep.scenario == "request_rate" else "concurrency"
-            with SweepProgress(sweep.levels, err, label=label) as progress:
-                results.append(await run_job(plan, job, sweep, store, listener=progress))
+        if not quiet:
+            models = ", ".join(f"{s.model} at {s.url}" for s in job.sweeps)
+            err.print(f"job [bold]{job.name}[/]: {models}", highlight=False)
+        results += await run_job(plan, job, store, console=None if quiet else err)
     return results
 
 
@@ -142,16 +142,14 @@ def _names(results: Sequence[JobResult]) -> str:
 
 def cmd_plan_run(args: argparse.Namespace) -> int:
     """Run the plan's jobs once; exit 1 naming the regressed jobs."""
-    from loadgen.cli import _run_async, _stdout_console
-
     plan = read_plan(args.plan)
     jobs = plan.select(args.job)
     with RunStore(args.db) as store:
         problems = check_baseline_runs(plan, jobs, store)
         if problems:
             raise report_problems(args.plan, problems)
-        results: list[JobResult] = _run_async(_run_jobs(plan, jobs, store, args.quiet))
-    print_verdicts(plan, results, _stdout_console())
+        results: list[JobResult] = run_async(_run_jobs(plan, jobs, store, args.quiet))
+    print_verdicts(plan, results, stdout_console())
     if args.json is not None:
         try:
             args.json.write_text(

@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loadgen.commands import add_db_option
+from loadgen.commands.shared import add_db_option
 from loadgen.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from loadgen.storage import RunStore
 
 if TYPE_CHECKING:
     from analysis.findings import Slo
-
 
 
 def register(sub: Any) -> None:

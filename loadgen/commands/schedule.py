@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from loadgen.commands import add_db_option
 from loadgen.commands.plan import read_plan, report_problems
+from loadgen.commands.shared import add_db_option
 from loadgen.errors import EXIT_OK, ConfigError
 from loadgen.exporter import SweepExporter
 from loadgen.plans import Job, Plan, check_baseline_runs
@@ -101,7 +101,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             exporter = None
             if args.exporter_port is not None:  # a taken port fails before any job runs
-                exporter = stack.enter_context(SweepExporter(None, args.exporter_port))
+                exporter = stack.enter_context(SweepExporter(args.exporter_port))
             asyncio.run(_serve(plan, jobs, store, args.webhook, args.hook, exporter))
     log.info("stopped")
     return EXIT_OK

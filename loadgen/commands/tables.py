@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from loadgen.commands import add_db_option
+from loadgen.commands.shared import add_db_option
 from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord, RunStore, StepRecord

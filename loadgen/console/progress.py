@@ -66,3 +66,19 @@ class SweepProgress(StepListener):
         if step.unanswered_slots:
             flag += f" ({step.unanswered_slots} slots unanswered)"
         self._update(completed=step.index + 1, status=f"done: {step.throughput:,.0f} infer/s{flag}")
+
+
+class StepLines(StepListener):
+    """One line per finished step: with several models at once, bars would interleave."""
+
+    def __init__(self, model: str, console: Console) -> None:
+        self.model, self.console = model, console
+
+    def step_done(self, step: StepResult) -> None:
+        level = (
+            f"rate {step.request_rate:g}/s"
+            if step.request_rate is not None
+            else f"concurrency {step.concurrency}"
+        )
+        flag = "" if step.stable else " (unstable)"
+        self.console.print(f"{self.model}: {level}: {step.throughput:,.1f} infer/s{flag}", highlight=False)

@@ -92,28 +92,6 @@ class Schedule:
         return times
 
 
-def read_intervals(path: str) -> tuple[float, ...]:
-    """perf_analyzer's ``--request-intervals`` file: one gap in microseconds per line."""
-    try:
-        with open(path) as handle:
-            lines = [line.strip() for line in handle]
-    except OSError as exc:
-        raise ConfigError(f"cannot read request intervals {path!r}: {exc.strerror}") from exc
-    values: list[float] = []
-    for number, line in enumerate(lines, 1):
-        if not line or line.startswith("#"):
-            continue
-        try:
-            values.append(float(line))
-        except ValueError:
-            raise ConfigError(f"{path}:{number}: not a number of microseconds: {line!r}") from None
-    if not values or sum(values) <= 0:
-        raise ConfigError(f"{path}: no positive intervals")
-    if any(v < 0 for v in values):
-        raise ConfigError(f"{path}: intervals must be >= 0 microseconds")
-    return tuple(values)
-
-
 def intended_offsets_ns(schedule: Schedule, count: int) -> npt.NDArray[np.int64]:
     """The first ``count`` intended send times relative to the start (for tests and plots)."""
     parts: list[npt.NDArray[np.int64]] = []

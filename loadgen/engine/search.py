@@ -18,6 +18,13 @@ from loadgen.results import StepResult
 Probe = Callable[[float], Awaitable[StepResult]]
 
 
+def meets(limit: LatencyLimit, step: StepResult) -> bool:
+    """The step's percentile, read from its histogram (any percentile works), is within the limit."""
+    if step.request_count == 0:
+        return False
+    return step.histogram.percentile_us(limit.percentile) <= limit.limit_us
+
+
 @dataclass
 class SearchResult:
     best: float | None
@@ -39,7 +46,7 @@ async def search(
     result = SearchResult(best=None, first_miss=None)
 
     async def check(level: float) -> bool:
-        met = limit.met_by(await probe(level))
+        met = meets(limit, await probe(level))
         result.probes.append((level, met))
         return met
 

@@ -136,7 +136,7 @@ async def measure_step(
             if listener:
                 listener.window_done(index, len(results), result, window)
             stable = is_stable(results, settings.stability_percentage)
-            if stable or len(results) >= settings.max_trials:
+            if stable or len(results) >= settings.max_windows:
                 break
     finally:
         in_flight_at_end = await load.stop()

@@ -8,7 +8,7 @@ from loadgen.config import SweepSettings
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
 from loadgen.engine.schedules import Schedule
-from loadgen.engine.search import SearchResult, search
+from loadgen.engine.search import SearchResult, meets, search
 from loadgen.engine.step import LoadGenerator, StepListener, measure_step
 from loadgen.engine.workers import PooledLoad, WorkerPool, WorkerSetup, default_workers
 from loadgen.results import ModelStats, StepResult
@@ -28,7 +28,6 @@ async def run_sweep(
     listener: StepListener | None = None,
     on_search: Callable[[SearchResult], None] | None = None,
     references: Sequence[Reference] | None = None,
-    headers: dict[str, str] | None = None,
 ) -> list[StepResult]:
     """Measure the levels of ``settings`` in order (or search them for the latency limit);
     each step goes to ``on_step`` as soon as it ends, so an exception leaves earlier ones delivered.
@@ -64,7 +63,7 @@ async def run_sweep(
                 protocol=settings.protocol,
                 url=settings.url,
                 requests=tuple(requests),
-                headers=headers,
+                headers=settings.headers or None,
                 tls=settings.tls,
                 references=None if validator is None else tuple(validator.references),
                 tolerances=settings.tolerances,
@@ -125,7 +124,7 @@ async def run_sweep(
         else:
             for level in settings.levels:
                 step = await probe(level)
-                if limit is not None and not limit.met_by(step):
+                if limit is not None and not meets(limit, step):
                     break  # as perf_analyzer's --latency-threshold: higher loads would only miss more
     finally:
         if pool is not None:

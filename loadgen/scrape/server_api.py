@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.results import BatchStat, DurationStat, ModelStats
 from loadgen.tls import TlsSettings, tls_for_url
-from loadgen.transports.http import split_host_port
+from loadgen.transports.addresses import HTTP_PORTS, split_host_port
 
 CALL_TIMEOUT_S = 10.0
 # gRPC's, OpenSSL's and aiohttp's words for a failed handshake (a wrong CA, a plain server, ...)
@@ -89,7 +89,7 @@ class ServerAPI:
         self._client: Any
         if protocol == "http":
             tls = tls_for_url(url, tls)
-            host, port = split_host_port(url)
+            host, port = split_host_port(url, HTTP_PORTS)
             self._client = http_aio.InferenceServerClient(
                 f"{host}:{port}",
                 conn_timeout=CALL_TIMEOUT_S,

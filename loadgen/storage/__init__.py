@@ -3,7 +3,8 @@
 from loadgen.errors import RunNotFound, SchemaError
 from loadgen.storage.migrate import check_schema, current_revision, head_revision, upgrade
 from loadgen.storage.models import DEFAULT_DB_URL, db_url
-from loadgen.storage.store import MetricSampleRecord, RunRecord, RunStore, StepRecord
+from loadgen.storage.records import MetricSampleRecord, RunRecord, StepRecord
+from loadgen.storage.store import RunStore
 
 __all__ = [
     "DEFAULT_DB_URL",

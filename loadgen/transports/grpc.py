@@ -9,56 +9,22 @@ channel is a ``secure_channel`` with credentials read once (:mod:`loadgen.tls`).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import grpc
-from tritonclient.grpc import service_pb2
 
 from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
 from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender
+from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, error_reason, parse_response
 
 _METHOD = "/inference.GRPCInferenceService/ModelInfer"
-SLOTS_PER_CHANNEL = 64
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
     # a private subchannel per channel, so that channels really are separate connections
     ("grpc.use_local_subchannel_pool", 1),
 ]
-_REQUEST_ID = re.compile(r"\[request id: [^\]]*\]\s*")
-MAX_REASON = 300
-
-
-def error_reason(error: grpc.aio.AioRpcError) -> str:
-    """A stable, short reason: status code and the server's message without per-request ids."""
-    details = _REQUEST_ID.sub("", error.details() or "").strip()
-    return f"{error.code().name}: {details}"[:MAX_REASON]
-
-
-def build_request(spec: InferRequestSpec) -> bytes:
-    request = service_pb2.ModelInferRequest(model_name=spec.model, model_version=spec.model_version)
-    for tensor in spec.inputs:
-        entry = request.inputs.add()
-        entry.name = tensor.name
-        entry.datatype = tensor.datatype
-        entry.shape.extend(tensor.shape)
-        request.raw_input_contents.append(tensor.data)
-    for name in spec.outputs:
-        request.outputs.add().name = name
-    data: bytes = request.SerializeToString()
-    return data
-
-
-def parse_response(data: bytes) -> dict[str, OutputTensor]:
-    """The outputs of a serialized ModelInferResponse (Triton sends them as raw contents)."""
-    response = service_pb2.ModelInferResponse.FromString(data)
-    raw = response.raw_output_contents
-    return {
-        out.name: OutputTensor(out.name, out.datatype, tuple(out.shape), raw[i] if i < len(raw) else b"")
-        for i, out in enumerate(response.outputs)
-    }
 
 
 class GrpcTransport:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from urllib.parse import urlsplit
 
 import httptools
 import numpy as np
 
 from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings, tls_for_url
+from loadgen.transports.addresses import HTTP_PORTS, split_host_port
 from loadgen.transports.base import (
     NUMPY_DTYPES,
     CaptureSender,
@@ -30,18 +30,6 @@ from loadgen.transports.base import (
 )
 
 MAX_REASON = 300
-DEFAULT_PORT = 8000
-HTTPS_PORT = 443
-
-
-def split_host_port(url: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``host:port``, ``http://host[:port]`` or ``https://host[:port]`` (443 when no port is given)."""
-    parts = urlsplit(url if "//" in url else f"//{url}")
-    if parts.scheme not in ("", "http", "https"):
-        raise ValueError(f"unsupported URL scheme in {url!r}: use host:port, http:// or https://")
-    if parts.port is None and parts.scheme == "https":
-        default_port = HTTPS_PORT
-    return parts.hostname or "localhost", parts.port or default_port
 
 
 def build_request(
@@ -247,7 +235,7 @@ class HttpTransport:
         tls: TlsSettings | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        self.host, self.port = split_host_port(url)
+        self.host, self.port = split_host_port(url, HTTP_PORTS)
         self.headers = dict(headers or {})
         tls = tls_for_url(url, tls)
         # one context for every connection: certificates are read once

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from loadgen.commands.export import DASHBOARD_FILES, dashboard_json
+from loadgen.provisioning import DASHBOARD_FILES, dashboard_json
 from loadgen.server import EmbeddedServer
 from tests.integration.test_cli import free_port
 

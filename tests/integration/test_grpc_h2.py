@@ -24,12 +24,13 @@ from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer, ServerPorts, server_installed
 from loadgen.tls import TlsSettings
 from loadgen.transports.base import InferRequestSpec, InputTensor
-from loadgen.transports.grpc import SLOTS_PER_CHANNEL, GrpcTransport
+from loadgen.transports.grpc import GrpcTransport
+from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL
 from loadgen.transports.grpc_h2 import GrpcH2Transport
 from tests.pki import make_pki
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "identity"
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=4)
+FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=4)
 INPUT = np.arange(16, dtype=np.float32).reshape(1, 16)
 GOOD = InferRequestSpec("identity", (InputTensor("INPUT0", "FP32", (1, 16), INPUT.tobytes()),))
 

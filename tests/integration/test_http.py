@@ -15,7 +15,7 @@ from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=6)
+FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
 
 
 def _settings(triton: EmbeddedServer, model: str, levels: tuple[int, ...], protocol: str) -> SweepSettings:

@@ -16,7 +16,7 @@ from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
 from tests.integration.test_cli import loadgen, one_line_error
 
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=4)
+FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=4)
 
 
 def _sweep(
@@ -74,7 +74,7 @@ def test_backlog_shows_in_open_loop_but_not_closed_loop(triton: EmbeddedServer, 
 
 def test_a_stalled_server_shows_in_open_loop_percentiles(triton: EmbeddedServer, store: RunStore) -> None:
     """The coordinated-omission test: SIGSTOP the server for 2 s in the middle of a step."""
-    measurement = MeasurementSettings(measurement_interval_ms=3000, warmup_ms=500, max_trials=3)
+    measurement = MeasurementSettings(measurement_interval_ms=3000, warmup_ms=500, max_windows=3)
 
     async def pause_during_step(delay_s: float) -> None:
         await asyncio.sleep(delay_s)
@@ -180,7 +180,7 @@ def test_rate_cli_and_its_usage_errors(triton: EmbeddedServer, tmp_path: Path) -
 def test_ramp_rises_over_the_step(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
     bad = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--ramp", "100:400", "--db", db)
-    assert bad.returncode == 2 and "bad --ramp" in one_line_error(bad)
+    assert bad.returncode == 2 and "bad --ramp '100:400'" in one_line_error(bad)
     result = loadgen(
         "sweep",
         "-m",

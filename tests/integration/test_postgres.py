@@ -23,7 +23,7 @@ from alembic import command
 from sqlalchemy import make_url
 
 from loadgen.cli import main
-from loadgen.commands.export import (
+from loadgen.provisioning import (
     DASHBOARD_FILES,
     HISTORY_FILES,
     PASSWORD_ENV,

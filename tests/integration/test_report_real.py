@@ -30,7 +30,7 @@ from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=6)
+FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
 BROWSER_MISSING = "headless Chromium not installed (Debian: apt-get install chromium)"
 
 

@@ -21,7 +21,7 @@ import pytest
 from analysis.findings import Kind, quality_findings
 from analysis.frames import steps_frame
 from analysis.tables import latency_table
-from loadgen import cli
+from loadgen.commands.sweep import warn_unanswered
 from loadgen.config import MeasurementSettings
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.recorder import Window
@@ -124,7 +124,7 @@ def test_a_step_with_unanswered_slots_is_stored_and_flagged(
     triton: EmbeddedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # measure_step without /stats: a stopped server could not answer the snapshots between windows
-    measurement = MeasurementSettings(measurement_interval_ms=500, warmup_ms=300, max_trials=4)
+    measurement = MeasurementSettings(measurement_interval_ms=500, warmup_ms=300, max_windows=4)
 
     async def main() -> StepResult:
         transport = make_transport("grpc", triton.grpc_url)
@@ -158,6 +158,6 @@ def test_a_step_with_unanswered_slots_is_stored_and_flagged(
     assert list(latency_table(frame)["Unanswered slots"]) == [2]
     (finding,) = [f for f in quality_findings(frame) if f.kind is Kind.UNANSWERED]
     assert "up to 2 of 2 slots got no answer during a whole window" in finding.text
-    cli._warn_unanswered([SweepOutcome(run_id, RunStatus.COMPLETED, [step])])
+    warn_unanswered([SweepOutcome("identity", run_id, RunStatus.COMPLETED, [step])])
     warning = capsys.readouterr().err.strip()
     assert warning.startswith(f"loadgen: warning: run {run_id}, concurrency 2: up to 2 of 2 slots")

@@ -19,7 +19,7 @@ from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InputTensor
 
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=6)
+FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
 
 
 def _settings(
@@ -95,7 +95,7 @@ def test_failed_requests_are_counted_with_the_server_message(
 ) -> None:
     url = triton.http_url if protocol == "http" else triton.grpc_url
     settings = replace(
-        _settings(triton, "identity", (2,), measurement=replace(FAST, max_trials=3)),
+        _settings(triton, "identity", (2,), measurement=replace(FAST, max_windows=3)),
         url=url,
         protocol=protocol,  # type: ignore[arg-type]
     )

@@ -14,7 +14,7 @@ from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.integration.test_cli import loadgen
 
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_trials=6)
+FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
 
 
 @pytest.fixture

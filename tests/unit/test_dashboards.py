@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from loadgen.cli import main
-from loadgen.commands.export import DASHBOARD_FILES, PROMETHEUS_UID, RUNS_UID, dashboard_json
+from loadgen.provisioning import DASHBOARD_FILES, PROMETHEUS_UID, RUNS_UID, dashboard_json
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 MODEL_SELECTOR = 'model=~"$model"'

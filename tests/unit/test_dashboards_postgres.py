@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from loadgen.commands.export import (
+from loadgen.errors import ConfigError
+from loadgen.provisioning import (
     HISTORY_FILES,
     PASSWORD_ENV,
     POSTGRES_PLUGIN,
@@ -23,7 +24,6 @@ from loadgen.commands.export import (
     dashboard_json,
     runs_database,
 )
-from loadgen.errors import ConfigError
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 SQLITE = dashboard_json(HISTORY_FILES["sqlite"])

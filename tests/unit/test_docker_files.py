@@ -19,14 +19,14 @@ import yaml
 
 from loadgen import __version__
 from loadgen.cli import build_parser
-from loadgen.commands.export import (
+from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, DEFAULT_METRICS_PORT
+from loadgen.exporter import DEFAULT_EXPORTER_PORT
+from loadgen.provisioning import (
     DOCKER_DASHBOARDS_DIR,
     DOCKER_DB_PATH,
     DOCKER_PROMETHEUS_URL,
     SCRAPE_INTERVAL,
 )
-from loadgen.config import DEFAULT_GRPC_URL, DEFAULT_HTTP_URL, DEFAULT_METRICS_PORT
-from loadgen.exporter import DEFAULT_EXPORTER_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

@@ -20,6 +20,7 @@ from loadgen.errors import ConfigError
 from loadgen.exporter import (
     LATENCY_BUCKETS_S,
     METRIC_NAMES,
+    ExporterFeed,
     SweepExporter,
     cumulative_buckets,
     reason_label,
@@ -59,8 +60,13 @@ def _info(run_id: int = 7) -> RunInfo:
     )
 
 
-def _feed(exporter: SweepExporter, index: int, window: Window, duration_s: float = 1.0) -> None:
-    exporter.window_done(index, 1, window.result(duration_s, exporter.batch_size), window)
+def _exporter(settings: SweepSettings) -> tuple[SweepExporter, ExporterFeed]:
+    exporter = SweepExporter(_free_port())
+    return exporter, exporter.feed(settings)
+
+
+def _feed(feed: ExporterFeed, index: int, window: Window, duration_s: float = 1.0) -> None:
+    feed.window_done(index, 1, window.result(duration_s, feed.batch_size), window)
 
 
 def _samples(exporter: SweepExporter) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -92,10 +98,10 @@ def _free_port() -> int:
 
 
 def test_metric_names_are_the_documented_ones() -> None:
-    exporter = SweepExporter(_settings(), _free_port())
-    exporter.run_created(7, _info())
-    exporter.step_started(0, 1)
-    _feed(exporter, 0, _window([100, 200], {"UNAVAILABLE: Socket closed": 1}))
+    exporter, feed = _exporter(_settings())
+    feed.run_created(7, _info())
+    feed.step_started(0, 1)
+    _feed(feed, 0, _window([100, 200], {"UNAVAILABLE: Socket closed": 1}))
     served = set()
     for family in text_string_to_metric_families(generate_latest(exporter.registry).decode()):
         for sample in family.samples:
@@ -136,15 +142,15 @@ def test_failure_reasons_become_short_stable_labels(reason: str, label: str) -> 
 
 
 def test_counters_gauges_and_run_info_follow_the_sweep() -> None:
-    exporter = SweepExporter(_settings(batch_size=4), _free_port())
+    exporter, feed = _exporter(_settings(batch_size=4))
     assert _value(exporter, "loadgen_step_index", version="") == -1
     assert not any(name == "loadgen_run_info" for name, _ in _samples(exporter))  # no run yet
-    exporter.run_created(7, _info())
-    exporter.step_started(0, 8)
+    feed.run_created(7, _info())
+    feed.step_started(0, 8)
     assert _value(exporter, "loadgen_in_flight_requests") == 8
     assert _value(exporter, "loadgen_target_concurrency") == 8
-    _feed(exporter, 0, _window([100] * 10, {"UNAVAILABLE: a": 2, "UNAVAILABLE: b": 1, "HTTP 503: c": 1}))
-    _feed(exporter, 0, _window([300] * 5))
+    _feed(feed, 0, _window([100] * 10, {"UNAVAILABLE: a": 2, "UNAVAILABLE: b": 1, "HTTP 503: c": 1}))
+    _feed(feed, 0, _window([300] * 5))
     assert _value(exporter, "loadgen_requests_total") == 15
     assert _value(exporter, "loadgen_inferences_total") == 60
     assert _value(exporter, "loadgen_request_failures_total", reason="UNAVAILABLE") == 3
@@ -156,26 +162,26 @@ def test_counters_gauges_and_run_info_follow_the_sweep() -> None:
     assert _value(exporter, "loadgen_request_latency_seconds_bucket", le="0.0005") == 15
     info = {"model": "identity", "version": "1", "run_id": "7", "scenario": "concurrency"}
     assert _value(exporter, "loadgen_run_info", **info) == 1
-    exporter.step_done(StepResult(0, 8, datetime.now(UTC), 1.0, 15, 60, LatencyHistogram()))
+    feed.step_done(StepResult(0, 8, datetime.now(UTC), 1.0, 15, 60, LatencyHistogram()))
     assert _value(exporter, "loadgen_in_flight_requests") == 0
-    exporter.step_started(1, 16)
+    feed.step_started(1, 16)
     assert _value(exporter, "loadgen_step_index") == 1
     assert _value(exporter, "loadgen_target_concurrency") == 16
 
 
 def test_open_loop_in_flight_is_littles_law() -> None:
-    exporter = SweepExporter(_settings(scenario="request_rate"), _free_port())
-    exporter.run_created(1, _info())
-    exporter.step_started(0, 200.0)
+    exporter, feed = _exporter(_settings(scenario="request_rate"))
+    feed.run_created(1, _info())
+    feed.step_started(0, 200.0)
     assert _value(exporter, "loadgen_target_request_rate") == 200
     assert _value(exporter, "loadgen_target_concurrency") == 0
-    _feed(exporter, 0, _window([5_000] * 100), duration_s=0.5)  # 200 completions/s x 5 ms
+    _feed(feed, 0, _window([5_000] * 100), duration_s=0.5)  # 200 completions/s x 5 ms
     assert math.isclose(_value(exporter, "loadgen_in_flight_requests"), 1.0)
 
 
 def test_scrapes_while_windows_arrive_see_consistent_totals() -> None:
-    exporter = SweepExporter(_settings(), _free_port())
-    exporter.run_created(1, _info())
+    exporter, feed = _exporter(_settings())
+    feed.run_created(1, _info())
     seen: list[tuple[float, float]] = []
     done = threading.Event()
 
@@ -193,7 +199,7 @@ def test_scrapes_while_windows_arrive_see_consistent_totals() -> None:
     thread.start()
     try:
         for _ in range(300):
-            _feed(exporter, 0, _window([100, 200, 300]))
+            _feed(feed, 0, _window([100, 200, 300]))
     finally:
         done.set()
         thread.join()
@@ -203,8 +209,8 @@ def test_scrapes_while_windows_arrive_see_consistent_totals() -> None:
 
 def test_serves_http_until_closed() -> None:
     port = _free_port()
-    with SweepExporter(_settings(), port, addr="127.0.0.1") as exporter:
-        exporter.run_created(3, _info())
+    with SweepExporter(port, addr="127.0.0.1") as exporter:
+        exporter.feed(_settings()).run_created(3, _info())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             body = response.read().decode()
         assert 'loadgen_run_info{model="identity",run_id="3",scenario="concurrency",version="1"} 1.0' in body
@@ -217,25 +223,42 @@ def test_a_taken_port_is_a_one_line_config_error() -> None:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        exporter = SweepExporter(_settings(), port)
+        exporter = SweepExporter(port)
         with pytest.raises(ConfigError) as caught:
             exporter.start()
     message = str(caught.value)
     assert f"port {port}" in message and "--exporter-port" in message and "\n" not in message
     with pytest.raises(ConfigError, match="1..65535"):
-        SweepExporter(_settings(), 70000)
+        SweepExporter(70000)
 
 
 def test_a_scheduler_exporter_keeps_one_series_per_model_across_runs() -> None:
-    exporter = SweepExporter(None, _free_port())
+    exporter = SweepExporter(_free_port())
     identity = _settings()
     other = SweepSettings(model="fixed_latency", levels=(1.0,), model_version="1")
     for settings, latencies in ((identity, [100, 200]), (other, [10_000]), (identity, [300])):
-        exporter.begin(settings)
-        exporter.run_created(7, _info())
-        exporter.step_started(0, 1)
-        _feed(exporter, 0, _window(latencies))
+        feed = exporter.feed(settings)
+        feed.run_created(7, _info())
+        feed.step_started(0, 1)
+        _feed(feed, 0, _window(latencies))
     samples = _samples(exporter)
     assert _pick(samples, "loadgen_requests_total") == 3  # identity: 2 + 1, counters continue
     assert _pick(samples, "loadgen_requests_total", model="fixed_latency") == 1
     assert sum(1 for name, _ in samples if name == "loadgen_run_info") == 1  # only the run being measured
+
+
+def test_models_measured_at_the_same_time_feed_their_own_series() -> None:
+    exporter = SweepExporter(_free_port())
+    identity = exporter.feed(_settings())
+    fixed = exporter.feed(SweepSettings(model="fixed_latency", levels=(2.0,), batch_size=2))
+    identity.step_started(0, 1)
+    fixed.step_started(0, 2)
+    for _ in range(3):  # windows of the two sweeps interleave
+        _feed(identity, 0, _window([100]))
+        _feed(fixed, 0, _window([10_000, 10_000]))
+    samples = _samples(exporter)
+    assert _pick(samples, "loadgen_requests_total", version="") == 3
+    assert _pick(samples, "loadgen_requests_total", model="fixed_latency", version="") == 6
+    assert _pick(samples, "loadgen_inferences_total", model="fixed_latency", version="") == 12
+    assert _pick(samples, "loadgen_target_concurrency", model="fixed_latency", version="") == 2
+    assert _pick(samples, "loadgen_target_concurrency", version="") == 1

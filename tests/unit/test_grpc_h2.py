@@ -11,9 +11,41 @@ from typing import Any
 import hpack
 import pytest
 
-from loadgen.transports import grpc_h2 as h2
+from loadgen.transports.addresses import GRPC_PORTS, split_host_port
 from loadgen.transports.base import InferRequestSpec, InputTensor
-from loadgen.transports.grpc import build_request
+from loadgen.transports.grpc_codec import build_request
+from loadgen.transports.grpc_h2 import GrpcH2Transport, request_headers
+from loadgen.transports.h2_connection import H2Connection
+from loadgen.transports.h2_frames import (
+    ACK,
+    CANCEL,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    MAX_STREAM_ID,
+    MIN_FRAME_SIZE,
+    PADDED,
+    PING,
+    PREFACE,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    RST_STREAM,
+    SETTINGS,
+    SETTINGS_ENABLE_PUSH,
+    SETTINGS_INITIAL_WINDOW_SIZE,
+    SETTINGS_MAX_CONCURRENT_STREAMS,
+    SETTINGS_MAX_FRAME_SIZE,
+    WINDOW_UPDATE,
+    PreparedCall,
+    frame,
+    goaway,
+    settings_frame,
+    window_update,
+)
+from loadgen.transports.h2_headers import HeaderDecoder, encode_headers, interpret, only_indexed
 
 Frame = tuple[int, int, int, bytes]  # type, flags, stream id, payload
 SPEC = InferRequestSpec("identity", (InputTensor("INPUT0", "FP32", (1, 16), bytes(range(64))),))
@@ -58,13 +90,13 @@ class FakeTransport(asyncio.Transport):
 
     def take(self) -> list[Frame]:
         data, self.written = bytes(self.written), bytearray()
-        return parse_frames(data.removeprefix(h2.PREFACE))
+        return parse_frames(data.removeprefix(PREFACE))
 
 
 class Server:
     """The server's side of one connection: HPACK encoder with indexing, as gRPC servers do."""
 
-    def __init__(self, conn: h2.H2Connection) -> None:
+    def __init__(self, conn: H2Connection) -> None:
         self.conn = conn
         self.encoder = hpack.Encoder()
 
@@ -72,42 +104,42 @@ class Server:
         self.conn.data_received(b"".join(frames))
 
     def headers(self, sid: int, headers: list[tuple[str, str]], *, end_stream: bool = False) -> bytes:
-        flags = h2.END_HEADERS | (h2.END_STREAM if end_stream else 0)
-        return h2.frame(h2.HEADERS, flags, sid, self.encoder.encode(headers))
+        flags = END_HEADERS | (END_STREAM if end_stream else 0)
+        return frame(HEADERS, flags, sid, self.encoder.encode(headers))
 
     def response(self, sid: int, message: bytes = b"\x0a\x02ok", status: int = 0, text: str = "") -> bytes:
         head = self.headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
-        data = h2.frame(h2.DATA, 0, sid, b"\x00" + len(message).to_bytes(4, "big") + message)
+        data = frame(DATA, 0, sid, b"\x00" + len(message).to_bytes(4, "big") + message)
         trailers = [("grpc-status", str(status))] + ([("grpc-message", text)] if text else [])
         return head + data + self.headers(sid, trailers, end_stream=True)
 
 
-async def connect(**kwargs: Any) -> tuple[h2.H2Connection, FakeTransport, Server]:
-    conn = h2.H2Connection("test:1", **kwargs)
+async def connect(**kwargs: Any) -> tuple[H2Connection, FakeTransport, Server]:
+    conn = H2Connection("test:1", **kwargs)
     transport = FakeTransport(conn)
     conn.connection_made(transport)
     return conn, transport, Server(conn)
 
 
-def prepared(metadata: list[tuple[str, str]] | None = None, message: bytes | None = None) -> h2.PreparedCall:
-    block = h2.encode_headers(h2.request_headers("example:8001", metadata or []))
-    return h2.PreparedCall(block, build_request(SPEC) if message is None else message)
+def prepared(metadata: list[tuple[str, str]] | None = None, message: bytes | None = None) -> PreparedCall:
+    block = encode_headers(request_headers("example:8001", metadata or []))
+    return PreparedCall(block, build_request(SPEC) if message is None else message)
 
 
 # -- frames and request blocks -----------------------------------------------------------------------
 
 
 def test_frame_header_layout() -> None:
-    data = h2.frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, 2**31 - 1, b"x" * 70000)
+    data = frame(HEADERS, END_HEADERS | END_STREAM, 2**31 - 1, b"x" * 70000)
     assert data[:3] == (70000).to_bytes(3, "big")
     assert data[3] == 1 and data[4] == 0x5
     assert data[5:9] == b"\x7f\xff\xff\xff"
-    assert parse_frames(data) == [(h2.HEADERS, 0x5, 2**31 - 1, b"x" * 70000)]
-    assert h2.window_update(3, 1000) == b"\x00\x00\x04\x08\x00\x00\x00\x00\x03\x00\x00\x03\xe8"
-    assert parse_frames(h2.settings_frame([(4, 2**31 - 1), (2, 0)])) == [
-        (h2.SETTINGS, 0, 0, bytes.fromhex("00047fffffff") + bytes.fromhex("000200000000"))
+    assert parse_frames(data) == [(HEADERS, 0x5, 2**31 - 1, b"x" * 70000)]
+    assert window_update(3, 1000) == b"\x00\x00\x04\x08\x00\x00\x00\x00\x03\x00\x00\x03\xe8"
+    assert parse_frames(settings_frame([(4, 2**31 - 1), (2, 0)])) == [
+        (SETTINGS, 0, 0, bytes.fromhex("00047fffffff") + bytes.fromhex("000200000000"))
     ]
-    assert parse_frames(h2.goaway(7, 2, b"bye")) == [(h2.GOAWAY, 0, 0, struct.pack(">LL", 7, 2) + b"bye")]
+    assert parse_frames(goaway(7, 2, b"bye")) == [(GOAWAY, 0, 0, struct.pack(">LL", 7, 2) + b"bye")]
 
 
 def test_prepared_call_frames_differ_only_in_stream_ids() -> None:
@@ -115,8 +147,8 @@ def test_prepared_call_frames_differ_only_in_stream_ids() -> None:
     message = build_request(SPEC)
     first, second = parse_frames(call.frames(1)), parse_frames(call.frames(2**31 - 1))
     assert [(t, f, s) for t, f, s, _ in first] == [
-        (h2.HEADERS, h2.END_HEADERS, 1),
-        (h2.DATA, h2.END_STREAM, 1),
+        (HEADERS, END_HEADERS, 1),
+        (DATA, END_STREAM, 1),
     ]
     assert [s for _, _, s, _ in second] == [2**31 - 1, 2**31 - 1]
     assert [p for *_, p in first] == [p for *_, p in second]
@@ -145,10 +177,10 @@ def test_request_block_never_touches_the_dynamic_table() -> None:
 def test_large_header_blocks_go_out_with_continuation_frames() -> None:
     call = prepared([("x-big", "v" * 40000)])
     assert call.headers_prefix == b""  # never on the fast path
-    frames = parse_frames(call.header_frames(5, h2.MIN_FRAME_SIZE))
-    assert [t for t, *_ in frames] == [h2.HEADERS, h2.CONTINUATION, h2.CONTINUATION]
-    assert [f for _, f, *_ in frames] == [0, 0, h2.END_HEADERS]
-    assert all(s == 5 and len(p) <= h2.MIN_FRAME_SIZE for _, _, s, p in frames)
+    frames = parse_frames(call.header_frames(5, MIN_FRAME_SIZE))
+    assert [t for t, *_ in frames] == [HEADERS, CONTINUATION, CONTINUATION]
+    assert [f for _, f, *_ in frames] == [0, 0, END_HEADERS]
+    assert all(s == 5 and len(p) <= MIN_FRAME_SIZE for _, _, s, p in frames)
     assert b"".join(p for *_, p in frames) == call.block
 
 
@@ -156,40 +188,40 @@ def test_large_header_blocks_go_out_with_continuation_frames() -> None:
 
 
 def test_only_indexed() -> None:
-    assert h2.only_indexed(bytes.fromhex("88c0bf"))
-    assert h2.only_indexed(b"\xbe")
-    assert h2.only_indexed(b"\xff\x80\x01\x88")  # an index of 7 bits + continuation bytes
-    assert not h2.only_indexed(bytes.fromhex("400b677270632d7374617475730130"))  # literal, indexed
-    assert not h2.only_indexed(b"\x88\x3f\xe1\x1f")  # a table size update
-    assert h2.only_indexed(b"")
+    assert only_indexed(bytes.fromhex("88c0bf"))
+    assert only_indexed(b"\xbe")
+    assert only_indexed(b"\xff\x80\x01\x88")  # an index of 7 bits + continuation bytes
+    assert not only_indexed(bytes.fromhex("400b677270632d7374617475730130"))  # literal, indexed
+    assert not only_indexed(b"\x88\x3f\xe1\x1f")  # a table size update
+    assert only_indexed(b"")
 
 
 def test_interpret_gives_the_grpc_aio_reasons() -> None:
-    assert h2.interpret([(b":status", b"200"), (b"grpc-status", b"0")]).reason is None
-    head = h2.interpret([(b"grpc-status", b"3"), (b"grpc-message", b"[request id: 7] bad%20shape%25")])
+    assert interpret([(b":status", b"200"), (b"grpc-status", b"0")]).reason is None
+    head = interpret([(b"grpc-status", b"3"), (b"grpc-message", b"[request id: 7] bad%20shape%25")])
     assert head.reason == "INVALID_ARGUMENT: bad shape%"
-    assert h2.interpret([(b"grpc-status", b"5"), (b"grpc-message", b"x")]).reason == "NOT_FOUND: x"
-    assert h2.interpret([(b"grpc-status", b"99")]).reason == "UNKNOWN: "
-    unavailable = h2.interpret([(b":status", b"503")]).reason
+    assert interpret([(b"grpc-status", b"5"), (b"grpc-message", b"x")]).reason == "NOT_FOUND: x"
+    assert interpret([(b"grpc-status", b"99")]).reason == "UNKNOWN: "
+    unavailable = interpret([(b":status", b"503")]).reason
     assert unavailable == "UNAVAILABLE: HTTP status 503 without grpc-status"
-    assert h2.interpret([]).reason == "INTERNAL: response ended without grpc-status"
-    long = h2.interpret([(b"grpc-status", b"13"), (b"grpc-message", b"x" * 1000)]).reason
+    assert interpret([]).reason == "INTERNAL: response ended without grpc-status"
+    long = interpret([(b"grpc-status", b"13"), (b"grpc-message", b"x" * 1000)]).reason
     assert long is not None and len(long) == 300
 
 
 def test_header_cache_follows_the_dynamic_table() -> None:
-    server, client = hpack.Encoder(), h2.HeaderDecoder()
+    server, client = hpack.Encoder(), HeaderDecoder()
     first = server.encode([("grpc-status", "0")])  # literal with incremental indexing
     assert client.decode(first).grpc_status == 0 and not client.cache
     again = server.encode([("grpc-status", "0")])  # now only an index into the dynamic table
-    assert h2.only_indexed(again)
+    assert only_indexed(again)
     assert client.decode(again).reason is None and again in client.cache
     assert client.decode(again) is client.cache[again]  # the cached meaning
     # a block that adds an entry shifts the dynamic indices: the same bytes mean something else now
     changed = server.encode([("grpc-status", "3"), ("grpc-message", "no")])
     assert client.decode(changed).reason == "INVALID_ARGUMENT: no" and not client.cache
     same_bytes = server.encode([("grpc-status", "3"), ("grpc-message", "no")])
-    assert same_bytes != again and h2.only_indexed(same_bytes)
+    assert same_bytes != again and only_indexed(same_bytes)
     assert client.decode(same_bytes).grpc_status == 3
     assert client.decode(again).grpc_status == -1  # index 62 is grpc-message now, not grpc-status 0
 
@@ -201,13 +233,13 @@ def test_connection_preface_settings_and_window() -> None:
     async def test() -> None:
         conn, transport, _ = await connect(window=2**20)
         data = bytes(transport.written)
-        assert data.startswith(h2.PREFACE)
-        frames = parse_frames(data[len(h2.PREFACE) :])
+        assert data.startswith(PREFACE)
+        frames = parse_frames(data[len(PREFACE) :])
         (settings_type, _, _, payload), (update_type, _, sid, increment) = frames
-        assert settings_type == h2.SETTINGS
+        assert settings_type == SETTINGS
         settings = dict(struct.iter_unpack(">HL", payload))
-        assert settings[h2.SETTINGS_ENABLE_PUSH] == 0 and settings[h2.SETTINGS_INITIAL_WINDOW_SIZE] == 2**20
-        assert (update_type, sid, int.from_bytes(increment, "big")) == (h2.WINDOW_UPDATE, 0, 2**20 - 65535)
+        assert settings[SETTINGS_ENABLE_PUSH] == 0 and settings[SETTINGS_INITIAL_WINDOW_SIZE] == 2**20
+        assert (update_type, sid, int.from_bytes(increment, "big")) == (WINDOW_UPDATE, 0, 2**20 - 65535)
         assert conn.usable
 
     run(test)
@@ -218,13 +250,13 @@ def test_settings_are_acked_and_applied_and_pings_answered() -> None:
         conn, transport, server = await connect()
         transport.take()
         server.feed(
-            h2.settings_frame([(h2.SETTINGS_MAX_CONCURRENT_STREAMS, 7), (h2.SETTINGS_MAX_FRAME_SIZE, 2**20)]),
-            h2.frame(h2.PING, 0, 0, b"12345678"),
-            h2.frame(h2.SETTINGS, h2.ACK, 0),  # the ack of ours: nothing to do
-            h2.frame(h2.PING, h2.ACK, 0, b"87654321"),  # an ack: never answered
+            settings_frame([(SETTINGS_MAX_CONCURRENT_STREAMS, 7), (SETTINGS_MAX_FRAME_SIZE, 2**20)]),
+            frame(PING, 0, 0, b"12345678"),
+            frame(SETTINGS, ACK, 0),  # the ack of ours: nothing to do
+            frame(PING, ACK, 0, b"87654321"),  # an ack: never answered
         )
         await asyncio.sleep(0)
-        assert transport.take() == [(h2.SETTINGS, h2.ACK, 0, b""), (h2.PING, h2.ACK, 0, b"12345678")]
+        assert transport.take() == [(SETTINGS, ACK, 0, b""), (PING, ACK, 0, b"12345678")]
         assert conn.max_streams == 7 and conn.peer_max_frame == 2**20
 
     run(test)
@@ -289,9 +321,9 @@ def test_continuation_frames_of_a_response() -> None:
         assert stream is not None
         block = server.encoder.encode([("grpc-status", "7"), ("grpc-message", "denied")])
         server.feed(
-            h2.frame(h2.HEADERS, h2.END_STREAM, 1, block[:3]),
-            h2.frame(h2.CONTINUATION, 0, 1, block[3:5]),
-            h2.frame(h2.CONTINUATION, h2.END_HEADERS, 1, block[5:]),
+            frame(HEADERS, END_STREAM, 1, block[:3]),
+            frame(CONTINUATION, 0, 1, block[3:5]),
+            frame(CONTINUATION, END_HEADERS, 1, block[5:]),
         )
         assert stream.future.result() == "PERMISSION_DENIED: denied"
 
@@ -304,12 +336,12 @@ def test_an_interrupted_header_block_is_a_connection_error() -> None:
         stream = conn.start(prepared())
         assert stream is not None
         transport.take()
-        server.feed(h2.frame(h2.HEADERS, 0, 1, b"\x88"), h2.frame(h2.DATA, 0, 1, b"x"))
+        server.feed(frame(HEADERS, 0, 1, b"\x88"), frame(DATA, 0, 1, b"x"))
         await asyncio.sleep(0)
         reason = stream.future.result()
         assert reason is not None and reason.startswith("INTERNAL: HTTP/2 protocol error")
-        (goaway,) = transport.take()
-        assert goaway[0] == h2.GOAWAY and struct.unpack_from(">L", goaway[3], 4)[0] == h2.PROTOCOL_ERROR
+        (sent,) = transport.take()
+        assert sent[0] == GOAWAY and struct.unpack_from(">L", sent[3], 4)[0] == PROTOCOL_ERROR
         assert not conn.usable and transport.closing
 
     run(test)
@@ -318,11 +350,11 @@ def test_an_interrupted_header_block_is_a_connection_error() -> None:
 def test_bad_frames_are_connection_errors() -> None:
     async def test() -> None:
         for bad in (
-            h2.frame(h2.SETTINGS, 0, 0, b"12345"),
-            h2.frame(h2.WINDOW_UPDATE, 0, 0, b"123"),
-            h2.frame(h2.PUSH_PROMISE, h2.END_HEADERS, 1, b"\x00\x00\x00\x02\x88"),
-            h2.window_update(0, 2**31 - 1),  # pushes the connection window past 2^31-1
-            h2.frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, 1, b"\xff\xff\xff\xff\x0f"),  # no such index
+            frame(SETTINGS, 0, 0, b"12345"),
+            frame(WINDOW_UPDATE, 0, 0, b"123"),
+            frame(PUSH_PROMISE, END_HEADERS, 1, b"\x00\x00\x00\x02\x88"),
+            window_update(0, 2**31 - 1),  # pushes the connection window past 2^31-1
+            frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\xff\xff\xff\xff\x0f"),  # no such index
         ):
             conn, transport, server = await connect()
             stream = conn.start(prepared())
@@ -340,15 +372,15 @@ def test_reset_streams_fail_with_grpc_codes() -> None:
     async def test() -> None:
         conn, _, server = await connect()
         streams = [conn.start(prepared()) for _ in range(3)]
-        for stream, code in zip(streams, (h2.CANCEL, 7, 2), strict=True):
+        for stream, code in zip(streams, (CANCEL, 7, 2), strict=True):
             assert stream is not None
-            server.feed(h2.frame(h2.RST_STREAM, 0, stream.sid, code.to_bytes(4, "big")))
+            server.feed(frame(RST_STREAM, 0, stream.sid, code.to_bytes(4, "big")))
         assert [s.future.result() for s in streams if s is not None] == [
             "CANCELLED: stream reset by the server (CANCEL)",
             "UNAVAILABLE: stream reset by the server (REFUSED_STREAM)",
             "INTERNAL: stream reset by the server (INTERNAL_ERROR)",
         ]
-        server.feed(h2.frame(h2.RST_STREAM, 0, 1, b"\x00\x00\x00\x00"))  # an old stream: ignored
+        server.feed(frame(RST_STREAM, 0, 1, b"\x00\x00\x00\x00"))  # an old stream: ignored
         assert conn.usable
 
     run(test)
@@ -361,13 +393,13 @@ def test_goaway_fails_unprocessed_streams_and_retires_the_connection() -> None:
         assert first is not None and second is not None
         await asyncio.sleep(0)
         transport.take()
-        server.feed(h2.goaway(1, 0, b"shutting down"))
+        server.feed(goaway(1, 0, b"shutting down"))
         assert second.future.result() == "UNAVAILABLE: server sent GOAWAY (NO_ERROR: shutting down)"
         assert not conn.usable and not first.future.done() and not transport.closing
         server.feed(server.response(1))  # streams up to the last id still finish
         assert first.future.result() is None
         await asyncio.sleep(0)
-        assert transport.closing and transport.take() == [(h2.GOAWAY, 0, 0, bytes(8))]
+        assert transport.closing and transport.take() == [(GOAWAY, 0, 0, bytes(8))]
 
     run(test)
 
@@ -396,7 +428,7 @@ def test_a_lost_connection_fails_every_stream_and_waiter() -> None:
 def test_stream_limit_from_the_server_is_respected() -> None:
     async def test() -> None:
         conn, transport, server = await connect()
-        server.feed(h2.settings_frame([(h2.SETTINGS_MAX_CONCURRENT_STREAMS, 1)]))
+        server.feed(settings_frame([(SETTINGS_MAX_CONCURRENT_STREAMS, 1)]))
         first = conn.start(prepared())
         assert first is not None and conn.start(prepared()) is None  # the fast path declines
         second = asyncio.ensure_future(conn.call(prepared()))
@@ -418,13 +450,13 @@ def test_received_data_returns_credit_in_batches() -> None:
         transport.take()
         stream = conn.start(prepared())
         assert stream is not None
-        chunk = h2.frame(h2.DATA, 0, 1, bytes(20000))
+        chunk = frame(DATA, 0, 1, bytes(20000))
         server.feed(chunk, chunk, chunk)  # 60000 < half the window: nothing yet
         await asyncio.sleep(0)
-        assert [f for f in transport.take() if f[0] == h2.WINDOW_UPDATE] == []
-        server.feed(chunk, h2.frame(h2.DATA, h2.PADDED, 1, b"\x02" + bytes(100) + b"pp"))
+        assert [f for f in transport.take() if f[0] == WINDOW_UPDATE] == []
+        server.feed(chunk, frame(DATA, PADDED, 1, b"\x02" + bytes(100) + b"pp"))
         await asyncio.sleep(0)
-        updates = [(s, int.from_bytes(p, "big")) for t, _, s, p in transport.take() if t == h2.WINDOW_UPDATE]
+        updates = [(s, int.from_bytes(p, "big")) for t, _, s, p in transport.take() if t == WINDOW_UPDATE]
         assert updates == [(0, 80000), (1, 80000)]  # connection and stream, once half the window is used
         assert conn.unacked == 103 and stream.received == 103
 
@@ -441,14 +473,14 @@ def test_large_requests_are_split_and_paced_by_the_peer_window() -> None:
         task = asyncio.ensure_future(conn.call(call, keep_body=True))
         await asyncio.sleep(0.01)
         frames = transport.take()
-        sent = [p for t, _, _, p in frames if t == h2.DATA]
-        assert frames[0][0] == h2.HEADERS and sum(map(len, sent)) == 65535  # the default window, no more
-        assert all(len(p) <= h2.MIN_FRAME_SIZE for p in sent)
-        server.feed(h2.window_update(0, 10**6), h2.window_update(1, 10**6))
+        sent = [p for t, _, _, p in frames if t == DATA]
+        assert frames[0][0] == HEADERS and sum(map(len, sent)) == 65535  # the default window, no more
+        assert all(len(p) <= MIN_FRAME_SIZE for p in sent)
+        server.feed(window_update(0, 10**6), window_update(1, 10**6))
         await asyncio.sleep(0.01)
         frames = transport.take()
-        rest = [(f, p) for t, f, _, p in frames if t == h2.DATA]
-        assert rest[-1][0] == h2.END_STREAM and all(f == 0 for f, _ in rest[:-1])
+        rest = [(f, p) for t, f, _, p in frames if t == DATA]
+        assert rest[-1][0] == END_STREAM and all(f == 0 for f, _ in rest[:-1])
         assert b"".join(sent + [p for _, p in rest]) == call.payload
         server.feed(server.response(1, message=b"reply"))
         assert await task == (None, b"\x00\x00\x00\x00\x05reply")
@@ -458,10 +490,10 @@ def test_large_requests_are_split_and_paced_by_the_peer_window() -> None:
 
 def test_the_last_stream_id_retires_the_connection() -> None:
     async def test() -> None:
-        conn, transport, server = await connect(first_stream_id=h2.MAX_STREAM_ID)
+        conn, transport, server = await connect(first_stream_id=MAX_STREAM_ID)
         stream = conn.start(prepared())
-        assert stream is not None and stream.sid == h2.MAX_STREAM_ID and not conn.usable
-        server.feed(server.response(h2.MAX_STREAM_ID))
+        assert stream is not None and stream.sid == MAX_STREAM_ID and not conn.usable
+        server.feed(server.response(MAX_STREAM_ID))
         assert stream.future.result() is None
         await asyncio.sleep(0)
         assert transport.closing
@@ -484,18 +516,18 @@ def test_cancelled_calls_reset_their_stream() -> None:
             await task
         await asyncio.sleep(0)
         assert not conn.streams
-        assert (h2.RST_STREAM, 0, 1, h2.CANCEL.to_bytes(4, "big")) in transport.take()
+        assert (RST_STREAM, 0, 1, CANCEL.to_bytes(4, "big")) in transport.take()
 
     run(test)
 
 
 def test_transport_parses_urls_and_needs_alpn_for_tls() -> None:
-    assert h2.split_host_port("localhost:9001") == ("localhost", 9001)
-    assert h2.split_host_port("grpc://10.0.0.1") == ("10.0.0.1", 8001)
-    assert h2.split_host_port("[::1]:5") == ("::1", 5)
+    assert split_host_port("localhost:9001", GRPC_PORTS) == ("localhost", 9001)
+    assert split_host_port("grpc://10.0.0.1", GRPC_PORTS) == ("10.0.0.1", 8001)
+    assert split_host_port("[::1]:5", GRPC_PORTS) == ("::1", 5)
     with pytest.raises(ValueError, match="unsupported URL scheme"):
-        h2.split_host_port("ftp://x:1")
-    transport = h2.GrpcH2Transport("[::1]:5", headers={"X-Tenant": "a"})
+        split_host_port("ftp://x:1", GRPC_PORTS)
+    transport = GrpcH2Transport("[::1]:5", headers={"X-Tenant": "a"})
     assert transport.authority == "[::1]:5" and transport.metadata == [("x-tenant", "a")]
     assert transport.channel(0) is transport.channel(63) is not transport.channel(64)
 
@@ -507,7 +539,7 @@ def test_kept_bodies_lose_their_padding() -> None:
         await asyncio.sleep(0)
         server.feed(
             server.headers(1, [(":status", "200")]),
-            h2.frame(h2.DATA, h2.PADDED, 1, b"\x03" + b"\x00\x00\x00\x00\x02hi" + b"pad"),
+            frame(DATA, PADDED, 1, b"\x03" + b"\x00\x00\x00\x00\x02hi" + b"pad"),
             server.headers(1, [("grpc-status", "0")], end_stream=True),
         )
         assert await task == (None, b"\x00\x00\x00\x00\x02hi")

@@ -73,16 +73,16 @@ def test_every_problem_is_listed_in_file_order() -> None:
         (1, "unknown key 'schedul' in the plan (did you mean 'schedule'?)"),
         (3, "max_throughput_drop must be a percentage >= 0"),
         (4, "percentile must be within (0, 100]"),
-        (6, "measurement measurement_interval_ms must be at least 50 ms"),
+        (6, "the plan: measurement_interval_ms must be at least 50 ms, got 10"),
         (9, "job 'a': a model is listed twice"),
         (10, "job 'a': concurrency: bad range '256..1'"),
         (11, "job 'a': bad schedule '61 * * * *'"),
-        (12, "job 'a': input_data: file 'missing.json' not found"),
+        (12, "job 'a': input_data must be random, zero or a data file"),
         (13, "job 'a': bad baseline 'yesterday'"),
         (14, "job 'a': label 'plan' is set by the plan itself"),
         (15, "job 'b': give either model or models"),
-        (17, "job 'b': give only one of concurrency, request_rate and request_intervals"),
-        (18, "job 'b': batch_size must be a whole number >= 1"),
+        (17, "job 'b': give only one of concurrency, request_rate, request_intervals and ramp"),
+        (18, "job 'b': batch_size must be >= 1, got 0"),
         (19, "jobs: 'b' is given twice (first at line 15)"),
     ]
     assert len(found) == len(expected), found
@@ -97,27 +97,27 @@ def test_every_problem_is_listed_in_file_order() -> None:
         ("concurrency: 0..4", "levels start at 1"),
         ("concurrency: 1.5", "whole numbers"),
         ("request_rate: abc", "bad range 'abc'"),
-        ("distribution: poisson", "distribution applies to request_rate only"),
+        ("distribution: poisson", "distribution applies to request_rate and ramp only"),
         ("schedule: '0 2 * *'", "bad schedule '0 2 * *'"),
         ("schedule: '0 0 2 * * * *'", "bad schedule"),
         ("thresholds: {max_latency_rise: -5%}", "max_latency_rise must be a percentage >= 0"),
         ("thresholds: {percentile: p0}", "percentile must be within (0, 100]"),
         ("thresholds: {max_drop: 5%}", "unknown key 'max_drop' in thresholds of job 'j'"),
-        ("measurement: {max_trials: 0}", "measurement max_trials must be >= 1"),
-        ("measurement: {warmup_ms: soon}", "measurement warmup_ms must be a number"),
+        ("measurement: {max_trials: 0}", "max_trials must be >= 1, got 0"),
+        ("measurement: {warmup_ms: soon}", "warmup_ms must be a whole number, got 'soon'"),
         ("protocol: udp", "protocol must be grpc or http"),
-        ("request_intervals: gaps.txt", "request_intervals: file 'gaps.txt' not found"),
+        ("request_intervals: gaps.txt", "request_intervals: cannot read request intervals"),
         ("baseline: 0", "run ids start at 1"),
         ("baseline: {label: release}", "bad baseline label 'release': expected KEY=VALUE"),
         ("baseline: {run: 3, label: a=b}", "baseline needs exactly one of 'label' and 'run'"),
         ("shapes: {TOKENS: 'x'}", "bad shape"),
-        ("batch_size: [1, 2]", "batch_size must be a whole number >= 1, got a list"),
+        ("batch_size: [1, 2]", "batch_size must be a single value, not a list"),
         ("metrics_url: [a]", "metrics_url must be a single value, not a list"),
         ("validate: maybe", "validate must be true or false, got 'maybe'"),
-        ("workers: 0", "workers must be a whole number >= 1, got '0'"),
+        ("workers: 0", "workers must be within 1..256, got 0"),
         ("grpc_client: grpcio", "grpc_client must be h2 or aio, got 'grpcio'"),
-        ("request_timeout: -1", "request_timeout must be >= 0 seconds"),
-        ("request_timeout: soon", "request_timeout (seconds) must be a number, got 'soon'"),
+        ("request_timeout: -1", "request_timeout must be a number of seconds >= 0"),
+        ("request_timeout: soon", "request_timeout must be a number, got 'soon'"),
     ],
 )
 def test_one_bad_value_is_reported_at_its_line(job: str, fragment: str) -> None:
@@ -173,7 +173,7 @@ def test_plan_defaults_merge_into_jobs_and_jobs_win(tmp_path: Path) -> None:
     assert sweep.levels == (1, 5, 9, 13, 16)  # read as written: YAML 1.1 would make 1:16:4 an integer
     assert sweep.url == "example:9001" and sweep.protocol == "grpc"
     assert sweep.labels == {"suite": "nightly", "release": "1.10", "plan": "nightly", "job": "a"}
-    assert sweep.measurement.measurement_interval_ms == 500 and sweep.measurement.max_trials == 4
+    assert sweep.measurement.measurement_interval_ms == 500 and sweep.measurement.max_windows == 4
     assert a.schedule == "*/10 * * * * *"
     assert sweep.grpc_client == "aio" and sweep.request_timeout_s == 2.5
     assert b.sweeps[0].grpc_client == "h2" and b.sweeps[0].request_timeout_s == 30.0
@@ -184,7 +184,7 @@ def test_plan_defaults_merge_into_jobs_and_jobs_win(tmp_path: Path) -> None:
     assert b.sweeps[0].distribution == "poisson" and b.sweeps[0].protocol == "http"
     assert b.sweeps[0].input_data == str(tmp_path / "data.json")  # relative to the plan's folder
     assert b.sweeps[0].labels["suite"] == "weekly" and b.sweeps[0].labels["job"] == "b"
-    assert b.sweeps[0].measurement.measurement_interval_ms == 500 and b.sweeps[0].measurement.max_trials == 6
+    assert b.sweeps[0].measurement.measurement_interval_ms == 500 and b.sweeps[0].measurement.max_windows == 6
     assert b.baseline == Baseline() and b.schedule == "0 2 * * 1-5"
     assert sweep.metrics_url is None and sweep.resolved_metrics_url == "http://example:8002/metrics"
     assert b.sweeps[0].metrics_url == "" and b.sweeps[0].resolved_metrics_url is None
@@ -317,10 +317,9 @@ def test_the_readme_plan_example_is_valid() -> None:
 
 
 def test_job_keys_at_plan_level_say_where_they_belong() -> None:
-    text = "concurrency: 4\nbatch: 2\njobs:\n  j: {model: identity, seed: !!python/none x}\n"
+    text = "model: identity\nbatch: 2\njobs:\n  j: {model: identity, seed: !!python/none x}\n"
     assert problems(text) == [
-        "plans/p.yaml:1: unknown key 'concurrency' in the plan (concurrency belongs in each job)",
-        "plans/p.yaml:2: unknown key 'batch' in the plan (known keys: name, description, jobs, url, "
-        "protocol, metrics_url, schedule, baseline, thresholds, measurement, labels)",
-        "plans/p.yaml:4: job 'j': seed must be a whole number >= 0, got 'x'",
+        "plans/p.yaml:1: unknown key 'model' in the plan (model belongs in each job)",
+        "plans/p.yaml:2: unknown key 'batch' in the plan (did you mean 'batch_size'?)",
+        "plans/p.yaml:4: job 'j': seed must be a whole number, got 'x'",
     ]

@@ -1,7 +1,7 @@
 import pytest
 
+from loadgen.config.ranges import parse_levels
 from loadgen.errors import ConfigError
-from loadgen.ranges import parse_levels
 
 
 @pytest.mark.parametrize(

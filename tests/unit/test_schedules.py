@@ -4,9 +4,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from loadgen.engine.schedules import Schedule, intended_offsets_ns, read_intervals
+from loadgen.config.ranges import parse_rates
+from loadgen.config.values import read_intervals
+from loadgen.engine.schedules import Schedule, intended_offsets_ns
 from loadgen.errors import ConfigError
-from loadgen.ranges import parse_rates
 
 
 def _gaps(schedule: Schedule, count: int) -> npt.NDArray[np.float64]:

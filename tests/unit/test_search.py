@@ -66,5 +66,5 @@ def test_latency_limits_parse() -> None:
     for bad in ("p99=", "fast", "p101=5ms", "p99=0ms"):
         with pytest.raises(ConfigError):
             parse_latency_limit(bad)
-    with pytest.raises(ConfigError, match="--search needs --latency-limit"):
+    with pytest.raises(ConfigError, match="search needs latency_limit"):
         SweepSettings(model="m", levels=(1,), search=True)

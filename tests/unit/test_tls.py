@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from loadgen.cli import build_parser, settings_from_args
+from loadgen.cli import build_parser
+from loadgen.commands.sweep import settings_from_args
 from loadgen.config import SweepSettings
 from loadgen.errors import ConfigError
-from loadgen.tls import TlsSettings, tls_from_args
+from loadgen.tls import TlsSettings
 from loadgen.transports import make_transport
+from loadgen.transports.addresses import split_host_port
 from loadgen.transports.base import InferRequestSpec, InputTensor
-from loadgen.transports.http import split_host_port
 from tests.pki import Pki, make_pki
 
 SPEC = InferRequestSpec("identity", (InputTensor("INPUT0", "FP32", (1, 4), bytes(16)),), ("OUTPUT0",))
@@ -27,7 +28,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def _tls(*argv: str) -> TlsSettings | None:
-    return tls_from_args(build_parser().parse_args(["sweep", "-m", "identity", *argv]))
+    (settings,) = settings_from_args(build_parser().parse_args(["sweep", "-m", "identity", *argv]))
+    return settings.tls
 
 
 def test_no_tls_unless_asked(pki: Pki) -> None:
@@ -56,7 +58,7 @@ def test_options_that_cannot_work_are_refused(argv: list[str], message: str) -> 
 
 def test_settings_keep_paths_never_contents(pki: Pki) -> None:
     args = ["--ssl-ca", str(pki.ca), "--ssl-cert", str(pki.client_cert), "--ssl-key", str(pki.client_key)]
-    settings = settings_from_args(build_parser().parse_args(["sweep", "-m", "identity", *args]))
+    (settings,) = settings_from_args(build_parser().parse_args(["sweep", "-m", "identity", *args]))
     assert settings.to_dict()["tls"] == {
         "ca_file": str(pki.ca),
         "cert_file": str(pki.client_cert),
@@ -68,7 +70,7 @@ def test_settings_keep_paths_never_contents(pki: Pki) -> None:
 
 
 def test_files_are_checked_on_construction(pki: Pki, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--ssl-cert and --ssl-key go together"):
+    with pytest.raises(ConfigError, match="ssl_cert and ssl_key go together"):
         TlsSettings(cert_file=str(pki.client_cert))
     with pytest.raises(ConfigError, match="not a PEM certificate file"):
         TlsSettings(ca_file=str(pki.client_key))

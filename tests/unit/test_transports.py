@@ -1,7 +1,8 @@
 import asyncio
 
+from loadgen.transports.addresses import split_host_port
 from loadgen.transports.base import InferRequestSpec, InputTensor
-from loadgen.transports.http import HttpTransport, build_request, split_host_port
+from loadgen.transports.http import HttpTransport, build_request
 
 SPEC = InferRequestSpec("identity", (InputTensor("INPUT0", "FP32", (1, 4), bytes(16)),), ("OUTPUT0",))
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
+from loadgen.config.values import tolerances as parse_tolerances
 from loadgen.errors import ConfigError
 from loadgen.results import ValidationTally
 from loadgen.transports.base import OutputTensor
-from loadgen.transports.grpc import parse_response as parse_grpc
+from loadgen.transports.grpc_codec import parse_response as parse_grpc
 from loadgen.transports.http import parse_response as parse_http
-from loadgen.validation import DEFAULT_TOLERANCES, Tolerance, Validator, decode_tensor, parse_tolerances
+from loadgen.validation import DEFAULT_TOLERANCES, FLOAT_TYPES, Tolerance, Validator, decode_tensor
 
 
 def fp(name: str, values: list[float], dtype: str = "FP32") -> OutputTensor:
@@ -100,8 +101,9 @@ def test_tallies_merge_exactly_and_survive_json() -> None:
 def test_parse_tolerances() -> None:
     assert parse_tolerances(["fp16=1e-3", "FP32=1e-4,1e-6"]) == {"FP16": (1e-3, 1e-3), "FP32": (1e-4, 1e-6)}
     for bad in ("INT32=1", "FP32", "FP32=x", "FP32=-1", "FP32=1,2,3"):
-        with pytest.raises(ConfigError, match="bad --tolerance"):
+        with pytest.raises(ConfigError, match="bad"):
             parse_tolerances([bad])
+    assert set(DEFAULT_TOLERANCES) == FLOAT_TYPES  # every type --tolerance takes has a default
     assert str(Tolerance(1e-4, 1e-5)) == "rtol=0.0001, atol=1e-05"
 
 

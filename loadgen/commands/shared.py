@@ -1,0 +1,61 @@
+"""What several commands share: the ``--db`` option, the event loop, the stdout console, a run's table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+from loadgen.storage import DEFAULT_DB_URL
+
+T = TypeVar("T")
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--db`` option every command that reads or writes runs shares."""
+    parser.add_argument(
+        "--db",
+        default=DEFAULT_DB_URL,
+        help=f"runs database: a SQLAlchemy URL or a SQLite file path (default {DEFAULT_DB_URL})",
+    )
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run with SIGTERM treated like Ctrl-C (the main task is cancelled)."""
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        return await coro
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError as exc:
+        raise KeyboardInterrupt from exc
+
+
+def stdout_console() -> Console:
+    """Tables are wide: when stdout is a file or pipe, do not wrap them at 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=220)
+
+
+def print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
+    """The stored table of one run on stdout, and perf_analyzer's CSV when asked for."""
+    from analysis import latency_table, load_run, write_perf_analyzer_csv
+    from loadgen.console.tables import print_latency_table
+
+    run, frame = load_run(store_url, run_id)
+    print_latency_table(run, latency_table(frame), stdout_console())
+    if csv_path is not None:
+        write_perf_analyzer_csv(frame, csv_path)
+        print(f"wrote {csv_path}", file=sys.stderr)

@@ -1,0 +1,257 @@
+"""``loadgen sweep``: the command line's side of a sweep.
+
+Its sweep options are built from the option table (:mod:`loadgen.config.options`):
+each is an argparse dest named by its key, with no default, so only what the user
+gave reaches :func:`~loadgen.config.build_settings`. ``-m NAME:key=value,...`` adds a
+model's own values over the shared ones, with the same keys. The sweep itself runs
+through :func:`loadgen.launch.run_sweeps`, as plans and the scheduler do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from loadgen.commands.shared import add_db_option, print_run, run_async
+from loadgen.config import OPTIONS, SweepSettings, build_settings, option_key, spell_flag
+from loadgen.errors import ConfigError, SettingsError
+
+if TYPE_CHECKING:
+    from loadgen.engine.search import SearchResult
+    from loadgen.runner import SweepOutcome
+    from loadgen.server import EmbeddedServer
+
+CLI_ONLY = {
+    "csv": "writes a file beside the run; a plan's runs are read back with `loadgen show RUN --csv`",
+    "report": "writes a file beside the run; `loadgen report` reads a plan's runs",
+    "embedded": "starts a server for one command; a plan or a scheduler measures a server that is running",
+    "model_repository": "goes with --embedded",
+    "quiet": "`plan run -q` has it for the whole plan",
+    "exporter_port": "`loadgen schedule --exporter-port` serves a plan's runs",
+    "db": "`plan run --db` and `schedule --db` store the whole plan in one database",
+}
+"""The sweep command's options that are not sweep settings, and why a plan does not take them."""
+
+_GROUPS = {
+    "server": "server",
+    "TLS": "TLS (any of these, or -u https://..., turns TLS on)",
+    "load": "load",
+    "measurement": "measurement",
+    "inputs": "inputs",
+    "checks": "answers and labels",
+}
+
+
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    """Every option of the table, as flags whose dest is the option's key and whose default is None."""
+    groups = {name: parser.add_argument_group(title) for name, title in _GROUPS.items()}
+    for option in OPTIONS:
+        group = groups[option.group]
+        if option.switch:
+            group.add_argument(
+                *option.flags, dest=option.key, action="store_true", default=None, help=option.help
+            )
+        else:
+            group.add_argument(
+                *option.flags,
+                dest=option.key,
+                action="append" if option.repeat else "store",
+                default=None,
+                metavar=option.metavar,
+                help=option.help,
+                required=option.key == "model",
+            )
+
+
+def register(sub: Any) -> None:
+    """Add ``sweep`` to the CLI's sub-parsers."""
+    sweep = sub.add_parser(
+        "sweep", help="measure a model over a range of concurrency levels or request rates"
+    )
+    add_sweep_options(sweep)
+    out = sweep.add_argument_group("output and server")
+    out.add_argument("--csv", type=Path, default=None, help="write perf_analyzer's -f CSV (+ our columns)")
+    out.add_argument("--report", type=Path, default=None, metavar="FILE", help="write the HTML report")
+    out.add_argument(
+        "--embedded",
+        action="store_true",
+        help="start the embedded server on free ports for this run and stop it after",
+    )
+    out.add_argument("--model-repository", type=Path, default=None, help="with --embedded: model repository")
+    out.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+    out.add_argument(
+        "--exporter-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve loadgen's own Prometheus metrics on this port while the sweep runs (e.g. 9108)",
+    )
+    add_db_option(sweep)
+    sweep.set_defaults(handler=cmd_sweep)
+
+
+# -- settings from the command line ---------------------------------------------------------------
+_KEY = re.compile(r"[A-Za-z][\w-]*")
+
+
+def parse_model_spec(item: str) -> tuple[str, dict[str, str | list[str]]]:
+    """``NAME[:key=value,...]``: the model and its own option values (as text).
+
+    A comma-separated piece without ``=`` continues the value before it, so lists keep
+    their commas: ``-m b:concurrency=1,2,4,batch-size=2``.
+    """
+    name, _, rest = item.partition(":")
+    if not name:
+        raise ConfigError(f"bad -m {item!r}: expected MODEL or MODEL:key=value,...")
+    pairs: list[list[str]] = []
+    for piece in filter(None, rest.split(",")):
+        key, sep, value = piece.partition("=")
+        if sep and _KEY.fullmatch(key) and (option_key(key) is not None or not pairs):
+            pairs.append([key, value])
+        elif sep and _KEY.fullmatch(key):
+            raise ConfigError(f"bad -m {item!r}: unknown option {key!r} (keys are sweep options: see --help)")
+        elif pairs:
+            pairs[-1][1] += "," + piece
+        else:
+            raise ConfigError(f"bad -m {item!r}: expected MODEL or MODEL:key=value,...")
+    given: dict[str, str | list[str]] = {}
+    for key, value in pairs:  # a key given again adds to it: labels, shapes, headers, tolerances
+        before = given.get(key)
+        given[key] = value if before is None else [*([before] if isinstance(before, str) else before), value]
+    return name, given
+
+
+def _spelling(given: dict[str, str | list[str]]) -> Callable[[str], str]:
+    """A key as the user wrote it in ``-m`` (when they did), else as its flag."""
+    typed = {option_key(name): name for name in given}
+    return lambda key: typed.get(key) or spell_flag(key)
+
+
+def given_values(args: argparse.Namespace) -> dict[str, object]:
+    """The sweep options given on the command line, by key (the model aside)."""
+    return {
+        option.key: getattr(args, option.key)
+        for option in OPTIONS
+        if option.key != "model" and getattr(args, option.key) is not None
+    }
+
+
+def settings_from_args(args: argparse.Namespace) -> list[SweepSettings]:
+    """One settings object per ``-m``, each through the one constructor; usage errors name flags."""
+    shared = given_values(args)
+    specs = [parse_model_spec(item) for item in args.model]
+    try:
+        build_settings(shared, {"model": specs[0][0]})  # the shared values, checked once
+    except SettingsError as exc:
+        raise ConfigError(exc.render(spell_flag)) from None
+    result = []
+    for (name, own), item in zip(specs, args.model, strict=True):
+        try:
+            result.append(build_settings(shared, own, {"model": name}))
+        except SettingsError as exc:
+            raise ConfigError(f"bad -m {item!r}: {exc.render(_spelling(own))}") from None
+    if getattr(args, "embedded", False) and any(s.tls is not None for s in result):
+        raise ConfigError("the embedded server speaks plain HTTP and gRPC: --ssl options need -u")
+    return result
+
+
+# -- running --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _embedded(args: argparse.Namespace, console: Console) -> Iterator[EmbeddedServer]:
+    from loadgen.server import EmbeddedServer, ServerPorts
+
+    server = EmbeddedServer(args.model_repository, ServerPorts.free())
+    console.print(f"starting the embedded Triton server on {server.grpc_url} ...", highlight=False)
+    with server:
+        yield server
+
+
+def _on_server(sweeps: Sequence[SweepSettings], server: EmbeddedServer) -> list[SweepSettings]:
+    """The sweeps pointed at the embedded server (its metrics too, unless turned off)."""
+    return [
+        dataclasses.replace(
+            s,
+            url=server.http_url if s.protocol == "http" else server.grpc_url,
+            metrics_url="" if s.metrics_url == "" else server.metrics_url,
+        )
+        for s in sweeps
+    ]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Measure, store each step as it ends, print the tables; exit 1 failed run, 3 wrong answers."""
+    from loadgen.launch import check_together, exit_status, grouped, run_sweeps
+    from loadgen.storage import RunStore
+
+    sweeps = settings_from_args(args)  # usage errors before anything starts
+    check_together(sweeps)
+    err = Console(stderr=True)
+    with contextlib.ExitStack() as stack:
+        exporter = None
+        if args.exporter_port is not None:  # before the server: a taken port fails fast
+            from loadgen.exporter import SweepExporter
+
+            exporter = stack.enter_context(SweepExporter(args.exporter_port))
+        if args.embedded:
+            sweeps = _on_server(sweeps, stack.enter_context(_embedded(args, err)))
+        sweeps = grouped(sweeps)
+        store = stack.enter_context(RunStore(args.db))
+        console = None if args.quiet else err
+        outcomes = run_async(run_sweeps(sweeps, store, console=console, exporter=exporter))
+    for settings, outcome in zip(sweeps, outcomes, strict=True):
+        print_run(args.db, outcome.run_id, _csv_path(args.csv, settings.model, len(sweeps)))
+        if outcome.search is not None and settings.latency_limit is not None:
+            print_search(outcome.search, settings)
+    if args.report is not None:
+        from loadgen.commands.report import write_run_report
+
+        write_run_report(args.db, [o.run_id for o in outcomes], args.report)
+    warn_unanswered(outcomes)
+    return exit_status(outcomes)
+
+
+def _csv_path(path: Path | None, model: str, count: int) -> Path | None:
+    """``--csv out.csv``; with several models, ``out.<model>.csv`` each."""
+    if path is None or count == 1:
+        return path
+    return path.with_name(f"{path.stem}.{model}{path.suffix}")
+
+
+def warn_unanswered(outcomes: Sequence[SweepOutcome]) -> None:
+    """One line per closed-loop step in which slots went unanswered for a whole window."""
+    from analysis.findings import unanswered_text
+
+    for outcome in outcomes:
+        for step in outcome.steps:
+            if step.unanswered_slots:
+                level = f"run {outcome.run_id}, concurrency {step.concurrency}"
+                text = unanswered_text(level, step.unanswered_slots, step.concurrency)
+                print(f"loadgen: warning: {text}", file=sys.stderr)
+
+
+def print_search(result: SearchResult, settings: SweepSettings) -> None:
+    """The SLO search's answer: the highest load that met the limit, and the probes it took."""
+    unit = "/s" if settings.scenario == "request_rate" else ""
+    what = "rate" if settings.scenario == "request_rate" else "concurrency"
+    limit = settings.latency_limit
+    probes = len(result.probes)
+    if result.best is None:
+        lowest = f"{what} {min(settings.levels):g}{unit}"
+        print(f"SLO {limit}: even the lowest load ({lowest}) misses it ({probes} probe(s))")
+    elif result.first_miss is None:
+        print(
+            f"SLO {limit}: met up to the top of the range ({what} {result.best:g}{unit}); try a wider range"
+        )
+    else:
+        print(
+            f"SLO {limit}: highest {what} meeting it: {result.best:g}{unit} "
+            f"({result.first_miss:g}{unit} misses; {probes} probes)"
+        )

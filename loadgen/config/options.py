@@ -1,0 +1,366 @@
+"""Every sweep option, once: its key, its command-line flags, its help and its parser.
+
+The key is the name everywhere a user sets the option: the ``SweepSettings`` field
+(or, for options that derive fields, the name listed in :data:`DERIVED`), the plan key,
+the ``-m name:key=value`` key and the argparse dest. The command line builds its
+flags from this table, plans and ``-m`` look keys up in it, and
+:func:`loadgen.config.build.build_settings` parses each value with its ``parse``.
+A flag's own name (``--request-timeout`` -> ``request_timeout``) is accepted as the key too.
+
+Adding an option: a field in ``SweepSettings`` (with its rule in ``problems()``), one
+``Option`` here, and its use in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from loadgen.config import values
+from loadgen.config.settings import (
+    DEFAULT_GRPC_URL,
+    DEFAULT_HTTP_URL,
+    GRPC_CLIENTS,
+    REQUEST_TIMEOUT_S,
+    MeasurementSettings,
+    SweepSettings,
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One sweep option (see the module's docstring)."""
+
+    key: str
+    flags: tuple[str, ...]
+    help: str
+    parse: Callable[[object], object] = values.text
+    metavar: str | None = None
+    repeat: bool = False
+    """Given several times on the command line (a list), or as a list or mapping in a plan."""
+    switch: bool = False
+    """A flag without a value on the command line (true/false elsewhere)."""
+    group: str = "sweep"
+    path: bool = False
+    """A file name: a plan resolves it relative to the plan's folder."""
+
+    @property
+    def flag(self) -> str:
+        """The long flag, as messages spell the option on the command line."""
+        return next((f for f in self.flags if f.startswith("--")), self.flags[0])
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The key and each long flag's name: what plans and ``-m`` accept."""
+        spelled = (f.removeprefix("--").replace("-", "_") for f in self.flags if f.startswith("--"))
+        return tuple(dict.fromkeys((self.key, *spelled)))
+
+
+LOAD, MEASURE, INPUTS, SERVER, TLS, CHECKS = "load", "measurement", "inputs", "server", "TLS", "checks"
+
+OPTIONS: tuple[Option, ...] = (
+    # -- what and where
+    Option(
+        "model",
+        ("-m", "--model"),
+        "model name on the server; repeat to load several models at once, each optionally with its own "
+        "settings (-m b:concurrency=1..4,batch-size=2; any sweep option's key)",
+        metavar="MODEL[:key=value,...]",
+        repeat=True,
+        group=SERVER,
+    ),
+    Option(
+        "model_version",
+        ("-x", "--model-version"),
+        "model version (default: the server's choice)",
+        group=SERVER,
+    ),
+    Option(
+        "url",
+        ("-u", "--url"),
+        f"server address (default {DEFAULT_GRPC_URL} for gRPC, {DEFAULT_HTTP_URL} for HTTP)",
+        group=SERVER,
+    ),
+    Option(
+        "protocol",
+        ("-i", "--protocol"),
+        "inference protocol (default grpc)",
+        metavar="grpc|http",
+        group=SERVER,
+    ),
+    Option(
+        "grpc_client",
+        ("--grpc-client",),
+        "gRPC client: h2 (loadgen's lean HTTP/2 client, default) or aio (gRPC's own grpc.aio)",
+        metavar="|".join(GRPC_CLIENTS),
+        group=SERVER,
+    ),
+    Option(
+        "request_timeout_s",
+        ("--request-timeout",),
+        f"a request unanswered this long fails as DEADLINE_EXCEEDED and its slot sends again "
+        f"(default {REQUEST_TIMEOUT_S:g}; 0: wait forever)",
+        values.number,
+        metavar="SECONDS",
+        group=SERVER,
+    ),
+    Option(
+        "headers",
+        ("-H", "--header"),
+        "send this header (gRPC metadata) with every request; never stored, only its name",
+        values.headers,
+        metavar="'NAME: VALUE'",
+        repeat=True,
+        group=SERVER,
+    ),
+    Option(
+        "metrics_url",
+        ("--metrics-url",),
+        "Prometheus endpoint (default: the server's host, port 8002; off: none)",
+        values.metrics_url,
+        group=SERVER,
+    ),
+    Option(
+        "no_metrics",
+        ("--no-metrics",),
+        "do not scrape the metrics endpoint",
+        values.boolean,
+        switch=True,
+        group=SERVER,
+    ),
+    Option(
+        "metrics_interval_ms",
+        ("--metrics-interval",),
+        "scrape period in ms (default 1000)",
+        values.whole,
+        metavar="MS",
+        group=SERVER,
+    ),
+    # -- TLS
+    Option("ssl", ("--ssl",), "talk to the server over TLS", values.boolean, switch=True, group=TLS),
+    Option(
+        "ssl_ca",
+        ("--ssl-ca",),
+        "PEM root certificates to trust",
+        values.path,
+        metavar="FILE",
+        group=TLS,
+        path=True,
+    ),
+    Option(
+        "ssl_cert",
+        ("--ssl-cert",),
+        "PEM client certificate (mutual TLS)",
+        values.path,
+        metavar="FILE",
+        group=TLS,
+        path=True,
+    ),
+    Option(
+        "ssl_key",
+        ("--ssl-key",),
+        "PEM key of --ssl-cert (unencrypted)",
+        values.path,
+        metavar="FILE",
+        group=TLS,
+        path=True,
+    ),
+    Option(
+        "ssl_insecure",
+        ("--ssl-insecure",),
+        "HTTPS only: do not verify the server's certificate or host name",
+        values.boolean,
+        switch=True,
+        group=TLS,
+    ),
+    # -- load
+    Option(
+        "concurrency",
+        ("--concurrency", "--concurrency-range"),
+        "levels: A..B doubles, A..B:S steps, A..B:xF multiplies, a,b,c lists, "
+        "start:end:step as perf_analyzer (default 1)",
+        values.levels,
+        metavar="RANGE",
+        group=LOAD,
+    ),
+    Option(
+        "request_rate",
+        ("--request-rate", "--request-rate-range"),
+        "open loop: target rates in requests/s, same syntax (e.g. 100..1000:100); "
+        "latency is measured from each request's intended send time",
+        values.rates,
+        metavar="RANGE",
+        group=LOAD,
+    ),
+    Option(
+        "request_intervals",
+        ("--request-intervals",),
+        "open loop: replay these gaps (microseconds between sends, one per line, looped)",
+        values.read_intervals,
+        metavar="FILE",
+        group=LOAD,
+        path=True,
+    ),
+    Option(
+        "ramp",
+        ("--ramp",),
+        "open loop: one step whose rate rises linearly from FROM to TO requests/s over SECONDS",
+        values.ramp,
+        metavar="FROM:TO:SECONDS",
+        group=LOAD,
+    ),
+    Option(
+        "distribution",
+        ("--distribution",),
+        "open loop: gaps between sends, constant (default) or poisson (seeded by --seed)",
+        metavar="constant|poisson",
+        group=LOAD,
+    ),
+    Option(
+        "max_in_flight",
+        ("--max-in-flight",),
+        "open loop: requests due while this many are in flight are refused and counted (default 1024)",
+        values.whole,
+        metavar="N",
+        group=LOAD,
+    ),
+    Option(
+        "workers",
+        ("--workers",),
+        "processes sharing each step's load, histograms merged exactly "
+        "(default: from the cores and the heaviest level; 1 on a 2-core machine)",
+        values.whole,
+        metavar="N",
+        group=LOAD,
+    ),
+    Option(
+        "latency_limit",
+        ("--latency-limit",),
+        "e.g. p99=50ms: stop at the first step over it, or with --search find the highest load under it",
+        values.parse_latency_limit,
+        metavar="pNN=X",
+        group=LOAD,
+    ),
+    Option(
+        "search",
+        ("--search",),
+        "bracket and bisect the range for the highest load that meets --latency-limit",
+        values.boolean,
+        switch=True,
+        group=LOAD,
+    ),
+    # -- measurement
+    Option(
+        "measurement_interval_ms",
+        ("-p", "--measurement-interval"),
+        "measurement window in ms (default 5000)",
+        values.whole,
+        metavar="MS",
+        group=MEASURE,
+    ),
+    Option(
+        "warmup_ms",
+        ("--warmup",),
+        "warm-up per step in ms (default 1000)",
+        values.whole,
+        metavar="MS",
+        group=MEASURE,
+    ),
+    Option(
+        "stability_percentage",
+        ("-s", "--stability-percentage"),
+        "max deviation of the last 3 windows from their mean, %% (default 10)",
+        values.number,
+        metavar="PCT",
+        group=MEASURE,
+    ),
+    Option(
+        "max_windows",
+        ("-r", "--max-windows", "--max-trials"),
+        "measurement windows per step at most, stable or not (perf_analyzer's max trials; default 10)",
+        values.whole,
+        metavar="N",
+        group=MEASURE,
+    ),
+    # -- inputs
+    Option(
+        "batch_size",
+        ("-b", "--batch-size"),
+        "batch size of every request (default 1)",
+        values.whole,
+        group=INPUTS,
+    ),
+    Option(
+        "input_data",
+        ("--input-data",),
+        "random (seeded, default), zero, perf_analyzer's JSON input-data file, or a .npy/.npz file",
+        values.input_data,
+        metavar="random|zero|FILE",
+        group=INPUTS,
+        path=True,
+    ),
+    Option(
+        "shapes",
+        ("--shape",),
+        "size of an input's variable dimensions (without the batch dimension)",
+        values.shapes,
+        metavar="NAME:d1,d2",
+        repeat=True,
+        group=INPUTS,
+    ),
+    Option("seed", ("--seed",), "seed of the random input data (default 0)", values.whole, group=INPUTS),
+    # -- answers and bookkeeping
+    Option(
+        "validate",
+        ("--validate",),
+        "check every answer against a reference (the answer at concurrency 1, or the input "
+        "file's validation_data); exit 3 on any mismatch",
+        values.boolean,
+        switch=True,
+        group=CHECKS,
+    ),
+    Option(
+        "tolerances",
+        ("--tolerance",),
+        "--validate tolerance of a float type (defaults FP32/FP64 1e-4,1e-5; FP16 1e-2,1e-3; "
+        "BF16 5e-2,1e-2); integers and strings compare exactly",
+        values.tolerances,
+        metavar="DTYPE=RTOL[,ATOL]",
+        repeat=True,
+        group=CHECKS,
+    ),
+    Option(
+        "labels", ("--label",), "tag the run", values.labels, metavar="KEY=VALUE", repeat=True, group=CHECKS
+    ),
+)
+
+BY_KEY: dict[str, Option] = {option.key: option for option in OPTIONS}
+BY_NAME: dict[str, Option] = {name: option for option in OPTIONS for name in option.names}
+"""Every accepted spelling (key or flag name, underscores) -> its option."""
+
+LOAD_KEYS = ("concurrency", "request_rate", "request_intervals", "ramp")
+"""The options that choose the scenario and its levels: at most one is given."""
+TLS_KEYS = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_insecure")
+MEASUREMENT_KEYS = tuple(f.name for f in fields(MeasurementSettings))
+
+DERIVED: dict[str, tuple[str, ...]] = {
+    "levels": LOAD_KEYS,
+    "scenario": LOAD_KEYS,
+    "request_intervals_us": ("request_intervals",),
+    "ramp_from": ("ramp",),
+    "ramp_s": ("ramp",),
+    "tls": TLS_KEYS,
+    "measurement": MEASUREMENT_KEYS,
+    "metrics_url": ("metrics_url", "no_metrics"),
+}
+"""Settings fields that no single option of the same name sets, and the options they come from."""
+
+
+def spell_flag(key: str) -> str:
+    """An option as the command line spells it (``--batch-size``); other keys as they are."""
+    option = BY_KEY.get(key)
+    return option.flag if option is not None else key
+
+
+def settings_fields() -> set[str]:
+    return {f.name for f in fields(SweepSettings)}

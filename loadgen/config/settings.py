@@ -1,0 +1,284 @@
+"""The settings of a sweep: frozen objects that flow front-end -> engine -> storage -> report.
+
+Every rule about a single object lives here, in ``problems()``, and runs on construction,
+so no settings object is ever invalid, however it was made. The rules that turn user
+input into these objects (which load option was given, default URL per protocol, TLS
+from the URL) live in :mod:`loadgen.config.build`, the one constructor front-ends use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from loadgen.errors import SettingProblem, check, raise_problems
+from loadgen.tls import GRPC_INSECURE, TlsSettings
+
+REQUEST_TIMEOUT_S = 30.0
+"""Default ``--request-timeout``: a request unanswered this long fails with DEADLINE_EXCEEDED."""
+GRPC_CLIENTS = ("h2", "aio")
+"""``--grpc-client`` choices; see :func:`loadgen.transports.make_transport`."""
+PROTOCOLS = ("grpc", "http")
+DISTRIBUTIONS = ("constant", "poisson")
+INPUT_KEYWORDS = ("random", "zero")
+"""``--input-data`` values that are not files."""
+MAX_WORKERS = 256
+
+Scenario = Literal["concurrency", "request_rate"]
+Distribution = Literal["constant", "poisson"]
+Protocol = Literal["grpc", "http"]
+
+DEFAULT_URLS: dict[str, str] = {"grpc": "localhost:8001", "http": "localhost:8000"}
+"""The server address when none is given: Triton's default port of each protocol."""
+DEFAULT_GRPC_URL = DEFAULT_URLS["grpc"]
+DEFAULT_HTTP_URL = DEFAULT_URLS["http"]
+DEFAULT_METRICS_PORT = 8002
+
+
+def default_metrics_url(server_url: str) -> str:
+    """Triton's metrics endpoint on the same host as ``server_url`` (port 8002)."""
+    host = urlsplit(server_url if "//" in server_url else f"//{server_url}").hostname or "localhost"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"http://{host}:{DEFAULT_METRICS_PORT}/metrics"
+
+
+@dataclass(frozen=True)
+class LatencyLimit:
+    """``pNN=X``: the NN-th latency percentile must stay at or under ``limit_us``."""
+
+    percentile: float
+    limit_us: float
+
+    def __post_init__(self) -> None:
+        raise_problems(
+            check(
+                (
+                    0 < self.percentile <= 100,
+                    "latency_limit",
+                    f"{{latency_limit}} percentile must be within (0, 100], got p{self.percentile:g}",
+                ),
+                (
+                    self.limit_us > 0 and math.isfinite(self.limit_us),
+                    "latency_limit",
+                    "{latency_limit} must be a positive time",
+                ),
+            )
+        )
+
+    def __str__(self) -> str:
+        return f"p{self.percentile:g} <= {self.limit_us / 1000:g} ms"
+
+
+@dataclass(frozen=True)
+class MeasurementSettings:
+    """How one step is measured (perf_analyzer's method, names and defaults where it has them)."""
+
+    measurement_interval_ms: int = 5000
+    """Length of one measurement window (perf_analyzer's "trial")."""
+    warmup_ms: int = 1000
+    """Load applied before the first window; not measured."""
+    stability_percentage: float = 10.0
+    """The last 3 windows' throughput and mean latency must lie within this % of their mean."""
+    max_windows: int = 10
+    """Windows measured at most before the step is stored as unstable (perf_analyzer's max trials)."""
+    metrics_interval_ms: int = 1000
+    """Period of Prometheus scrapes of the server's metrics endpoint during a step."""
+
+    def __post_init__(self) -> None:
+        raise_problems(self.problems())
+
+    def problems(self) -> list[SettingProblem]:
+        return check(
+            (
+                self.measurement_interval_ms >= 50,
+                "measurement_interval_ms",
+                f"{{measurement_interval_ms}} must be at least 50 ms, got {self.measurement_interval_ms}",
+            ),
+            (self.warmup_ms >= 0, "warmup_ms", f"{{warmup_ms}} must be >= 0 ms, got {self.warmup_ms}"),
+            (
+                0 < self.stability_percentage <= 100,
+                "stability_percentage",
+                f"{{stability_percentage}} must be within (0, 100], got {self.stability_percentage:g}",
+            ),
+            (self.max_windows >= 1, "max_windows", f"{{max_windows}} must be >= 1, got {self.max_windows}"),
+            (
+                self.metrics_interval_ms >= 50,
+                "metrics_interval_ms",
+                f"{{metrics_interval_ms}} must be at least 50 ms, got {self.metrics_interval_ms}",
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Everything that defines a sweep; stored whole with the run (headers by name only)."""
+
+    model: str
+    levels: tuple[float, ...]
+    """Concurrency levels (integers) or, for ``request_rate``, target rates in requests/s."""
+    url: str = DEFAULT_GRPC_URL
+    protocol: Protocol = "grpc"
+    grpc_client: str = "h2"
+    """``--grpc-client``: ``h2`` (loadgen's lean HTTP/2 client) or ``aio`` (grpc.aio)."""
+    tls: TlsSettings | None = None
+    """``--ssl`` options (file paths only, never contents); None: plain connections."""
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    """``-H``: sent with every request (auth tokens); never stored, only their names."""
+    scenario: Scenario = "concurrency"
+    model_version: str = ""
+    metrics_url: str | None = None
+    """None: derived from ``url`` (same host, port 8002). Empty string: no scraping."""
+    batch_size: int = 1
+    input_data: str = "random"
+    """``random`` (seeded), ``zero``, or a perf_analyzer JSON / ``.npy`` / ``.npz`` file."""
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """``--shape``: sizes of variable input dimensions (without the batch dimension)."""
+    seed: int = 0
+    measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
+    labels: dict[str, str] = field(default_factory=dict)
+    distribution: Distribution = "constant"
+    """Open loop: gaps between sends, constant or Poisson (seeded by ``seed``)."""
+    max_in_flight: int = 1024
+    """Open loop: requests beyond this many in flight are refused and counted."""
+    request_intervals_us: tuple[float, ...] = ()
+    """Open loop: a replayed send plan (microseconds between sends), looped; one step."""
+    ramp_from: float | None = None
+    """Open loop: the single step's rate ramps linearly from this to ``levels[0]`` over ``ramp_s``."""
+    ramp_s: float = 0.0
+    latency_limit: LatencyLimit | None = None
+    """``--latency-limit pNN=X``: stop at the first step that misses it, or with ``search`` ..."""
+    search: bool = False
+    """... find the highest load that meets it by bracketing and bisection."""
+    validate: bool = False
+    """``--validate``: compare every answer with a reference (taken at concurrency 1, or the
+    input file's ``validation_data``); see :mod:`loadgen.validation`."""
+    tolerances: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """``--tolerance``: (rtol, atol) per float datatype, over the defaults."""
+    workers: int | None = None
+    """``--workers``: processes that share each step's load; None: chosen from the cores and the
+    heaviest level (:func:`loadgen.engine.workers.default_workers`); 1 runs in-process."""
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    """``--request-timeout``: a request unanswered this long fails as DEADLINE_EXCEEDED; 0: never."""
+
+    def __post_init__(self) -> None:
+        raise_problems(self.problems())
+
+    def problems(self) -> list[SettingProblem]:
+        """Every rule this object breaks (none once constructed: construction raises them)."""
+        closed = self.scenario == "concurrency"
+        rate = self.scenario == "request_rate"
+        tls = self.tls
+        scheme = urlsplit(self.url).scheme.lower() if "//" in self.url else ""
+        return check(
+            (bool(self.model), "model", "a model name is required ({model} MODEL)"),
+            (bool(self.levels), "levels", "the sweep has no load levels"),
+            (
+                closed or rate,
+                "scenario",
+                f"scenario must be concurrency or request_rate, got {self.scenario!r}",
+            ),
+            (
+                not closed or all(level >= 1 and level == int(level) for level in self.levels),
+                "concurrency",
+                "{concurrency} levels must be whole numbers >= 1",
+            ),
+            (
+                not rate or all(level > 0 for level in self.levels),
+                "request_rate",
+                "{request_rate} rates must be > 0",
+            ),
+            (
+                self.distribution in DISTRIBUTIONS,
+                "distribution",
+                f"{{distribution}} must be {' or '.join(DISTRIBUTIONS)}, got {self.distribution!r}",
+            ),
+            (
+                self.ramp_from is None or (rate and len(self.levels) == 1),
+                "ramp",
+                "a ramp is one open-loop step: give it alone, as {ramp} FROM:TO:SECONDS",
+            ),
+            (
+                not self.search or self.latency_limit is not None,
+                "search",
+                "{search} needs {latency_limit} pNN=X (e.g. p99=50ms)",
+            ),
+            (
+                not (self.search and self.request_intervals_us),
+                "search",
+                "{search} needs {concurrency} or {request_rate}, not {request_intervals}",
+            ),
+            (
+                self.protocol in PROTOCOLS,
+                "protocol",
+                f"{{protocol}} must be {' or '.join(PROTOCOLS)}, got {self.protocol!r}",
+            ),
+            (
+                self.grpc_client in GRPC_CLIENTS,
+                "grpc_client",
+                f"{{grpc_client}} must be {' or '.join(GRPC_CLIENTS)}, got {self.grpc_client!r}",
+            ),
+            (
+                self.workers is None or 1 <= self.workers <= MAX_WORKERS,
+                "workers",
+                f"{{workers}} must be within 1..{MAX_WORKERS}, got {self.workers}",
+            ),
+            (
+                self.request_timeout_s >= 0 and math.isfinite(self.request_timeout_s),
+                "request_timeout_s",
+                "{request_timeout_s} must be a number of seconds >= 0 (0: no deadline)",
+            ),
+            (
+                self.max_in_flight >= 1,
+                "max_in_flight",
+                f"{{max_in_flight}} must be >= 1, got {self.max_in_flight}",
+            ),
+            (self.batch_size >= 1, "batch_size", f"{{batch_size}} must be >= 1, got {self.batch_size}"),
+            (self.seed >= 0, "seed", f"{{seed}} must be >= 0, got {self.seed}"),
+            (
+                self.input_data in INPUT_KEYWORDS or Path(self.input_data).is_file(),
+                "input_data",
+                f"{{input_data}} must be random, zero or a data file; {self.input_data!r} is none",
+            ),
+            (
+                not (self.protocol == "grpc" and scheme == "https"),
+                "url",
+                f"{{url}} {self.url} is an HTTPS address: for gRPC over TLS give host:port and {{ssl}}",
+            ),
+            (
+                not (tls is not None and scheme == "http"),
+                "url",
+                f"{{url}} {self.url} is plain HTTP but TLS was asked for: use https://",
+            ),
+            (
+                not (self.protocol == "grpc" and tls is not None and tls.insecure),
+                "ssl_insecure",
+                GRPC_INSECURE,
+            ),
+        )
+
+    @property
+    def resolved_metrics_url(self) -> str | None:
+        if self.metrics_url is None:
+            return default_metrics_url(self.url)
+        return self.metrics_url or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a run stores: every field, the metrics URL resolved, headers by name only."""
+        data = dataclasses.asdict(self)
+        del data["headers"]
+        if self.headers:
+            data["header_names"] = sorted(self.headers)
+        data["levels"] = list(self.levels)
+        data["request_intervals_us"] = list(self.request_intervals_us)
+        if self.latency_limit is not None:
+            data["latency_limit"] = {
+                "percentile": self.latency_limit.percentile,
+                "limit_us": self.latency_limit.limit_us,
+            }
+        data["metrics_url"] = self.resolved_metrics_url
+        return data

@@ -1,0 +1,121 @@
+"""The one way to run sweeps: one model, or several loaded at the same time.
+
+The command line, plans and the scheduler all come here, so "several models" means the
+same everywhere (each its own run, all measured at once, tied by a ``group`` label),
+progress and the live exporter are wired in one place, and wrong answers become the
+same failure everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sys
+import uuid
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from loadgen.config import SweepSettings
+from loadgen.engine.step import Listeners, StepListener
+from loadgen.errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, ConfigError
+from loadgen.exporter import SweepExporter
+from loadgen.results import RunStatus, ValidationTally
+from loadgen.runner import SweepOutcome, execute_sweep, prepare
+from loadgen.scrape.server_api import ServerAPI
+from loadgen.storage import RunStore
+
+
+def grouped(sweeps: Sequence[SweepSettings]) -> list[SweepSettings]:
+    """Several models measured together carry ``group`` (one id) and ``models`` labels."""
+    if len(sweeps) < 2:
+        return list(sweeps)
+    group = uuid.uuid4().hex[:12]
+    models = ",".join(s.model for s in sweeps)
+    return [dataclasses.replace(s, labels={**s.labels, "group": group, "models": models}) for s in sweeps]
+
+
+def check_together(sweeps: Sequence[SweepSettings]) -> None:
+    """What several models at once cannot do; raised before anything starts."""
+    if len({s.model for s in sweeps}) != len(sweeps):
+        raise ConfigError("each model is measured once: a model is named twice")
+    if len(sweeps) > 1 and any(s.search for s in sweeps):
+        raise ConfigError("--search takes one model at a time")
+
+
+async def run_sweeps(
+    sweeps: Sequence[SweepSettings],
+    store: RunStore,
+    *,
+    console: Console | None = None,
+    exporter: SweepExporter | None = None,
+) -> list[SweepOutcome]:
+    """Run and store each sweep, all at the same time; outcomes in the order given.
+
+    With several, every model is checked on its server before any load starts, so a typo
+    never leaves a half-started group. ``console``: live progress there (a bar for one
+    model, a line per step for several); None is quiet. ``exporter``: each model's windows
+    are served live, one series per model.
+    """
+    check_together(sweeps)
+    if len(sweeps) > 1:
+        for settings in sweeps:
+            api = ServerAPI(settings.url, settings.protocol, settings.headers or None, tls=settings.tls)
+            try:
+                await prepare(settings, api)
+            finally:
+                await api.close()
+    with contextlib.ExitStack() as stack:
+        runs = []
+        for settings in sweeps:
+            progress: StepListener | None = None
+            if console is not None and len(sweeps) == 1:
+                from loadgen.console.progress import SweepProgress
+
+                label = "rate" if settings.scenario == "request_rate" else "concurrency"
+                progress = stack.enter_context(SweepProgress(settings.levels, console, label=label))
+            elif console is not None:
+                from loadgen.console.progress import StepLines
+
+                progress = StepLines(settings.model, console)
+            feed = None if exporter is None else exporter.feed(settings)
+            runs.append(
+                execute_sweep(
+                    settings,
+                    store,
+                    listener=Listeners(progress, feed),
+                    on_run_created=None if feed is None else feed.run_created,
+                )
+            )
+        return list(await asyncio.gather(*runs))
+
+
+def wrong_answers(outcome: SweepOutcome) -> str | None:
+    """What ``--validate`` found wrong in a run, in one sentence; None when every answer matched."""
+    total = ValidationTally.merged(s.validation for s in outcome.steps)
+    if total is None or not total.mismatched:
+        return None
+    return (
+        f"{total.mismatched} of {total.checked} answers differ from the reference beyond the tolerance "
+        f"({total.swapped} equal another request's reference: swapped/stale); first: {total.example}"
+    )
+
+
+def exit_status(outcomes: Sequence[SweepOutcome]) -> int:
+    """The command's exit code: a failed run first (1), then wrong answers (3); each says why on stderr."""
+    failed = [o for o in outcomes if o.status is RunStatus.FAILED]
+    for outcome in failed:
+        print(
+            f"loadgen: run {outcome.run_id} failed: {outcome.error} "
+            f"({len(outcome.steps)} finished step(s) kept)",
+            file=sys.stderr,
+        )
+    if failed:
+        return EXIT_FAILED
+    code = EXIT_OK
+    for outcome in outcomes:
+        if (wrong := wrong_answers(outcome)) is not None:
+            print(f"loadgen: run {outcome.run_id}: {wrong}", file=sys.stderr)
+            code = EXIT_MISMATCH
+    return code

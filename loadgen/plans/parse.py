@@ -1,0 +1,290 @@
+"""A plan's YAML -> a validated :class:`Plan`, every problem with its line.
+
+A plan takes every sweep option by its key (or its flag's name: ``request_timeout``),
+at the plan's top level (shared by its jobs) or in a job (which wins); mappings such
+as ``labels`` merge by key. The values go to the one settings constructor
+(:func:`loadgen.config.build_settings`) and each problem it finds is put back on the
+line of the key at fault. A job's ``models`` run at the same time, each its own run,
+as ``loadgen sweep -m a -m b`` does; an entry may be a mapping with the model's own
+option values. Relative file names are relative to the plan's folder; header values
+may name environment variables (``${TOKEN}``), read when the plan is read and never
+stored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadgen.config import BY_KEY, SweepSettings, build_settings, option_key, parse_layer
+from loadgen.config.options import MEASUREMENT_KEYS
+from loadgen.config.settings import INPUT_KEYWORDS
+from loadgen.errors import ConfigError, SettingsError
+from loadgen.plans import fields
+from loadgen.plans.model import RESERVED_LABELS, Baseline, Job, Plan
+from loadgen.plans.reader import Items, PlanError, Problem, Reader, line_of, raw
+
+PLAN_ONLY = {
+    "name": "the plan's name (default: the file's name)",
+    "description": "free text, for the reader",
+    "jobs": "the jobs, by name",
+    "models": "several models measured at the same time (a job's -m repeated)",
+    "schedule": "when `loadgen schedule` runs a job (cron)",
+    "baseline": "what a job's run is compared with",
+    "thresholds": "what counts as a regression",
+    "measurement": "groups the measurement options, as plans have written them",
+}
+"""Keys a plan has beyond the sweep options, and what each is for."""
+_PLAN_KEYS = ("name", "description", "jobs", "schedule", "baseline", "thresholds", "measurement")
+_JOB_KEYS = ("description", "model", "models", "schedule", "baseline", "thresholds", "measurement")
+_ENV = re.compile(r"\$\{(\w+)\}")
+
+
+@dataclass
+class _Layer:
+    """One level's option values (plan, job or model entry) with the nodes they came from."""
+
+    where: str
+    values: dict[str, Any] = field(default_factory=dict)
+    """Name as written -> value as written (what the constructor takes)."""
+    nodes: dict[str, yaml.Node] = field(default_factory=dict)
+    """Option key -> the node of its value (for lines)."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Option key -> the name as written (for messages)."""
+
+    def add(self, name: str, key: str, node: yaml.Node, value: Any) -> None:
+        self.values[name], self.nodes[key], self.names[key] = value, node, name
+
+    def spell(self, key: str) -> str:
+        """An option as this layer wrote it."""
+        return self.names.get(key, key)
+
+
+def _option_names() -> tuple[str, ...]:
+    return tuple(name for option in BY_KEY.values() for name in option.names if option.key != "model")
+
+
+def job_keys() -> frozenset[str]:
+    """Every key a job takes: its own (``PLAN_ONLY``) and each sweep option's names."""
+    return frozenset((*_JOB_KEYS, *_option_names()))
+
+
+def _value(r: Reader, key: str, node: yaml.Node, where: str) -> Any:
+    """The value as the constructor takes it: relative files anchored, headers from the environment."""
+    value = raw(node)
+    if BY_KEY[key].path and isinstance(value, str) and value and value not in INPUT_KEYWORDS:
+        path = Path(value).expanduser()
+        value = str(path if path.is_absolute() else r.base_dir / path)
+    if key == "headers":
+        value = _from_environment(r, node, value, where)
+    if key == "labels" and isinstance(node, yaml.MappingNode):
+        for label_node, _ in node.value:
+            if str(label_node.value) in RESERVED_LABELS:
+                r.add(
+                    label_node,
+                    f"{where}: label {label_node.value!r} is set by the plan itself (plan=<plan>, job=<job>)",
+                )
+                value.pop(str(label_node.value), None)
+    return value
+
+
+def _from_environment(r: Reader, node: yaml.Node, value: Any, where: str) -> Any:
+    def expand(text: str) -> str:
+        def variable(match: re.Match[str]) -> str:
+            if match[1] not in os.environ:
+                r.add(node, f"{where}: header value needs environment variable {match[1]}, which is not set")
+                return ""
+            return os.environ[match[1]]
+
+        return _ENV.sub(variable, text)
+
+    if isinstance(value, dict):
+        return {name: expand(str(v)) for name, v in value.items()}
+    if isinstance(value, list):
+        return [expand(str(v)) for v in value]
+    return expand(str(value))
+
+
+def _layer(r: Reader, items: Items, where: str) -> _Layer:
+    """The sweep options among ``items`` (and in their ``measurement`` group)."""
+    layer = _Layer(where)
+    for name, (_, value_node) in items.items():
+        key = option_key(name)
+        if key is not None and key != "model" and name not in PLAN_ONLY:
+            if key in layer.nodes:
+                r.add(value_node, f"{where}: {name!r} and {layer.names[key]!r} are the same option: give one")
+                continue
+            layer.add(name, key, value_node, _value(r, key, value_node, where))
+    group = r.mapping(items["measurement"][1], f"measurement of {where}") if "measurement" in items else None
+    for name, (key_node, value_node) in (group or {}).items():
+        key = option_key(name)
+        if key not in MEASUREMENT_KEYS:
+            r.unknown_keys({name: (key_node, value_node)}, MEASUREMENT_KEYS, f"measurement of {where}")
+        elif key in layer.nodes:
+            r.add(key_node, f"{where}: {name} is given twice (in measurement and beside it)")
+        else:
+            layer.add(name, key, value_node, _value(r, key, value_node, where))
+    return layer
+
+
+def _models(r: Reader, items: Items, where: str, line: int) -> list[tuple[str, _Layer]]:
+    """``model: NAME`` or ``models: [NAME, {model: NAME, key: value, ...}, ...]``."""
+    if ("model" in items) == ("models" in items):
+        r.add(line if "model" not in items else items["models"][0], f"{where}: give either model or models")
+        return []
+    if "model" in items:
+        model = r.text(items["model"][1], f"{where}: model")
+        return [] if model is None else [(model, _Layer(where))]
+    node = items["models"][1]
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        r.add(node, f"{where}: models must be a list of model names (or of mappings with a model key)")
+        return []
+    models: list[tuple[str, _Layer]] = []
+    for entry in node.value:
+        if isinstance(entry, yaml.MappingNode):
+            own = r.mapping(entry, f"{where}: a model entry") or {}
+            r.unknown_keys(own, ("model", *_option_names()), f"a model entry of {where}")
+            name = r.text(own["model"][1], f"{where}: model") if "model" in own else None
+            if "model" not in own:
+                r.add(entry, f"{where}: a model entry needs 'model: NAME'")
+            if name is not None:
+                models.append((name, _layer(r, own, f"{where}, model {name!r}")))
+        elif (name := r.text(entry, f"{where}: model")) is not None:
+            models.append((name, _Layer(where)))
+    names = [name for name, _ in models]
+    if len(set(names)) != len(names):
+        r.add(node, f"{where}: a model is listed twice")
+    return models
+
+
+def _settings(
+    r: Reader,
+    layers: list[_Layer],
+    shared: Mapping[str, Any],
+    model: str | None,
+    line: int,
+    fixed: dict[str, Any],
+) -> SweepSettings | None:
+    """One model's settings; a problem goes on the line of the deepest layer that gave its key.
+
+    ``model`` None: the job names no usable model, but its values are still checked."""
+    try:
+        return build_settings(shared, *(la.values for la in layers[1:]), {"model": model or "-", **fixed})
+    except SettingsError as exc:
+        for problem in exc.problems:
+            layer = next((la for la in reversed(layers) if problem.key in la.nodes), None)
+            if layer is None:
+                r.add(line, f"{layers[-1].where}: {problem.render()}")
+            else:
+                r.add(layer.nodes[problem.key], f"{layer.where}: {problem.render(layer.spell)}")
+    return None
+
+
+def _plan_only(r: Reader, items: Items, where: str) -> dict[str, Any]:
+    """The plan-only keys a plan and its jobs share (only those given and valid)."""
+    values: dict[str, Any] = {}
+    if "schedule" in items and (schedule := fields.schedule(r, items["schedule"][1], where)) is not None:
+        values["schedule"] = schedule
+    if "baseline" in items and (baseline := fields.baseline(r, items["baseline"][1], where)) is not None:
+        values["baseline"] = baseline
+    if "thresholds" in items:
+        values["thresholds"] = fields.thresholds(r, items["thresholds"][1], where)
+    return values
+
+
+def _job(
+    r: Reader,
+    plan: str,
+    name: str,
+    name_node: yaml.Node,
+    node: yaml.Node,
+    shared: tuple[_Layer, dict[str, Any]],
+) -> Job | None:
+    from analysis.compare import Thresholds
+
+    where = f"job {name!r}"
+    items = r.mapping(node, where)
+    if items is None:
+        return None
+    line = line_of(name_node)
+    r.unknown_keys(items, (*_JOB_KEYS, *_option_names()), where)
+    plan_layer, plan_values = shared
+    own = _plan_only(r, items, where)
+    job_layer = _layer(r, items, where)
+    models = _models(r, items, where, line)
+    plan_typed, _ = parse_layer(plan_layer.values)
+    good_plan = {n: v for n, v in plan_layer.values.items() if option_key(n) in plan_typed}
+    fixed = {"labels": {"plan": plan, "job": name}}
+    sweeps = [_settings(r, [plan_layer, job_layer, model], good_plan, m, line, fixed) for m, model in models]
+    if not models:
+        _settings(r, [plan_layer, job_layer], good_plan, None, line, fixed)
+    thresholds = {**plan_values.get("thresholds", {}), **own.get("thresholds", {})}
+    if not models or any(s is None for s in sweeps):
+        return None
+    return Job(
+        name=name,
+        line=line,
+        sweeps=tuple(s for s in sweeps if s is not None),
+        thresholds=Thresholds(**thresholds),
+        baseline=own.get("baseline", plan_values.get("baseline", Baseline(line=line))),
+        schedule=own.get("schedule", plan_values.get("schedule")),
+    )
+
+
+def parse_plan(text: str, path: Path | str = "<plan>") -> Plan:
+    """Validate a plan's YAML text; :class:`PlanError` lists every problem with its line."""
+    path = Path(path)
+    r = Reader(str(path), path.parent.absolute())
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        hint = ""
+        if "alias" in str(exc.problem) or "alias" in str(exc.context):
+            hint = " (quote cron expressions that start with '*': schedule: \"*/5 * * * *\")"
+        r.add((mark.line + 1) if mark else 1, f"not valid YAML: {exc.problem or exc.context}{hint}")
+        raise PlanError(r.problems) from None
+    except yaml.YAMLError as exc:
+        raise PlanError([Problem(str(path), 1, f"not valid YAML: {exc}")]) from None
+    if root is None:
+        raise PlanError([Problem(str(path), 1, "the plan is empty: it needs at least 'jobs'")])
+    items = r.mapping(root, "the plan")
+    if items is None:
+        raise PlanError(r.problems)
+    r.unknown_keys(items, (*_PLAN_KEYS, *_option_names()), "the plan", (("model", "models"), "each job"))
+    name = path.stem
+    if "name" in items:
+        name = r.text(items["name"][1], "the plan's name") or name
+    plan_layer = _layer(r, items, "the plan")
+    for problem in parse_layer(plan_layer.values)[1]:  # each once here, not once per job
+        r.add(plan_layer.nodes.get(problem.key, root), f"the plan: {problem.render(plan_layer.spell)}")
+    shared = (plan_layer, _plan_only(r, items, "the plan"))
+    jobs = []
+    if "jobs" not in items:
+        r.add(root, "the plan has no 'jobs'")
+    elif (job_items := r.mapping(items["jobs"][1], "jobs")) is not None:
+        if not job_items:
+            r.add(items["jobs"][1], "jobs is empty")
+        for job_name, (name_node, job_node) in job_items.items():
+            job = _job(r, name, job_name, name_node, job_node, shared)
+            if job is not None:
+                jobs.append(job)
+    if r.problems:
+        raise PlanError(r.problems)
+    return Plan(name=name, path=path, jobs=tuple(jobs))
+
+
+def load_plan(path: Path | str) -> Plan:
+    """Read and validate the plan file at ``path`` (:class:`PlanError` when invalid)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read plan {path}: {reason}") from None
+    return parse_plan(text, path)

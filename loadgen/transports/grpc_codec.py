@@ -1,0 +1,50 @@
+"""The protobuf side of Triton's gRPC ModelInfer, shared by both gRPC clients (grpc.aio and h2).
+
+A ModelInferRequest is serialized once per :class:`InferRequestSpec` and a ModelInferResponse is
+only parsed for ``--validate``; both clients shorten error reasons the same way, so their results
+compare, and spread their in-flight slots over connections the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+from tritonclient.grpc import service_pb2
+
+from loadgen.transports.base import InferRequestSpec, OutputTensor
+
+SLOTS_PER_CHANNEL = 64
+"""In-flight slots per channel (grpc.aio) or connection (h2) before the next slot opens another."""
+_REQUEST_ID = re.compile(r"\[request id: [^\]]*\]\s*")
+MAX_REASON = 300
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    """A stable, short reason: status code and the server's message without per-request ids."""
+    details = _REQUEST_ID.sub("", error.details() or "").strip()
+    return f"{error.code().name}: {details}"[:MAX_REASON]
+
+
+def build_request(spec: InferRequestSpec) -> bytes:
+    request = service_pb2.ModelInferRequest(model_name=spec.model, model_version=spec.model_version)
+    for tensor in spec.inputs:
+        entry = request.inputs.add()
+        entry.name = tensor.name
+        entry.datatype = tensor.datatype
+        entry.shape.extend(tensor.shape)
+        request.raw_input_contents.append(tensor.data)
+    for name in spec.outputs:
+        request.outputs.add().name = name
+    data: bytes = request.SerializeToString()
+    return data
+
+
+def parse_response(data: bytes) -> dict[str, OutputTensor]:
+    """The outputs of a serialized ModelInferResponse (Triton sends them as raw contents)."""
+    response = service_pb2.ModelInferResponse.FromString(data)
+    raw = response.raw_output_contents
+    return {
+        out.name: OutputTensor(out.name, out.datatype, tuple(out.shape), raw[i] if i < len(raw) else b"")
+        for i, out in enumerate(response.outputs)
+    }

@@ -37,13 +37,18 @@ def _kind(raw: object) -> str:
     return "a list" if isinstance(raw, list | tuple) else "a mapping"
 
 
-def text(raw: object) -> str:
-    """One value, as text (numbers as written)."""
+def _scalar(raw: object) -> str:
     if isinstance(raw, list | tuple | dict):
         raise ConfigError(f"must be a single value, not {_kind(raw)}")
-    if raw is None or str(raw).strip() == "":
+    return "" if raw is None else str(raw).strip()
+
+
+def text(raw: object) -> str:
+    """One value, as text (numbers as written)."""
+    value = _scalar(raw)
+    if value == "":
         raise ConfigError("is empty")
-    return str(raw).strip()
+    return value
 
 
 def whole(raw: object) -> int:
@@ -100,11 +105,11 @@ def metrics_url(raw: object) -> str:
 
 
 def levels(raw: object) -> tuple[int, ...]:
-    return parse_levels(text(raw))
+    return parse_levels(_scalar(raw))  # an empty range says what a range looks like
 
 
 def rates(raw: object) -> tuple[float, ...]:
-    return parse_rates(text(raw))
+    return parse_rates(_scalar(raw))
 
 
 def ramp(raw: object) -> tuple[float, float, float]:

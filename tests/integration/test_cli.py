@@ -6,71 +6,17 @@ import csv
 import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from analysis import PERF_ANALYZER_COLUMNS
-from loadgen.errors import SchemaError
 from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
+from tests.cli import free_port, loadgen, one_line_error, start_loadgen, wait_for_steps
 
 QUICK = ["-p", "500", "--warmup", "200", "-r", "4"]
-
-
-def loadgen(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadgen", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def _default_sigint() -> None:
-    # a shell's background job starts with SIGINT ignored, and Python would keep it ignored
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def start_loadgen(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "loadgen", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_sigint,
-    )
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("loadgen: error:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-def wait_for_steps(db: str, count: int, proc: subprocess.Popen[str], timeout_s: float = 120) -> int:
-    """Poll the database (as another reader would) until the run has ``count`` committed steps."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if Path(db.removeprefix("sqlite:///")).exists():
-            try:
-                with RunStore(db, auto_upgrade=False) as store:  # a reader never migrates
-                    runs = store.list_runs()
-            except SchemaError:  # the sweep is still creating the schema
-                continue
-            if runs and runs[0].step_count >= count:
-                return runs[0].id
-        time.sleep(0.2)
-    raise AssertionError("the sweep stored no step in time")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.mark.parametrize("bad", ["256..1", "0..4", "abc", ""])

@@ -15,7 +15,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -29,7 +28,7 @@ import pytest
 
 from loadgen.provisioning import DASHBOARD_FILES, dashboard_json
 from loadgen.server import EmbeddedServer
-from tests.integration.test_cli import free_port
+from tests.cli import free_port, loadgen
 
 PROMETHEUS_MISSING = "prometheus not installed (Debian: apt-get install prometheus)"
 RATE_INTERVAL = "5s"
@@ -117,14 +116,12 @@ def stack(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> I
         )
     try:
         db = tmp / "runs.db"
-        sweep = subprocess.run(
-            [
-                sys.executable, "-m", "loadgen", "sweep", "-m", "identity", "-u", triton.grpc_url,
-                "--metrics-url", triton.metrics_url, "--concurrency", "1,2", "-p", "1000", "--warmup", "500",
-                "-r", "3", "--label", "plan=ops", "--label", "job=nightly",
-                "--exporter-port", str(exporter_port), "--db", f"sqlite:///{db}", "-q",
-            ],
-            capture_output=True, text=True, timeout=120, check=False,
+        sweep = loadgen(
+            "sweep", "-m", "identity", "-u", triton.grpc_url,
+            "--metrics-url", triton.metrics_url, "--concurrency", "1,2", "-p", "1000", "--warmup", "500",
+            "-r", "3", "--label", "plan=ops", "--label", "job=nightly",
+            "--exporter-port", str(exporter_port), "--db", f"sqlite:///{db}", "-q",
+            timeout=120,
         )  # fmt: skip
         assert sweep.returncode == 0, sweep.stderr
         with sqlite3.connect(db) as conn:

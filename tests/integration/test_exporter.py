@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadgen.exporter import METRIC_NAMES
 from loadgen.server import EmbeddedServer
-from tests.integration.test_cli import free_port, loadgen, one_line_error
+from tests.cli import free_port, loadgen, one_line_error, start_loadgen
 
 
 def test_a_taken_exporter_port_exits_2_with_one_line_before_anything_starts(tmp_path: Path) -> None:
@@ -61,13 +59,10 @@ def test_a_live_sweep_serves_its_metrics_and_stops_serving_at_the_end(
 ) -> None:
     port = free_port()
     db = tmp_path / "runs.db"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "loadgen", "sweep", "-m", "identity", "-u", triton.grpc_url, "--no-metrics",
-            "--concurrency", "2,4", "-p", "500", "--warmup", "200", "-r", "3", "--exporter-port", str(port),
-            "--db", f"sqlite:///{db}", "-q",
-        ],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = start_loadgen(
+        "sweep", "-m", "identity", "-u", triton.grpc_url, "--no-metrics",
+        "--concurrency", "2,4", "-p", "500", "--warmup", "200", "-r", "3", "--exporter-port", str(port),
+        "--db", f"sqlite:///{db}", "-q",
     )  # fmt: skip
     scrapes = []
     try:

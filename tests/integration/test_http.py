@@ -98,7 +98,7 @@ def test_http_control_plane_reports_unknown_models_and_unreachable_servers(trito
 
 
 def test_headers_are_sent_but_never_stored(triton: EmbeddedServer, tmp_path: Path) -> None:
-    from tests.integration.test_cli import loadgen, one_line_error
+    from tests.cli import loadgen, one_line_error
 
     db_path = tmp_path / "r.db"
     db = f"sqlite:///{db_path}"
@@ -134,4 +134,4 @@ def test_headers_are_sent_but_never_stored(triton: EmbeddedServer, tmp_path: Pat
     for path in tmp_path.iterdir():  # the database and its WAL
         assert b"s3cret" not in path.read_bytes()
     bad = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "-H", "no colon here", "--db", db)
-    assert bad.returncode == 2 and "bad -H" in one_line_error(bad)
+    assert bad.returncode == 2 and "bad --header 'no colon here'" in one_line_error(bad)

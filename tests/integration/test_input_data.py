@@ -10,7 +10,7 @@ import numpy as np
 
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.integration.test_cli import loadgen, one_line_error
+from tests.cli import loadgen, one_line_error
 
 QUICK = ["-p", "500", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 

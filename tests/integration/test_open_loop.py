@@ -14,7 +14,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
-from tests.integration.test_cli import loadgen, one_line_error
+from tests.cli import loadgen, one_line_error
 
 FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=4)
 
@@ -125,7 +125,7 @@ def test_rate_cli_and_its_usage_errors(triton: EmbeddedServer, tmp_path: Path) -
         "--db",
         db,
     )
-    assert both.returncode == 2 and "not both" in one_line_error(both)
+    assert both.returncode == 2 and "give only one of --concurrency, --request-rate" in one_line_error(both)
     zero = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--request-rate", "0..10", "--db", db)
     assert zero.returncode == 2 and "bad range" in one_line_error(zero)
     missing = loadgen(

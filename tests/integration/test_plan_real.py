@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -23,7 +21,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer, ServerPorts, default_model_repository
 from loadgen.storage import RunRecord, RunStore
-from tests.integration.test_cli import free_port, loadgen, one_line_error, start_loadgen
+from tests.cli import free_port, loadgen, one_line_error, start_loadgen, stop_loadgen
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = (
@@ -147,15 +145,6 @@ def test_plan_check_accepts_the_example_and_lists_every_problem(tmp_path: Path) 
     assert run.returncode == 2 and not (tmp_path / "runs.db").exists()
 
 
-def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-
-
 def test_schedule_runs_a_job_twice_survives_a_failing_one_and_stops_on_sigterm(
     triton: EmbeddedServer, tmp_path: Path
 ) -> None:
@@ -178,7 +167,7 @@ def test_schedule_runs_a_job_twice_survives_a_failing_one_and_stops_on_sigterm(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             metrics = response.read().decode()
     finally:
-        out, err = _stop(proc)
+        out, err = stop_loadgen(proc)
     served = [line for line in metrics.splitlines() if line.startswith("loadgen_requests_total{")]
     assert served and 'model="identity"' in served[0] and float(served[0].split()[-1]) > 0, metrics
     assert "loadgen_run_info{" in metrics
@@ -250,7 +239,7 @@ def test_webhook_and_hook_get_the_verdict_json_on_regression(
             assert time.monotonic() < deadline, "no webhook call in time"
             time.sleep(0.2)
     finally:
-        _, err = _stop(proc)
+        _, err = stop_loadgen(proc)
     assert proc.returncode == 0, err
     verdict = received[0]
     assert verdict["content_type"] == "application/json"

@@ -36,8 +36,8 @@ from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, check_schema, current_revision, head_revision
 from loadgen.storage.migrate import alembic_config
+from tests.cli import loadgen
 from tests.integration.postgres import PASSWORD, USER, PostgresServer
-from tests.integration.test_cli import loadgen
 
 HISTORY = HISTORY_FILES["postgresql"]
 

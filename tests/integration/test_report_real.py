@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -29,6 +28,7 @@ from loadgen.results import RunInfo, RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
+from tests.cli import loadgen
 
 FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
 BROWSER_MISSING = "headless Chromium not installed (Debian: apt-get install chromium)"
@@ -225,12 +225,6 @@ def _render_offline(html_file: Path, work: Path) -> Rendered:
         if "url" in e.get("params", {}) and e["params"].get("initiator", "not an origin") != "not an origin"
     ]
     return Rendered(result.stdout, screenshot, page_requests)
-
-
-def loadgen(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadgen", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def test_report_of_several_runs_renders_offline_in_chromium(runs: Runs, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.integration.test_cli import loadgen, one_line_error
+from tests.cli import loadgen, one_line_error
 
 QUICK = ["-p", "700", "--warmup", "200", "-r", "4", "--no-metrics", "-q"]
 

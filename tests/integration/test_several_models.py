@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.integration.test_cli import loadgen, one_line_error
+from tests.cli import loadgen, one_line_error
 
 QUICK = ["-p", "700", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 
@@ -41,13 +42,13 @@ def test_two_models_run_together_each_with_its_own_load(triton: EmbeddedServer, 
         assert runs["identity"].labels["models"] == "identity,fixed_latency"
         assert [s.concurrency for s in store.steps(runs["identity"].id)] == [1, 4]
         (fixed,) = store.steps(runs["fixed_latency"].id)
-        assert fixed.concurrency == 2 and fixed.throughput > 90  # ~99/s even while identity is loaded
-        # the two runs overlapped in time: the interference is what the user came to see
+        assert fixed.concurrency == 2 and fixed.throughput > 60  # ~99/s even while identity is loaded
+        # the two runs overlapped in time: the interference is what the user came to see. A step
+        # ends no earlier than its start plus its measured windows, so these ends are lower bounds.
         identity_steps = store.steps(runs["identity"].id)
-        assert (
-            fixed.started_at < identity_steps[-1].started_at
-            or identity_steps[0].started_at < fixed.started_at
-        )
+        identity_end = identity_steps[-1].started_at + timedelta(seconds=identity_steps[-1].duration_s)
+        fixed_end = fixed.started_at + timedelta(seconds=fixed.duration_s)
+        assert fixed.started_at < identity_end and identity_steps[0].started_at < fixed_end
     assert (tmp_path / "out.identity.csv").exists() and (tmp_path / "out.fixed_latency.csv").exists()
 
 

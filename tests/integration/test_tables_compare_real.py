@@ -24,7 +24,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.integration.test_cli import loadgen, one_line_error
+from tests.cli import loadgen, one_line_error
 
 FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
 

@@ -27,7 +27,8 @@ from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer, ServerPorts, grpc_tls_args, server_installed
 from loadgen.storage import RunStore
 from loadgen.tls import TlsSettings
-from tests.integration.test_cli import QUICK, loadgen, one_line_error
+from tests.cli import loadgen, one_line_error
+from tests.integration.test_cli import QUICK
 from tests.pki import Pki, make_pki
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "identity"

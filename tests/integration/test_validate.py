@@ -12,7 +12,7 @@ from analysis import load_run_data
 from analysis.findings import Kind, run_findings
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
-from tests.integration.test_cli import loadgen, one_line_error
+from tests.cli import loadgen, one_line_error
 
 QUICK = ["-p", "600", "--warmup", "300", "-r", "3", "--no-metrics", "-q"]
 

@@ -1,0 +1,81 @@
+"""The ``loadgen`` command run as a user runs it, in a subprocess: the one helper every test uses."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from loadgen.errors import SchemaError
+from loadgen.storage import RunStore
+
+
+def loadgen(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run ``loadgen ARGS`` to the end; its exit code, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "loadgen", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _default_sigint() -> None:
+    # a shell's background job starts with SIGINT ignored, and Python would keep it ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_loadgen(*args: str) -> subprocess.Popen[str]:
+    """Start ``loadgen ARGS`` in the background (Ctrl-C works as in a terminal)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadgen", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
+
+
+def stop_loadgen(
+    proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout_s: float = 30
+) -> tuple[str, str]:
+    """Signal a started command and collect its output (killed if it does not stop in time)."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one ``loadgen: error:`` line a failed command printed (and no traceback)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("loadgen: error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def wait_for_steps(db: str, count: int, proc: subprocess.Popen[str], timeout_s: float = 120) -> int:
+    """Poll the database (as another reader would) until the run has ``count`` committed steps."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if Path(db.removeprefix("sqlite:///")).exists():
+            try:
+                with RunStore(db, auto_upgrade=False) as store:  # a reader never migrates
+                    runs = store.list_runs()
+            except SchemaError:  # the sweep is still creating the schema
+                continue
+            if runs and runs[0].step_count >= count:
+                return runs[0].id
+        time.sleep(0.2)
+    raise AssertionError("the sweep stored no step in time")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

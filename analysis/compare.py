@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from analysis.tables import is_rate_scenario
+from loadgen.config.scenarios import words
 from loadgen.results import REPORTED_PERCENTILES, RunStatus
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
@@ -272,9 +272,9 @@ def compare_runs(
             f"run {base.id} is of model {base.model!r} and run {new.id} of {new.model!r}: "
             "pass --force to compare them anyway"
         )
-    rate = is_rate_scenario(base_steps)
-    if rate != is_rate_scenario(new_steps):
-        kinds = ("request rates", "concurrency levels") if rate else ("concurrency levels", "request rates")
+    rate = base_run.scenario == "request_rate"
+    if base_run.scenario != new_run.scenario:
+        kinds = words(base_run.scenario).levels, words(new_run.scenario).levels
         raise CompareError(f"run {base.id} measured {kinds[0]} and run {new.id} {kinds[1]}: nothing to match")
     base_by_level = {_level(s, rate): s for s in base_steps}
     new_by_level = {_level(s, rate): s for s in new_steps}
@@ -302,7 +302,7 @@ def compare_runs(
     return Comparison(
         base=base,
         new=new,
-        level_name="request_rate" if rate else "concurrency",
+        level_name="request_rate" if rate else "concurrency",  # the run's scenario
         thresholds=thresholds,
         steps=tuple(compare_step(base_by_level[lv], new_by_level[lv], lv, thresholds) for lv in common),
         only_in_base=only_in_base,

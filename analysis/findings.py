@@ -233,7 +233,7 @@ def quality_findings(steps: pd.DataFrame) -> list[Finding]:
             found.append(Finding(Kind.ERRORS, Severity.ERROR, text, index))
         if not row["stable"]:
             text = (
-                f"{_level(row)} did not stabilise within {int(row['trials'])} window(s): "
+                f"{_level(row)} did not stabilise within {int(row['window_count'])} window(s): "
                 "its numbers are from the last windows and may be off"
             )
             found.append(Finding(Kind.UNSTABLE, Severity.WARNING, text, index))

@@ -221,7 +221,7 @@ def step_spans(data: RunData) -> list[tuple[float, float, str]]:
     spans = []
     for row in data.steps.to_dict("records"):
         start = pd.Timestamp(row["started_at"]).timestamp()
-        length = warmup_s + int(row["trials"]) * interval_s if interval_s else float(row["duration_s"])
+        length = warmup_s + int(row["window_count"]) * interval_s if interval_s else float(row["duration_s"])
         spans.append((start, start + length, load_level(row)[0]))
     return spans
 

@@ -104,8 +104,8 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _table_html(steps: pd.DataFrame) -> Markup:
-    table = latency_table(steps)
+def _table_html(steps: pd.DataFrame, scenario: str) -> Markup:
+    table = latency_table(steps, scenario=scenario)
     shown = table.astype(object).map(_cell) if not table.empty else table
     return Markup(shown.to_html(index=False, border=0, classes="latency", escape=True))
 
@@ -120,6 +120,7 @@ def _duration(data: RunData) -> str:
 def _metadata(data: RunData) -> list[tuple[str, str]]:
     run, settings = data.run, data.run.settings
     measurement = settings.get("measurement", {})
+    max_windows = measurement.get("max_windows", measurement.get("max_trials", "?"))  # older runs: max_trials
     config = run.model_config
     instances = ", ".join(
         f"{group.get('count', 1)} x {group.get('kind', '?')}" for group in config.get("instance_group", [])
@@ -146,7 +147,7 @@ def _metadata(data: RunData) -> list[tuple[str, str]]:
             "measurement",
             f"windows of {measurement.get('measurement_interval_ms', '?')} ms after "
             f"{measurement.get('warmup_ms', '?')} ms warm-up, stable within "
-            f"{measurement.get('stability_percentage', '?')}%, at most {measurement.get('max_trials', '?')} "
+            f"{measurement.get('stability_percentage', '?')}%, at most {max_windows} "
             f"windows; metrics every {measurement.get('metrics_interval_ms', '?')} ms "
             f"from {settings.get('metrics_url') or 'nowhere'}",
         ),
@@ -216,7 +217,7 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
                 "step_count": run.step_count,
                 "metadata": _metadata(data),
                 "findings": findings[run.id],
-                "table": _table_html(data.steps) if not data.steps.empty else None,
+                "table": _table_html(data.steps, data.run.scenario) if not data.steps.empty else None,
                 "figures": [
                     {"title": title, "html": place(f"run{run.id}-{key}", title, fig)}
                     for key, title, fig in figures

@@ -10,10 +10,11 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from loadgen.config.scenarios import SCENARIOS
 from loadgen.storage import StepRecord
 
-LEVEL = "Concurrent requests"
-RATE_LEVEL = "Request rate (req/s)"
+LEVEL = SCENARIOS["concurrency"].column
+RATE_LEVEL = SCENARIOS["request_rate"].column
 THROUGHPUT = "Throughput (infer/s)"
 AVG_LATENCY = "Avg latency (ms)"
 DEFAULT_PERCENTILES = (90.0, 95.0, 99.0)
@@ -21,8 +22,10 @@ TableFormat = Literal["markdown", "csv", "html"]
 TABLE_FORMATS: tuple[TableFormat, ...] = get_args(TableFormat)
 
 
-def latency_table(steps: pd.DataFrame) -> pd.DataFrame:
-    """Concurrency | Throughput | Avg | p90 | p95 | p99 (ms), plus server queue and compute infer (ms)."""
+def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
+    """Level | Throughput | Avg | p90 | p95 | p99 (ms), plus server queue and compute infer (ms).
+
+    ``scenario`` is the run's (``run.scenario``): a request-rate run adds the open-loop columns."""
     ms = 1.0 / 1000.0
     table = pd.DataFrame(
         {
@@ -38,7 +41,7 @@ def latency_table(steps: pd.DataFrame) -> pd.DataFrame:
             "Stable": steps["stable"],
         }
     )
-    if "request_rate" in steps and steps["request_rate"].notna().any():
+    if scenario == "request_rate":
         table = pd.concat([table.drop(columns=[LEVEL]), open_loop_table(steps)], axis=1)
         table = table[[RATE_LEVEL, *[c for c in table.columns if c != RATE_LEVEL]]]
     if "validated_count" in steps and steps["validated_count"].notna().any():
@@ -130,7 +133,7 @@ def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
             "Request Count": steps["request_count"],
             "Errors": steps["error_count"],
             "Stable": steps["stable"],
-            "Trials": steps["trials"],
+            "Trials": steps["window_count"],
             "Duration (s)": steps["duration_s"],
         }
     )
@@ -145,28 +148,24 @@ def write_perf_analyzer_csv(steps: pd.DataFrame, path: Path | str) -> None:
     perf_analyzer_frame(steps).to_csv(path, index=False)
 
 
-def is_rate_scenario(steps: Sequence[StepRecord]) -> bool:
-    """True for a request-rate (open-loop) run: its steps are levels of request rate, not concurrency."""
-    return bool(steps) and all(step.request_rate is not None for step in steps)
-
-
 def percentile_column(percentile: float) -> str:
     return f"p{percentile:g} latency (ms)"
 
 
 def benchmark_table(
-    steps: Sequence[StepRecord], percentiles: Sequence[float] = DEFAULT_PERCENTILES
+    steps: Sequence[StepRecord], percentiles: Sequence[float] = DEFAULT_PERCENTILES, *, scenario: str
 ) -> pd.DataFrame:
     """Level | Throughput (infer/s) | Avg | p.. latency (ms), the ResNeXt101 table of one run.
 
     Latencies are read from each step's stored histogram, so any percentile can be asked
     for, not only the four stored as columns. The level is the concurrency, or the request
-    rate for a request-rate run. A step without a successful request has NaN latencies.
+    rate for a request-rate run (``scenario``: the run's). A step without a successful request has
+    NaN latencies.
     """
     for p in percentiles:
         if not 0.0 <= p <= 100.0:
             raise ValueError(f"percentile must be within 0..100, got {p:g}")
-    rate = is_rate_scenario(steps)
+    rate = scenario == "request_rate"
     rows = []
     for step in steps:
         hist = step.histogram()

@@ -87,7 +87,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 cmd += ["-d", str(args.profile_seconds), "-f", "raw", "-o", args.profile]
                 self.profiler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-        def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
+        def window_done(self, index: int, number: int, result: WindowResult, window: Window) -> None:
             self.marks.append((time.process_time(), result.request_count))
 
     cpu = Cpu()

@@ -93,7 +93,7 @@ def _step(index: int, concurrency: int, start: datetime, rng: np.random.Generato
         inference_count=requests,
         histogram=histogram,
         stable=True,
-        trials=3,
+        window_count=3,
         windows=windows,
         server_stats=stats,
         metrics=samples,

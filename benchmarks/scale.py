@@ -61,7 +61,8 @@ def cmd_concurrency(args: argparse.Namespace, server: EmbeddedServer, tmp: Path)
         outcome = asyncio.run(execute_sweep(settings, store))
         (step,) = store.steps(outcome.run_id)
     print(f"| {args.protocol} | {args.level} | {step.throughput:,.0f} | {step.request_count} | ", end="")
-    print(f"{step.error_count} | {step.stable} | {step.trials} x {args.interval} ms | {outcome.status} |")
+    windows = f"{step.window_count} x {args.interval} ms"
+    print(f"{step.error_count} | {step.stable} | {windows} | {outcome.status} |")
     if step.errors:
         print(f"errors: {step.errors}")
 

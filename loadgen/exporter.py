@@ -224,7 +224,7 @@ class ExporterFeed(StepListener):
             else:
                 totals.target_rate = level
 
-    def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
+    def window_done(self, index: int, number: int, result: WindowResult, window: Window) -> None:
         with self.exporter.lock:
             totals = self.totals
             totals.requests += result.request_count

@@ -73,8 +73,7 @@ async def run_sweeps(
             if console is not None and len(sweeps) == 1:
                 from loadgen.console.progress import SweepProgress
 
-                label = "rate" if settings.scenario == "request_rate" else "concurrency"
-                progress = stack.enter_context(SweepProgress(settings.levels, console, label=label))
+                progress = stack.enter_context(SweepProgress(settings.levels, console, settings.scenario))
             elif console is not None:
                 from loadgen.console.progress import StepLines
 

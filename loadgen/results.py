@@ -216,7 +216,7 @@ def _infinite(value: Any) -> float:
 
 @dataclass(frozen=True)
 class WindowResult:
-    """One measurement window (trial) of a step."""
+    """One measurement window of a step (perf_analyzer calls it a trial)."""
 
     duration_s: float
     request_count: int
@@ -243,7 +243,8 @@ class StepResult:
     histogram: LatencyHistogram
     errors: dict[str, int] = field(default_factory=dict)
     stable: bool = True
-    trials: int = 0
+    window_count: int = 0
+    """Windows measured (``windows`` keeps those the step's numbers come from)."""
     windows: list[WindowResult] = field(default_factory=list)
     server_stats: ModelStats | None = None
     """The ``/stats`` delta over the measured windows; None if unavailable or reset."""

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from loadgen.commands.shared import add_db_option, run_async, stdout_console
 from loadgen.config import SweepSettings
+from loadgen.config.scenarios import words
 from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
 from loadgen.plans import Job, JobResult, Plan, PlanError, Problem, check_baseline_runs, load_plan, run_job
 from loadgen.storage import RunStore
@@ -68,8 +69,8 @@ def read_plan(path: Path) -> Plan:
 
 
 def _load(sweep: SweepSettings) -> str:
-    levels = ",".join(f"{level:g}" for level in sweep.levels)
-    load = f"request rate {levels}/s" if sweep.scenario == "request_rate" else f"concurrency {levels}"
+    said = words(sweep.scenario)
+    load = f"{said.level} {','.join(f'{level:g}' for level in sweep.levels)}{said.unit}"
     return f"{sweep.model} at {sweep.url} ({sweep.protocol}), {load}, batch {sweep.batch_size}"
 
 
@@ -81,7 +82,7 @@ def _describe(job: Job) -> str:
     return (
         f"{job.name}: {together}; baseline {job.baseline}; max throughput drop "
         f"{t.max_throughput_drop_pct:g}%, max p{t.percentile:g} rise {t.max_latency_rise_pct:g}%; "
-        + (f"schedule {job.schedule!r}" if job.schedule else "no schedule")
+        + (f"cron {job.cron!r}" if job.cron else "no cron")
     )
 
 

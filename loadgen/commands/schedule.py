@@ -1,4 +1,4 @@
-"""``loadgen schedule PLAN``: run a plan's jobs on their cron schedules until SIGTERM/SIGINT."""
+"""``loadgen schedule PLAN``: run a plan's jobs on their cron expressions until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     """Add the ``schedule`` sub-command to the CLI's sub-parsers."""
     schedule = sub.add_parser(
         "schedule",
-        help="run a plan's jobs on their cron schedules (a long-running process)",
+        help="run a plan's jobs on their cron expressions (a long-running process)",
         description="One job measures at a time; each run is logged with its verdict. "
         "SIGTERM or SIGINT stops it (a running job is interrupted and marked so) with exit 0. "
         "Cron expressions use local time; 6 fields add a leading seconds field.",
@@ -71,23 +71,23 @@ async def _serve(
     hook: str | None,
     exporter: SweepExporter | None = None,
 ) -> None:
-    from loadgen.scheduler import run_schedule
+    from loadgen.cron import run_cron_jobs
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_schedule(plan, jobs, store, stop, webhook=webhook, hook=hook, exporter=exporter)
+    await run_cron_jobs(plan, jobs, store, stop, webhook=webhook, hook=hook, exporter=exporter)
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Validate the plan, then run its scheduled jobs until stopped; exit 0 on SIGTERM/SIGINT."""
     plan = read_plan(args.plan)
-    jobs = [job for job in plan.select(args.job) if job.schedule]
+    jobs = [job for job in plan.select(args.job) if job.cron]
     if not jobs:
         raise ConfigError(
-            f"no job of plan {plan.name!r} to schedule: give the plan or a job a schedule "
-            'such as schedule: "0 2 * * *"'
+            f"no job of plan {plan.name!r} to schedule: give the plan or a job a cron expression "
+            'such as cron: "0 2 * * *"'
         )
     if args.webhook is not None and (
         urlsplit(args.webhook).scheme not in ("http", "https") or not urlsplit(args.webhook).hostname

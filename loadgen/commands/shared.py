@@ -55,7 +55,7 @@ def print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
     from loadgen.console.tables import print_latency_table
 
     run, frame = load_run(store_url, run_id)
-    print_latency_table(run, latency_table(frame), stdout_console())
+    print_latency_table(run, latency_table(frame, scenario=run.scenario), stdout_console())
     if csv_path is not None:
         write_perf_analyzer_csv(frame, csv_path)
         print(f"wrote {csv_path}", file=sys.stderr)

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from loadgen.commands.shared import add_db_option, print_run, run_async
 from loadgen.config import OPTIONS, SweepSettings, build_settings, option_key, spell_flag
+from loadgen.config.scenarios import words
 from loadgen.errors import ConfigError, SettingsError
 
 if TYPE_CHECKING:
@@ -239,8 +240,8 @@ def warn_unanswered(outcomes: Sequence[SweepOutcome]) -> None:
 
 def print_search(result: SearchResult, settings: SweepSettings) -> None:
     """The SLO search's answer: the highest load that met the limit, and the probes it took."""
-    unit = "/s" if settings.scenario == "request_rate" else ""
-    what = "rate" if settings.scenario == "request_rate" else "concurrency"
+    said = words(settings.scenario)
+    unit, what = said.unit, said.short
     limit = settings.latency_limit
     probes = len(result.probes)
     if result.best is None:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadgen.commands.shared import add_db_option
+from loadgen.config.scenarios import words
 from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord, RunStore, StepRecord
@@ -161,7 +162,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.hgrm is not None:
         text = _hgrm(run, steps, args.hgrm)
     else:
-        text = format_table(benchmark_table(steps, percentiles), args.format or "markdown")
+        text = format_table(
+            benchmark_table(steps, percentiles, scenario=run.scenario), args.format or "markdown"
+        )
     _write(text, args.output)
     return EXIT_OK
 
@@ -188,7 +191,7 @@ def print_comparison(c: Comparison, console: Console) -> None:
         f"max p{p:g} rise {c.thresholds.max_latency_rise_pct:g}%"
     )
     out = Table(title=title, title_justify="left")
-    level = "Request rate" if c.level_name == "request_rate" else "Concurrency"
+    level = words(c.level_name).title
     headers = [level, "Base infer/s", "New infer/s", "Change"]
     headers += [f"Base p{p:g} (ms)", f"New p{p:g} (ms)", "Change"]
     headers += [f"p{o:g} change" for o in others] + ["Verdict"]

@@ -9,6 +9,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from loadgen.config.scenarios import words
 from loadgen.engine.recorder import Window
 from loadgen.engine.step import StepListener
 from loadgen.results import StepResult, WindowResult
@@ -18,10 +19,10 @@ class SweepProgress(StepListener):
     """One bar over the sweep's steps; the text shows the current step's last window."""
 
     def __init__(
-        self, levels: tuple[float, ...], console: Console | None = None, label: str = "concurrency"
+        self, levels: tuple[float, ...], console: Console | None = None, scenario: str = "concurrency"
     ) -> None:
         self.levels = levels
-        self.label = label
+        self.words = words(scenario)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -50,14 +51,14 @@ class SweepProgress(StepListener):
 
     def step_started(self, index: int, level: float) -> None:
         self._step_start = time.monotonic()
-        shown = f"{level:g}/s" if self.label == "rate" else f"{level:g}"
-        self._update(completed=index, description=f"{self.label} {shown}", status="warming up")
+        said = self.words
+        self._update(completed=index, description=f"{said.short} {level:g}{said.unit}", status="warming up")
 
-    def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
+    def window_done(self, index: int, number: int, result: WindowResult, window: Window) -> None:
         latency = "-" if math.isnan(result.mean_latency_us) else f"{result.mean_latency_us / 1000:.2f} ms"
         errors = f", {result.error_count} errors" if result.error_count else ""
         self._update(
-            status=f"trial {trial}: {result.throughput:,.0f} infer/s, avg {latency}{errors}",
+            status=f"window {number}: {result.throughput:,.0f} infer/s, avg {latency}{errors}",
             completed=index,
         )
 

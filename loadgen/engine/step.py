@@ -34,7 +34,7 @@ class StepListener:
     def step_started(self, index: int, level: float) -> None:
         return None
 
-    def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
+    def window_done(self, index: int, number: int, result: WindowResult, window: Window) -> None:
         return None
 
     def step_done(self, step: StepResult) -> None:
@@ -51,9 +51,9 @@ class Listeners(StepListener):
         for listener in self.listeners:
             listener.step_started(index, level)
 
-    def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
+    def window_done(self, index: int, number: int, result: WindowResult, window: Window) -> None:
         for listener in self.listeners:
-            listener.window_done(index, trial, result, window)
+            listener.window_done(index, number, result, window)
 
     def step_done(self, step: StepResult) -> None:
         for listener in self.listeners:
@@ -160,7 +160,7 @@ async def measure_step(
         histogram=LatencyHistogram.merged(w.histogram for w in kept),
         errors=merged_errors,
         stable=stable,
-        trials=len(results),
+        window_count=len(results),
         windows=results,
         server_stats=server,
         server_stats_reset=reset,

@@ -1,4 +1,4 @@
-"""The keys only a plan has: when a job runs (cron ``schedule``), what its run is compared with
+"""The keys only a plan has: when a job runs (``cron``), what its run is compared with
 (``baseline``) and what counts as a regression (``thresholds``)."""
 
 from __future__ import annotations
@@ -119,14 +119,15 @@ def cron_fields(expression: str) -> tuple[str, bool]:
     return text, len(text.split()) == 6
 
 
-def schedule(r: Reader, node: yaml.Node, where: str) -> str | None:
-    text = r.text(node, f"{where}: schedule")
+def cron(r: Reader, node: yaml.Node, where: str, key: str = "cron") -> str | None:
+    """``cron`` (or its older spelling ``schedule``): when ``loadgen schedule`` runs the job."""
+    text = r.text(node, f"{where}: {key}")
     if text is None:
         return None
     expression, seconds = cron_fields(text)
     if len(expression.split()) not in (1, 5, 6) or not croniter.is_valid(
         expression, second_at_beginning=seconds
     ):
-        r.add(node, f"{where}: bad schedule {text!r}: {_CRON_HELP}")
+        r.add(node, f"{where}: bad {key} {text!r}: {_CRON_HELP}")
         return None
     return expression

@@ -48,8 +48,9 @@ class Job:
     when there are several, added when they run)."""
     thresholds: Thresholds
     baseline: Baseline
-    schedule: str | None
-    """Cron expression (5 fields, or 6 with leading seconds); None: run by ``plan run`` only."""
+    cron: str | None
+    """When ``loadgen schedule`` runs the job: a cron expression (5 fields, or 6 with leading
+    seconds); None: run by ``plan run`` only. (The *send schedule* is the open loop's.)"""
 
 
 @dataclass(frozen=True)

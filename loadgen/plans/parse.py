@@ -35,14 +35,15 @@ PLAN_ONLY = {
     "description": "free text, for the reader",
     "jobs": "the jobs, by name",
     "models": "several models measured at the same time (a job's -m repeated)",
-    "schedule": "when `loadgen schedule` runs a job (cron)",
+    "cron": "when `loadgen schedule` runs a job (a cron expression)",
+    "schedule": "the older spelling of cron",
     "baseline": "what a job's run is compared with",
     "thresholds": "what counts as a regression",
     "measurement": "groups the measurement options, as plans have written them",
 }
 """Keys a plan has beyond the sweep options, and what each is for."""
-_PLAN_KEYS = ("name", "description", "jobs", "schedule", "baseline", "thresholds", "measurement")
-_JOB_KEYS = ("description", "model", "models", "schedule", "baseline", "thresholds", "measurement")
+_PLAN_KEYS = ("name", "description", "jobs", "cron", "schedule", "baseline", "thresholds", "measurement")
+_JOB_KEYS = ("description", "model", "models", "cron", "schedule", "baseline", "thresholds", "measurement")
 _ENV = re.compile(r"\$\{(\w+)\}")
 
 
@@ -189,8 +190,11 @@ def _settings(
 def _plan_only(r: Reader, items: Items, where: str) -> dict[str, Any]:
     """The plan-only keys a plan and its jobs share (only those given and valid)."""
     values: dict[str, Any] = {}
-    if "schedule" in items and (schedule := fields.schedule(r, items["schedule"][1], where)) is not None:
-        values["schedule"] = schedule
+    given = [key for key in ("cron", "schedule") if key in items]
+    if len(given) == 2:
+        r.add(items["schedule"][0], f"{where}: give cron or schedule (its older spelling), not both")
+    elif given and (cron := fields.cron(r, items[given[0]][1], where, given[0])) is not None:
+        values["cron"] = cron
     if "baseline" in items and (baseline := fields.baseline(r, items["baseline"][1], where)) is not None:
         values["baseline"] = baseline
     if "thresholds" in items:
@@ -233,7 +237,7 @@ def _job(
         sweeps=tuple(s for s in sweeps if s is not None),
         thresholds=Thresholds(**thresholds),
         baseline=own.get("baseline", plan_values.get("baseline", Baseline(line=line))),
-        schedule=own.get("schedule", plan_values.get("schedule")),
+        cron=own.get("cron", plan_values.get("cron")),
     )
 
 
@@ -247,7 +251,7 @@ def parse_plan(text: str, path: Path | str = "<plan>") -> Plan:
         mark = exc.problem_mark or exc.context_mark
         hint = ""
         if "alias" in str(exc.problem) or "alias" in str(exc.context):
-            hint = " (quote cron expressions that start with '*': schedule: \"*/5 * * * *\")"
+            hint = " (quote cron expressions that start with '*': cron: \"*/5 * * * *\")"
         r.add((mark.line + 1) if mark else 1, f"not valid YAML: {exc.problem or exc.context}{hint}")
         raise PlanError(r.problems) from None
     except yaml.YAMLError as exc:

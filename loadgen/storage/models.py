@@ -145,7 +145,8 @@ class StepRow(Base):
     histogram: Mapped[bytes]
     """``LatencyHistogram.encode()``: the source of truth for any other percentile."""
     stable: Mapped[bool]
-    trials: Mapped[int] = mapped_column(Integer)
+    window_count: Mapped[int] = mapped_column("trials", Integer)
+    """Windows measured (the column keeps perf_analyzer's word, "trials")."""
     windows: Mapped[list[dict[str, Any]]]
     # The server's /stats delta over the step; NULL when unavailable or reset.
     server_inference_count: Mapped[int | None]

@@ -2,6 +2,17 @@
 
 Kept apart from ``RunStore`` (sessions and queries) so what a run looks like once stored,
 frozen dataclasses detached from any session with NaN kept as NULL, is defined in one place.
+
+Names in the database and in code are the same, with these exceptions (no migration renames
+a column; the code took the word the rest of loadgen uses):
+
+==========================  ===============================  ==========================================
+database                    code                             why
+==========================  ===============================  ==========================================
+``steps.trials``            ``StepRecord.window_count``      perf_analyzer's word; CSV column ``Trials``
+``runs.settings`` JSON      ``measurement.max_windows``      older runs say ``max_trials``
+``steps.lat_pNN_us``        ``latency_summary()`` keys       one column per reported percentile
+==========================  ===============================  ==========================================
 """
 
 from __future__ import annotations
@@ -62,7 +73,8 @@ class StepRecord:
     lat_p99_us: float | None
     histogram_bytes: bytes
     stable: bool
-    trials: int
+    window_count: int
+    """Windows measured, stable or not (column ``trials``)."""
     windows: tuple[WindowResult, ...]
     server_inference_count: int | None
     server_execution_count: int | None
@@ -155,7 +167,7 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         errors=dict(step.errors),
         histogram=step.histogram.encode(),
         stable=step.stable,
-        trials=step.trials,
+        window_count=step.window_count,
         windows=[
             {
                 "duration_s": w.duration_s,

@@ -253,8 +253,8 @@ def test_webhook_and_hook_get_the_verdict_json_on_regression(
 def test_stopping_the_scheduler_mid_run_marks_that_run_interrupted(
     triton: EmbeddedServer, tmp_path: Path
 ) -> None:
+    from loadgen.cron import run_cron_jobs
     from loadgen.plans import parse_plan
-    from loadgen.scheduler import run_schedule
 
     # windows that never agree within 0.001%: the run would take 10 windows of 1 s
     endless = (
@@ -264,7 +264,7 @@ def test_stopping_the_scheduler_mid_run_marks_that_run_interrupted(
 
     async def scenario(store: RunStore) -> None:
         stop = asyncio.Event()
-        scheduler = asyncio.create_task(run_schedule(plan, plan.jobs, store, stop))
+        scheduler = asyncio.create_task(run_cron_jobs(plan, plan.jobs, store, stop))
         deadline = time.monotonic() + 20
         while not any(r.status is RunStatus.RUNNING for r in store.list_runs()):
             assert not scheduler.done() and time.monotonic() < deadline

@@ -113,10 +113,10 @@ class PauseForAWindow(StepListener):
     def __init__(self, server: EmbeddedServer) -> None:
         self.server = server
 
-    def window_done(self, index: int, trial: int, result: WindowResult, window: Window) -> None:
-        if trial == 1:
+    def window_done(self, index: int, number: int, result: WindowResult, window: Window) -> None:
+        if number == 1:
             os.kill(_pid(self.server), signal.SIGSTOP)
-        elif trial == 3:
+        elif number == 3:
             os.kill(_pid(self.server), signal.SIGCONT)
 
 
@@ -155,7 +155,7 @@ def test_a_step_with_unanswered_slots_is_stored_and_flagged(
         (stored,) = store.steps(run_id)
     assert stored.unanswered_slots == 2
     frame = steps_frame([stored])
-    assert list(latency_table(frame)["Unanswered slots"]) == [2]
+    assert list(latency_table(frame, scenario="concurrency")["Unanswered slots"]) == [2]
     (finding,) = [f for f in quality_findings(frame) if f.kind is Kind.UNANSWERED]
     assert "up to 2 of 2 slots got no answer during a whole window" in finding.text
     warn_unanswered([SweepOutcome("identity", run_id, RunStatus.COMPLETED, [step])])

@@ -55,7 +55,7 @@ def runs(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_table_numbers_are_the_stored_steps(runs: Runs) -> None:
     with RunStore(runs.db) as store:
         steps = store.steps(runs.identity)
-    table = benchmark_table(steps)
+    table = benchmark_table(steps, scenario="concurrency")
     assert table["Concurrent requests"].tolist() == [1, 2]
     for row, step in zip(table.to_dict("records"), steps, strict=True):
         hist = step.histogram()

@@ -54,7 +54,7 @@ def steps(*rows: dict[str, Any]) -> pd.DataFrame:
             "error_count": 0,
             "errors": {},
             "stable": True,
-            "trials": 3,
+            "window_count": 3,
             "server_stats_reset": False,
         }
         record.update({k: v for k, v in row.items() if k != "p99"})
@@ -192,7 +192,7 @@ def test_client_side_time_is_clamped_at_zero() -> None:
 def test_errors_unstable_steps_and_missing_stats_are_called_out() -> None:
     frame = steps(
         {"p99": 10, "error_count": 7, "errors": {"UNAVAILABLE: gone": 5, "INTERNAL: oops": 2}},
-        {"p99": 10, "stable": False, "trials": 10},
+        {"p99": 10, "stable": False, "window_count": 10},
         {"p99": 10, "server_stats_reset": True},
     )
     found = quality_findings(frame)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from loadgen.cron import describe, next_fire
 from loadgen.plans import Baseline, PlanError, load_plan, parse_plan, resolve_baseline
 from loadgen.results import RunStatus
-from loadgen.scheduler import describe, next_fire
 from loadgen.storage import RunRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def test_the_shipped_example_plan_is_valid() -> None:
     models = {sweep.model for job in plan.jobs for sweep in job.sweeps}
     assert models == {"identity", "fixed_latency"}
     assert all(s.url == "localhost:8001" for job in plan.jobs for s in job.sweeps)
-    assert all(job.schedule for job in plan.jobs)
+    assert all(job.cron for job in plan.jobs)
 
 
 def test_unknown_key_names_line_job_and_the_likely_key() -> None:
@@ -174,7 +174,7 @@ def test_plan_defaults_merge_into_jobs_and_jobs_win(tmp_path: Path) -> None:
     assert sweep.url == "example:9001" and sweep.protocol == "grpc"
     assert sweep.labels == {"suite": "nightly", "release": "1.10", "plan": "nightly", "job": "a"}
     assert sweep.measurement.measurement_interval_ms == 500 and sweep.measurement.max_windows == 4
-    assert a.schedule == "*/10 * * * * *"
+    assert a.cron == "*/10 * * * * *"
     assert sweep.grpc_client == "aio" and sweep.request_timeout_s == 2.5
     assert b.sweeps[0].grpc_client == "h2" and b.sweeps[0].request_timeout_s == 30.0
     assert a.baseline == Baseline("label", labels=(("release", "1.2"), ("env", "prod")))
@@ -185,7 +185,7 @@ def test_plan_defaults_merge_into_jobs_and_jobs_win(tmp_path: Path) -> None:
     assert b.sweeps[0].input_data == str(tmp_path / "data.json")  # relative to the plan's folder
     assert b.sweeps[0].labels["suite"] == "weekly" and b.sweeps[0].labels["job"] == "b"
     assert b.sweeps[0].measurement.measurement_interval_ms == 500 and b.sweeps[0].measurement.max_windows == 6
-    assert b.baseline == Baseline() and b.schedule == "0 2 * * 1-5"
+    assert b.baseline == Baseline() and b.cron == "0 2 * * 1-5"
     assert sweep.metrics_url is None and sweep.resolved_metrics_url == "http://example:8002/metrics"
     assert b.sweeps[0].metrics_url == "" and b.sweeps[0].resolved_metrics_url is None
     assert (b.thresholds.max_throughput_drop_pct, b.thresholds.max_latency_rise_pct) == (5.0, 20.0)
@@ -198,7 +198,7 @@ def test_plan_name_defaults_to_the_file_name_and_concurrency_to_1() -> None:
     assert plan.name == "smoke"
     assert plan.jobs[0].sweeps[0].levels == (1,)
     assert plan.jobs[0].baseline == Baseline("run", run_id=12)
-    assert plan.jobs[0].schedule is None
+    assert plan.jobs[0].cron is None
 
 
 def _run(

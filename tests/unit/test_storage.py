@@ -100,7 +100,7 @@ def step_result(
         histogram=hist,
         errors={"timeout": 2, "unavailable": 1},
         stable=index == 0,
-        trials=3 + index,
+        window_count=3 + index,
         windows=[WindowResult(5.0, 100, 200, 1, 1234.5), WindowResult(5.0, 0, 0, 0, math.nan)],
         server_stats=stats() if with_stats else None,
         server_stats_reset=not with_stats,
@@ -142,7 +142,7 @@ def test_round_trip(store: RunStore) -> None:
         assert record.request_rate == result.request_rate
         assert record.throughput == pytest.approx(result.throughput)
         assert record.errors == {"timeout": 2, "unavailable": 1} and record.error_count == 3
-        assert (record.stable, record.trials) == (result.stable, result.trials)
+        assert (record.stable, record.window_count) == (result.stable, result.window_count)
         assert record.windows[0] == WindowResult(5.0, 100, 200, 1, 1234.5)
         assert math.isnan(record.windows[1].mean_latency_us)
         summary = result.latency_summary()

@@ -59,7 +59,7 @@ def step_result(index: int, level: Level, rate: float | None = None) -> StepResu
         inference_count=round(throughput * DURATION_S),
         histogram=hist,
         stable=True,
-        trials=3,
+        window_count=3,
         request_rate=rate,
     )
 
@@ -125,7 +125,7 @@ def test_benchmark_table_reads_percentiles_from_the_histograms(store: RunStore) 
     steps = store.steps(add_run(store, BASE))
     # the summary columns are not what the table reads: spoil them
     spoiled = [dataclasses.replace(s, lat_p99_us=-1.0, lat_p90_us=-1.0, lat_avg_us=-1.0) for s in steps]
-    table = benchmark_table(spoiled)
+    table = benchmark_table(spoiled, scenario="concurrency")
     assert list(table.columns) == [
         "Concurrent requests",
         "Throughput (infer/s)",
@@ -141,23 +141,23 @@ def test_benchmark_table_reads_percentiles_from_the_histograms(store: RunStore) 
         assert row[2] == pytest.approx(hist.mean_us / 1000)
         assert row[3:] == tuple(hist.percentile_us(p) / 1000 for p in (90, 95, 99))
 
-    other = benchmark_table(steps, (50.0, 99.9))
+    other = benchmark_table(steps, (50.0, 99.9), scenario="concurrency")
     assert list(other.columns)[3:] == ["p50 latency (ms)", "p99.9 latency (ms)"]
     assert other["p99.9 latency (ms)"].tolist() == [s.histogram().percentile_us(99.9) / 1000 for s in steps]
     with pytest.raises(ValueError, match="0..100"):
-        benchmark_table(steps, (101.0,))
+        benchmark_table(steps, (101.0,), scenario="concurrency")
 
 
 def test_request_rate_runs_are_tabled_by_rate(store: RunStore) -> None:
     steps = store.steps(add_run(store, BASE[:2], rates=[250.0, 500.0]))
-    table = benchmark_table(steps)
+    table = benchmark_table(steps, scenario="request_rate")
     assert table.columns[0] == "Request rate (req/s)"
     assert table.iloc[:, 0].tolist() == [250.0, 500.0]
 
 
 def test_markdown_csv_and_html(store: RunStore) -> None:
     run_id = add_run(store, [*BASE[:2], (8, 0.0, [])])  # the last step: no successful request
-    table = benchmark_table(store.steps(run_id))
+    table = benchmark_table(store.steps(run_id), scenario="concurrency")
 
     markdown = format_table(table, "markdown").splitlines()
     assert markdown[0].startswith("| Concurrent requests | Throughput (infer/s) | Avg latency (ms) |")

@@ -1,9 +1,9 @@
-"""Run a plan's jobs on their cron schedules, in one long-running process.
+"""``loadgen schedule``: a plan's jobs run on their cron expressions, in one long-running process.
 
 One job measures at a time: a server is never loaded by two jobs at once, and jobs on
 different servers would still share this process's event loop and CPU and skew each
 other's numbers. A job whose turn comes while it is still running skips that turn. A job
-that fails is logged and the schedule goes on. Stopping (SIGTERM/SIGINT) interrupts the
+that fails is logged and the others go on. Stopping (SIGTERM/SIGINT) interrupts the
 running job: its run is marked interrupted, as a Ctrl-C'd sweep is.
 
 Cron expressions are read in the machine's local time zone; a 6-field expression has a
@@ -104,7 +104,7 @@ async def _turn(
         await _notify(result, webhook, hook)
 
 
-async def run_schedule(
+async def run_cron_jobs(
     plan: Plan,
     jobs: Sequence[Job],
     store: RunStore,
@@ -115,19 +115,19 @@ async def run_schedule(
     clock: Callable[[], float] = time.time,
     exporter: SweepExporter | None = None,
 ) -> None:
-    """Run ``jobs`` (those with a schedule) on their schedules until ``stop`` is set.
+    """Run ``jobs`` (those with a cron expression) when it says, until ``stop`` is set.
 
     ``webhook`` receives the verdict JSON of each regressed run (POST); ``hook`` is a shell
     command run after every run with the verdict JSON on stdin. On stop, the running job is
     cancelled (its run is marked interrupted) before this returns.
     """
-    scheduled = [job for job in jobs if job.schedule]
+    scheduled = [job for job in jobs if job.cron]
     lock = asyncio.Lock()
     running: dict[str, asyncio.Task[None]] = {}
-    due = {job.name: next_fire(job.schedule or "", clock()) for job in scheduled}
+    due = {job.name: next_fire(job.cron or "", clock()) for job in scheduled}
     for job in scheduled:
         at = datetime.fromtimestamp(due[job.name]).astimezone().isoformat(timespec="seconds")
-        log.info("job %s scheduled %r: first at %s", job.name, job.schedule, at)
+        log.info("job %s scheduled %r: first at %s", job.name, job.cron, at)
     stopped = asyncio.ensure_future(stop.wait())
     try:
         while scheduled and not stop.is_set():
@@ -143,7 +143,7 @@ async def run_schedule(
                 running[job.name] = asyncio.create_task(
                     _turn(plan, job, store, lock, webhook, hook, exporter)
                 )
-            due[job.name] = next_fire(job.schedule or "", max(clock(), due[job.name]))
+            due[job.name] = next_fire(job.cron or "", max(clock(), due[job.name]))
         if not scheduled:
             await stopped
     finally:

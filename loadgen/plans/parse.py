@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from loadgen.config import BY_KEY, SweepSettings, build_settings, option_key, parse_layer
+from loadgen.config import BY_KEY, BY_NAME, SweepSettings, build_settings, option_key, parse_layer
 from loadgen.config.options import MEASUREMENT_KEYS
 from loadgen.config.settings import INPUT_KEYWORDS
 from loadgen.errors import ConfigError, SettingsError
@@ -116,15 +116,16 @@ def _layer(r: Reader, items: Items, where: str) -> _Layer:
     """The sweep options among ``items`` (and in their ``measurement`` group)."""
     layer = _Layer(where)
     for name, (_, value_node) in items.items():
-        key = option_key(name)
-        if key is not None and key != "model" and name not in PLAN_ONLY:
+        option = BY_NAME.get(name)  # as written: a plan spells keys with underscores
+        key = None if option is None else option.key
+        if key is not None and key != "model":
             if key in layer.nodes:
                 r.add(value_node, f"{where}: {name!r} and {layer.names[key]!r} are the same option: give one")
                 continue
             layer.add(name, key, value_node, _value(r, key, value_node, where))
     group = r.mapping(items["measurement"][1], f"measurement of {where}") if "measurement" in items else None
     for name, (key_node, value_node) in (group or {}).items():
-        key = option_key(name)
+        key = BY_NAME[name].key if name in BY_NAME else None
         if key not in MEASUREMENT_KEYS:
             r.unknown_keys({name: (key_node, value_node)}, MEASUREMENT_KEYS, f"measurement of {where}")
         elif key in layer.nodes:

@@ -14,6 +14,7 @@ import time
 from types import FrameType
 from typing import Any, BinaryIO, TextIO
 
+from loadgen.errors import EXIT_OK
 from loadgen.server.embedded import EmbeddedServer
 from loadgen.server.triton_log import error_lines
 
@@ -45,11 +46,11 @@ def serve_forever(server: EmbeddedServer, *, stream_log: bool = True, out: TextI
         except _StopRequested:
             print("stopping tritonserver ...", file=sys.stderr, flush=True)
             server.stop()
-            return 0
+            return EXIT_OK
     except _StopRequested:  # a second signal while stopping: stop waiting for a graceful exit
         server.kill()
         server.stop()
-        return 0
+        return EXIT_OK
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,35 @@ def test_a_job_with_wrong_answers_fails_whatever_its_speed(triton: EmbeddedServe
     assert run.settings["validate"] is True and run.settings["workers"] == 2
 
 
+def test_a_job_runs_its_models_together_with_options_only_flags_had(
+    triton: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOADGEN_TEST_TOKEN", "s3cret")  # the plan reads header values from here
+    db = tmp_path / "runs.db"
+    text = (
+        f"name: together\n{QUICK}url: {triton.grpc_url}\nmetrics_url: off\nrequest_timeout: 5\n"
+        "headers: {X-Token: '${LOADGEN_TEST_TOKEN}'}\n"
+        "jobs:\n  both:\n    models: [identity, {model: fixed_latency, concurrency: 2}]\n"
+        "    concurrency: 1,4\n    latency_limit: p99=2s\n"
+    )
+    result = loadgen("plan", "run", str(_plan(tmp_path, text)), "--db", f"sqlite:///{db}", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = {run.model: run for run in _runs(f"sqlite:///{db}")}
+    assert set(runs) == {"identity", "fixed_latency"}
+    identity, fixed = runs["identity"], runs["fixed_latency"]
+    assert identity.labels["group"] == fixed.labels["group"] and identity.labels["job"] == "both"
+    assert identity.settings["request_timeout_s"] == 5.0 and identity.settings["header_names"] == ["X-Token"]
+    assert identity.settings["latency_limit"] == {"percentile": 99.0, "limit_us": 2_000_000.0}
+    assert b"s3cret" not in db.read_bytes()
+    with RunStore(f"sqlite:///{db}") as store:
+        identity_steps, (fixed_step,) = store.steps(identity.id), store.steps(fixed.id)
+    assert [s.concurrency for s in identity_steps] == [1, 4] and fixed_step.concurrency == 2
+    # measured at the same time, as `sweep -m identity -m fixed_latency` does (ends are lower bounds)
+    identity_end = identity_steps[-1].started_at + timedelta(seconds=identity_steps[-1].duration_s)
+    fixed_end = fixed_step.started_at + timedelta(seconds=fixed_step.duration_s)
+    assert fixed_step.started_at < identity_end and identity_steps[0].started_at < fixed_end
+
+
 def test_an_unreachable_server_is_exit_2_after_the_other_jobs(tmp_path: Path) -> None:
     path = _plan(tmp_path, "jobs:\n  down: {model: identity, url: '127.0.0.1:1', metrics_url: off}\n")
     result = loadgen("plan", "run", str(path), "--db", f"sqlite:///{tmp_path / 'runs.db'}", "-q")
@@ -133,7 +163,7 @@ def test_an_unreachable_server_is_exit_2_after_the_other_jobs(tmp_path: Path) ->
 def test_plan_check_accepts_the_example_and_lists_every_problem(tmp_path: Path) -> None:
     good = loadgen("plan", "check", str(REPO / "plans" / "nightly.yaml"))
     assert good.returncode == 0, good.stderr
-    assert "plan 'nightly' is valid, 4 job(s)" in good.stdout
+    assert "plan 'nightly' is valid, 5 job(s)" in good.stdout
     bad = _plan(tmp_path, "jobs:\n  a:\n    model: identity\n    concurency: 4\n    schedule: '99 * * * *'\n")
     result = loadgen("plan", "check", str(bad))
     assert result.returncode == 2

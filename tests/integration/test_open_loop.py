@@ -64,7 +64,7 @@ def test_backlog_shows_in_open_loop_but_not_closed_loop(triton: EmbeddedServer, 
     # fixed_latency serves ~99 requests/s: 130/s builds a backlog that grows all step long
     (open_step,) = _sweep(triton, store, "fixed_latency", (130.0,), scenario="request_rate")
     (closed_step,) = _sweep(triton, store, "fixed_latency", (1,), scenario="concurrency")
-    assert open_step.throughput == pytest.approx(closed_step.throughput, rel=0.05)  # same throughput...
+    assert open_step.throughput == pytest.approx(closed_step.throughput, rel=0.10)  # same throughput...
     assert open_step.lat_p99_us is not None and closed_step.lat_p99_us is not None
     assert open_step.lat_p99_us > 20 * closed_step.lat_p99_us  # ...but the open loop sees the queue
     assert closed_step.lat_p99_us < 30_000

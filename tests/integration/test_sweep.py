@@ -80,13 +80,14 @@ def test_fixed_latency_obeys_queueing_theory(triton: EmbeddedServer, store: RunS
     assert outcome.status is RunStatus.COMPLETED
     steps = store.steps(outcome.run_id)
     assert steps[0].lat_p50_us is not None and steps[0].lat_p50_us >= service_s * 1e6
+    # margins that hold on a busy 2-core machine: a wrong count or a lost request is off by far more
     for step in steps:
-        assert 0.92 * (1 / service_s) <= step.throughput <= 1.005 * (1 / service_s), step
+        assert 0.85 * (1 / service_s) <= step.throughput <= 1.005 * (1 / service_s), step
         # Little's law: throughput x mean latency = requests in flight
         assert step.lat_avg_us is not None
         assert step.throughput * step.lat_avg_us / 1e6 == pytest.approx(step.concurrency, rel=0.05)
         if step.concurrency > 1:  # the server queue holds the others: latency ~ C x S
-            assert step.lat_avg_us / 1e6 == pytest.approx(step.concurrency * service_s, rel=0.08)
+            assert step.lat_avg_us / 1e6 == pytest.approx(step.concurrency * service_s, rel=0.15)
 
 
 @pytest.mark.parametrize(("protocol", "prefix"), [("grpc", "INVALID_ARGUMENT: "), ("http", "HTTP 400: ")])

@@ -39,11 +39,12 @@ def test_fixed_latency_theory_holds_with_several_workers(triton: EmbeddedServer,
         # one stored histogram holding every worker's requests
         assert step.histogram().count == step.request_count > 0
         assert step.server_success_count == pytest.approx(step.request_count, rel=0.05, abs=10)
-        assert 0.92 / service_s <= step.throughput <= 1.005 / service_s, step
+        # margins that hold on a busy 2-core machine: a wrong count or a lost request is off by far more
+        assert 0.85 / service_s <= step.throughput <= 1.005 / service_s, step
         assert step.lat_avg_us is not None
         assert step.throughput * step.lat_avg_us / 1e6 == pytest.approx(step.concurrency, rel=0.05)
         if step.concurrency > 1:  # the concurrency is split 1+1+1 / 3+3+2 but the server queue is one
-            assert step.lat_avg_us / 1e6 == pytest.approx(step.concurrency * service_s, rel=0.08)
+            assert step.lat_avg_us / 1e6 == pytest.approx(step.concurrency * service_s, rel=0.15)
 
 
 def test_an_open_loop_schedule_is_shared_not_repeated(triton: EmbeddedServer, store: RunStore) -> None:

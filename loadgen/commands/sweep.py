@@ -123,6 +123,8 @@ def parse_model_spec(item: str) -> tuple[str, dict[str, str | list[str]]]:
             pairs[-1][1] += "," + piece
         else:
             raise ConfigError(f"bad -m {item!r}: expected MODEL or MODEL:key=value,...")
+    if any(option_key(key) == "model" for key, _ in pairs):
+        raise ConfigError(f"bad -m {item!r}: the model is named before the ':'")
     given: dict[str, str | list[str]] = {}
     for key, value in pairs:  # a key given again adds to it: labels, shapes, headers, tolerances
         before = given.get(key)

@@ -265,6 +265,7 @@ def test_per_model_values_and_their_errors() -> None:
         ("b:speed=9", "bad -m 'b:speed=9': unknown option 'speed'"),
         ("b:batch-size=0", "bad -m 'b:batch-size=0': batch-size must be >= 1, got 0"),
         (":concurrency=1", "expected MODEL or MODEL:key=value"),
+        ("b:model=c", "the model is named before the ':'"),
     ):
         with pytest.raises(ConfigError) as caught:
             _cli("-m", "a", "-m", item)

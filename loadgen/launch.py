@@ -22,7 +22,7 @@ from loadgen.engine.step import Listeners, StepListener
 from loadgen.errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, ConfigError
 from loadgen.exporter import SweepExporter
 from loadgen.results import RunStatus, ValidationTally
-from loadgen.runner import SweepOutcome, execute_sweep, prepare
+from loadgen.runner import Prepared, SweepOutcome, execute_sweep, prepare
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.storage import RunStore
 
@@ -59,16 +59,12 @@ async def run_sweeps(
     are served live, one series per model.
     """
     check_together(sweeps)
+    prepared: list[Prepared | None] = [None] * len(sweeps)
     if len(sweeps) > 1:
-        for settings in sweeps:
-            api = ServerAPI(settings.url, settings.protocol, settings.headers or None, tls=settings.tls)
-            try:
-                await prepare(settings, api)
-            finally:
-                await api.close()
+        prepared = [await _prepare_alone(settings) for settings in sweeps]
     with contextlib.ExitStack() as stack:
         runs = []
-        for settings in sweeps:
+        for settings, ready in zip(sweeps, prepared, strict=True):
             progress: StepListener | None = None
             if console is not None and len(sweeps) == 1:
                 from loadgen.console.progress import SweepProgress
@@ -77,7 +73,7 @@ async def run_sweeps(
             elif console is not None:
                 from loadgen.console.progress import StepLines
 
-                progress = StepLines(settings.model, console)
+                progress = StepLines(settings.model, console, settings.scenario)
             feed = None if exporter is None else exporter.feed(settings)
             runs.append(
                 execute_sweep(
@@ -85,9 +81,18 @@ async def run_sweeps(
                     store,
                     listener=Listeners(progress, feed),
                     on_run_created=None if feed is None else feed.run_created,
+                    prepared=ready,
                 )
             )
         return list(await asyncio.gather(*runs))
+
+
+async def _prepare_alone(settings: SweepSettings) -> Prepared:
+    api = ServerAPI(settings.url, settings.protocol, settings.headers or None, tls=settings.tls)
+    try:
+        return await prepare(settings, api)
+    finally:
+        await api.close()
 
 
 def wrong_answers(outcome: SweepOutcome) -> str | None:

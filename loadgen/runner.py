@@ -12,7 +12,7 @@ import platform
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,9 +57,11 @@ def host_info() -> dict[str, Any]:
     }
 
 
-async def prepare(
-    settings: SweepSettings, api: ServerAPI
-) -> tuple[RunInfo, list[InferRequestSpec], Sequence[Reference] | None]:
+Prepared = tuple[RunInfo, list[InferRequestSpec], Sequence[Reference] | None]
+"""What a run needs from the server before it is recorded: its info, the requests, the references."""
+
+
+async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
     """Check the server and model, build the requests (and the references of the input file's
     ``validation_data`` when validating); raises before any run is recorded."""
     await api.check_ready()
@@ -101,12 +103,15 @@ async def execute_sweep(
     *,
     listener: StepListener | None = None,
     on_run_created: Callable[[int, RunInfo], None] | None = None,
+    prepared: Prepared | None = None,
 ) -> SweepOutcome:
     """Run and store a sweep. Cancellation marks the run interrupted and propagates.
 
     ``settings.headers`` (auth tokens and the like) go on every request but never into
     storage: the run records only their names.
     ``on_run_created(run_id, info)`` is called once the run is recorded (the live exporter's run id).
+    ``prepared``: :func:`prepare`'s result when the caller checked the server already (several
+    models are all checked before any starts); the run still starts now.
     """
     headers = settings.headers or None
     api = ServerAPI(settings.url, settings.protocol, headers, tls=settings.tls)
@@ -119,7 +124,11 @@ async def execute_sweep(
         request_timeout_s=settings.request_timeout_s,
     )
     try:
-        info, requests, references = await prepare(settings, api)
+        if prepared is None:
+            info, requests, references = await prepare(settings, api)
+        else:
+            info, requests, references = prepared
+            info = replace(info, started_at=datetime.now(UTC))
         run_id = store.create_run(info)
         if on_run_created is not None:
             on_run_created(run_id, info)

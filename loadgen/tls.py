@@ -18,7 +18,7 @@ import grpc
 
 from loadgen.errors import SettingProblem, SettingsError
 
-__all__ = ["TlsSettings", "tls_for_url"]
+__all__ = ["TlsSettings", "tls_for_url", "url_scheme"]
 
 
 GRPC_INSECURE = (
@@ -111,12 +111,13 @@ def _read(key: str, path: str) -> bytes:
         raise _problem(key, f"{{{key}}} {path}: cannot read it ({exc.strerror or exc})") from None
 
 
-def _scheme(url: str) -> str:
+def url_scheme(url: str) -> str:
+    """``https`` of ``https://h:1``; empty for ``host:port`` (no scheme)."""
     return urlsplit(url).scheme.lower() if "//" in url else ""
 
 
 def tls_for_url(url: str, tls: TlsSettings | None) -> TlsSettings | None:
     """``tls``, or default TLS settings when ``url`` is ``https://`` (HTTP)."""
-    if tls is None and _scheme(url) == "https":
+    if tls is None and url_scheme(url) == "https":
         return TlsSettings()
     return tls

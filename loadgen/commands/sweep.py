@@ -247,12 +247,10 @@ def print_search(result: SearchResult, settings: SweepSettings) -> None:
     limit = settings.latency_limit
     probes = len(result.probes)
     if result.best is None:
-        lowest = f"{what} {min(settings.levels):g}{unit}"
+        lowest = said.shown(min(settings.levels))
         print(f"SLO {limit}: even the lowest load ({lowest}) misses it ({probes} probe(s))")
     elif result.first_miss is None:
-        print(
-            f"SLO {limit}: met up to the top of the range ({what} {result.best:g}{unit}); try a wider range"
-        )
+        print(f"SLO {limit}: met up to the top of the range ({said.shown(result.best)}); try a wider range")
     else:
         print(
             f"SLO {limit}: highest {what} meeting it: {result.best:g}{unit} "

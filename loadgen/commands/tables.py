@@ -126,20 +126,17 @@ def _write(text: str, path: Path | None) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
-def _level_text(step: StepRecord) -> str:
-    if step.request_rate is not None:
-        return f"request rate {step.request_rate:g}/s"
-    return f"concurrency {step.concurrency}"
-
-
 def _hgrm(run: RunRecord, steps: list[StepRecord], index: int) -> str:
     from analysis.hgrm import format_hgrm
 
     by_index = {s.step_index: s for s in steps}
+    said = words(run.scenario)
     if index not in by_index:
         raise ConfigError(
             f"run {run.id} has no step {index}: its steps are "
-            + ", ".join(f"{s.step_index} ({_level_text(s)})" for s in steps)
+            + ", ".join(
+                f"{s.step_index} ({said.describe(said.of(s.concurrency, s.request_rate))})" for s in steps
+            )
         )
     hist = by_index[index].histogram()
     if hist.count == 0:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-from loadgen.config.options import BY_KEY, BY_NAME, LOAD_KEYS, MEASUREMENT_KEYS, TLS_KEYS, settings_fields
+from loadgen.config.options import BY_KEY, BY_NAME, LOAD_KEYS, MEASUREMENT_KEYS, SETTINGS_FIELDS, TLS_KEYS
 from loadgen.config.settings import DEFAULT_URLS, MeasurementSettings, SweepSettings
 from loadgen.config.values import OPTION
 from loadgen.errors import ConfigError, SettingProblem, SettingsError
-from loadgen.tls import TlsSettings
+from loadgen.tls import TlsSettings, url_scheme
 
 OPEN_LOOP_KEYS = ("request_rate", "ramp")
 """The loads a ``distribution`` applies to (a replay has its own gaps)."""
@@ -92,14 +91,11 @@ def build_settings(*layers: Mapping[str, object]) -> SweepSettings:
         typed = merge(typed, values)
         problems += found
     fields = _derive(typed, problems)
-    settings = None
     try:
         settings = SweepSettings(**fields)
     except SettingsError as exc:
         problems += exc.problems
-    except TypeError as exc:  # a value of the wrong type given past the parsers
-        problems.append(SettingProblem("model", str(exc)))
-    if problems or settings is None:
+    if problems:
         raise SettingsError(dict.fromkeys(problems))  # in order, each once
     return settings
 
@@ -107,7 +103,7 @@ def build_settings(*layers: Mapping[str, object]) -> SweepSettings:
 def _derive(typed: Mapping[str, Any], problems: list[SettingProblem]) -> dict[str, Any]:
     """The fields of the settings: the load's scenario and levels, defaults that depend on
     other values (URL per protocol, TLS from the URL, metrics off) and the nested settings."""
-    fields: dict[str, Any] = {key: typed[key] for key in settings_fields() & typed.keys()}
+    fields: dict[str, Any] = {key: typed[key] for key in SETTINGS_FIELDS & typed.keys()}
     fields.setdefault("model", "")
     loads = [key for key in LOAD_KEYS if key in typed]
     if len(loads) > 1:
@@ -142,8 +138,7 @@ def _derive(typed: Mapping[str, Any], problems: list[SettingProblem]) -> dict[st
 
 def _tls(typed: Mapping[str, Any], url: str, problems: list[SettingProblem]) -> TlsSettings | None:
     """TLS when any ``ssl*`` option asks for it or the URL is ``https://``; None otherwise."""
-    https = "//" in url and urlsplit(url).scheme.lower() == "https"
-    if not (https or any(typed.get(key) for key in TLS_KEYS)):
+    if not (url_scheme(url) == "https" or any(typed.get(key) for key in TLS_KEYS)):
         return None
     try:
         return TlsSettings(

@@ -362,5 +362,4 @@ def spell_flag(key: str) -> str:
     return option.flag if option is not None else key
 
 
-def settings_fields() -> set[str]:
-    return {f.name for f in fields(SweepSettings)}
+SETTINGS_FIELDS = frozenset(f.name for f in fields(SweepSettings))

@@ -28,7 +28,16 @@ class ScenarioWords:
     """Several levels, in a sentence."""
 
     def describe(self, level: float) -> str:
+        """``concurrency 4``, ``request rate 100/s``."""
         return f"{self.level} {level:g}{self.unit}"
+
+    def shown(self, level: float) -> str:
+        """``concurrency 4``, ``rate 100/s``: where space is short."""
+        return f"{self.short} {level:g}{self.unit}"
+
+    def of(self, concurrency: int, request_rate: float | None) -> float:
+        """A step's level in this scenario."""
+        return request_rate if self.scenario == "request_rate" and request_rate is not None else concurrency
 
 
 SCENARIOS: dict[str, ScenarioWords] = {

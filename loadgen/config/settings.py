@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from loadgen.errors import SettingProblem, check, raise_problems
-from loadgen.tls import GRPC_INSECURE, TlsSettings
+from loadgen.tls import GRPC_INSECURE, TlsSettings, url_scheme
 
 REQUEST_TIMEOUT_S = 30.0
 """Default ``--request-timeout``: a request unanswered this long fails with DEADLINE_EXCEEDED."""
@@ -173,7 +173,7 @@ class SweepSettings:
         closed = self.scenario == "concurrency"
         rate = self.scenario == "request_rate"
         tls = self.tls
-        scheme = urlsplit(self.url).scheme.lower() if "//" in self.url else ""
+        scheme = url_scheme(self.url)
         return check(
             (bool(self.model), "model", "a model name is required ({model} MODEL)"),
             (bool(self.levels), "levels", "the sweep has no load levels"),

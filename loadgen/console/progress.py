@@ -51,8 +51,7 @@ class SweepProgress(StepListener):
 
     def step_started(self, index: int, level: float) -> None:
         self._step_start = time.monotonic()
-        said = self.words
-        self._update(completed=index, description=f"{said.short} {level:g}{said.unit}", status="warming up")
+        self._update(completed=index, description=self.words.shown(level), status="warming up")
 
     def window_done(self, index: int, number: int, result: WindowResult, window: Window) -> None:
         latency = "-" if math.isnan(result.mean_latency_us) else f"{result.mean_latency_us / 1000:.2f} ms"
@@ -72,14 +71,10 @@ class SweepProgress(StepListener):
 class StepLines(StepListener):
     """One line per finished step: with several models at once, bars would interleave."""
 
-    def __init__(self, model: str, console: Console) -> None:
-        self.model, self.console = model, console
+    def __init__(self, model: str, console: Console, scenario: str = "concurrency") -> None:
+        self.model, self.console, self.words = model, console, words(scenario)
 
     def step_done(self, step: StepResult) -> None:
-        level = (
-            f"rate {step.request_rate:g}/s"
-            if step.request_rate is not None
-            else f"concurrency {step.concurrency}"
-        )
+        level = self.words.shown(self.words.of(step.concurrency, step.request_rate))
         flag = "" if step.stable else " (unstable)"
         self.console.print(f"{self.model}: {level}: {step.throughput:,.1f} infer/s{flag}", highlight=False)

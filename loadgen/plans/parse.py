@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import yaml
 
@@ -65,6 +65,10 @@ class _Layer:
     def spell(self, key: str) -> str:
         """An option as this layer wrote it."""
         return self.names.get(key, key)
+
+
+_Shared: TypeAlias = tuple[_Layer, dict[str, Any], dict[str, Any]]
+"""What every job of a plan starts from: the plan's layer, its values that parsed, its plan-only keys."""
 
 
 def _option_names() -> tuple[str, ...]:
@@ -209,7 +213,7 @@ def _job(
     name: str,
     name_node: yaml.Node,
     node: yaml.Node,
-    shared: tuple[_Layer, dict[str, Any]],
+    shared: _Shared,
 ) -> Job | None:
     from analysis.compare import Thresholds
 
@@ -219,12 +223,10 @@ def _job(
         return None
     line = line_of(name_node)
     r.unknown_keys(items, (*_JOB_KEYS, *_option_names()), where)
-    plan_layer, plan_values = shared
+    plan_layer, good_plan, plan_values = shared
     own = _plan_only(r, items, where)
     job_layer = _layer(r, items, where)
     models = _models(r, items, where, line)
-    plan_typed, _ = parse_layer(plan_layer.values)
-    good_plan = {n: v for n, v in plan_layer.values.items() if option_key(n) in plan_typed}
     fixed = {"labels": {"plan": plan, "job": name}}
     sweeps = [_settings(r, [plan_layer, job_layer, model], good_plan, m, line, fixed) for m, model in models]
     if not models:
@@ -237,7 +239,7 @@ def _job(
         line=line,
         sweeps=tuple(s for s in sweeps if s is not None),
         thresholds=Thresholds(**thresholds),
-        baseline=own.get("baseline", plan_values.get("baseline", Baseline(line=line))),
+        baseline=own.get("baseline") or plan_values.get("baseline") or Baseline(line=line),
         cron=own.get("cron", plan_values.get("cron")),
     )
 
@@ -267,9 +269,11 @@ def parse_plan(text: str, path: Path | str = "<plan>") -> Plan:
     if "name" in items:
         name = r.text(items["name"][1], "the plan's name") or name
     plan_layer = _layer(r, items, "the plan")
-    for problem in parse_layer(plan_layer.values)[1]:  # each once here, not once per job
+    plan_typed, plan_problems = parse_layer(plan_layer.values)
+    for problem in plan_problems:  # each once here, not once per job
         r.add(plan_layer.nodes.get(problem.key, root), f"the plan: {problem.render(plan_layer.spell)}")
-    shared = (plan_layer, _plan_only(r, items, "the plan"))
+    good_plan = {name: v for name, v in plan_layer.values.items() if option_key(name) in plan_typed}
+    shared = (plan_layer, good_plan, _plan_only(r, items, "the plan"))
     jobs = []
     if "jobs" not in items:
         r.add(root, "the plan has no 'jobs'")

@@ -26,7 +26,7 @@ from loadgen.config import (
     build_settings,
     spell_flag,
 )
-from loadgen.config.options import settings_fields
+from loadgen.config.options import SETTINGS_FIELDS
 from loadgen.errors import ConfigError, SettingsError
 from loadgen.plans import PLAN_ONLY, parse_plan
 from loadgen.plans.parse import job_keys
@@ -57,7 +57,7 @@ def test_the_command_line_plans_and_settings_take_the_same_options() -> None:
     names = {name for option in OPTIONS for name in option.names if option.key != "model"}
     assert job_keys() - set(PLAN_ONLY) - {"model"} == names, "a plan takes every option's names, and no other"
     assert "model" in job_keys()
-    fields = settings_fields()
+    fields = SETTINGS_FIELDS
     set_directly = {option.key for option in OPTIONS} & fields
     assert set_directly | set(DERIVED) == fields, "every settings field comes from an option"
     derived_from = {key for keys in DERIVED.values() for key in keys}

@@ -1,8 +1,9 @@
 """loadgen's own Prometheus metrics while a sweep runs (``loadgen sweep --exporter-port 9108``).
 
 Nothing here runs per request: the engine hands each finished measurement window
-to :class:`SweepExporter` (a :class:`StepListener`), which adds the window's counts
-and merges its latency histogram into running totals under a lock. One custom
+to a sweep's :class:`ExporterFeed` (a :class:`StepListener` from :meth:`SweepExporter.feed`),
+which adds the window's counts and merges its latency histogram into its model's running
+totals under the exporter's lock. One custom
 collector turns those totals into metric families when Prometheus scrapes, on
 prometheus-client's own server thread, from a private registry.
 

@@ -6,17 +6,17 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from rich.console import Console
-
 from loadgen.errors import ConfigError, ServerUnavailable, UnknownModel
-from loadgen.exporter import SweepExporter
 from loadgen.plans.baselines import resolve_baseline
 from loadgen.plans.model import Job, Plan
 from loadgen.results import RunStatus
 from loadgen.storage import RunStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a plan is read (plan check) without the console or the exporter
+    from rich.console import Console
+
     from analysis.compare import Comparison
+    from loadgen.exporter import SweepExporter
     from loadgen.runner import SweepOutcome
 
 Outcome = Literal["pass", "improvement", "regression", "failed", "error"]

@@ -11,6 +11,7 @@ from analysis.compare import (
     load_comparison,
     write_junit,
 )
+from analysis.failures import StepFailures, failure_lines, step_failures
 from analysis.findings import Finding, run_findings
 from analysis.frames import RunData, batch_stats_frame, load_run, load_run_data, metrics_frame, steps_frame
 from analysis.hgrm import SpectrumRow, format_hgrm, percentile_spectrum, write_hgrm
@@ -34,6 +35,7 @@ __all__ = [
     "Report",
     "RunData",
     "SpectrumRow",
+    "StepFailures",
     "StepComparison",
     "Thresholds",
     "Verdict",
@@ -42,6 +44,7 @@ __all__ = [
     "build_report",
     "compare_runs",
     "format_hgrm",
+    "failure_lines",
     "format_table",
     "junit_xml",
     "latency_table",
@@ -52,6 +55,7 @@ __all__ = [
     "percentile_spectrum",
     "perf_analyzer_frame",
     "run_findings",
+    "step_failures",
     "steps_frame",
     "write_hgrm",
     "write_junit",

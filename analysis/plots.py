@@ -226,17 +226,40 @@ def step_spans(data: RunData) -> list[tuple[float, float, str]]:
     return spans
 
 
-def has_server_metrics(data: RunData) -> bool:
-    return any(_panel_series(data, metric, per_gpu) for _, metric, _, per_gpu in METRIC_PANELS)
+def _extra_panels(data: RunData) -> list[tuple[str, dict[str, pd.Series], float]]:
+    """A panel per family kept by ``--metrics-family`` (not ``nv_*``), a line per label set; a
+    counter (``*_total``, as Prometheus names them) as its rate per second, a gauge as it is."""
+    frame = data.metrics[~data.metrics["name"].str.startswith("nv_")]
+    panels = []
+    for name, family in frame.groupby("name", sort=True):
+        series = {}
+        for labels, group in family.groupby("labels", sort=True):
+            values = group.groupby("timestamp")["value"].sum()
+            if str(name).endswith("_total"):
+                values = (values.diff() / values.index.to_series().diff()).dropna()
+            series[str(labels) or str(name)] = values
+        title = f"{name} (per s)" if str(name).endswith("_total") else str(name)
+        panels.append((title, series, 1.0))
+    return panels
 
 
-def server_metrics_figure(data: RunData) -> go.Figure:
-    """The server's own metrics over the run (the panels it exposes), steps shaded and labelled."""
-    panels = [
+def _panels(data: RunData) -> list[tuple[str, dict[str, pd.Series], float]]:
+    known = [
         (title, series, scale)
         for title, metric, scale, per_gpu in METRIC_PANELS
         if (series := _panel_series(data, metric, per_gpu))
     ]
+    return known + _extra_panels(data)
+
+
+def has_server_metrics(data: RunData) -> bool:
+    return bool(_panels(data))
+
+
+def server_metrics_figure(data: RunData) -> go.Figure:
+    """The server's own metrics over the run (the panels it exposes, and the families kept by
+    ``--metrics-family``), steps shaded and labelled."""
+    panels = _panels(data)
     rows = max(len(panels), 1)
     fig = make_subplots(
         rows=rows,

@@ -160,7 +160,8 @@ def benchmark_table(
     Latencies are read from each step's stored histogram, so any percentile can be asked
     for, not only the four stored as columns. The level is the concurrency, or the request
     rate for a request-rate run (``scenario``: the run's). A step without a successful request has
-    NaN latencies.
+    NaN latencies. When any step had failed requests, an ``Errors`` column counts them: a table
+    copied into a document must not pass a failing step off as a fast one.
     """
     for p in percentiles:
         if not 0.0 <= p <= 100.0:
@@ -180,7 +181,10 @@ def benchmark_table(
     columns = [RATE_LEVEL if rate else LEVEL, THROUGHPUT, AVG_LATENCY] + [
         percentile_column(p) for p in percentiles
     ]
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    if any(step.error_count for step in steps):
+        table["Errors"] = [step.error_count for step in steps]
+    return table
 
 
 def _cell_formatters(frame: pd.DataFrame) -> dict[str, Callable[[object], str]]:

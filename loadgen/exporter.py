@@ -66,7 +66,7 @@ MAX_REASON_LABEL = 40
 
 
 def reason_label(reason: str) -> str:
-    """A short, stable failure label: the status before the first ':' (``UNAVAILABLE``, ``HTTP 503``).
+    """A short, stable failure label: the code before the first ":" (``UNAVAILABLE``, ``CONNECTION``).
 
     The full messages stay in the runs database; a label must not carry per-request
     text, or every distinct message would become its own time series.

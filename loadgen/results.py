@@ -16,6 +16,21 @@ from typing import Any
 from loadgen.histogram import LatencyHistogram
 
 REPORTED_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+KEPT_REASONS = 20
+"""Distinct error reasons a step keeps; the rest are counted under :data:`OTHER_REASONS`."""
+OTHER_REASONS = "(other reasons)"
+
+
+def top_reasons(errors: Mapping[str, int], keep: int = KEPT_REASONS) -> dict[str, int]:
+    """The ``keep`` most frequent reasons, the others' count under :data:`OTHER_REASONS`: a step
+    whose requests fail in many ways stores a bounded record with the same total."""
+    if len(errors) <= keep:
+        return dict(errors)
+    ranked = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(ranked[:keep])
+    rest = sum(count for _, count in ranked[keep:])
+    kept[OTHER_REASONS] = kept.get(OTHER_REASONS, 0) + rest
+    return kept
 
 
 class RunStatus(enum.StrEnum):
@@ -34,7 +49,8 @@ class DurationStat:
 
     @property
     def avg_us(self) -> float:
-        return self.ns / self.count / 1000.0 if self.count else 0.0
+        """NaN without a count: a step where every request failed has no queue time, not 0."""
+        return self.ns / self.count / 1000.0 if self.count else math.nan
 
 
 @dataclass(frozen=True)

@@ -51,11 +51,13 @@ def stdout_console() -> Console:
 
 def print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
     """The stored table of one run on stdout, and perf_analyzer's CSV when asked for."""
-    from analysis import latency_table, load_run, write_perf_analyzer_csv
-    from loadgen.console.tables import print_latency_table
+    from analysis import failure_lines, latency_table, load_run, step_failures, write_perf_analyzer_csv
+    from loadgen.console.tables import print_failures, print_latency_table
 
     run, frame = load_run(store_url, run_id)
-    print_latency_table(run, latency_table(frame, scenario=run.scenario), stdout_console())
+    console = stdout_console()
+    print_latency_table(run, latency_table(frame, scenario=run.scenario), console)
+    print_failures(failure_lines(step_failures(frame.to_dict("records"), run.scenario)), console)
     if csv_path is not None:
         write_perf_analyzer_csv(frame, csv_path)
         print(f"wrote {csv_path}", file=sys.stderr)

@@ -159,6 +159,12 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.hgrm is not None:
         text = _hgrm(run, steps, args.hgrm)
     else:
+        from analysis.failures import failure_lines, step_failures
+
+        failures = step_failures(map(vars, steps), run.scenario)
+        if failures:  # the table counts them (Errors); why they failed goes beside it, on stderr
+            _warn(f"{len(failures)} step(s) of run {run.id} had failed requests:")
+            print("\n".join(failure_lines(failures)), file=sys.stderr)
         text = format_table(
             benchmark_table(steps, percentiles, scenario=run.scenario), args.format or "markdown"
         )

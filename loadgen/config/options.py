@@ -129,6 +129,16 @@ OPTIONS: tuple[Option, ...] = (
         group=SERVER,
     ),
     Option(
+        "metrics_families",
+        ("--metrics-family",),
+        "also keep the metric families whose names match this regular expression (repeatable), "
+        "such as a model's own custom_.*: Triton's nv_* families are always kept",
+        values.patterns,
+        metavar="REGEX",
+        repeat=True,
+        group=SERVER,
+    ),
+    Option(
         "metrics_interval_ms",
         ("--metrics-interval",),
         "scrape period in ms (default 1000)",
@@ -293,9 +303,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "input_data",
         ("--input-data",),
-        "random (seeded, default), zero, perf_analyzer's JSON input-data file, or a .npy/.npz file",
+        "random (seeded, default), zero, perf_analyzer's JSON input-data file or directory "
+        "(a raw file per input), or a .npy/.npz file",
         values.input_data,
-        metavar="random|zero|FILE",
+        metavar="random|zero|PATH",
         group=INPUTS,
         path=True,
     ),

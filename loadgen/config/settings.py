@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,14 @@ DEFAULT_URLS: dict[str, str] = {"grpc": "localhost:8001", "http": "localhost:800
 DEFAULT_GRPC_URL = DEFAULT_URLS["grpc"]
 DEFAULT_HTTP_URL = DEFAULT_URLS["http"]
 DEFAULT_METRICS_PORT = 8002
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
 
 
 def default_metrics_url(server_url: str) -> str:
@@ -133,9 +142,11 @@ class SweepSettings:
     model_version: str = ""
     metrics_url: str | None = None
     """None: derived from ``url`` (same host, port 8002). Empty string: no scraping."""
+    metrics_families: tuple[str, ...] = ()
+    """``--metrics-family``: regular expressions of families kept beside ``nv_*`` (a model's own)."""
     batch_size: int = 1
     input_data: str = "random"
-    """``random`` (seeded), ``zero``, or a perf_analyzer JSON / ``.npy`` / ``.npz`` file."""
+    """``random`` (seeded), ``zero``, a perf_analyzer JSON file or directory, or ``.npy``/``.npz``."""
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """``--shape``: sizes of variable input dimensions (without the batch dimension)."""
     seed: int = 0
@@ -240,9 +251,15 @@ class SweepSettings:
             (self.batch_size >= 1, "batch_size", f"{{batch_size}} must be >= 1, got {self.batch_size}"),
             (self.seed >= 0, "seed", f"{{seed}} must be >= 0, got {self.seed}"),
             (
-                self.input_data in INPUT_KEYWORDS or Path(self.input_data).is_file(),
+                all(_compiles(pattern) for pattern in self.metrics_families),
+                "metrics_families",
+                f"{{metrics_families}} must be regular expressions; got {list(self.metrics_families)}",
+            ),
+            (
+                self.input_data in INPUT_KEYWORDS or Path(self.input_data).exists(),
                 "input_data",
-                f"{{input_data}} must be random, zero or a data file; {self.input_data!r} is none",
+                f"{{input_data}} must be random, zero, a data file or a directory; "
+                f"{self.input_data!r} is none",
             ),
             (
                 not (self.protocol == "grpc" and scheme == "https"),

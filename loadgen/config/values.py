@@ -95,6 +95,19 @@ def input_data(raw: object) -> str:
     return value if value in INPUT_KEYWORDS else path(value)
 
 
+def patterns(raw: object) -> tuple[str, ...]:
+    """Regular expressions (repeatable, or a list in a plan); each must compile."""
+    result = []
+    for item in raw if isinstance(raw, list | tuple) else [raw]:
+        value = text(item)
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ConfigError(f"bad {OPTION} {value!r}: not a regular expression ({exc})") from None
+        result.append(value)
+    return tuple(result)
+
+
 def metrics_url(raw: object) -> str:
     """A URL, or ``off`` (empty string: no scraping)."""
     if isinstance(raw, bool) and not raw:  # YAML's `metrics_url: off` read as a value

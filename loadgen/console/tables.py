@@ -30,11 +30,24 @@ def print_latency_table(run: RunRecord, table: pd.DataFrame, console: Console) -
     out = Table(title=title, title_justify="left")
     for column in table.columns:
         out.add_column(column, justify="right")
+    errors = list(table.columns).index("Errors") if "Errors" in table.columns else -1
     for row in table.itertuples(index=False):
-        out.add_row(*(_cell(v) for v in row))
+        cells = [_cell(v) for v in row]
+        if errors >= 0 and isinstance(row[errors], int | np.integer) and row[errors] > 0:
+            cells[errors] = f"[bold red]{row[errors]:,}[/]"  # the reasons follow the table
+        out.add_row(*cells)
     console.print(out)
     if table.empty:
         console.print("(no finished steps)")
+
+
+def print_failures(lines: Sequence[str], console: Console) -> None:
+    """Why requests failed, under a run's table (lines from ``analysis.failure_lines``)."""
+    if not lines:
+        return
+    console.print("[bold red]failed requests[/] (count, share of the step's requests, reason):")
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_runs(runs: Sequence[RunRecord], console: Console) -> None:

@@ -17,7 +17,13 @@ from typing import Any
 
 from loadgen.engine.recorder import Discard, Window, drain
 from loadgen.transports.base import Transport
+from loadgen.transports.reasons import is_connection_failure
 from loadgen.validation import Validator
+
+BACK_OFF_S = 0.01
+"""A slot's pause after its connection failed: a server that is gone refuses at once, and a slot
+that reconnected at once would spin. Any answer the server sends, errors included, is followed by
+the next request at once, on every transport (:func:`is_connection_failure`)."""
 
 
 class ClosedLoop:
@@ -60,8 +66,8 @@ class ClosedLoop:
                 self.window.record(clock() - start)
             else:
                 self.window.error(error)
-                if error.startswith("UNAVAILABLE"):
-                    await asyncio.sleep(0.01)  # server gone: do not spin, the step will notice
+                if is_connection_failure(error):
+                    await asyncio.sleep(BACK_OFF_S)
 
     async def _checked_slot(self, index: int, validator: Validator) -> None:
         """As :meth:`_slot`, also checking each answer against its request's reference."""
@@ -82,8 +88,8 @@ class ClosedLoop:
                 window.check(validator, key, parse(response))
             else:
                 window.error(error)
-                if error.startswith("UNAVAILABLE"):
-                    await asyncio.sleep(0.01)
+                if is_connection_failure(error):
+                    await asyncio.sleep(BACK_OFF_S)
 
     def start(self) -> None:
         self._running = True

@@ -17,7 +17,7 @@ from typing import Protocol
 from loadgen.config import MeasurementSettings
 from loadgen.engine.recorder import OpenWindow, Window
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import ModelStats, StepResult, ValidationTally, WindowResult
+from loadgen.results import ModelStats, StepResult, ValidationTally, WindowResult, top_reasons
 from loadgen.scrape.metrics import MetricsScraper
 
 STABILITY_WINDOWS = 3
@@ -158,7 +158,7 @@ async def measure_step(
         request_count=sum(w.request_count for w in used),
         inference_count=sum(w.inference_count for w in used),
         histogram=LatencyHistogram.merged(w.histogram for w in kept),
-        errors=merged_errors,
+        errors=top_reasons(merged_errors),
         stable=stable,
         window_count=len(results),
         windows=results,

@@ -43,7 +43,10 @@ async def run_sweep(
     metrics_url = settings.resolved_metrics_url
     scraper = (
         MetricsScraper(
-            metrics_url, settings.measurement.metrics_interval_ms / 1000.0, models=frozenset({settings.model})
+            metrics_url,
+            settings.measurement.metrics_interval_ms / 1000.0,
+            models=frozenset({settings.model}),
+            families=settings.metrics_families,
         )
         if metrics_url
         else None

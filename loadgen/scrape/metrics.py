@@ -1,15 +1,19 @@
 """Periodic scrapes of Triton's Prometheus endpoint (:8002/metrics) during a step.
 
 Every ``nv_*`` sample is kept with the scrape's timestamp, parsed with
-prometheus-client's own text parser. A scrape that fails is counted, not fatal:
-metrics are context for the measurement, not the measurement.
+prometheus-client's own text parser, and so is every sample of the families ``--metrics-family``
+names (a model's own metrics: the Python backend's ``pb_utils.MetricFamily`` serves them on the
+same endpoint). A scrape that fails is counted, not fatal: metrics are context for the
+measurement, not the measurement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
+from collections.abc import Sequence
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,8 +23,17 @@ from loadgen.results import MetricSample
 PREFIX = "nv_"
 
 
-def parse_metrics(text: str, timestamp: float, prefix: str = PREFIX) -> list[MetricSample]:
-    """The samples of every ``prefix*`` family, under the names the server exposed.
+def family_filter(families: Sequence[str] = ()) -> re.Pattern[str]:
+    """Matches the names of the families kept: ``nv_*`` and each of ``families`` (whole names)."""
+    return re.compile("|".join([re.escape(PREFIX) + ".*", *(f"(?:{f})" for f in families)]))
+
+
+_TRITON_ONLY = family_filter()
+
+
+def parse_metrics(text: str, timestamp: float, keep: re.Pattern[str] = _TRITON_ONLY) -> list[MetricSample]:
+    """The samples of every family whose name ``keep`` matches whole, under the names the server
+    exposed.
 
     prometheus-client's parser renames counter samples to ``<family>_total``; Triton's
     counters have no such suffix, and PromQL users query them as exposed, so the
@@ -28,7 +41,7 @@ def parse_metrics(text: str, timestamp: float, prefix: str = PREFIX) -> list[Met
     """
     samples = []
     for family in text_string_to_metric_families(text):
-        if not family.name.startswith(prefix):
+        if not keep.fullmatch(family.name):
             continue
         exposed_total = family.type == "counter" and f"\n{family.name}_total" in f"\n{text}"
         for s in family.samples:
@@ -49,10 +62,13 @@ class MetricsScraper:
         *,
         timeout_s: float = 5.0,
         models: frozenset[str] | None = None,
+        families: Sequence[str] = (),
     ) -> None:
         """``models``: keep only the series of these models (and those without a model label, such
-        as GPU and CPU): a long step keeps its samples in memory until it is stored."""
+        as GPU and CPU): a long step keeps its samples in memory until it is stored. ``families``:
+        regular expressions of the families kept beside ``nv_*``."""
         self.url = url
+        self.keep = family_filter(families)
         self.interval_s = interval_s
         self.models = models
         self.failures = 0
@@ -73,7 +89,7 @@ class MetricsScraper:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             return []
-        samples = parse_metrics(text, time.time())
+        samples = parse_metrics(text, time.time(), self.keep)
         if self.models is not None:
             models = self.models
             samples = [x for x in samples if x.labels.get("model", "") in models or "model" not in x.labels]

@@ -187,11 +187,11 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         row.server_execution_count = stats.execution_count
         row.server_success_count = stats.success.count
         row.server_fail_count = stats.fail.count
-        row.server_queue_us = stats.queue.avg_us
-        row.server_compute_input_us = stats.compute_input.avg_us
-        row.server_compute_infer_us = stats.compute_infer.avg_us
-        row.server_compute_output_us = stats.compute_output.avg_us
-        row.server_request_us = stats.success.avg_us
+        row.server_queue_us = nan_to_none(stats.queue.avg_us)
+        row.server_compute_input_us = nan_to_none(stats.compute_input.avg_us)
+        row.server_compute_infer_us = nan_to_none(stats.compute_infer.avg_us)
+        row.server_compute_output_us = nan_to_none(stats.compute_output.avg_us)
+        row.server_request_us = nan_to_none(stats.success.avg_us)
     if step.request_rate is not None and step.service_histogram is not None and step.send_lag_histogram:
         service, lag = step.service_histogram, step.send_lag_histogram
         row.send_rate = step.send_rate

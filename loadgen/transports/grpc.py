@@ -5,6 +5,9 @@ here the request is serialized once and the response is left as bytes, so a send
 costs one C-core call. In-flight slots are spread over several channels (TCP
 connections) so that one connection does not cap high concurrency. With TLS each
 channel is a ``secure_channel`` with credentials read once (:mod:`loadgen.tls`).
+
+grpc.aio reports a lost connection as UNAVAILABLE, as the server's own UNAVAILABLE: the channel's
+state tells them apart (READY: the server answered), so that the reasons read as the h2 client's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
 from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender
 from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, error_reason, parse_response
+from loadgen.transports.reasons import connection_lost, connection_reason
 
 _METHOD = "/inference.GRPCInferenceService/ModelInfer"
 _CHANNEL_OPTIONS = [
@@ -25,6 +29,19 @@ _CHANNEL_OPTIONS = [
     # a private subchannel per channel, so that channels really are separate connections
     ("grpc.use_local_subchannel_pool", 1),
 ]
+
+
+def rpc_reason(error: grpc.aio.AioRpcError, channel: grpc.aio.Channel, peer: str) -> str:
+    """The reason of a failed call; UNAVAILABLE on a channel that is not READY is the connection's."""
+    if error.code() is not grpc.StatusCode.UNAVAILABLE:
+        return error_reason(error)
+    if channel.get_state() is grpc.ChannelConnectivity.READY:
+        return error_reason(error)
+    details = error.details() or ""
+    if "failed to connect" in details.lower():
+        cause = details.rsplit(": ", 1)[-1] if ": " in details else details
+        return connection_reason(f"cannot connect to {peer}: {cause}")
+    return connection_lost(peer, details)
 
 
 class GrpcTransport:
@@ -55,7 +72,7 @@ class GrpcTransport:
     def prepare(self, request: InferRequestSpec) -> bytes:
         return build_request(request)
 
-    def _call(self, index: int) -> Any:
+    def _call(self, index: int) -> tuple[Any, grpc.aio.Channel]:
         while len(self._calls) <= index:
             channel = (
                 grpc.aio.insecure_channel(self.url, options=_CHANNEL_OPTIONS)
@@ -64,31 +81,31 @@ class GrpcTransport:
             )
             self._channels.append(channel)
             self._calls.append(channel.unary_unary(_METHOD))
-        return self._calls[index]
+        return self._calls[index], self._channels[index]
 
     def sender(self, slot: int) -> Sender:
-        call = self._call(slot // self._slots_per_channel)
+        call, channel = self._call(slot // self._slots_per_channel)
         rpc_error = grpc.aio.AioRpcError
-        metadata, timeout = self._metadata, self._timeout
+        metadata, timeout, peer = self._metadata, self._timeout, self.url
 
         async def send(request: bytes) -> str | None:
             try:
                 await call(request, metadata=metadata, timeout=timeout)
             except rpc_error as exc:
-                return error_reason(exc)
+                return rpc_reason(exc, channel, peer)
             return None
 
         return send
 
     def capture_sender(self, slot: int) -> CaptureSender:
-        call = self._call(slot // self._slots_per_channel)
-        metadata, timeout = self._metadata, self._timeout
+        call, channel = self._call(slot // self._slots_per_channel)
+        metadata, timeout, peer = self._metadata, self._timeout, self.url
 
         async def send(request: bytes) -> tuple[str | None, bytes]:
             try:
                 return None, await call(request, metadata=metadata, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
-                return error_reason(exc), b""
+                return rpc_reason(exc, channel, peer), b""
 
         return send
 

@@ -7,23 +7,19 @@ compare, and spread their in-flight slots over connections the same way.
 
 from __future__ import annotations
 
-import re
-
 import grpc
 from tritonclient.grpc import service_pb2
 
 from loadgen.transports.base import InferRequestSpec, OutputTensor
+from loadgen.transports.reasons import status_reason
 
 SLOTS_PER_CHANNEL = 64
 """In-flight slots per channel (grpc.aio) or connection (h2) before the next slot opens another."""
-_REQUEST_ID = re.compile(r"\[request id: [^\]]*\]\s*")
-MAX_REASON = 300
 
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
-    """A stable, short reason: status code and the server's message without per-request ids."""
-    details = _REQUEST_ID.sub("", error.details() or "").strip()
-    return f"{error.code().name}: {details}"[:MAX_REASON]
+    """A stable, short reason: status code and the server's message (:mod:`.reasons`)."""
+    return status_reason(error.code().name, error.details() or "")
 
 
 def build_request(spec: InferRequestSpec) -> bytes:

@@ -32,6 +32,7 @@ from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, pars
 from loadgen.transports.h2_connection import H2Connection
 from loadgen.transports.h2_frames import MAX_WINDOW, PreparedCall
 from loadgen.transports.h2_headers import encode_headers, status_reason
+from loadgen.transports.reasons import cannot_connect, connection_reason
 
 PATH = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -73,14 +74,14 @@ class _Channel:
                 lambda: H2Connection(peer, window=owner.window), owner.host, owner.port, ssl=owner.ssl
             )
         except OSError as exc:
-            return f"UNAVAILABLE: cannot connect to {peer}: {exc.strerror or exc}"
+            return cannot_connect(peer, exc)
         finally:
             self._connecting = None
         if owner.ssl is not None:
             ssl_object = transport.get_extra_info("ssl_object")
             if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
                 transport.close()
-                return f"UNAVAILABLE: {peer} did not agree to HTTP/2 (ALPN h2) over TLS"
+                return connection_reason(f"{peer} did not agree to HTTP/2 (ALPN h2) over TLS")
         self.connection = connection
         self.opened = [c for c in self.opened if not c.lost.done()] + [connection]
         return connection

@@ -62,6 +62,7 @@ from loadgen.transports.h2_frames import (
     window_update,
 )
 from loadgen.transports.h2_headers import RESET_CODES, HeaderDecoder, interpret, status_reason
+from loadgen.transports.reasons import connection_lost, connection_reason
 
 RECEIVE_FRAME_SIZE = 2**20
 """What we let the server send in one frame: fewer, larger DATA frames to parse."""
@@ -146,13 +147,13 @@ class H2Connection(asyncio.Protocol):
         try:
             pos = self._frames(data)
         except ConnectionError_ as exc:
-            self.abort(exc.code, f"INTERNAL: HTTP/2 protocol error from {self.peer}: {exc}")
+            self.abort(exc.code, f"PROTOCOL: HTTP/2 protocol error from {self.peer}: {exc}")
             return
         except hpack.HPACKError as exc:
-            self.abort(COMPRESSION_ERROR, f"INTERNAL: bad HPACK block from {self.peer}: {exc}")
+            self.abort(COMPRESSION_ERROR, f"PROTOCOL: bad HPACK block from {self.peer}: {exc}")
             return
         except ValueError as exc:  # a status that is not a number
-            self.abort(PROTOCOL_ERROR, f"INTERNAL: bad response header from {self.peer}: {exc}")
+            self.abort(PROTOCOL_ERROR, f"PROTOCOL: bad response header from {self.peer}: {exc}")
             return
         if pos < len(data):
             self._partial = bytearray(data[pos:])
@@ -165,9 +166,7 @@ class H2Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.usable = False
-        reason = self.closed_reason or f"UNAVAILABLE: connection to {self.peer} lost" + (
-            f": {exc}" if exc else ""
-        )
+        reason = self.closed_reason or connection_lost(self.peer, exc)
         self.closed_reason = reason
         streams, self.streams = self.streams, {}
         for stream in streams.values():
@@ -320,7 +319,8 @@ class H2Connection(asyncio.Protocol):
         last, code = struct.unpack_from(">LL", payload)
         last &= STREAM_MASK
         debug = payload[8:].decode("utf-8", "replace")
-        reason = f"UNAVAILABLE: server sent GOAWAY ({h2_error_name(code)}{': ' + debug if debug else ''})"
+        said = f"{h2_error_name(code)}{': ' + debug if debug else ''}"
+        reason = connection_reason(f"server sent GOAWAY ({said})")
         self.closed_reason = reason
         self.usable = False
         for stream in [s for sid, s in self.streams.items() if sid > last]:
@@ -393,10 +393,10 @@ class H2Connection(asyncio.Protocol):
         with ``keep_body``, the response's DATA (gRPC length-prefixed messages)."""
         while len(self.streams) >= self.max_streams:
             if not self.usable:
-                return self.closed_reason or f"UNAVAILABLE: connection to {self.peer} closed", b""
+                return self.closed_reason or connection_reason(f"connection to {self.peer} closed"), b""
             await self._wait()
         if not self.usable:
-            return self.closed_reason or f"UNAVAILABLE: connection to {self.peer} closed", b""
+            return self.closed_reason or connection_reason(f"connection to {self.peer} closed"), b""
         stream = self._open_stream()
         if keep_body:
             stream.body = []

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import grpc
 import hpack
 
-from loadgen.transports.grpc_codec import error_reason
+from loadgen.transports import reasons
 
 HEADER_CACHE_SIZE = 256
 
@@ -44,7 +44,7 @@ class Head(NamedTuple):
 
 def status_reason(code: grpc.StatusCode, details: str) -> str:
     """The reason string loadgen's grpc.aio transport gives for the same status."""
-    return error_reason(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details))
+    return reasons.status_reason(code.name, details)
 
 
 def interpret(headers: Iterable[tuple[bytes | str, bytes | str]]) -> Head:

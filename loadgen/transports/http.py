@@ -28,8 +28,7 @@ from loadgen.transports.base import (
     Sender,
     Watchdog,
 )
-
-MAX_REASON = 300
+from loadgen.transports.reasons import cannot_connect, connection_lost, http_reason
 
 
 def build_request(
@@ -67,7 +66,7 @@ def _error_reason(status: int, body: bytes) -> str:
         message = str(json.loads(body)["error"])
     except (ValueError, KeyError, TypeError):
         message = body.decode("utf-8", "replace").strip()
-    return f"HTTP {status}: {message}"[:MAX_REASON]
+    return http_reason(status, message)
 
 
 class _Connection(asyncio.Protocol):
@@ -107,7 +106,7 @@ class _Connection(asyncio.Protocol):
                 closed.set_result(None)
             return
         self._transport = None
-        self._finish("UNAVAILABLE: connection lost")
+        self._finish(connection_lost(f"{self.host}:{self.port}", exc))
 
     # -- httptools callbacks ---------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -158,7 +157,7 @@ class _Connection(asyncio.Protocol):
                     server_hostname=self.host if self._ssl is not None else None,
                 )
             except OSError as exc:
-                return f"UNAVAILABLE: cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
+                return cannot_connect(f"{self.host}:{self.port}", exc)
         waiter: asyncio.Future[str | None] = self._loop.create_future()
         self._waiter = waiter
         self.sent_at = self._loop.time()

@@ -19,6 +19,7 @@ import pytest
 
 from loadgen.errors import EmbeddedServerError
 from loadgen.server import EmbeddedServer, ServerPorts, serve_forever, server_installed
+from tests.repository import DEMO_MODELS, LISTED
 
 pytestmark = [
     pytest.mark.server,
@@ -27,7 +28,6 @@ pytestmark = [
     ),
 ]
 
-DEMO_MODELS = ["drifting", "fixed_latency", "identity", "image_classifier", "mixed", "resnet"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -192,7 +192,7 @@ def test_kill_is_a_crash_that_serve_forever_reports(fresh_triton: EmbeddedServer
     deadline = time.monotonic() + 30
     while not out.getvalue().startswith("ready:") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "(models: drifting, fixed_latency, identity, image_classifier, mixed, resnet)" in out.getvalue()
+    assert f"(models: {LISTED})" in out.getvalue()
 
     regions = _shm_regions_of_group(pgid)
     assert regions and all(r.exists() for r in regions)

@@ -27,6 +27,7 @@ from loadgen.transports.base import InferRequestSpec, InputTensor
 from loadgen.transports.grpc import GrpcTransport
 from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL
 from loadgen.transports.grpc_h2 import GrpcH2Transport
+from loadgen.transports.reasons import is_connection_failure
 from tests.pki import make_pki
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "identity"
@@ -145,9 +146,10 @@ def test_a_server_that_goes_away_gives_errors_not_a_hang(fresh_triton: EmbeddedS
             await asyncio.sleep(0.5)
             after = await load.cut()
             assert await asyncio.wait_for(load.stop(), 10) == 8
-            assert any(reason.startswith("UNAVAILABLE: ") for reason in after.errors), after.errors
+            assert any(is_connection_failure(reason) for reason in after.errors), after.errors
             reason = await asyncio.wait_for(transport.sender(0)(prepared), 10)
-            assert reason is not None and reason.startswith("UNAVAILABLE: cannot connect to ")
+            assert reason is not None and reason.startswith("CONNECTION: cannot connect to ")
+            assert reason.endswith(": Connection refused"), reason
         finally:
             load.cancel()
             await transport.close()
@@ -239,4 +241,4 @@ def test_tls_with_alpn_h2(tmp_path: Path) -> None:
         server.stop()
     assert reason is None
     assert service_pb2.ModelInferResponse.FromString(body[5:]).raw_output_contents[0] == INPUT.tobytes()
-    assert refused is not None and refused.startswith("UNAVAILABLE: ")
+    assert refused is not None and refused.startswith("CONNECTION: ")

@@ -14,6 +14,7 @@ from loadgen.runner import execute_sweep
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
+from tests.repository import LISTED
 
 FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
 
@@ -83,7 +84,8 @@ def test_http_control_plane_reports_unknown_models_and_unreachable_servers(trito
             assert "identity" in await api.model_names()
             assert (await api.model_config("identity"))["max_batch_size"] == 64
             with pytest.raises(
-                LookupError, match="drifting, fixed_latency, identity, image_classifier, mixed, resnet"
+                LookupError,
+                match=LISTED,
             ):
                 await api.model_metadata("nope")
         finally:

@@ -130,9 +130,10 @@ def test_latency_buckets_are_cumulative_seconds_read_from_the_histogram() -> Non
 @pytest.mark.parametrize(
     ("reason", "label"),
     [
-        ("UNAVAILABLE: failed to connect to all addresses; last error: ...", "UNAVAILABLE"),
-        ("INVALID_ARGUMENT: [request id: 12] unexpected shape for input 'INPUT0'", "INVALID_ARGUMENT"),
-        ("HTTP 400: unexpected shape for input 'INPUT0'", "HTTP 400"),
+        ("UNAVAILABLE: Exceeds maximum queue size", "UNAVAILABLE"),
+        ("CONNECTION: cannot connect to 127.0.0.1:8001: Connection refused", "CONNECTION"),
+        ("INVALID_ARGUMENT: unexpected shape for input 'INPUT0'", "INVALID_ARGUMENT"),
+        ("HTTP 502: bad gateway", "HTTP 502"),
         ("", "unknown"),
         ("x" * 300, "x" * 40),
     ],

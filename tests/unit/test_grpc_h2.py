@@ -339,7 +339,7 @@ def test_an_interrupted_header_block_is_a_connection_error() -> None:
         server.feed(frame(HEADERS, 0, 1, b"\x88"), frame(DATA, 0, 1, b"x"))
         await asyncio.sleep(0)
         reason = stream.future.result()
-        assert reason is not None and reason.startswith("INTERNAL: HTTP/2 protocol error")
+        assert reason is not None and reason.startswith("PROTOCOL: HTTP/2 protocol error")
         (sent,) = transport.take()
         assert sent[0] == GOAWAY and struct.unpack_from(">L", sent[3], 4)[0] == PROTOCOL_ERROR
         assert not conn.usable and transport.closing
@@ -362,7 +362,7 @@ def test_bad_frames_are_connection_errors() -> None:
             server.feed(bad)
             await asyncio.sleep(0)
             reason = stream.future.result()
-            assert reason is not None and reason.startswith("INTERNAL: "), (bad, reason)
+            assert reason is not None and reason.startswith("PROTOCOL: "), (bad, reason)
             assert transport.closing
 
     run(test)
@@ -394,7 +394,7 @@ def test_goaway_fails_unprocessed_streams_and_retires_the_connection() -> None:
         await asyncio.sleep(0)
         transport.take()
         server.feed(goaway(1, 0, b"shutting down"))
-        assert second.future.result() == "UNAVAILABLE: server sent GOAWAY (NO_ERROR: shutting down)"
+        assert second.future.result() == "CONNECTION: server sent GOAWAY (NO_ERROR: shutting down)"
         assert not conn.usable and not first.future.done() and not transport.closing
         server.feed(server.response(1))  # streams up to the last id still finish
         assert first.future.result() is None
@@ -414,7 +414,7 @@ def test_a_lost_connection_fails_every_stream_and_waiter() -> None:
         conn.connection_lost(ConnectionResetError("reset by peer"))
         assert (
             stream is not None
-            and stream.future.result() == "UNAVAILABLE: connection to test:1 lost: reset by peer"
+            and stream.future.result() == "CONNECTION: connection to test:1 lost: reset by peer"
         )
         assert (await waiting)[0] == stream.future.result()
         assert not conn.usable

@@ -77,7 +77,7 @@ def test_every_problem_is_listed_in_file_order() -> None:
         (9, "job 'a': a model is listed twice"),
         (10, "job 'a': concurrency: bad range '256..1'"),
         (11, "job 'a': bad schedule '61 * * * *'"),
-        (12, "job 'a': input_data must be random, zero or a data file"),
+        (12, "job 'a': input_data must be random, zero, a data file or a directory"),
         (13, "job 'a': bad baseline 'yesterday'"),
         (14, "job 'a': label 'plan' is set by the plan itself"),
         (15, "job 'b': give either model or models"),

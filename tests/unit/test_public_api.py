@@ -13,6 +13,7 @@ import pytest
         "loadgen.transports",
         "loadgen.engine",
         "loadgen.scrape",
+        "loadgen.inputs",
     ],
 )
 def test_all_names_resolve(module: str) -> None:

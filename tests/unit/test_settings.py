@@ -81,6 +81,10 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "metrics_url": (["--metrics-url", "http://m:1/metrics"], "http://m:1/metrics"),
         "no_metrics": (["--no-metrics"], "true"),
         "metrics_interval_ms": (["--metrics-interval", "250"], "250"),
+        "metrics_families": (
+            ["--metrics-family", "custom_.*", "--metrics-family", "app_(a|b)"],
+            "['custom_.*', 'app_(a|b)']",
+        ),
         "ssl": (["--ssl"], "true"),
         "ssl_ca": (["--ssl-ca", str(pki.ca)], str(pki.ca)),
         "ssl_cert": (["--ssl-cert", str(pki.client_cert), "--ssl-key", str(pki.client_key)], ""),
@@ -143,7 +147,7 @@ def test_every_option_gives_the_same_settings_from_the_command_line_a_plan_and_m
             for name, value in _plan_values(key, argv, yaml_value, pki)
             if name != "protocol"
         )
-        if key in ("headers", "shapes", "tolerances", "labels"):
+        if key in ("headers", "shapes", "tolerances", "labels", "metrics_families"):
             override = ",".join(f"{key}={item}" for item in argv[1::2])
         (_, from_m) = _cli("-m", "other", "-m", f"m:{override}", *shared)
         assert from_m == from_cli, key

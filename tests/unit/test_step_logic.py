@@ -98,3 +98,58 @@ def test_half_recorded_execution_is_inconsistent() -> None:
     assert stats.is_consistent()  # 10 executions of batch 4 = 40 inferences
     torn = parse_model_stats(dict(GRPC_JSON, execution_count="11", inference_count="41"))
     assert not torn.is_consistent()
+
+
+def test_metric_families_named_by_the_user_are_kept_beside_triton_s() -> None:
+    from loadgen.scrape.metrics import family_filter, parse_metrics
+
+    text = (
+        "# HELP nv_cpu_utilization CPU\n# TYPE nv_cpu_utilization gauge\nnv_cpu_utilization 0.25\n"
+        "# HELP custom_seen_total seen\n# TYPE custom_seen_total counter\n"
+        'custom_seen_total{model="m"} 8\n'
+        "# HELP custom_mean mean\n# TYPE custom_mean gauge\ncustom_mean 2.5\n"
+        "# HELP other_custom x\n# TYPE other_custom gauge\nother_custom 1\n"
+    )
+    kept = parse_metrics(text, 1.0, family_filter(["custom_.*"]))
+    assert [(s.name, s.value) for s in kept] == [
+        ("nv_cpu_utilization", 0.25),
+        ("custom_seen_total", 8.0),  # a counter exposed with _total keeps it
+        ("custom_mean", 2.5),
+    ]
+    assert [s.name for s in parse_metrics(text, 1.0)] == ["nv_cpu_utilization"]  # nv_* only by default
+    assert [s.name for s in parse_metrics(text, 1.0, family_filter(["custom"]))] == ["nv_cpu_utilization"]
+
+
+def test_a_step_stores_its_top_reasons_and_counts_the_rest() -> None:
+    import asyncio
+
+    from loadgen.config import MeasurementSettings
+    from loadgen.engine.recorder import Window
+    from loadgen.engine.step import measure_step
+    from loadgen.results import KEPT_REASONS, OTHER_REASONS, top_reasons
+
+    class ManyWaysToFail:
+        """A load whose every window fails 50 distinct ways (reason n: n + 1 times)."""
+
+        level = concurrency = 1
+
+        def start(self) -> None:
+            pass
+
+        async def cut(self) -> Window:
+            window = Window()
+            for n in range(50):
+                for _ in range(n + 1):
+                    window.error(f"INTERNAL: failure {n}")
+            return window
+
+        async def stop(self) -> int:
+            return 0
+
+    settings = MeasurementSettings(measurement_interval_ms=50, warmup_ms=0, max_windows=3)
+    step = asyncio.run(measure_step(0, ManyWaysToFail(), settings, batch_size=1))  # type: ignore[arg-type]
+    assert len(step.errors) == KEPT_REASONS + 1
+    assert step.error_count == 3 * sum(range(1, 51))  # nothing lost from the total
+    assert step.errors["INTERNAL: failure 49"] == 150 and "INTERNAL: failure 0" not in step.errors
+    assert step.errors[OTHER_REASONS] == 3 * sum(range(1, 51 - KEPT_REASONS))
+    assert top_reasons({"a": 1, "b": 2}) == {"a": 1, "b": 2}

@@ -1,4 +1,6 @@
 import asyncio
+import socket
+from typing import Any
 
 from loadgen.transports.addresses import split_host_port
 from loadgen.transports.base import InferRequestSpec, InputTensor
@@ -56,10 +58,31 @@ def test_http_transport_talks_keep_alive_and_sends_headers() -> None:
         await server.wait_closed()
         return results
 
-    assert asyncio.run(main()) == [None, "HTTP 400: nope"]
+    assert asyncio.run(main()) == [None, "INVALID_ARGUMENT: nope"]  # Triton's 400, as gRPC says it
     assert len(seen) == 2 and all(b"X-Token: secret" in head for head in seen)
 
 
 def test_split_host_port() -> None:
     assert split_host_port("localhost:9000") == ("localhost", 9000)
     assert split_host_port("http://10.1.2.3") == ("10.1.2.3", 8000)
+
+
+def test_every_transport_spells_a_refused_connection_the_same() -> None:
+    from loadgen.transports.grpc import GrpcTransport
+    from loadgen.transports.grpc_h2 import GrpcH2Transport
+    from loadgen.transports.reasons import is_connection_failure
+
+    with socket.socket() as held:  # a loopback port nobody listens on
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+
+    async def reason(transport: Any) -> str | None:
+        try:
+            return await asyncio.wait_for(transport.sender(0)(transport.prepare(SPEC)), 10)
+        finally:
+            await transport.close()
+
+    address = f"127.0.0.1:{port}"
+    reasons = {asyncio.run(reason(make(address))) for make in (HttpTransport, GrpcH2Transport, GrpcTransport)}
+    assert reasons == {f"CONNECTION: cannot connect to {address}: Connection refused"}
+    assert all(r is not None and is_connection_failure(r) for r in reasons)

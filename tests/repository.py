@@ -1,0 +1,16 @@
+"""The demo models of ``model_repository/``, as the server lists them (sorted)."""
+
+DEMO_MODELS = [
+    "custom_metric",
+    "drifting",
+    "error_code",
+    "fixed_latency",
+    "identity",
+    "image_classifier",
+    "mixed",
+    "optional_input",
+    "queue_of_one",
+    "resnet",
+]
+LISTED = ", ".join(DEMO_MODELS)
+"""As messages list them."""

@@ -20,6 +20,9 @@ EXIT_REGRESSION = EXIT_FAILED
 """``compare`` and ``plan run``: a regression fails a pipeline as a failed run does."""
 EXIT_MISMATCH = 3
 """``--validate`` found answers that differ from the reference."""
+EXIT_ERRORS = 4
+"""Requests failed beyond ``--max-error-rate`` in some step (by default: every request of every
+step failed). The steps are stored; the numbers describe failures, not a served load."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C or SIGTERM: finished steps are kept, the run is marked interrupted."""
 

@@ -284,6 +284,10 @@ class StepResult:
     unanswered_slots: int = 0
     """Closed loop: the most slots that got no answer during a whole measured window. Above 0,
     the server held fewer requests in flight than the step's concurrency claims."""
+    metrics_failed_scrapes: int | None = None
+    """Scrapes of the metrics endpoint that failed during the step (None: no scraping)."""
+    interrupted: str | None = None
+    """Why the step was cut short (the server went away mid-step); None: it ran to its end."""
 
     @property
     def send_rate(self) -> float:

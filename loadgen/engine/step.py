@@ -111,6 +111,7 @@ async def measure_step(
     started_at = datetime.now(UTC)
     if listener:
         listener.step_started(index, load.level)
+    failed_scrapes = scraper.failures if scraper else 0
     if scraper:
         scraper.drain()
         scraper.start()
@@ -165,6 +166,7 @@ async def measure_step(
         server_stats=server,
         server_stats_reset=reset,
         metrics=scraper.drain() if scraper else [],
+        metrics_failed_scrapes=scraper.failures - failed_scrapes if scraper else None,
         request_rate=request_rate,
         in_flight_at_end=in_flight_at_end,
         validation=ValidationTally.merged(w.validation for w in kept),

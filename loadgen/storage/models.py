@@ -189,6 +189,11 @@ class StepRow(Base):
     """``ValidationTally.to_dict()``: mismatches per output and the first example."""
     unanswered_slots: Mapped[int | None]
     """Closed loop: the most slots left unanswered for a whole measured window (NULL: before 0004)."""
+    metrics_failed_scrapes: Mapped[int | None]
+    """Scrapes of the metrics endpoint that failed during the step: a gap in its samples (NULL:
+    before 0005 or no scraping)."""
+    interrupted: Mapped[str | None] = mapped_column(Text)
+    """Why the step was cut short and stored as such (the server went away); NULL: it ran to its end."""
 
 
 class BatchStatRow(Base):

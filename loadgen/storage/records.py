@@ -109,6 +109,10 @@ class StepRecord:
     unanswered_slots: int | None = None
     """Closed loop: slots that got no answer during a whole measured window (the server held
     fewer requests than the concurrency); None for steps stored before schema 0004."""
+    metrics_failed_scrapes: int | None = None
+    """Metric scrapes that failed during the step (a gap in its samples); None: none attempted."""
+    interrupted: str | None = None
+    """Why the step was cut short (``--retry-unavailable``: the server went away); None: it ran."""
 
     def histogram(self) -> LatencyHistogram:
         """The step's full latency distribution (decoded on each call): for open-loop steps,
@@ -209,6 +213,8 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         row.send_lag_histogram = lag.encode()
     if step.request_rate is None:
         row.unanswered_slots = step.unanswered_slots
+    row.metrics_failed_scrapes = step.metrics_failed_scrapes
+    row.interrupted = step.interrupted
     if step.validation is not None:
         tally = step.validation
         row.validated_count = tally.checked

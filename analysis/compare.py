@@ -276,8 +276,9 @@ def compare_runs(
     if base_run.scenario != new_run.scenario:
         kinds = words(base_run.scenario).levels, words(new_run.scenario).levels
         raise CompareError(f"run {base.id} measured {kinds[0]} and run {new.id} {kinds[1]}: nothing to match")
-    base_by_level = {_level(s, rate): s for s in base_steps}
-    new_by_level = {_level(s, rate): s for s in new_steps}
+    # a step cut short by a lost server is no measurement of its level: never judged
+    base_by_level = {_level(s, rate): s for s in base_steps if s.interrupted is None}
+    new_by_level = {_level(s, rate): s for s in new_steps if s.interrupted is None}
     common = sorted(base_by_level.keys() & new_by_level.keys())
     if not common:
         raise CompareError(
@@ -299,6 +300,12 @@ def compare_runs(
     for run_id, levels in ((base.id, only_in_base), (new.id, only_in_new)):
         if levels:
             warnings.append(f"levels only in run {run_id}, not compared: {_levels_text(levels)}")
+    for run_id, steps in ((base.id, base_steps), (new.id, new_steps)):
+        cut = [_level(s, rate) for s in steps if s.interrupted is not None]
+        if cut:
+            warnings.append(
+                f"steps of run {run_id} cut short by a lost server, not compared: {_levels_text(cut)}"
+            )
     return Comparison(
         base=base,
         new=new,

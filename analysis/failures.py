@@ -62,7 +62,10 @@ def failure_lines(failures: Sequence[StepFailures], shown: int = SHOWN_REASONS) 
     its count and its share of the requests sent."""
     lines = []
     for step in failures:
-        lines.append(f"{step.level}: {step.failed:,} of {step.sent:,} requests failed ({step.share:.1%})")
+        if step.failed == step.sent:  # its numbers describe failures, not a served load
+            lines.append(f"{step.level}: every one of its {step.sent:,} requests failed")
+        else:
+            lines.append(f"{step.level}: {step.failed:,} of {step.sent:,} requests failed ({step.share:.1%})")
         width = len(f"{step.failed:,}")
         for reason, count in step.reasons[:shown]:
             lines.append(f"  {count:>{width},} ({count / step.sent:6.1%})  {reason}")

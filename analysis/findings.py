@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.frames import latency_components, load_level
 from loadgen.config import parse_latency_limit
-from loadgen.errors import ConfigError
+from loadgen.errors import ConfigError, SettingsError
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord
 
@@ -54,6 +54,8 @@ class Kind(enum.StrEnum):
     DOMINANT = "dominant"
     MISMATCH = "mismatch"
     UNANSWERED = "unanswered"
+    INTERRUPTED = "interrupted"
+    METRICS_GAP = "metrics_gap"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,12 @@ class Slo:
 
 def parse_slo(text: str) -> Slo:
     """``p99=50ms``, ``p95=0.2s`` or ``50ms`` (meaning p99); a bare number is milliseconds."""
-    limit = parse_latency_limit(text, "--slo")
+    try:
+        limit = parse_latency_limit(text, "--slo")
+    except SettingsError as exc:  # the limit's own rules (a percentile within (0, 100])
+        raise ConfigError(f"bad --slo {text!r}: {exc.render(lambda key: 'its')}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"bad --slo {text!r}: {exc}" if "--slo" not in str(exc) else str(exc)) from None
     if limit.percentile != int(limit.percentile):
         raise ConfigError(f"bad --slo {text!r}: the percentile must be one of p50, p90, p95, p99")
     return Slo(limit.limit_us / 1000.0, int(limit.percentile))
@@ -227,9 +234,13 @@ def quality_findings(steps: pd.DataFrame) -> list[Finding]:
     for row in _rows(steps):
         index = int(row["step_index"])
         if row["error_count"] > 0:
-            text = (
-                f"{_level(row)}: {int(row['error_count'])} failed request(s): {_errors_text(row['errors'])}"
+            failed = int(row["error_count"])
+            said = (
+                f"every one of its {failed} requests failed, so its numbers describe failures"
+                if row["request_count"] == 0
+                else f"{failed} failed request(s)"
             )
+            text = f"{_level(row)}: {said}: {_errors_text(row['errors'])}"
             found.append(Finding(Kind.ERRORS, Severity.ERROR, text, index))
         if not row["stable"]:
             text = (
@@ -253,8 +264,23 @@ def quality_findings(steps: pd.DataFrame) -> list[Finding]:
             text = unanswered_text(_level(row), int(unanswered), int(row["concurrency"]))
             found.append(Finding(Kind.UNANSWERED, Severity.WARNING, text, index))
         if row["server_stats_reset"]:
-            text = f"{_level(row)}: the server's counters went down (model reloaded?): no latency breakdown"
+            text = (
+                f"{_level(row)}: the server's counters went down or could not be read (model reloaded?): "
+                "no latency breakdown"
+            )
             found.append(Finding(Kind.STATS_MISSING, Severity.WARNING, text, index))
+        if isinstance(row.get("interrupted"), str):
+            text = (
+                f"{_level(row)} was cut short, the server went away ({row['interrupted']}): its numbers "
+                f"cover the {int(row['window_count'])} window(s) before, and compare leaves it out"
+            )
+            found.append(Finding(Kind.INTERRUPTED, Severity.ERROR, text, index))
+        gaps = row.get("metrics_failed_scrapes")
+        if gaps is not None and _known(gaps) and gaps > 0:
+            text = (
+                f"{_level(row)}: {int(gaps)} scrape(s) of the metrics endpoint failed: a gap in its samples"
+            )
+            found.append(Finding(Kind.METRICS_GAP, Severity.WARNING, text, index))
     return found
 
 

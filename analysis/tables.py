@@ -49,6 +49,9 @@ def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
     if "unanswered_slots" in steps and (steps["unanswered_slots"].fillna(0) > 0).any():
         # only when it happened: the step held fewer requests in flight than its concurrency says
         table["Unanswered slots"] = steps["unanswered_slots"].astype("Int64")
+    if "interrupted" in steps and steps["interrupted"].notna().any():
+        # only when it happened: the server went away during the step (--retry-unavailable)
+        table["Interrupted"] = steps["interrupted"].notna().map({True: "cut short", False: ""})
     return table
 
 

@@ -2,7 +2,7 @@
 
 Each sub-command lives in ``loadgen/commands/<name>.py``; the exit codes are defined once,
 in :mod:`loadgen.errors`: 0 done, 1 a run failed (or a regression), 2 usage or environment,
-3 wrong answers (``--validate``), 130 interrupted.
+3 wrong answers (``--validate``), 4 failed requests (``--max-error-rate``), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -20,8 +20,15 @@ from loadgen.commands import COMMANDS
 from loadgen.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, LoadgenError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors as every other error reads: one line, exit 2 (not a usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see `{self.prog} --help`)", EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="loadgen", description="Load generation and performance analysis for NVIDIA Triton."
     )
     parser.add_argument("--version", action="version", version=f"loadgen {__version__}")

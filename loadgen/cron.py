@@ -13,12 +13,16 @@ leading seconds field (``*/10 * * * * *``: every 10 s), which is what tests use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 from croniter import croniter
@@ -43,18 +47,112 @@ def next_fire(expression: str, after: float) -> float:
 
 
 async def post_webhook(url: str, payload: dict[str, Any]) -> None:
-    """POST the verdict JSON; :class:`WebhookError` for a 4xx/5xx answer."""
+    """POST the verdict JSON; :class:`WebhookError` for a 4xx/5xx answer (never quoting the URL)."""
     timeout = aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session, session.post(url, json=payload) as response:
         if response.status >= 400:
-            raise WebhookError(f"webhook {url} answered HTTP {response.status}")
+            raise WebhookError(f"answered HTTP {response.status}")
 
 
-async def run_hook(command: str, payload: dict[str, Any]) -> int:
-    """Run ``command`` in a shell with the verdict JSON on its stdin; its exit status."""
-    process = await asyncio.create_subprocess_shell(command, stdin=asyncio.subprocess.PIPE)
-    await process.communicate(json.dumps(payload).encode())
+HOOK_TIMEOUT_S = 600.0
+"""A hook still running after this is killed, with its children: a hung hook would hold its job
+"running", and a job still running skips its turns."""
+
+SHELL_EXIT = {126: "the command cannot be run", 127: "the shell found no such command"}
+"""The shell's own exit statuses, said in words (``sh -c`` exits 127 for a missing command)."""
+
+
+async def run_hook(command: str, payload: dict[str, Any], timeout_s: float | None = None) -> int:
+    """Run ``command`` in a shell with the verdict JSON on its stdin; its exit status (-N: signal N).
+
+    It runs in its own process group, killed whole when it outlives ``timeout_s`` (default
+    :data:`HOOK_TIMEOUT_S`; :class:`TimeoutError`) or the scheduler stops: a hook never outlives its turn.
+    """
+    limit = HOOK_TIMEOUT_S if timeout_s is None else timeout_s
+    process = await asyncio.create_subprocess_shell(
+        command, stdin=asyncio.subprocess.PIPE, start_new_session=True
+    )
+    try:
+        await asyncio.wait_for(process.communicate(json.dumps(payload).encode()), limit)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if process.returncode is None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(process.wait())
+        raise
     return process.returncode if process.returncode is not None else -1
+
+
+def redact_url(url: str) -> str:
+    """``url`` as a log may show it: userinfo and every query value become ``***`` (tokens live there).
+
+    ``https://user:pw@host/x?token=abc#f`` -> ``https://***@host/x?token=***``.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    pieces = (piece.partition("=") for piece in parts.query.split("&") if piece)
+    query = "&".join(f"{name}=***" if equals else "***" for name, equals, _ in pieces)
+    return urlunsplit((parts.scheme, f"***@{host}" if at else host, parts.path, query, ""))
+
+
+def webhook_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook (checked when the scheduler starts, not at the first regression)."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http:// or https:// URL"
+    return None if port_ok else "expected a port within 1..65535"
+
+
+def _secrets(url: str) -> list[str]:
+    """The parts of ``url`` that must not reach a log: userinfo, password, query and its values."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    values = [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    raw = [piece.partition("=")[2] or piece for piece in parts.query.split("&")]
+    found = {url, userinfo, parts.password or "", parts.query, parts.fragment, *values, *raw}
+    return sorted(filter(None, found), key=len, reverse=True)
+
+
+def webhook_failure(exc: BaseException, url: str) -> str:
+    """Why a POST failed, in words that name no secret of ``url`` (aiohttp's own messages may quote it)."""
+    if isinstance(exc, WebhookError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {WEBHOOK_TIMEOUT_S:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error  # asyncio words a refusal "Connect call failed": the errno says it plainly
+        reason = error.strerror or str(error) or type(error).__name__
+        if isinstance(error, ConnectionError) and error.errno:
+            reason = os.strerror(error.errno)
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    try:
+        secrets = _secrets(url)
+    except ValueError:
+        return type(exc).__name__
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def exit_text(status: int) -> str:
+    """A hook's exit status in words: ``exited with status 3``, ``was killed by signal 9 (SIGKILL)``."""
+    if status < 0:
+        try:
+            name = f" ({signal.Signals(-status).name})"
+        except ValueError:
+            name = ""
+        return f"was killed by signal {-status}{name}"
+    meaning = SHELL_EXIT.get(status)
+    return f"exited with status {status}" + (f" ({meaning})" if meaning else "")
 
 
 def describe(result: JobResult) -> str:
@@ -67,20 +165,31 @@ def describe(result: JobResult) -> str:
 
 
 async def _notify(result: JobResult, webhook: str | None, hook: str | None) -> None:
+    """The webhook (on a regression) and the hook (after every run), each failure one error line.
+
+    The run and its verdict are stored before this, and nothing here touches the store: a
+    notification that fails is said, never turned into a failed benchmark. Lines name the
+    webhook with :func:`redact_url` and never the hook's command (either may hold a token).
+    """
     payload = result.to_dict()
+    run = "no run" if result.run_id is None else f"run {result.run_id}"
+    which = f"job {result.job} model {result.model} {run}"
     if webhook is not None and result.outcome == "regression":
         try:
             await post_webhook(webhook, payload)
-        except (aiohttp.ClientError, TimeoutError, WebhookError) as exc:
-            log.error("job %s: webhook not delivered: %s", result.job, str(exc) or type(exc).__name__)
+        except (aiohttp.ClientError, TimeoutError, WebhookError, OSError, ValueError) as exc:
+            reason = webhook_failure(exc, webhook)
+            log.error("%s: webhook %s not delivered: %s", which, redact_url(webhook), reason)
     if hook is not None:
         try:
             status = await run_hook(hook, payload)
+        except TimeoutError:
+            log.error("%s: hook killed after running %g s (--hook)", which, HOOK_TIMEOUT_S)
         except OSError as exc:
-            log.error("job %s: hook could not start: %s", result.job, exc)
+            log.error("%s: hook could not start (--hook): %s", which, exc.strerror or type(exc).__name__)
         else:
             if status != 0:
-                log.error("job %s: hook exited with status %d", result.job, status)
+                log.error("%s: hook %s (--hook)", which, exit_text(status))
 
 
 async def _turn(

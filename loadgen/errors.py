@@ -117,3 +117,8 @@ class RunNotFound(LoadgenError, LookupError):
 
 class SchemaError(LoadgenError, RuntimeError):
     """The database's schema is not the one this loadgen writes; the message says what to do."""
+
+
+class StorageError(LoadgenError, RuntimeError):
+    """The runs database cannot be opened, read or written (locked, full, read-only, unreachable, not a
+    database, no driver): the message names the database, what was lost, and what to do."""

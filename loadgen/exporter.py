@@ -41,6 +41,10 @@ from loadgen.results import RunInfo, StepResult, WindowResult
 DEFAULT_EXPORTER_PORT = 9108
 """The port the docs, docker-compose and Prometheus config use (9108 is free in Prometheus's port list)."""
 
+DEFAULT_EXPORTER_ADDR = "127.0.0.1"
+"""Loopback only: the metrics name models, versions and runs, so serving them to the network is a choice
+(``--exporter-addr 0.0.0.0`` for a Prometheus in another container or host)."""
+
 LATENCY_BUCKETS_S = (
     0.00005, 0.0001, 0.00025, 0.0005,
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -135,15 +139,15 @@ class SweepExporter:
 
     Each sweep gets a :meth:`feed` (a :class:`StepListener`); several models measured at
     once feed their own series. Use as a context manager, or call :meth:`start` and
-    :meth:`close`. A taken port is a :class:`ConfigError` (one line, exit 2), raised
-    before any load is sent.
+    :meth:`close`. A taken port or an address this machine does not have is a
+    :class:`ConfigError` (one line, exit 2), raised before any load is sent.
     """
 
-    def __init__(self, port: int, addr: str = "0.0.0.0") -> None:
+    def __init__(self, port: int, addr: str | None = None) -> None:
         if not 0 < port < 65536:
             raise ConfigError(f"--exporter-port must be within 1..65535, got {port}")
         self.port = port
-        self.addr = addr
+        self.addr = DEFAULT_EXPORTER_ADDR if addr is None else addr
         self.lock = threading.Lock()
         self.series: dict[str, _Totals] = {}
         """Totals per model: they continue across runs (a scheduler measures a model again and again)."""
@@ -158,9 +162,10 @@ class SweepExporter:
     def start(self) -> None:
         try:
             self._server, self._thread = start_http_server(self.port, addr=self.addr, registry=self.registry)
-        except OSError as exc:
+        except OSError as exc:  # a taken port, or an address not on this machine (gaierror included)
             raise ConfigError(
-                f"cannot serve metrics on port {self.port} (--exporter-port): {exc.strerror or exc}"
+                f"cannot serve metrics on port {self.port} of {self.addr} "
+                f"(--exporter-port, --exporter-addr): {exc.strerror or exc}"
             ) from exc
 
     def close(self) -> None:

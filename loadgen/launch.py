@@ -2,8 +2,8 @@
 
 The command line, plans and the scheduler all come here, so "several models" means the
 same everywhere (each its own run, all measured at once, tied by a ``group`` label),
-progress and the live exporter are wired in one place, and wrong answers become the
-same failure everywhere.
+progress and the live exporter are wired in one place, and wrong answers and failed
+requests become the same failure everywhere.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from loadgen.config import SweepSettings
+from loadgen.config.scenarios import words
 from loadgen.engine.step import Listeners, StepListener
-from loadgen.errors import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, ConfigError
+from loadgen.errors import EXIT_ERRORS, EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, ConfigError
 from loadgen.exporter import SweepExporter
-from loadgen.results import RunStatus, ValidationTally
+from loadgen.results import RunStatus, StepResult, ValidationTally
 from loadgen.runner import Prepared, SweepOutcome, execute_sweep, prepare
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.storage import RunStore
@@ -106,13 +107,53 @@ def wrong_answers(outcome: SweepOutcome) -> str | None:
     )
 
 
-def exit_status(outcomes: Sequence[SweepOutcome]) -> int:
-    """The command's exit code: a failed run first (1), then wrong answers (3); each says why on stderr."""
+def failed_requests(outcome: SweepOutcome, max_error_rate: float | None) -> str | None:
+    """Why a run's failed requests fail the command (``--max-error-rate``), in one sentence; None
+    within bounds. Without a rate only a run in which every request of every step failed does:
+    its numbers describe failures, not a served load."""
+    steps = [s for s in outcome.steps if s.request_count + s.error_count > 0]
+    if not steps:
+        return None
+    if max_error_rate is None:
+        if all(s.request_count == 0 for s in steps):
+            top = max(steps[-1].errors.items(), key=lambda item: item[1])[0]
+            return f"every request of its {len(steps)} step(s) failed (last step: {top})"
+        return None
+    over = [s for s in steps if 100.0 * s.error_count / (s.request_count + s.error_count) > max_error_rate]
+    if not over:
+        return None
+    shown = "; ".join(
+        f"{_level(s)}: {s.error_count / (s.request_count + s.error_count):.1%} failed" for s in over[:3]
+    )
+    return f"{len(over)} step(s) above --max-error-rate {max_error_rate:g}%: {shown}"
+
+
+def _kept(steps: Sequence[StepResult]) -> str:
+    cut = sum(1 for s in steps if s.interrupted is not None)
+    finished = f"{len(steps) - cut} finished step(s)"
+    return f"{finished} and {cut} interrupted one(s)" if cut else finished
+
+
+def _level(step: StepResult) -> str:
+    said = words("request_rate" if step.request_rate is not None else "concurrency")
+    return said.describe(said.of(step.concurrency, step.request_rate))
+
+
+def exit_status(outcomes: Sequence[SweepOutcome], sweeps: Sequence[SweepSettings]) -> int:
+    """The command's exit code: a failed run first (1), then wrong answers (3), then failed requests
+    beyond ``--max-error-rate`` (4); each says why on stderr."""
+    for outcome in outcomes:
+        for step in outcome.steps:
+            if step.interrupted is not None:
+                print(
+                    f"loadgen: warning: run {outcome.run_id}, {_level(step)} was cut short, the server "
+                    f"went away ({step.interrupted}): stored marked, compare leaves it out",
+                    file=sys.stderr,
+                )
     failed = [o for o in outcomes if o.status is RunStatus.FAILED]
     for outcome in failed:
         print(
-            f"loadgen: run {outcome.run_id} failed: {outcome.error} "
-            f"({len(outcome.steps)} finished step(s) kept)",
+            f"loadgen: run {outcome.run_id} failed: {outcome.error} ({_kept(outcome.steps)} kept)",
             file=sys.stderr,
         )
     if failed:
@@ -122,4 +163,8 @@ def exit_status(outcomes: Sequence[SweepOutcome]) -> int:
         if (wrong := wrong_answers(outcome)) is not None:
             print(f"loadgen: run {outcome.run_id}: {wrong}", file=sys.stderr)
             code = EXIT_MISMATCH
+    for outcome, settings in zip(outcomes, sweeps, strict=True):
+        if (why := failed_requests(outcome, settings.max_error_rate)) is not None:
+            print(f"loadgen: run {outcome.run_id}: {why}", file=sys.stderr)
+            code = code or EXIT_ERRORS
     return code

@@ -26,6 +26,10 @@ GRPC_INSECURE = (
     "trust its CA with {ssl_ca} FILE instead"
 )
 
+INSECURE_WARNING = "{ssl_insecure}: the server's certificate and host name are not checked"
+"""Printed once on stderr by each command that connects with ``insecure`` on: verification is
+on by default, and turning it off is said where a log keeps it."""
+
 
 def _no_password() -> bytes:
     # Without a callback OpenSSL would prompt on the terminal for an encrypted key.
@@ -112,8 +116,12 @@ def _read(key: str, path: str) -> bytes:
 
 
 def url_scheme(url: str) -> str:
-    """``https`` of ``https://h:1``; empty for ``host:port`` (no scheme)."""
-    return urlsplit(url).scheme.lower() if "//" in url else ""
+    """``https`` of ``https://h:1``; empty for ``host:port`` (no scheme) and for what is no URL (the
+    settings' address rule says why)."""
+    try:
+        return urlsplit(url).scheme.lower() if "//" in url else ""
+    except ValueError:  # an unclosed [IPv6 literal
+        return ""
 
 
 def tls_for_url(url: str, tls: TlsSettings | None) -> TlsSettings | None:

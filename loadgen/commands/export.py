@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from loadgen.commands import arguments
 from loadgen.errors import EXIT_OK
 from loadgen.provisioning import PASSWORD_ENV, SQLITE_PLUGIN, export_grafana
 from loadgen.storage import DEFAULT_DB_URL
@@ -37,13 +38,14 @@ def register(sub: Any) -> None:
     grafana.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=arguments.output_folder,
         default=Path("grafana"),
         metavar="DIR",
         help="folder to write (default ./grafana)",
     )
     grafana.add_argument(
         "--prometheus-url",
+        type=arguments.http_url,
         default="http://localhost:9090",
         help="the Prometheus that scrapes Triton and loadgen (default http://localhost:9090)",
     )

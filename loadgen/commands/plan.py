@@ -18,12 +18,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from loadgen.commands import arguments
 from loadgen.commands.shared import add_db_option, run_async, stdout_console
 from loadgen.config import SweepSettings
 from loadgen.config.scenarios import words
 from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
 from loadgen.plans import Job, JobResult, Plan, PlanError, Problem, check_baseline_runs, load_plan, run_job
 from loadgen.storage import RunStore
+from loadgen.tls import INSECURE_WARNING
 
 
 def register(sub: Any) -> None:
@@ -36,17 +38,26 @@ def register(sub: Any) -> None:
     )
     actions = plan.add_subparsers(dest="plan_command", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="validate a plan: every problem with its line; runs nothing")
-    check.add_argument("plan", type=Path, help="the plan's YAML file")
+    check.add_argument("plan", type=arguments.existing_file, help="the plan's YAML file")
     check.set_defaults(handler=cmd_plan_check)
     run = actions.add_parser(
         "run", help="run the plan's jobs in order, compare each with its baseline, print the verdicts"
     )
-    run.add_argument("plan", type=Path, help="the plan's YAML file")
+    run.add_argument("plan", type=arguments.existing_file, help="the plan's YAML file")
     run.add_argument(
-        "--job", action="append", default=[], metavar="NAME", help="run only this job (repeatable)"
+        "--job",
+        action="append",
+        type=arguments.text,
+        default=[],
+        metavar="NAME",
+        help="run only this job (repeatable)",
     )
     run.add_argument(
-        "--json", type=Path, default=None, metavar="FILE", help="also write the verdicts as JSON"
+        "--json",
+        type=arguments.output_file,
+        default=None,
+        metavar="FILE",
+        help="also write the verdicts as JSON",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no live progress")
     add_db_option(run)
@@ -66,6 +77,14 @@ def read_plan(path: Path) -> Plan:
         return load_plan(path)
     except PlanError as exc:
         raise report_problems(path, exc.problems) from None
+
+
+def warn_insecure(jobs: Sequence[Job]) -> None:
+    """One warning per job that turns TLS verification off: it is on unless asked, and said so when not."""
+    said = INSECURE_WARNING.format(ssl_insecure="ssl_insecure")
+    for job in jobs:
+        if any(sweep.tls is not None and sweep.tls.insecure for sweep in job.sweeps):
+            print(f"loadgen: warning: job {job.name}: {said}", file=sys.stderr)
 
 
 def _load(sweep: SweepSettings) -> str:
@@ -145,6 +164,7 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
     """Run the plan's jobs once; exit 1 naming the regressed jobs."""
     plan = read_plan(args.plan)
     jobs = plan.select(args.job)
+    warn_insecure(jobs)
     with RunStore(args.db) as store:
         problems = check_baseline_runs(plan, jobs, store)
         if problems:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loadgen.commands import arguments
 from loadgen.commands.shared import add_db_option
 from loadgen.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from loadgen.storage import RunStore
@@ -27,8 +28,12 @@ def register(sub: Any) -> None:
         "run_ids", type=int, nargs="*", metavar="RUN_ID", help="runs to report, in this order"
     )
     parser.add_argument("--latest", action="store_true", help="the newest stored run (of -m MODEL)")
-    parser.add_argument("-m", "--model", default=None, help="with --latest: the newest run of this model")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="HTML file to write")
+    parser.add_argument(
+        "-m", "--model", type=arguments.text, default=None, help="with --latest: the newest run of this model"
+    )
+    parser.add_argument(
+        "-o", "--output", type=arguments.output_file, required=True, metavar="FILE", help="HTML file to write"
+    )
     parser.add_argument(
         "--slo",
         default=None,
@@ -37,7 +42,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--images",
-        type=Path,
+        type=arguments.output_folder,
         default=None,
         metavar="DIR",
         help="also write each figure as an image (needs kaleido)",

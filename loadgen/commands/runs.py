@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from loadgen.commands import arguments
 from loadgen.commands.shared import add_db_option, print_run, stdout_console
 from loadgen.errors import EXIT_OK
 
@@ -13,14 +13,16 @@ from loadgen.errors import EXIT_OK
 def register(sub: Any) -> None:
     """Add ``runs`` and ``show`` to the CLI's sub-parsers."""
     runs = sub.add_parser("runs", help="list stored runs")
-    runs.add_argument("-m", "--model", default=None, help="only runs of this model")
-    runs.add_argument("-n", "--limit", type=int, default=50)
+    runs.add_argument("-m", "--model", type=arguments.text, default=None, help="only runs of this model")
+    runs.add_argument("-n", "--limit", type=arguments.count, default=50)
     add_db_option(runs)
     runs.set_defaults(handler=cmd_runs)
 
     show = sub.add_parser("show", help="the stored table of one run")
     show.add_argument("run_id", type=int)
-    show.add_argument("--csv", type=Path, default=None, help="also write perf_analyzer's CSV")
+    show.add_argument(
+        "--csv", type=arguments.output_file, default=None, help="also write perf_analyzer's CSV"
+    )
     add_db_option(show)
     show.set_defaults(handler=cmd_show)
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from loadgen.commands import arguments
 from loadgen.errors import ConfigError
 
 
 def add_server_ports(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model-repository", type=Path, default=None, help="model repository (default: ./model_repository)"
+        "--model-repository",
+        type=arguments.existing_folder,
+        default=None,
+        help="model repository (default: ./model_repository)",
     )
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--http-port", type=arguments.port, default=8000)
+    parser.add_argument("--grpc-port", type=arguments.port, default=8001)
+    parser.add_argument("--metrics-port", type=arguments.port, default=8002)
 
 
 def register(sub: Any) -> None:
@@ -23,16 +26,31 @@ def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the embedded Triton server (CPU, Python backend)")
     add_server_ports(serve)
     serve.add_argument(
-        "--log-file", type=Path, default=None, help="write the server log here instead of stdout"
+        "--host",
+        type=arguments.host,
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="the address Triton listens on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)",
     )
-    serve.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose level")
     serve.add_argument(
-        "--grpc-tls-cert", type=Path, metavar="FILE", help="serve gRPC over TLS with this PEM certificate"
+        "--log-file",
+        type=arguments.output_file,
+        default=None,
+        help="write the server log here instead of stdout",
     )
-    serve.add_argument("--grpc-tls-key", type=Path, metavar="FILE", help="... and this PEM private key")
+    serve.add_argument("--log-verbose", type=arguments.level, default=0, help="Triton's --log-verbose level")
+    serve.add_argument(
+        "--grpc-tls-cert",
+        type=arguments.existing_file,
+        metavar="FILE",
+        help="serve gRPC over TLS with this PEM certificate",
+    )
+    serve.add_argument(
+        "--grpc-tls-key", type=arguments.existing_file, metavar="FILE", help="... and this PEM private key"
+    )
     serve.add_argument(
         "--grpc-tls-client-ca",
-        type=Path,
+        type=arguments.existing_file,
         metavar="FILE",
         help="mutual TLS: accept only clients whose certificate this CA signed",
     )
@@ -50,6 +68,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError("gRPC over TLS needs both --grpc-tls-cert and --grpc-tls-key")
         extra = grpc_tls_args(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_client_ca)
     server = EmbeddedServer(
-        args.model_repository, ports, log_file=args.log_file, log_verbose=args.log_verbose, extra_args=extra
+        args.model_repository,
+        ports,
+        log_file=args.log_file,
+        log_verbose=args.log_verbose,
+        extra_args=extra,
+        host=args.host,
     )
     return serve_forever(server, stream_log=args.log_file is None)

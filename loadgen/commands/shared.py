@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
-from loadgen.storage import DEFAULT_DB_URL
+from loadgen.storage import DEFAULT_DB_URL, SQLITE_BUSY_TIMEOUT_S
 
 T = TypeVar("T")
 
@@ -23,7 +23,9 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         default=DEFAULT_DB_URL,
-        help=f"runs database: a SQLAlchemy URL or a SQLite file path (default {DEFAULT_DB_URL})",
+        help=f"runs database: a SQLAlchemy URL or a SQLite file path (default {DEFAULT_DB_URL}); a SQLite "
+        f"write waits up to {SQLITE_BUSY_TIMEOUT_S:g} s for another writer ('sqlite:///FILE?timeout=SECONDS' "
+        "changes it)",
     )
 
 

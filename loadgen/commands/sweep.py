@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from loadgen.commands import arguments
 from loadgen.commands.shared import add_db_option, print_run, run_async
 from loadgen.config import OPTIONS, SweepSettings, build_settings, option_key, spell_flag
 from loadgen.config.scenarios import words
 from loadgen.errors import ConfigError, SettingsError
+from loadgen.tls import INSECURE_WARNING
 
 if TYPE_CHECKING:
     from loadgen.engine.search import SearchResult
@@ -37,6 +39,7 @@ CLI_ONLY = {
     "model_repository": "goes with --embedded",
     "quiet": "`plan run -q` has it for the whole plan",
     "exporter_port": "`loadgen schedule --exporter-port` serves a plan's runs",
+    "exporter_addr": "goes with --exporter-port",
     "db": "`plan run --db` and `schedule --db` store the whole plan in one database",
 }
 """The sweep command's options that are not sweep settings, and why a plan does not take them."""
@@ -79,21 +82,37 @@ def register(sub: Any) -> None:
     )
     add_sweep_options(sweep)
     out = sweep.add_argument_group("output and server")
-    out.add_argument("--csv", type=Path, default=None, help="write perf_analyzer's -f CSV (+ our columns)")
-    out.add_argument("--report", type=Path, default=None, metavar="FILE", help="write the HTML report")
+    out.add_argument(
+        "--csv", type=arguments.output_file, default=None, help="write perf_analyzer's -f CSV (+ our columns)"
+    )
+    out.add_argument(
+        "--report", type=arguments.output_file, default=None, metavar="FILE", help="write the HTML report"
+    )
     out.add_argument(
         "--embedded",
         action="store_true",
         help="start the embedded server on free ports for this run and stop it after",
     )
-    out.add_argument("--model-repository", type=Path, default=None, help="with --embedded: model repository")
+    out.add_argument(
+        "--model-repository",
+        type=arguments.existing_folder,
+        default=None,
+        help="with --embedded: model repository",
+    )
     out.add_argument("-q", "--quiet", action="store_true", help="no live progress")
     out.add_argument(
         "--exporter-port",
-        type=int,
+        type=arguments.port,
         default=None,
         metavar="PORT",
         help="serve loadgen's own Prometheus metrics on this port while the sweep runs (e.g. 9108)",
+    )
+    out.add_argument(
+        "--exporter-addr",
+        default=None,
+        metavar="ADDR",
+        help="the address --exporter-port listens on (default 127.0.0.1, this machine only; "
+        "0.0.0.0 for every interface, e.g. for a Prometheus in a container)",
     )
     add_db_option(sweep)
     sweep.set_defaults(handler=cmd_sweep)
@@ -196,13 +215,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweeps = settings_from_args(args)  # usage errors before anything starts
     check_together(sweeps)
+    if args.exporter_addr is not None and args.exporter_port is None:
+        raise ConfigError("--exporter-addr goes with --exporter-port")
+    if args.model_repository is not None and not args.embedded:
+        raise ConfigError("--model-repository goes with --embedded (the server at -u has its own)")
+    if any(s.tls is not None and s.tls.insecure for s in sweeps):  # off only when asked, and said so
+        said = INSECURE_WARNING.format(ssl_insecure=spell_flag("ssl_insecure"))
+        print(f"loadgen: warning: {said}", file=sys.stderr)
     err = Console(stderr=True)
     with contextlib.ExitStack() as stack:
         exporter = None
         if args.exporter_port is not None:  # before the server: a taken port fails fast
             from loadgen.exporter import SweepExporter
 
-            exporter = stack.enter_context(SweepExporter(args.exporter_port))
+            exporter = stack.enter_context(SweepExporter(args.exporter_port, args.exporter_addr))
         if args.embedded:
             sweeps = _on_server(sweeps, stack.enter_context(_embedded(args, err)))
         sweeps = grouped(sweeps)
@@ -218,7 +244,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         write_run_report(args.db, [o.run_id for o in outcomes], args.report)
     warn_unanswered(outcomes)
-    return exit_status(outcomes)
+    return exit_status(outcomes, sweeps)
 
 
 def _csv_path(path: Path | None, model: str, count: int) -> Path | None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from loadgen.commands import arguments
 from loadgen.commands.shared import add_db_option
 from loadgen.config.scenarios import words
 from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
@@ -74,7 +75,9 @@ def register(sub: Any) -> None:
         metavar="STEP_INDEX",
         help="instead of the table, the step's full percentile spectrum in HdrHistogram's .hgrm form",
     )
-    table.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
+    table.add_argument(
+        "-o", "--output", type=arguments.output_file, default=None, help="write to FILE instead of stdout"
+    )
     add_db_option(table)
     table.set_defaults(handler=cmd_table)
 
@@ -96,7 +99,9 @@ def register(sub: Any) -> None:
         "--percentile", default="99", metavar="P", help="latency percentile that gates (default 99)"
     )
     compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    compare.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write JUnit XML")
+    compare.add_argument(
+        "--junit", type=arguments.output_file, default=None, metavar="FILE", help="also write JUnit XML"
+    )
     compare.add_argument("--force", action="store_true", help="compare runs of different models")
     add_db_option(compare)
     compare.set_defaults(handler=cmd_compare)

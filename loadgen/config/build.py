@@ -70,7 +70,8 @@ def _named(key: str, message: str) -> str:
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """``override`` over ``base`` (parsed values): a load given in ``override`` replaces the
-    base's load (and its distribution, unless both are open loop); mappings merge by key."""
+    base's load (and its distribution, unless both are open loop); mappings merge by key, and
+    lists (``--metrics-family``) add up."""
     merged = dict(base)
     if any(key in override for key in LOAD_KEYS):
         for key in LOAD_KEYS:
@@ -78,7 +79,11 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
         if not any(key in override for key in OPEN_LOOP_KEYS):
             merged.pop("distribution", None)
     for key, value in override.items():
-        merged[key] = {**merged[key], **value} if key in MERGED_KEYS and key in merged else value
+        if key in MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = {**merged[key], **value}
+        elif key in MERGED_KEYS and isinstance(value, tuple) and isinstance(merged.get(key), tuple):
+            value = tuple(dict.fromkeys((*merged[key], *value)))  # in order, once each
+        merged[key] = value
     return merged
 
 

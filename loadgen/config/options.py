@@ -105,6 +105,16 @@ OPTIONS: tuple[Option, ...] = (
         group=SERVER,
     ),
     Option(
+        "retry_unavailable_s",
+        ("--retry-unavailable",),
+        "when the server goes away mid-sweep, wait up to SECONDS for it to come back and go on with "
+        "the next level (the cut step is stored, marked interrupted); default 0: the run fails, its "
+        "finished steps kept",
+        values.number,
+        metavar="SECONDS",
+        group=SERVER,
+    ),
+    Option(
         "headers",
         ("-H", "--header"),
         "send this header (gRPC metadata) with every request; never stored, only its name",
@@ -321,6 +331,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("seed", ("--seed",), "seed of the random input data (default 0)", values.whole, group=INPUTS),
     # -- answers and bookkeeping
+    Option(
+        "max_error_rate",
+        ("--max-error-rate",),
+        "exit 4 when more than PCT%% of a step's requests failed (default: only when every request "
+        "of every step failed); the steps are stored either way",
+        values.percent,
+        metavar="PCT",
+        group=CHECKS,
+    ),
     Option(
         "validate",
         ("--validate",),

@@ -16,11 +16,18 @@ _NUM = r"\d+(?:\.\d+)?"
 _DOTS = re.compile(rf"^({_NUM})\.\.({_NUM})(?::(x?)({_NUM}))?$")
 _COLONS = re.compile(rf"^({_NUM}):({_NUM})(?::({_NUM}))?$")
 MAX_LEVELS = 1000
+MAX_LEVEL = 1e9
+"""No concurrency or rate above this: past it a level is a typo (and 4300 digits would not parse)."""
+MIN_RATE = 1e-3
+"""Requests/s at least: a schedule's send times are int64 nanoseconds, which slower rates overflow."""
 
 
 def parse_rates(text: str) -> tuple[float, ...]:
     """Request rates (requests/s) in the same syntax; decimals allowed (``0.5..8``, ``100..1000:100``)."""
-    return _parse(text, float)
+    rates = _parse(text, float)
+    if rates[0] < MIN_RATE:
+        raise ConfigError(f"bad range {text!r}: rates are at least {MIN_RATE:g} requests/s")
+    return rates
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
@@ -63,6 +70,8 @@ def _parse(text: str, kind: type[int] | type[float]) -> tuple[float, ...]:
 def _number(text: str, value: str, kind: type[int] | type[float]) -> float:
     if kind is int and "." in value:
         raise ConfigError(f"bad range {text!r}: concurrency levels are whole numbers")
+    if float(value) > MAX_LEVEL:
+        raise ConfigError(f"bad range {text!r}: numbers in a range are at most {MAX_LEVEL:g}")
     return kind(value)
 
 
@@ -87,6 +96,8 @@ def _linear(text: str, start: float, end: float, step: float) -> list[float]:
     if step <= 0 or (step < 1 and "." not in text):
         raise ConfigError(f"bad range {text!r}: the step must be >= 1")
     count = int((end - start) / step + 1e-9)
+    if count >= MAX_LEVELS:  # refused before a list of that many levels is made
+        raise ConfigError(f"bad range {text!r}: {count + 1} levels, at most {MAX_LEVELS}")
     levels = [round(start + i * step, 9) for i in range(count + 1)]
     if abs(levels[-1] - end) > 1e-9:
         levels.append(end)

@@ -40,6 +40,28 @@ DEFAULT_HTTP_URL = DEFAULT_URLS["http"]
 DEFAULT_METRICS_PORT = 8002
 
 
+def _address_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """What is wrong with a server or metrics address (scheme, port, credentials), starting with the
+    address as shown (its credentials hidden); None if nothing."""
+    try:
+        parts = urlsplit(url if "//" in url else f"//{url}")
+    except ValueError as exc:  # an unclosed [IPv6 literal
+        return f"{url!r} is not an address: {exc}"
+    if parts.username is not None or parts.password is not None:
+        shown = url.replace(parts.netloc, "***@" + parts.netloc.rpartition("@")[2])
+        return f"{shown!r} carries a user or password: give credentials with -H 'Authorization: ...'"
+    if parts.scheme not in schemes:
+        forms = " or ".join(f"{s}://" for s in schemes if s)
+        return f"{url!r} has scheme {parts.scheme!r}: use {forms}"
+    try:
+        port = parts.port
+    except ValueError:
+        return f"{url!r} has a port that is not a number within 1..65535"
+    if port == 0 or not parts.hostname:
+        return f"{url!r} needs a host and a port within 1..65535"
+    return None
+
+
 def _compiles(pattern: str) -> bool:
     try:
         re.compile(pattern)
@@ -175,6 +197,12 @@ class SweepSettings:
     heaviest level (:func:`loadgen.engine.workers.default_workers`); 1 runs in-process."""
     request_timeout_s: float = REQUEST_TIMEOUT_S
     """``--request-timeout``: a request unanswered this long fails as DEADLINE_EXCEEDED; 0: never."""
+    retry_unavailable_s: float = 0.0
+    """``--retry-unavailable``: a server lost mid-step is waited for this long, and the sweep goes on
+    with the next level (the cut step stored, marked); 0: the run fails, its finished steps kept."""
+    max_error_rate: float | None = None
+    """``--max-error-rate``: percent of a step's requests that may fail before the command exits 4;
+    None: only a run in which every request of every step failed exits 4."""
 
     def __post_init__(self) -> None:
         raise_problems(self.problems())
@@ -185,7 +213,21 @@ class SweepSettings:
         rate = self.scenario == "request_rate"
         tls = self.tls
         scheme = url_scheme(self.url)
+        url_problem = _address_problem(self.url, ("", "http", "https", "grpc", "grpcs"))
+        metrics_problem = _address_problem(self.metrics_url, ("http", "https")) if self.metrics_url else None
         return check(
+            (url_problem is None, "url", f"{{url}} {url_problem}"),
+            (
+                metrics_problem is None,
+                "metrics_url",
+                f"{{metrics_url}} {metrics_problem}",
+            ),
+            (
+                self.model_version == "" or self.model_version.isdigit(),
+                "model_version",
+                f"{{model_version}} must be a version number such as 1 (or left out: the server's choice), "
+                f"got {self.model_version!r}",
+            ),
             (bool(self.model), "model", "a model name is required ({model} MODEL)"),
             (bool(self.levels), "levels", "the sweep has no load levels"),
             (
@@ -242,6 +284,16 @@ class SweepSettings:
                 self.request_timeout_s >= 0 and math.isfinite(self.request_timeout_s),
                 "request_timeout_s",
                 "{request_timeout_s} must be a number of seconds >= 0 (0: no deadline)",
+            ),
+            (
+                self.retry_unavailable_s >= 0 and math.isfinite(self.retry_unavailable_s),
+                "retry_unavailable_s",
+                f"{{retry_unavailable_s}} must be a number of seconds >= 0, got {self.retry_unavailable_s:g}",
+            ),
+            (
+                self.max_error_rate is None or 0.0 <= self.max_error_rate <= 100.0,
+                "max_error_rate",
+                f"{{max_error_rate}} must be a percentage within 0..100, got {self.max_error_rate}",
             ),
             (
                 self.max_in_flight >= 1,

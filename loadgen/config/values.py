@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from loadgen.config.ranges import parse_levels, parse_rates
+from loadgen.config.ranges import MAX_LEVEL, MIN_RATE, parse_levels, parse_rates
 from loadgen.config.settings import INPUT_KEYWORDS, LatencyLimit
 from loadgen.errors import ConfigError
 
@@ -31,6 +31,10 @@ _LIMIT = re.compile(
     r"^(?:p(?P<p>\d+(?:\.\d+)?)\s*=\s*)?(?P<v>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>us|ms|s)?$", re.I
 )
 _UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP field name (RFC 9110 §5.1): what ``-H`` takes as a header's name."""
+MAX_INTERVAL_US = 86_400e6
+"""A replayed gap longer than a day is no load, and its nanoseconds would overflow the schedule."""
 
 
 def _kind(raw: object) -> str:
@@ -76,6 +80,12 @@ def number(raw: object) -> float:
     return result
 
 
+def percent(raw: object) -> float:
+    """``5%`` or ``5``."""
+    value = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else text(raw).removesuffix("%")
+    return number(value)
+
+
 def boolean(raw: object) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -87,7 +97,13 @@ def boolean(raw: object) -> bool:
 
 def path(raw: object) -> str:
     """A file name (``~`` expanded); whether it exists is the settings' rule."""
-    return str(Path(text(raw)).expanduser())
+    value = text(raw)
+    if "\0" in value or value.splitlines() != [value]:  # open() refuses NUL; errors name the file on a line
+        raise ConfigError(f"bad file name {value!r}: it holds a NUL character or a line break")
+    try:
+        return str(Path(value).expanduser())
+    except RuntimeError:  # ~name of a user this machine does not know
+        raise ConfigError(f"bad file name {value!r}: no such user as {value.split('/')[0]!r}") from None
 
 
 def input_data(raw: object) -> str:
@@ -132,8 +148,10 @@ def ramp(raw: object) -> tuple[float, float, float]:
         start, end, seconds = (float(part) for part in value.split(":"))
     except ValueError:
         raise ConfigError(f"bad {OPTION} {value!r}: expected FROM:TO:SECONDS, e.g. 100:1000:30") from None
-    if not (start > 0 and end > 0 and seconds > 0) or not math.isfinite(start + end + seconds):
-        raise ConfigError(f"bad {OPTION} {value!r}: rates and duration must be > 0")
+    if not (all(MIN_RATE <= rate <= MAX_LEVEL for rate in (start, end)) and 0 < seconds < math.inf):
+        raise ConfigError(
+            f"bad {OPTION} {value!r}: rates must be within {MIN_RATE:g}..{MAX_LEVEL:g} and the duration > 0"
+        )
     return start, end, seconds
 
 
@@ -141,19 +159,26 @@ def read_intervals(raw: object) -> tuple[float, ...]:
     """perf_analyzer's ``--request-intervals`` file: one gap in microseconds per line."""
     name = path(raw)
     try:
-        with open(name) as handle:
+        with open(name, encoding="utf-8") as handle:
             lines = [line.strip() for line in handle]
     except OSError as exc:
         raise ConfigError(f"cannot read request intervals {name!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not a text file of numbers ({exc.reason})") from None
     values: list[float] = []
     for count, line in enumerate(lines, 1):
         if not line or line.startswith("#"):
             continue
         try:
-            values.append(float(line))
+            value = float(line)
         except ValueError:
-            raise ConfigError(f"{name}:{count}: not a number of microseconds: {line!r}") from None
-    if not values or sum(values) <= 0:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}:{count}: not a number of microseconds: {line!r}")
+        if value > MAX_INTERVAL_US:
+            raise ConfigError(f"{name}:{count}: {line!r} is over a day ({MAX_INTERVAL_US:g} microseconds)")
+        values.append(value)
+    if not values or sum(values) < 1e-3:  # the schedule counts nanoseconds: less is no time at all
         raise ConfigError(f"{name}: no positive intervals")
     if any(v < 0 for v in values):
         raise ConfigError(f"{name}: intervals must be >= 0 microseconds")
@@ -170,16 +195,21 @@ def parse_latency_limit(raw: object, what: str = OPTION) -> LatencyLimit:
     return LatencyLimit(float(match["p"] or 99), float(match["v"]) * _UNIT_US[unit])
 
 
-def _items(raw: object, separator: str, expected: str) -> list[tuple[str, object]]:
-    """``KEY<sep>VALUE`` texts (one or a list) or a mapping, as (key, value) pairs."""
+def _items(raw: object, separator: str, expected: str, secret: bool = False) -> list[tuple[str, object]]:
+    """``KEY<sep>VALUE`` texts (one or a list) or a mapping, as (key, value) pairs. ``secret``: a
+    malformed entry is not echoed (a header without its colon may be a whole token)."""
     if isinstance(raw, Mapping):
-        return [(str(key), value) for key, value in raw.items()]
+        given = [(str(key).strip(), value) for key, value in raw.items()]
+        if not all(key for key, _ in given):
+            raise ConfigError(f"bad {OPTION}: a key is empty; expected {expected}")
+        return given
     entries = raw if isinstance(raw, list | tuple) else [raw]
     pairs: list[tuple[str, object]] = []
     for entry in entries:
         key, sep, value = text(entry).partition(separator)
         if not sep or not key.strip():
-            raise ConfigError(f"bad {OPTION} {text(entry)!r}: expected {expected}")
+            shown = "(not shown: it may hold a secret)" if secret else repr(text(entry))
+            raise ConfigError(f"bad {OPTION} {shown}: expected {expected}")
         pairs.append((key.strip(), value.strip()))
     return pairs
 
@@ -190,12 +220,16 @@ def labels(raw: object) -> dict[str, str]:
 
 
 def headers(raw: object) -> dict[str, str]:
-    """``Name: value`` (repeatable) or a mapping; names and values on one line each."""
+    """``Name: value`` (repeatable) or a mapping: a field name, and a value of printable ASCII (what both
+    HTTP and gRPC metadata carry; a request could not be built with more)."""
     result = {}
-    for name, value in _items(raw, ":", "'Name: value'"):
+    for name, value in _items(raw, ":", "'Name: value'", secret=True):
         shown = "" if value is None else str(value)
-        if any(c in name for c in " \r\n") or any(c in shown for c in "\r\n"):
-            raise ConfigError(f"bad {OPTION} {name!r}...: expected 'Name: value' on one line")
+        if not _TOKEN.fullmatch(name) or not all(" " <= c <= "~" for c in shown):  # the value is a secret
+            raise ConfigError(
+                f"bad {OPTION} {name!r}...: expected 'Name: value' on one line, the name letters, digits "
+                "and -_.!#$%&'*+^`|~, the value printable ASCII"
+            )
         result[name] = shown
     return result
 
@@ -226,7 +260,11 @@ def tolerances(raw: object) -> dict[str, tuple[float, float]]:
             numbers = [float(str(v)) for v in items]
         except ValueError:
             numbers = []
-        if dtype not in FLOAT_DATATYPES or len(numbers) not in (1, 2) or not all(n >= 0 for n in numbers):
+        if (
+            dtype not in FLOAT_DATATYPES
+            or len(numbers) not in (1, 2)
+            or not all(0 <= n < math.inf for n in numbers)
+        ):
             raise ConfigError(
                 f"bad {OPTION} {f'{name}={values}'!r}: expected DTYPE=RTOL or DTYPE=RTOL,ATOL with DTYPE one "
                 f"of {', '.join(FLOAT_DATATYPES)} (other types compare exactly)"

@@ -65,7 +65,18 @@ class SweepProgress(StepListener):
         flag = "" if step.stable else " (unstable)"
         if step.unanswered_slots:
             flag += f" ({step.unanswered_slots} slots unanswered)"
+        if step.interrupted:
+            flag = " (interrupted: the server went away)"
         self._update(completed=step.index + 1, status=f"done: {step.throughput:,.0f} infer/s{flag}")
+
+    def server_lost(self, reason: str, wait_s: float) -> None:
+        self._progress.console.print(lost_line(reason, wait_s), highlight=False, markup=False)
+        self._update(status=f"waiting up to {wait_s:g} s for the server" if wait_s > 0 else "server lost")
+
+
+def lost_line(reason: str, wait_s: float) -> str:
+    then = f"waiting up to {wait_s:g} s for it (--retry-unavailable)" if wait_s > 0 else "the run ends"
+    return f"the server went away mid-step ({reason}): {then}"
 
 
 class StepLines(StepListener):
@@ -77,4 +88,9 @@ class StepLines(StepListener):
     def step_done(self, step: StepResult) -> None:
         level = self.words.shown(self.words.of(step.concurrency, step.request_rate))
         flag = "" if step.stable else " (unstable)"
+        if step.interrupted:
+            flag = " (interrupted: the server went away)"
         self.console.print(f"{self.model}: {level}: {step.throughput:,.1f} infer/s{flag}", highlight=False)
+
+    def server_lost(self, reason: str, wait_s: float) -> None:
+        self.console.print(f"{self.model}: {lost_line(reason, wait_s)}", highlight=False, markup=False)

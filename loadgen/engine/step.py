@@ -3,6 +3,13 @@
 perf_analyzer's method, with two differences users ask for: an unstable step is
 returned (flagged), never dropped, and the server's ``/stats`` are snapshotted at
 every window boundary so the stored delta covers exactly the measured windows.
+
+A server that goes away mid-step (its ``/stats`` call fails as unavailable) cuts the step
+short: the window it went away in is dropped (only its errors are kept, they show the
+outage), the windows before it make the step, which is returned marked ``interrupted``
+for the sweep to decide. A model unloaded mid-step (its
+statistics unreadable for a window) leaves no trustworthy delta: it is discarded and flagged,
+as a reload is.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Protocol
 
 from loadgen.config import MeasurementSettings
 from loadgen.engine.recorder import OpenWindow, Window
+from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import ModelStats, StepResult, ValidationTally, WindowResult, top_reasons
 from loadgen.scrape.metrics import MetricsScraper
@@ -40,6 +48,10 @@ class StepListener:
     def step_done(self, step: StepResult) -> None:
         return None
 
+    def server_lost(self, reason: str, wait_s: float) -> None:
+        """The server went away mid-step; the sweep waits ``wait_s`` for it (0: the run ends)."""
+        return None
+
 
 class Listeners(StepListener):
     """Fans each callback out to several listeners, in order."""
@@ -59,6 +71,10 @@ class Listeners(StepListener):
         for listener in self.listeners:
             listener.step_done(step)
 
+    def server_lost(self, reason: str, wait_s: float) -> None:
+        for listener in self.listeners:
+            listener.server_lost(reason, wait_s)
+
 
 def is_stable(windows: Sequence[WindowResult], percentage: float) -> bool:
     """The last 3 windows' throughput and mean latency each lie within ``percentage`` of their mean."""
@@ -75,6 +91,17 @@ def is_stable(windows: Sequence[WindowResult], percentage: float) -> bool:
 
 
 StatsSource = Callable[[], Awaitable[ModelStats]]
+
+
+async def _snapshot(stats: StatsSource | None) -> ModelStats | None:
+    """The server's counters now; None without a source or while the model is not loaded.
+    ServerUnavailable (the server went away) propagates."""
+    if stats is None:
+        return None
+    try:
+        return await stats()
+    except UnknownModel:  # unloaded (a reload in progress): this boundary has no counters
+        return None
 
 
 class LoadGenerator(Protocol):
@@ -106,7 +133,8 @@ async def measure_step(
 ) -> StepResult:
     """Run ``load`` through warm-up and windows; returns the measured step.
 
-    Errors from ``stats`` (the server went away) propagate: the caller decides the run's fate.
+    A server that went away ends the step early, marked ``interrupted`` (see the module
+    docstring): the caller decides the run's fate.
     """
     started_at = datetime.now(UTC)
     if listener:
@@ -117,20 +145,25 @@ async def measure_step(
         scraper.start()
     load.start()
     in_flight_at_end = 0
+    results: list[WindowResult] = []
+    windows: list[Window] = []
+    snapshots: list[ModelStats | None] = []
+    stable, interrupted = False, None
+    lost: Window | None = None
+    """The window the server went away in: dropped, but its errors say what the outage did."""
     try:
         await asyncio.sleep(settings.warmup_ms / 1000.0)
-        results: list[WindowResult] = []
-        windows: list[Window] = []
-        snapshots: list[ModelStats | None] = [await stats() if stats else None]
+        snapshots.append(await _snapshot(stats))
         interval = settings.measurement_interval_ms / 1000.0
         cut = time.perf_counter()
         await load.cut()  # the warm-up's window: discarded
         while True:
             await asyncio.sleep(max(0.0, cut + interval - time.perf_counter()))
             now = time.perf_counter()
-            window = await load.cut()
+            window = lost = await load.cut()
             duration, cut = now - cut, now
-            snapshots.append(await stats() if stats else None)
+            snapshots.append(await _snapshot(stats))
+            lost = None
             result = window.result(duration, batch_size)
             results.append(result)
             windows.append(window)
@@ -139,6 +172,8 @@ async def measure_step(
             stable = is_stable(results, settings.stability_percentage)
             if stable or len(results) >= settings.max_windows:
                 break
+    except ServerUnavailable as exc:  # the window it went away in is dropped with it
+        interrupted = str(exc)
     finally:
         in_flight_at_end = await load.stop()
         if scraper:
@@ -147,10 +182,13 @@ async def measure_step(
     kept = windows[-min(STABILITY_WINDOWS, len(windows)) :]
     used = results[-len(kept) :]
     merged_errors: dict[str, int] = {}
-    for window in kept:
+    for window in [*kept, lost] if lost is not None else kept:
         for reason, count in window.errors.items():
             merged_errors[reason] = merged_errors.get(reason, 0) + count
-    server, reset = _server_delta(snapshots[-len(kept) - 1], snapshots[-1])
+    span = snapshots[-len(kept) - 1 :] if kept else []
+    server, reset = _server_delta(span[0], span[-1]) if span else (None, False)
+    if stats is not None and span and any(s is None for s in span):
+        server, reset = None, True  # the model was unloaded in between: no trustworthy delta
     step = StepResult(
         index=index,
         concurrency=load.concurrency,
@@ -171,6 +209,7 @@ async def measure_step(
         in_flight_at_end=in_flight_at_end,
         validation=ValidationTally.merged(w.validation for w in kept),
         unanswered_slots=max(w.stalled for w in kept) if kept else 0,
+        interrupted=interrupted,
     )
     open_windows = [w for w in kept if isinstance(w, OpenWindow)]
     if open_windows:

@@ -1,7 +1,13 @@
-"""A sweep: one step per load level (or per probe of an SLO search), each handed on as soon as it ends."""
+"""A sweep: one step per load level (or per probe of an SLO search), each handed on as soon as it ends.
+
+A step the server went away in is handed on too (marked interrupted); then the sweep either
+waits for the server (``--retry-unavailable``) and goes on with the next level, or ends with
+ServerUnavailable, its finished steps already stored.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from loadgen.config import SweepSettings
@@ -11,11 +17,15 @@ from loadgen.engine.schedules import Schedule
 from loadgen.engine.search import SearchResult, meets, search
 from loadgen.engine.step import LoadGenerator, StepListener, measure_step
 from loadgen.engine.workers import PooledLoad, WorkerPool, WorkerSetup, default_workers
+from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.results import ModelStats, StepResult
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.transports.base import InferRequestSpec, Transport
 from loadgen.validation import Reference, Validator, take_references, tolerances_from
+
+RETRY_POLL_S = 0.5
+"""How often a lost server is asked whether it is back (``--retry-unavailable``)."""
 
 
 async def run_sweep(
@@ -114,20 +124,52 @@ async def run_sweep(
         results.append(step)
         if listener:
             listener.step_done(step)
+        if step.interrupted is not None:
+            await wait_for_server(step.interrupted)
+        return step
+
+    async def wait_for_server(reason: str) -> None:
+        """``--retry-unavailable``: until the server and the model answer again, or the time is up
+        (then, as without the option, the run fails with ServerUnavailable)."""
+        wait_s = settings.retry_unavailable_s
+        if listener:
+            listener.server_lost(reason, wait_s)
+        if wait_s <= 0:
+            raise ServerUnavailable(reason)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            try:
+                await api.check_ready()
+                await stats()
+                return
+            except (ServerUnavailable, UnknownModel) as exc:
+                if loop.time() >= deadline:
+                    raise ServerUnavailable(f"{reason}; not back within {wait_s:g} s: {exc}") from None
+            await asyncio.sleep(RETRY_POLL_S)
+
+    async def measured(level: float) -> StepResult:
+        """A level's step; in an SLO search, measured again if the server went away during it."""
+        step = await probe(level)
+        while step.interrupted is not None and searching:
+            step = await probe(level)
         return step
 
     limit = settings.latency_limit
+    searching = settings.search and limit is not None
     try:
         if pool is not None:
             await pool.start()
-        if settings.search and limit is not None:
-            outcome = await search(settings.levels, limit, probe, integer=settings.scenario == "concurrency")
+        if searching and limit is not None:
+            outcome = await search(
+                settings.levels, limit, measured, integer=settings.scenario == "concurrency"
+            )
             if on_search is not None:
                 on_search(outcome)
         else:
             for level in settings.levels:
                 step = await probe(level)
-                if limit is not None and not meets(limit, step):
+                if limit is not None and step.interrupted is None and not meets(limit, step):
                     break  # as perf_analyzer's --latency-threshold: higher loads would only miss more
     finally:
         if pool is not None:

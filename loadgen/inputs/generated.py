@@ -8,9 +8,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from loadgen.errors import ConfigError
 from loadgen.inputs.specs import NUMPY, InputSpec, Sample, Strings, fixed_shape
 
 STRING_LENGTH = 16
+MAX_SAMPLE_BYTES = 2**31 - 1
+"""gRPC's limit on a message: an input larger than this could never be sent (nor, often, be made)."""
 
 
 def generated(specs: Sequence[InputSpec], model: str, kind: str, rng: np.random.Generator) -> Sample:
@@ -18,6 +21,12 @@ def generated(specs: Sequence[InputSpec], model: str, kind: str, rng: np.random.
     sample: Sample = {}
     for spec in specs:
         shape = fixed_shape(spec, model)
+        size = math.prod(shape) * (4 + STRING_LENGTH if spec.datatype == "BYTES" else spec.itemsize())
+        if size > MAX_SAMPLE_BYTES:
+            raise ConfigError(
+                f"input {spec.name!r} of model {model!r} ({spec.describe()}) would be {size:,} bytes a "
+                f"sample; a request holds at most {MAX_SAMPLE_BYTES:,}"
+            )
         if spec.datatype == "BYTES":
             count = math.prod(shape)
             if kind == "zero":

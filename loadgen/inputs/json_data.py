@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.errors import ConfigError
-from loadgen.inputs.specs import MAX_SAMPLES, InputSpec, Sample, names
+from loadgen.inputs.specs import MAX_SAMPLES, InputSpec, Sample, names, shown
 from loadgen.inputs.values import decode, kind_of
 
 _TOP_KEYS = ("data", "validation_data")
@@ -34,6 +34,12 @@ def read_document(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid JSON (not UTF-8 text: {exc.reason})") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    except ValueError:  # an integer of more digits than Python converts (4300)
+        raise ConfigError(f"{path}: not valid JSON for loadgen (a number too long to read)") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: not valid JSON for loadgen (lists or objects nested too deeply)"
+        ) from None
     if isinstance(document, dict) and UNSUPPORTED in document:
         raise ConfigError(f"{path}: {UNSUPPORTED} data is not supported yet")
     entries = document.get("data") if isinstance(document, dict) else None
@@ -62,9 +68,8 @@ def _entry(entry: Any, specs: Sequence[InputSpec], where: str, noun: str) -> Sam
         raise ConfigError(f"{where}: {UNSUPPORTED} entries are not supported yet")
     unknown = [k for k in entry if k not in by_name]
     if unknown:
-        raise ConfigError(
-            f"{where} names unknown {noun}(s) {', '.join(sorted(unknown))}; the model has: {names(specs)}"
-        )
+        listed = ", ".join(map(shown, sorted(unknown)))
+        raise ConfigError(f"{where} names unknown {noun}(s) {listed}; the model has: {names(specs)}")
     missing = [s for s in specs if s.name not in entry and s.role == "input" and not s.optional]
     if missing:
         raise ConfigError(f"{where} has no data for {noun} {missing[0].name!r} ({missing[0].describe()})")

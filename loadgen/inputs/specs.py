@@ -121,7 +121,7 @@ def model_inputs(
     if unknown:
         known = ", ".join(s.name for s in specs)
         raise ConfigError(
-            f"--shape names unknown input(s) {', '.join(sorted(unknown))}; the model has: {known}"
+            f"--shape names unknown input(s) {', '.join(map(shown, sorted(unknown)))}; the model has: {known}"
         )
     return specs
 
@@ -140,6 +140,11 @@ def fixed_shape(spec: InputSpec, model: str) -> tuple[int, ...]:
             f"({spec.describe()}): give its size with --shape {spec.name}:..."
         )
     return spec.shape
+
+
+def shown(name: str) -> str:
+    """A name a user wrote, as an error shows it: quoted where it holds a line break or other control."""
+    return name if name.isprintable() else repr(name)
 
 
 def names(specs: Sequence[InputSpec]) -> str:

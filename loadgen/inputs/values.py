@@ -164,7 +164,12 @@ def from_list(value: Any, spec: InputSpec, given: tuple[int, ...] | None, where:
                     f"{where}: {spec.label} is BYTES: its values must be strings "
                     f"(in a regular nested list), found {kind_of(element)}"
                 )
-        elements = tuple(e.encode() if isinstance(e, str) else bytes(e) for e in flat)
+        try:
+            elements = tuple(e.encode() if isinstance(e, str) else bytes(e) for e in flat)
+        except UnicodeEncodeError as exc:  # JSON's "\ud800": a lone surrogate is no UTF-8
+            raise ConfigError(
+                f"{where}: {spec.label} has a string that is not valid Unicode ({exc.reason})"
+            ) from None
         shape = _settle(spec, given, tuple(array.shape), len(elements), where)
         if len(elements) != math.prod(shape):
             raise ConfigError(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import yaml
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from loadgen.plans.model import Baseline
 from loadgen.plans.reader import Reader, line_of
@@ -129,5 +129,10 @@ def cron(r: Reader, node: yaml.Node, where: str, key: str = "cron") -> str | Non
         expression, second_at_beginning=seconds
     ):
         r.add(node, f"{where}: bad {key} {text!r}: {_CRON_HELP}")
+        return None
+    try:  # valid, yet no date has it (30 2 *: February 30th): `loadgen schedule` would find no first time
+        croniter(expression, second_at_beginning=seconds).get_next(float)
+    except CroniterBadDateError:
+        r.add(node, f"{where}: bad {key} {text!r}: no date matches it, it would never run")
         return None
     return expression

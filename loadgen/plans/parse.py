@@ -257,8 +257,8 @@ def parse_plan(text: str, path: Path | str = "<plan>") -> Plan:
             hint = " (quote cron expressions that start with '*': cron: \"*/5 * * * *\")"
         r.add((mark.line + 1) if mark else 1, f"not valid YAML: {exc.problem or exc.context}{hint}")
         raise PlanError(r.problems) from None
-    except yaml.YAMLError as exc:
-        raise PlanError([Problem(str(path), 1, f"not valid YAML: {exc}")]) from None
+    except yaml.YAMLError as exc:  # a character YAML refuses: its message spans lines
+        raise PlanError([Problem(str(path), 1, f"not valid YAML: {' '.join(str(exc).split())}")]) from None
     if root is None:
         raise PlanError([Problem(str(path), 1, "the plan is empty: it needs at least 'jobs'")])
     items = r.mapping(root, "the plan")

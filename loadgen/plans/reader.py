@@ -80,6 +80,8 @@ class Reader:
             return self._construct.construct_object(node, deep=True)
         except yaml.YAMLError:  # a tag the safe loader refuses (!!python/...): not a value we take
             return None
+        except ValueError:  # an integer of over 4300 digits, a timestamp such as 2024-13-45
+            return None
 
     def text(self, node: yaml.Node, what: str) -> str | None:
         """A scalar as written in the file (never YAML 1.1's ints from ``1:16``)."""

@@ -73,18 +73,25 @@ async def run_job(
         outcomes = await run_sweeps(grouped(job.sweeps), store, console=console, exporter=exporter)
     except (ServerUnavailable, UnknownModel, ConfigError) as exc:
         return [JobResult(plan.name, job.name, sweep.model, "error", note=str(exc)) for sweep in job.sweeps]
-    return [_verdict(plan, job, outcome, store) for outcome in outcomes]
+    return [
+        _verdict(plan, job, outcome, store, sweep.max_error_rate)
+        for outcome, sweep in zip(outcomes, job.sweeps, strict=True)
+    ]
 
 
-def _verdict(plan: Plan, job: Job, outcome: SweepOutcome, store: RunStore) -> JobResult:
+def _verdict(
+    plan: Plan, job: Job, outcome: SweepOutcome, store: RunStore, max_error_rate: float | None
+) -> JobResult:
     from analysis.compare import CompareError, Verdict, load_comparison
-    from loadgen.launch import wrong_answers
+    from loadgen.launch import failed_requests, wrong_answers
 
     result = JobResult(plan.name, job.name, outcome.model, "error", run_id=outcome.run_id)
     if outcome.status is not RunStatus.COMPLETED:
         return dataclasses.replace(result, outcome="failed", note=outcome.error or str(outcome.status))
     if (wrong := wrong_answers(outcome)) is not None:  # wrong answers fail the job whatever its speed
         return dataclasses.replace(result, outcome="failed", note=f"validate: {wrong}")
+    if (failed := failed_requests(outcome, max_error_rate)) is not None:
+        return dataclasses.replace(result, outcome="failed", note=failed)
     base_id = resolve_baseline(
         job.baseline,
         store.list_runs(model=outcome.model),

@@ -3,8 +3,10 @@
 Every ``nv_*`` sample is kept with the scrape's timestamp, parsed with
 prometheus-client's own text parser, and so is every sample of the families ``--metrics-family``
 names (a model's own metrics: the Python backend's ``pb_utils.MetricFamily`` serves them on the
-same endpoint). A scrape that fails is counted, not fatal: metrics are context for the
-measurement, not the measurement.
+same endpoint). A scrape that fails (no answer within its timeout, an HTTP error, a body that is
+not Prometheus text) is counted, not fatal: metrics are context for the measurement, not the
+measurement. A scrape never outlives its interval, and stopping cancels the one in flight, so a
+hung endpoint cannot hold a step's end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadgen.results import MetricSample
 
 PREFIX = "nv_"
+MAX_TIMEOUT_S = 5.0
+"""The longest a scrape may wait for an answer, however long the interval."""
 
 
 def family_filter(families: Sequence[str] = ()) -> re.Pattern[str]:
@@ -60,19 +64,23 @@ class MetricsScraper:
         url: str,
         interval_s: float = 1.0,
         *,
-        timeout_s: float = 5.0,
+        timeout_s: float | None = None,
         models: frozenset[str] | None = None,
         families: Sequence[str] = (),
     ) -> None:
         """``models``: keep only the series of these models (and those without a model label, such
         as GPU and CPU): a long step keeps its samples in memory until it is stored. ``families``:
-        regular expressions of the families kept beside ``nv_*``."""
+        regular expressions of the families kept beside ``nv_*``. ``timeout_s``: by default one
+        interval (at most :data:`MAX_TIMEOUT_S`): a scrape still unanswered when the next is due
+        has failed."""
         self.url = url
         self.keep = family_filter(families)
         self.interval_s = interval_s
         self.models = models
         self.failures = 0
         self.last_error: str | None = None
+        if timeout_s is None:
+            timeout_s = min(interval_s, MAX_TIMEOUT_S)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._samples: list[MetricSample] = []
         self._session: aiohttp.ClientSession | None = None
@@ -85,11 +93,11 @@ class MetricsScraper:
             async with self._session.get(self.url) as response:
                 response.raise_for_status()
                 text = await response.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            samples = parse_metrics(text, time.time(), self.keep)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: not Prometheus text
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             return []
-        samples = parse_metrics(text, time.time(), self.keep)
         if self.models is not None:
             models = self.models
             samples = [x for x in samples if x.labels.get("model", "") in models or "model" not in x.labels]

@@ -259,6 +259,10 @@ class EmbeddedServer:
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",
+            # this machine only unless told: Triton's own default is every interface
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--metrics-address={self.host}",
             f"--log-verbose={self.log_verbose}",
             *self.extra_args,
         ]

@@ -1,7 +1,13 @@
 """Storage of runs: a SQLAlchemy database whose schema alembic owns."""
 
-from loadgen.errors import RunNotFound, SchemaError
-from loadgen.storage.migrate import check_schema, current_revision, head_revision, upgrade
+from loadgen.errors import RunNotFound, SchemaError, StorageError
+from loadgen.storage.migrate import (
+    SQLITE_BUSY_TIMEOUT_S,
+    check_schema,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from loadgen.storage.models import DEFAULT_DB_URL, db_url
 from loadgen.storage.records import MetricSampleRecord, RunRecord, StepRecord
 from loadgen.storage.store import RunStore
@@ -12,8 +18,10 @@ __all__ = [
     "RunNotFound",
     "RunRecord",
     "RunStore",
+    "SQLITE_BUSY_TIMEOUT_S",
     "SchemaError",
     "StepRecord",
+    "StorageError",
     "check_schema",
     "current_revision",
     "db_url",

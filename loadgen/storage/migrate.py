@@ -1,28 +1,130 @@
-"""Alembic wiring: the schema of a loadgen database is whatever its revisions built.
+"""Opening a database, and alembic wiring: the schema of a loadgen database is whatever its revisions built.
 
 The configuration is built in code, pointing at the ``loadgen.migrations``
 package wherever it is installed, so no ``alembic.ini`` is needed at run time.
+
+Opening is where a database's faults show first, so the engine is made here with
+bounded waits, and :func:`storage_errors` turns the faults of the database itself
+(locked, full, read-only, unreachable, not a database, no driver) into one
+:class:`~loadgen.errors.StorageError` line; a bug (a bad statement) stays a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, Dialect, Engine, event, inspect, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError, OperationalError
 
-from loadgen.errors import SchemaError
+from loadgen.errors import SchemaError, StorageError
 from loadgen.storage.models import make_engine
 
 log = logging.getLogger(__name__)
 
 VERSION_TABLE = "alembic_version"
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite write waits for another writer's lock before it gives up (long enough for
+another sweep's commits, short enough to notice a stuck writer); ``?timeout=SECONDS`` in the URL
+sets another bound."""
+CONNECT_TIMEOUT_S = 10
+"""How long a PostgreSQL connection attempt may take (``?connect_timeout=SECONDS`` in the URL)."""
+POSTGRES_HINT = "postgresql+psycopg://USER@HOST/DB (pip install 'loadgen[postgres]')"
+DRIVER_HINTS = {
+    "psycopg": "pip install 'loadgen[postgres]'",
+    "psycopg2": "write postgresql+psycopg:// and pip install 'loadgen[postgres]' (or psycopg2-binary)",
+    "MySQLdb": "pip install mysqlclient, or write mysql+pymysql:// and pip install pymysql",
+    "pymysql": "pip install pymysql",
+}
+"""What to install when a URL's driver module is missing, by the module's name."""
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: never its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def open_engine(url: str) -> Engine:
+    """:func:`make_engine` with bounded waits; an unknown scheme or a missing driver is a StorageError."""
+    shown = shown_url(url)
+    try:
+        engine = make_engine(url)
+    except NoSuchModuleError:
+        scheme = make_url(url).drivername
+        if scheme.partition("+")[0] == "postgres":
+            problem = f"SQLAlchemy dropped the postgres:// alias: write {POSTGRES_HINT}"
+        else:
+            problem = f"unknown URL scheme {scheme!r}: give a file path, sqlite:///FILE or {POSTGRES_HINT}"
+        raise StorageError(f"runs database {shown}: {problem}") from None
+    except ImportError as exc:
+        name = exc.name or str(exc)
+        hint = DRIVER_HINTS.get(name, f"install the Python package that provides {name}")
+        raise StorageError(f"runs database {shown}: its driver {name} is not installed: {hint}") from None
+    event.listen(engine, "do_connect", _bounded_waits)
+    return engine
+
+
+def _bounded_waits(dialect: Dialect, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+    # the URL's own bounds (?timeout=, ?connect_timeout=) arrive in params and win
+    if dialect.name == "sqlite":
+        params.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
+    elif dialect.name == "postgresql" and dialect.driver in ("psycopg", "psycopg2"):
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+
+
+def _fault(exc: DBAPIError, url: str) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when ``exc`` is the database's fault rather than a bug; else None."""
+    orig = exc.orig
+    said = " ".join(str(orig if orig is not None else exc).split())
+    name: str = getattr(orig, "sqlite_errorname", None) or ""
+    state: str = getattr(orig, "sqlstate", None) or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        waited = make_url(url).query.get("timeout", SQLITE_BUSY_TIMEOUT_S)
+        return (
+            f"locked by another writer, gave up after {float(str(waited)):g} s ({said})",
+            "run again once it is done, or wait longer with ?timeout=SECONDS in the --db URL",
+        )
+    if name == "SQLITE_FULL" or state == "53100":
+        return f"disk full ({said})", "free space, or pass --db on another disk"
+    if name.startswith("SQLITE_READONLY") or state == "25006":
+        return f"read-only ({said})", "make it writable, or pass another --db"
+    if name == "SQLITE_NOTADB":
+        return f"not a SQLite database ({said})", "pass another --db; the file was left as it was"
+    if name.startswith("SQLITE_CORRUPT"):
+        return f"corrupt ({said})", "restore it from a copy, or pass another --db"
+    if name.startswith("SQLITE_CANTOPEN"):
+        return f"cannot open the file ({said})", "does its folder exist, and may loadgen write there?"
+    if name == "SQLITE_ERROR" or not (isinstance(exc, OperationalError) or type(exc) is DatabaseError):
+        return None  # a bad statement or a missing table: a bug, whose traceback helps
+    if name:
+        return said, "check the file and its disk"
+    return said, "check the --db URL (host, port, user, password) and that the database server is up"
+
+
+@contextlib.contextmanager
+def storage_errors(url: str, lost: str = "") -> Iterator[None]:
+    """Faults of the database at ``url`` as one StorageError line; ``lost`` says what they cost."""
+    try:
+        yield
+    except DBAPIError as exc:
+        fault = _fault(exc, url)
+        if fault is None:
+            raise
+        problem, hint = fault
+        raise StorageError(f"runs database {shown_url(url)}: {problem}{lost}; {hint}") from exc
 
 
 def _script_location() -> Path:
@@ -114,9 +216,9 @@ def ensure_schema(conn: Connection, *, auto_upgrade: bool) -> None:
 
 def upgrade(url: str) -> None:
     """Bring the database at ``url`` to head (creating the schema if it is empty)."""
-    engine = make_engine(url)
+    engine = open_engine(url)
     try:
-        with engine.connect() as conn:
+        with storage_errors(url), engine.connect() as conn:
             ensure_schema(conn, auto_upgrade=True)
     finally:
         engine.dispose()
@@ -124,9 +226,9 @@ def upgrade(url: str) -> None:
 
 def current_revision(url: str) -> str | None:
     """The database's schema revision; None if it has none (empty, or not loadgen's)."""
-    engine = make_engine(url)
+    engine = open_engine(url)
     try:
-        with engine.connect() as conn:
+        with storage_errors(url), engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
@@ -134,9 +236,9 @@ def current_revision(url: str) -> str | None:
 
 def check_schema(url: str) -> None:
     """Raise :class:`SchemaError` unless the database at ``url`` is at head; migrates nothing."""
-    engine = make_engine(url)
+    engine = open_engine(url)
     try:
-        with engine.connect() as conn:
+        with storage_errors(url), engine.connect() as conn:
             ensure_schema(conn, auto_upgrade=False)
     finally:
         engine.dispose()

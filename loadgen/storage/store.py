@@ -2,6 +2,8 @@
 
 Each step is committed on its own, so an interrupted run keeps every step it
 finished. Reads return frozen dataclasses detached from any session (``records``).
+A fault of the database itself (locked past its bound, disk full, read-only, unreachable)
+is a one-line :class:`~loadgen.errors.StorageError` that says what was kept and what was not.
 """
 
 from __future__ import annotations
@@ -13,17 +15,16 @@ from typing import Any, Self
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from loadgen.errors import RunNotFound
+from loadgen.errors import RunNotFound, StorageError
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import BatchStat, DurationStat, RunInfo, RunStatus, StepResult
-from loadgen.storage.migrate import ensure_schema
+from loadgen.storage.migrate import ensure_schema, open_engine, shown_url, storage_errors
 from loadgen.storage.models import (
     DEFAULT_DB_URL,
     BatchStatRow,
     MetricSampleRow,
     RunRow,
     StepRow,
-    make_engine,
 )
 from loadgen.storage.records import (
     MetricSampleRecord,
@@ -42,22 +43,27 @@ class RunStore:
 
     Opening it checks the schema revision. An empty database, or one an older
     loadgen wrote, is upgraded when ``auto_upgrade`` (logged); otherwise, or when
-    the database is not loadgen's or is newer, :class:`SchemaError` is raised.
+    the database is not loadgen's or is newer, :class:`SchemaError` is raised. A fault of the
+    database (it cannot be opened, read or written) raises :class:`StorageError`.
     """
 
     def __init__(self, url: str = DEFAULT_DB_URL, *, auto_upgrade: bool = True) -> None:
         self.url = url
-        self._engine = make_engine(url)
+        self._engine = open_engine(url)
         try:
-            with self._engine.connect() as conn:
+            with storage_errors(url), self._engine.connect() as conn:
                 ensure_schema(conn, auto_upgrade=auto_upgrade)
         except BaseException:
             self._engine.dispose()
             raise
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._stored: dict[int, int] = {}
+        """Steps committed per run by this store: what a failed write says is kept."""
+        self._lost: dict[int, StorageError] = {}
+        """A run's failed step write, which a failure to finish that run repeats (it says more)."""
 
     def _not_found(self, run_id: int) -> RunNotFound:
-        return RunNotFound(f"no run {run_id} in {self._engine.url.render_as_string(hide_password=True)}")
+        return RunNotFound(f"no run {run_id} in {shown_url(self.url)}")
 
     def _run_row(self, session: Session, run_id: int) -> RunRow:
         row = session.get(RunRow, run_id)
@@ -81,15 +87,31 @@ class RunStore:
             host=info.host,
             labels=info.labels,
         )
-        with self._sessions.begin() as session:
+        with storage_errors(self.url, "; the run was not recorded"), self._sessions.begin() as session:
             session.add(row)
             session.flush()
-            return row.id
+            run_id: int = row.id
+        self._stored[run_id] = 0
+        return run_id
 
     def add_step(self, run_id: int, step: StepResult) -> int:
         """Commit one step with its batch stats and metric samples; returns the step id."""
+        kept = self._stored.get(run_id)
+        lost = (
+            f"; run {run_id} keeps {'its' if kept is None else kept} finished step(s), not the one just ended"
+        )
+        try:
+            step_id = self._add_step(run_id, step, lost)
+        except StorageError as exc:
+            self._lost[run_id] = exc
+            raise
+        if kept is not None:
+            self._stored[run_id] = kept + 1
+        return step_id
+
+    def _add_step(self, run_id: int, step: StepResult, lost: str) -> int:
         row = step_row(run_id, step)
-        with self._sessions.begin() as session:
+        with storage_errors(self.url, lost), self._sessions.begin() as session:
             self._run_row(session, run_id)
             session.add(row)
             session.flush()
@@ -131,15 +153,22 @@ class RunStore:
     def finish_run(self, run_id: int, status: RunStatus, error: str | None = None) -> None:
         if status is RunStatus.RUNNING:
             raise ValueError("a run cannot finish as running")
-        with self._sessions.begin() as session:
-            row = self._run_row(session, run_id)
-            row.status = RunStatus(status).value
-            row.error = error
-            row.ended_at = datetime.now(UTC)
+        lost = f"; run {run_id} keeps its steps but could not be marked {RunStatus(status).value}"
+        try:
+            with storage_errors(self.url, lost), self._sessions.begin() as session:
+                row = self._run_row(session, run_id)
+                row.status = RunStatus(status).value
+                row.error = error
+                row.ended_at = datetime.now(UTC)
+        except StorageError:
+            if (first := self._lost.pop(run_id, None)) is not None:  # it says what was lost
+                raise first from None
+            raise
+        self._lost.pop(run_id, None)
 
     def delete_run(self, run_id: int) -> None:
         """Delete a run; its steps, batch stats and samples go with it (ON DELETE CASCADE)."""
-        with self._sessions.begin() as session:
+        with storage_errors(self.url), self._sessions.begin() as session:
             self._run_row(session, run_id)
             session.execute(delete(RunRow).where(RunRow.id == run_id))
 
@@ -157,11 +186,11 @@ class RunStore:
     def list_runs(self, model: str | None = None, limit: int | None = None) -> list[RunRecord]:
         """Runs, newest first."""
         where = [] if model is None else [RunRow.model == model]
-        with self._sessions() as session:
+        with storage_errors(self.url), self._sessions() as session:
             return self._runs(session, *where, limit=limit)
 
     def get_run(self, run_id: int) -> RunRecord:
-        with self._sessions() as session:
+        with storage_errors(self.url), self._sessions() as session:
             runs = self._runs(session, RunRow.id == run_id)
         if not runs:
             raise self._not_found(run_id)
@@ -169,22 +198,22 @@ class RunStore:
 
     def steps(self, run_id: int) -> list[StepRecord]:
         """The run's steps by step index (empty for a run without steps; RunNotFound for no run)."""
-        with self._sessions() as session:
+        with storage_errors(self.url), self._sessions() as session:
             self._run_row(session, run_id)
             query = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.step_index)
             return [step_record(row) for row in session.scalars(query)]
 
     def step_histogram(self, step_id: int) -> LatencyHistogram:
-        with self._sessions() as session:
+        with storage_errors(self.url), self._sessions() as session:
             data = session.scalar(select(StepRow.histogram).where(StepRow.id == step_id))
         if data is None:
-            raise RunNotFound(f"no step {step_id} in {self._engine.url.render_as_string(hide_password=True)}")
+            raise RunNotFound(f"no step {step_id} in {shown_url(self.url)}")
         return LatencyHistogram.decode(data)
 
     def batch_stats(self, step_id: int) -> list[BatchStat]:
         """The step's server batch statistics, by batch size."""
         query = select(BatchStatRow).where(BatchStatRow.step_id == step_id).order_by(BatchStatRow.batch_size)
-        with self._sessions() as session:
+        with storage_errors(self.url), self._sessions() as session:
             return [
                 BatchStat(
                     r.batch_size,
@@ -210,7 +239,7 @@ class RunStore:
         query = query.order_by(StepRow.step_index, sample.ts, sample.id)
         if name is not None:
             query = query.where(sample.name == name)
-        with self._sessions() as session:
+        with storage_errors(self.url), self._sessions() as session:
             return [
                 MetricSampleRecord(r.step_id, r.ts, r.name, r.labels, none_to_nan(r.value))
                 for r in session.scalars(query)

@@ -10,9 +10,12 @@ exception objects; the engine, not the transport, records what happened.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import numpy as np
 
 Sender = Callable[[Any], Awaitable[str | None]]
 """``await sender(prepared)`` -> None on success, else the error reason."""
@@ -83,6 +86,18 @@ class OutputTensor:
     shape: tuple[int, ...]
     data: bytes
     """Raw little-endian tensor bytes, as :attr:`InputTensor.data`."""
+
+    def size_problem(self) -> str | None:
+        """Why the bytes cannot be this datatype and shape (``--validate`` would compare arrays of
+        another shape); None when they fit. BYTES are length-prefixed: any size."""
+        numpy_type = "<u2" if self.datatype == "BF16" else NUMPY_DTYPES.get(self.datatype)
+        if numpy_type is None:
+            return None
+        needed = math.prod(self.shape) * np.dtype(numpy_type).itemsize
+        if len(self.data) == needed:
+            return None
+        shape = f"{self.datatype} {list(self.shape)}"
+        return f"output {self.name!r} has {len(self.data)} bytes, {shape} needs {needed}"
 
 
 CaptureSender = Callable[[Any], Awaitable[tuple[str | None, Any]]]

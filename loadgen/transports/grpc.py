@@ -19,7 +19,7 @@ import grpc
 from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
 from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender
-from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, error_reason, parse_response
+from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, error_reason, read_outputs
 from loadgen.transports.reasons import connection_lost, connection_reason
 
 _METHOD = "/inference.GRPCInferenceService/ModelInfer"
@@ -101,16 +101,18 @@ class GrpcTransport:
         call, channel = self._call(slot // self._slots_per_channel)
         metadata, timeout, peer = self._metadata, self._timeout, self.url
 
-        async def send(request: bytes) -> tuple[str | None, bytes]:
+        async def send(request: bytes) -> tuple[str | None, dict[str, OutputTensor]]:
             try:
-                return None, await call(request, metadata=metadata, timeout=timeout)
+                answer = await call(request, metadata=metadata, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
-                return rpc_reason(exc, channel, peer), b""
+                return rpc_reason(exc, channel, peer), {}
+            return read_outputs(answer)
 
         return send
 
-    def parse_outputs(self, response: bytes) -> dict[str, OutputTensor]:
-        return parse_response(response)
+    def parse_outputs(self, response: dict[str, OutputTensor]) -> dict[str, OutputTensor]:
+        """The outputs the capture sender has read already (:func:`read_outputs`)."""
+        return response
 
     async def close(self) -> None:
         for channel in self._channels:

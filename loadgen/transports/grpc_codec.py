@@ -8,6 +8,7 @@ compare, and spread their in-flight slots over connections the same way.
 from __future__ import annotations
 
 import grpc
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2
 
 from loadgen.transports.base import InferRequestSpec, OutputTensor
@@ -44,3 +45,16 @@ def parse_response(data: bytes) -> dict[str, OutputTensor]:
         out.name: OutputTensor(out.name, out.datatype, tuple(out.shape), raw[i] if i < len(raw) else b"")
         for i, out in enumerate(response.outputs)
     }
+
+
+def read_outputs(data: bytes) -> tuple[str | None, dict[str, OutputTensor]]:
+    """``--validate``: the outputs of an answer, or an INTERNAL reason when its message is no
+    ModelInferResponse or its bytes do not fit their shapes (the call fails, the slot goes on)."""
+    try:
+        outputs = parse_response(data)
+    except DecodeError as exc:
+        return status_reason("INTERNAL", f"the answer is no inference response: {exc}"), {}
+    for output in outputs.values():
+        if (problem := output.size_problem()) is not None:
+            return status_reason("INTERNAL", problem), {}
+    return None, outputs

@@ -28,7 +28,7 @@ from loadgen.transports.base import (
     Sender,
     Watchdog,
 )
-from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, parse_response
+from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, read_outputs
 from loadgen.transports.h2_connection import H2Connection
 from loadgen.transports.h2_frames import MAX_WINDOW, PreparedCall
 from loadgen.transports.h2_headers import encode_headers, status_reason
@@ -176,18 +176,19 @@ class GrpcH2Transport:
         return await connection.call(call, keep_body=True)
 
     def capture_sender(self, slot: int) -> CaptureSender:
-        async def send(call: PreparedCall) -> tuple[str | None, bytes]:
+        async def send(call: PreparedCall) -> tuple[str | None, dict[str, OutputTensor]]:
             reason, body = await self.call(call, slot)
             if reason is not None:
-                return reason, b""
+                return reason, {}
             if body[:1] != b"\x00":
-                return status_reason(grpc.StatusCode.INTERNAL, "compressed or empty response message"), b""
-            return None, body[5:]
+                return status_reason(grpc.StatusCode.INTERNAL, "compressed or empty response message"), {}
+            return read_outputs(body[5:])
 
         return send
 
-    def parse_outputs(self, response: bytes) -> dict[str, OutputTensor]:
-        return parse_response(response)
+    def parse_outputs(self, response: dict[str, OutputTensor]) -> dict[str, OutputTensor]:
+        """The outputs the capture sender has read already (:func:`read_outputs`)."""
+        return response
 
     async def close(self, timeout_s: float = 1.0) -> None:
         """Close every connection and wait (``timeout_s`` at most, then abort) until they are

@@ -54,11 +54,13 @@ from loadgen.transports.h2_frames import (
     STREAM_MASK,
     U32,
     WINDOW_UPDATE,
+    ConnectionError_,
     PreparedCall,
     frame,
     goaway,
     h2_error_name,
     settings_frame,
+    unpadded,
     window_update,
 )
 from loadgen.transports.h2_headers import RESET_CODES, HeaderDecoder, interpret, status_reason
@@ -66,14 +68,6 @@ from loadgen.transports.reasons import connection_lost, connection_reason
 
 RECEIVE_FRAME_SIZE = 2**20
 """What we let the server send in one frame: fewer, larger DATA frames to parse."""
-
-
-class ConnectionError_(Exception):
-    """A connection error found while parsing (RFC 9113 §5.4.1): code and message."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class _Stream:
@@ -228,15 +222,13 @@ class H2Connection(asyncio.Protocol):
             self._write(window_update(sid, stream.received))
             stream.received = 0
         if stream.body is not None:
-            if flags & PADDED:
-                start, stop = start + 1, stop - data[start]
-            stream.body.append(data[start:stop])
+            stream.body.append(unpadded(data[start:stop]) if flags & PADDED else data[start:stop])
         if flags & END_STREAM:
             self._finish(stream, status_reason(grpc.StatusCode.INTERNAL, "response ended without trailers"))
 
     def _on_headers(self, sid: int, flags: int, block: bytes) -> None:
         if flags & PADDED:
-            block = block[1 : len(block) - block[0]]
+            block = unpadded(block)
         if flags & PRIORITY_FLAG:
             block = block[5:]
         if not flags & END_HEADERS:
@@ -288,6 +280,8 @@ class H2Connection(asyncio.Protocol):
         for key, value in struct.iter_unpack(">HL", payload):
             if key == SETTINGS_MAX_CONCURRENT_STREAMS:
                 self.max_streams = value
+                if value == 0:  # it takes no stream: retired, as by GOAWAY (a call would wait forever)
+                    self.usable = False
             elif key == SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise ConnectionError_(FLOW_CONTROL_ERROR, "initial window over 2^31-1")
@@ -318,7 +312,7 @@ class H2Connection(asyncio.Protocol):
             raise ConnectionError_(FRAME_SIZE_ERROR, "GOAWAY too short")
         last, code = struct.unpack_from(">LL", payload)
         last &= STREAM_MASK
-        debug = payload[8:].decode("utf-8", "replace")
+        debug = " ".join(payload[8:].decode("utf-8", "replace").split())  # a reason is one line
         said = f"{h2_error_name(code)}{': ' + debug if debug else ''}"
         reason = connection_reason(f"server sent GOAWAY ({said})")
         self.closed_reason = reason

@@ -58,6 +58,21 @@ U32 = struct.Struct(">L")
 STREAM_MASK = 0x7FFFFFFF
 
 
+class ConnectionError_(Exception):
+    """A connection error found while parsing (RFC 9113 §5.4.1): code and message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def unpadded(payload: bytes) -> bytes:
+    """A PADDED frame's content: after its pad length, before its padding (RFC 9113 §6.1)."""
+    if not payload or payload[0] >= len(payload):
+        raise ConnectionError_(PROTOCOL_ERROR, f"padding longer than its {len(payload)}-byte frame")
+    return payload[1 : len(payload) - payload[0]]
+
+
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     """One HTTP/2 frame: the 9-byte header and the payload."""
     n = len(payload)

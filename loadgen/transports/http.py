@@ -28,7 +28,7 @@ from loadgen.transports.base import (
     Sender,
     Watchdog,
 )
-from loadgen.transports.reasons import cannot_connect, connection_lost, http_reason
+from loadgen.transports.reasons import cannot_connect, connection_lost, http_reason, status_reason
 
 
 def build_request(
@@ -64,7 +64,7 @@ def build_request(
 def _error_reason(status: int, body: bytes) -> str:
     try:
         message = str(json.loads(body)["error"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         message = body.decode("utf-8", "replace").strip()
     return http_reason(status, message)
 
@@ -196,28 +196,55 @@ class _CapturingConnection(_Connection):
         super().on_body(body)
         self.body.append(body)
 
-    async def capture(self, request: bytes) -> tuple[str | None, tuple[int | None, bytes]]:
+    async def capture(self, request: bytes) -> tuple[str | None, dict[str, OutputTensor]]:
+        """The reason and the outputs: a 200 whose body is no inference response fails as INTERNAL
+        (as the gRPC clients fail an unreadable message) instead of breaking ``--validate``."""
         error = await self.send(request)
-        return error, (self.header_length, b"".join(self.body))
+        if error is not None:
+            return error, {}
+        try:
+            return None, parse_response(self.header_length, b"".join(self.body))
+        except ValueError as exc:
+            return status_reason("INTERNAL", str(exc)), {}
+
+
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+"""What reading a peer's JSON as an output raises where it is not one (a missing key, a wrong type)."""
 
 
 def parse_response(header_length: int | None, body: bytes) -> dict[str, OutputTensor]:
-    """Outputs of a v2 inference response: binary (after the JSON header) or JSON ``data``."""
-    header = json.loads(body[:header_length] if header_length is not None else body)
+    """Outputs of a v2 inference response: binary (after the JSON header) or JSON ``data``;
+    ValueError (one line) for a body that is not one."""
+    try:
+        header = json.loads(body[:header_length] if header_length is not None else body)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"the response's header is not JSON ({type(exc).__name__})") from None
+    entries = header.get("outputs", []) if isinstance(header, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(out, dict) for out in entries):
+        raise ValueError("the response's header has no list of outputs")
     offset = header_length or 0
     outputs = {}
-    for out in header.get("outputs", []):
-        shape = tuple(int(d) for d in out.get("shape", []))
-        size = (out.get("parameters") or {}).get("binary_data_size")
-        if size is not None:
-            data = body[offset : offset + int(size)]
-            offset += int(size)
-        elif out["datatype"] == "BYTES":
-            items = [v.encode() if isinstance(v, str) else bytes(v) for v in out.get("data", [])]
-            data = b"".join(len(v).to_bytes(4, "little") + v for v in items)
-        else:
-            data = np.asarray(out.get("data", []), dtype=NUMPY_DTYPES.get(out["datatype"], "<f4")).tobytes()
-        outputs[out["name"]] = OutputTensor(out["name"], out["datatype"], shape, data)
+    for out in entries:
+        try:
+            name, datatype = str(out["name"]), str(out["datatype"])
+            shape = tuple(int(d) for d in out.get("shape", []))
+            size = (out.get("parameters") or {}).get("binary_data_size")
+            if size is not None:
+                data = body[offset : offset + int(size)]
+                offset += int(size)
+            elif datatype == "BYTES":
+                items = [v.encode() for v in out.get("data", [])]  # JSON gives BYTES as strings
+                data = b"".join(len(v).to_bytes(4, "little") + v for v in items)
+            else:
+                data = np.asarray(out.get("data", []), dtype=NUMPY_DTYPES.get(datatype, "<f4")).tobytes()
+        except _MALFORMED as exc:
+            raise ValueError(
+                f"output {out.get('name')!r} of the response is malformed ({type(exc).__name__})"
+            ) from None
+        output = OutputTensor(name, datatype, shape, data)
+        if (problem := output.size_problem()) is not None:
+            raise ValueError(problem)
+        outputs[name] = output
     return outputs
 
 
@@ -264,8 +291,9 @@ class HttpTransport:
             self._capturing.append(_CapturingConnection(self.host, self.port, self._ssl))
         return self._capturing[slot].capture
 
-    def parse_outputs(self, response: tuple[int | None, bytes]) -> dict[str, OutputTensor]:
-        return parse_response(*response)
+    def parse_outputs(self, response: dict[str, OutputTensor]) -> dict[str, OutputTensor]:
+        """The outputs :meth:`_CapturingConnection.capture` has read already."""
+        return response
 
     async def close(self) -> None:
         self._watchdog.stop()

@@ -124,7 +124,9 @@ def test_server_killed_mid_sweep_fails_the_run_and_keeps_finished_steps(
         assert run.status is RunStatus.FAILED
         assert run.error and "server lost" in run.error
         assert 1 <= run.step_count < 6
-        assert all(s.throughput > 0 for s in store.steps(run_id))
+        *finished, cut = store.steps(run_id)  # the step it died in is kept, marked
+        assert all(s.throughput > 0 and s.interrupted is None for s in finished)
+        assert cut.interrupted is not None
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_exits_130(triton: EmbeddedServer, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from loadgen.errors import EXIT_ERRORS
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
 from tests.cli import loadgen
@@ -38,7 +39,8 @@ def _url(triton: EmbeddedServer, transport: str) -> str:
     return triton.http_url if transport == "http" else triton.grpc_url
 
 
-def _sweep(triton: EmbeddedServer, model: str, transport: str, db: str, *extra: str) -> str:
+def _sweep(triton: EmbeddedServer, model: str, transport: str, db: str, *extra: str, code: int = 0) -> str:
+    """Failed requests are data, not a failed run: exit 0, or 4 when every request failed."""
     result = loadgen(
         "sweep",
         "-m",
@@ -51,7 +53,7 @@ def _sweep(triton: EmbeddedServer, model: str, transport: str, db: str, *extra: 
         db,
         *extra,
     )
-    assert result.returncode == 0, result.stderr  # failed requests are data, not a failed run
+    assert result.returncode == code, result.stderr
     return result.stdout
 
 
@@ -91,7 +93,7 @@ def test_a_models_own_unavailable_is_offered_again_at_once(
     for code in (4, 1):  # UNAVAILABLE, then INTERNAL
         transport = "grpc-h2" if client == "h2" else "grpc-aio"
         args = ("--input-data", str(_codes(tmp_path, code)), "--concurrency", "4")
-        _sweep(triton, "error_code", transport, db, *args)
+        _sweep(triton, "error_code", transport, db, *args, code=EXIT_ERRORS)
         step = _last_step(db)
         assert set(step.errors) == {REASONS[code]} and step.request_count == 0, step.errors
         rates[code] = step.error_count / step.duration_s
@@ -118,7 +120,7 @@ def test_a_full_queue_is_rejected_with_one_reason_on_every_transport(
 def test_a_step_where_everything_failed_has_no_server_times(triton: EmbeddedServer, tmp_path: Path) -> None:
     """A request the model fails by raising is a failure to Triton: no queue or compute time at all."""
     db = f"sqlite:///{tmp_path}/r.db"
-    _sweep(triton, "error_code", "grpc-h2", db, "--input-data", str(_codes(tmp_path, -1)))
+    _sweep(triton, "error_code", "grpc-h2", db, "--input-data", str(_codes(tmp_path, -1)), code=EXIT_ERRORS)
     step = _last_step(db)
     assert step.request_count == 0 and step.error_count > 0
     assert step.server_fail_count is not None and step.server_fail_count > 0  # the server counted them

@@ -137,4 +137,5 @@ def test_headers_are_sent_but_never_stored(triton: EmbeddedServer, tmp_path: Pat
     for path in tmp_path.iterdir():  # the database and its WAL
         assert b"s3cret" not in path.read_bytes()
     bad = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "-H", "no colon here", "--db", db)
-    assert bad.returncode == 2 and "bad --header 'no colon here'" in one_line_error(bad)
+    error = one_line_error(bad)  # not echoed: a header without its colon may be a whole token
+    assert bad.returncode == 2 and "bad --header" in error and "no colon here" not in error

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loadgen.errors import EXIT_ERRORS
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.cli import loadgen, one_line_error
@@ -110,7 +111,7 @@ def test_a_sample_the_model_rejects_is_counted_with_its_message(
         "--db",
         db,
     )
-    assert result.returncode == 0, result.stderr  # a failing request is data, not a crash
+    assert result.returncode == EXIT_ERRORS, result.stderr  # failing requests are data: stored, exit 4
     requests, errors, reasons = _only_run(db)
     assert requests == 0 and errors > 0
     assert any("MASK [1, 2] must match TOKENS [1, 3]" in reason for reason in reasons)

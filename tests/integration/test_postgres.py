@@ -229,5 +229,5 @@ def test_a_wrong_password_is_a_one_line_error(postgres: PostgresServer) -> None:
     result = loadgen("runs", "--db", url.render_as_string(hide_password=False))
     assert result.returncode == 2
     err = result.stderr.strip()
-    assert err.startswith("loadgen: error: runs database:") and "\n" not in err
+    assert err.startswith("loadgen: error: runs database ") and "\n" not in err
     assert "password authentication failed" in err and PASSWORD not in err

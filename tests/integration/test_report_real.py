@@ -314,7 +314,7 @@ def test_report_usage_errors_are_one_line(tmp_path: Path, capsys: pytest.Capture
     missing_dir = ["-o", str(tmp_path / "nowhere" / "r.html")]
     with RunStore(db[1]) as store:
         store.create_run(_info())
-    assert "existing directory" in _usage_error(["report", "1", *missing_dir, *db], capsys)
+    assert "does not exist" in _usage_error(["report", "1", *missing_dir, *db], capsys)
 
 
 def _info() -> RunInfo:

@@ -131,7 +131,15 @@ def test_ports_agree_with_the_cli_defaults(compose: dict[str, Any]) -> None:
     published = {str(p) for p in triton["ports"]}
     assert {f"{p}:{p}" for p in (http, grpc, metrics, DEFAULT_EXPORTER_PORT)} <= published
     # loadgen shares Triton's network namespace: the plan's localhost:8001 is Triton there
-    assert compose["services"]["loadgen"]["network_mode"] == "service:tritonserver"
+    loadgen = compose["services"]["loadgen"]
+    assert loadgen["network_mode"] == "service:tritonserver"
+    # the exporter listens on loopback unless told: Prometheus scrapes it from another container
+    here = [
+        str(DOCKER.parent / arg.lstrip("/")) if arg.startswith("/plans/") else arg
+        for arg in loadgen["command"]
+    ]
+    scheduled = build_parser().parse_args(here)  # the plan as mounted (../plans:/plans)
+    assert (scheduled.exporter_port, scheduled.exporter_addr) == (DEFAULT_EXPORTER_PORT, "0.0.0.0")
     assert re.search(rf"^EXPOSE {DEFAULT_EXPORTER_PORT}$", (DOCKER / "Dockerfile").read_text("utf-8"), re.M)
     prometheus = _yaml(DOCKER / "prometheus.yml")
     targets = {

@@ -51,6 +51,7 @@ def steps(*rows: dict[str, Any]) -> pd.DataFrame:
             "server_compute_input_us": NAN,
             "server_compute_infer_us": NAN,
             "server_compute_output_us": NAN,
+            "request_count": 300,
             "error_count": 0,
             "errors": {},
             "stable": True,
@@ -203,6 +204,23 @@ def test_errors_unstable_steps_and_missing_stats_are_called_out() -> None:
     ]
     assert "7 failed request(s): 5 x UNAVAILABLE: gone; 2 x INTERNAL: oops" in found[0].text
     assert "within 10 window(s)" in found[1].text
+
+
+def test_a_step_that_only_failed_a_cut_step_and_a_metrics_gap_are_called_out() -> None:
+    frame = steps(
+        {"request_count": 0, "error_count": 9, "errors": {"INTERNAL: no": 9}},
+        {"p99": 10, "interrupted": "cannot reach Triton at h:1 (gRPC): refused", "window_count": 2},
+        {"p99": 10, "metrics_failed_scrapes": 4},
+    )
+    found = quality_findings(frame)
+    assert [(f.kind, f.severity, f.step_index) for f in found] == [
+        (Kind.ERRORS, Severity.ERROR, 0),
+        (Kind.INTERRUPTED, Severity.ERROR, 1),
+        (Kind.METRICS_GAP, Severity.WARNING, 2),
+    ]
+    assert "every one of its 9 requests failed, so its numbers describe failures" in found[0].text
+    assert "cut short" in found[1].text and "2 window(s) before" in found[1].text
+    assert "4 scrape(s) of the metrics endpoint failed" in found[2].text
 
 
 def _run(status: RunStatus, step_count: int, error: str | None = None) -> RunRecord:

@@ -77,6 +77,8 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "protocol": (["-i", "http"], "http"),
         "grpc_client": (["--grpc-client", "aio"], "aio"),
         "request_timeout_s": (["--request-timeout", "2.5"], "2.5"),
+        "retry_unavailable_s": (["--retry-unavailable", "30"], "30"),
+        "max_error_rate": (["--max-error-rate", "5%"], "5%"),
         "headers": (["-H", "X-A: b", "-H", "X-C: d"], "{X-A: b, X-C: d}"),
         "metrics_url": (["--metrics-url", "http://m:1/metrics"], "http://m:1/metrics"),
         "no_metrics": (["--no-metrics"], "true"),

@@ -25,6 +25,7 @@ from loadgen.commands.shared import add_db_option, print_run, run_async
 from loadgen.config import OPTIONS, SweepSettings, build_settings, option_key, spell_flag
 from loadgen.config.scenarios import words
 from loadgen.errors import ConfigError, SettingsError
+from loadgen.storage import DEFAULT_DB_URL
 from loadgen.tls import INSECURE_WARNING
 
 if TYPE_CHECKING:
@@ -244,7 +245,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         write_run_report(args.db, [o.run_id for o in outcomes], args.report)
     warn_unanswered(outcomes)
-    return exit_status(outcomes, sweeps)
+    code = exit_status(outcomes, sweeps)
+    print_next_steps(args.db, outcomes, report_written=args.report is not None)
+    return code
 
 
 def _csv_path(path: Path | None, model: str, count: int) -> Path | None:
@@ -252,6 +255,38 @@ def _csv_path(path: Path | None, model: str, count: int) -> Path | None:
     if path is None or count == 1:
         return path
     return path.with_name(f"{path.stem}.{model}{path.suffix}")
+
+
+def print_next_steps(db: str, outcomes: Sequence[SweepOutcome], *, report_written: bool) -> None:
+    """Where the runs went and what to run next (on stderr: stdout keeps the tables), and what to
+    do about steps that did not stabilise."""
+    from sqlalchemy import make_url
+
+    runs = [o for o in outcomes if o.run_id]
+    if not runs:
+        return
+    ids = " ".join(str(o.run_id) for o in runs)
+    shown_db = make_url(db).render_as_string(hide_password=True)
+    stored = ", ".join(f"run {o.run_id} ({o.model})" for o in runs)
+    print(f"loadgen: stored {stored} in {shown_db}", file=sys.stderr)
+    db_flag = "" if db == DEFAULT_DB_URL else f" --db '{shown_db}'"
+    if not report_written:
+        print(f"loadgen: next: loadgen report {ids} -o report.html{db_flag}", file=sys.stderr)
+    unstable = [
+        words("request_rate" if s.request_rate is not None else "concurrency").shown(
+            s.request_rate if s.request_rate is not None else s.concurrency
+        )
+        for o in runs
+        for s in o.steps
+        if not s.stable and s.interrupted is None and s.request_count > 0
+    ]
+    if unstable:
+        print(
+            f"loadgen: {len(unstable)} step(s) did not stabilise ({', '.join(unstable[:6])}"
+            f"{', ...' if len(unstable) > 6 else ''}): measure longer (-p), allow more windows "
+            "(--max-windows) or a wider band (--stability-percentage)",
+            file=sys.stderr,
+        )
 
 
 def warn_unanswered(outcomes: Sequence[SweepOutcome]) -> None:

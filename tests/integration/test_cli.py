@@ -77,6 +77,9 @@ def test_sweep_show_runs_and_csv(triton: EmbeddedServer, tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stderr
     assert "Concurrent requests" in result.stdout and "p99 latency (ms)" in result.stdout
+    # where the run went and what to run next, on stderr (stdout keeps the tables)
+    assert f"loadgen: stored run 1 (identity) in {db}" in result.stderr, result.stderr
+    assert f"loadgen: next: loadgen report 1 -o report.html --db '{db}'" in result.stderr
     with out.open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0].keys())[: len(PERF_ANALYZER_COLUMNS)] == list(PERF_ANALYZER_COLUMNS)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadgen.commands import arguments
-from loadgen.commands.shared import add_db_option
+from loadgen.commands.shared import add_db_option, require_database
 from loadgen.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from loadgen.storage import RunStore
 
@@ -115,6 +115,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from analysis.findings import parse_slo
 
     slo = parse_slo(args.slo) if args.slo is not None else None
+    require_database(args.db)
     with RunStore(args.db) as store:
         run_ids = _run_ids(store, args.run_ids, args.latest, args.model)
     return write_run_report(

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from loadgen.commands import arguments
-from loadgen.commands.shared import add_db_option, print_run, stdout_console
+from loadgen.commands.shared import add_db_option, print_run, require_database, stdout_console
 from loadgen.errors import EXIT_OK
 
 
@@ -31,11 +31,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from loadgen.console.tables import print_runs
     from loadgen.storage import RunStore
 
+    require_database(args.db)
     with RunStore(args.db) as store:
         print_runs(store.list_runs(model=args.model, limit=args.limit), stdout_console())
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    require_database(args.db)
     print_run(args.db, args.run_id, args.csv)
     return EXIT_OK

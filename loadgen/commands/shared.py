@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
+from loadgen.errors import ConfigError
 from loadgen.storage import DEFAULT_DB_URL, SQLITE_BUSY_TIMEOUT_S
 
 T = TypeVar("T")
@@ -27,6 +28,20 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
         f"write waits up to {SQLITE_BUSY_TIMEOUT_S:g} s for another writer ('sqlite:///FILE?timeout=SECONDS' "
         "changes it)",
     )
+
+
+def require_database(db: str) -> None:
+    """For the commands that only read runs: a SQLite file that does not exist is an error, not
+    an empty database created where a typo pointed (``runs``, ``show``, ``table``, ``report``...)."""
+    from sqlalchemy import make_url
+
+    url = make_url(db)
+    path = url.database
+    if url.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+        raise ConfigError(
+            f"no runs database at {path}: nothing is stored there yet "
+            "(a sweep creates it; --db names another)"
+        )
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

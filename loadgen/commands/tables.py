@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadgen.commands import arguments
-from loadgen.commands.shared import add_db_option
+from loadgen.commands.shared import add_db_option, require_database
 from loadgen.config.scenarios import words
 from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
 from loadgen.results import RunStatus
@@ -108,6 +108,7 @@ def register(sub: Any) -> None:
 
 
 def _load(db: str, run_id: int) -> tuple[RunRecord, list[StepRecord]]:
+    require_database(db)
     with RunStore(db) as store:
         return store.get_run(run_id), store.steps(run_id)
 
@@ -242,6 +243,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         max_latency_rise_pct=parse_percent("--max-latency-rise", args.max_latency_rise),
         percentile=percentile[0],
     )
+    require_database(args.db)
     with RunStore(args.db) as store:
         try:
             comparison = load_comparison(store, args.base_run, args.new_run, thresholds, force=args.force)

@@ -32,9 +32,21 @@ def test_malformed_range_is_a_usage_error_before_anything_starts(bad: str, tmp_p
 
 
 def test_db_can_be_a_plain_file_path_and_an_empty_one_is_a_usage_error(tmp_path: Path) -> None:
-    listing = loadgen("runs", "--db", str(tmp_path / "plain.db"))
+    plain = tmp_path / "plain.db"
+    missing = loadgen("runs", "--db", str(plain))  # a read-only command never creates a database
+    assert missing.returncode == 2 and f"no runs database at {plain}" in one_line_error(missing)
+    for command in (
+        ["show", "1"],
+        ["table", "1"],
+        ["compare", "1", "2"],
+        ["report", "--latest", "-o", "r.html"],
+    ):
+        refused = loadgen(*command, "--db", str(plain))
+        assert refused.returncode == 2 and "no runs database" in one_line_error(refused), command
+    assert not plain.exists()
+    assert loadgen("db", "upgrade", "--db", str(plain)).returncode == 0  # a plain path is a SQLite file
+    listing = loadgen("runs", "--db", str(plain))
     assert listing.returncode == 0 and "no runs stored yet" in listing.stdout.lower()
-    assert (tmp_path / "plain.db").exists()
     empty = loadgen("runs", "--db", "")
     assert empty.returncode == 2 and "empty --db" in one_line_error(empty)
 

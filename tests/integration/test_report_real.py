@@ -304,6 +304,9 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_report_usage_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = ["--db", f"sqlite:///{tmp_path / 'empty.db'}"]
     out = ["-o", str(tmp_path / "r.html")]
+    assert "no runs database" in _usage_error(["report", "--latest", *out, *db], capsys)  # never created
+    with RunStore(db[1]):
+        pass  # an empty database, as a sweep that stored nothing leaves it
     assert "give run ids" in _usage_error(["report", *out, *db], capsys)
     assert "no stored runs" in _usage_error(["report", "--latest", *out, *db], capsys)
     assert "of model 'x'" in _usage_error(["report", "--latest", "-m", "x", *out, *db], capsys)

@@ -99,19 +99,19 @@ OPTIONS: tuple[Option, ...] = (
         "request_timeout_s",
         ("--request-timeout",),
         f"a request unanswered this long fails as DEADLINE_EXCEEDED and its slot sends again "
-        f"(default {REQUEST_TIMEOUT_S:g}; 0: wait forever)",
-        values.number,
-        metavar="SECONDS",
+        f"(default {REQUEST_TIMEOUT_S:g}s; 0: wait forever; a plain number is seconds)",
+        values.duration_s,
+        metavar="TIME",
         group=SERVER,
     ),
     Option(
         "retry_unavailable_s",
         ("--retry-unavailable",),
-        "when the server goes away mid-sweep, wait up to SECONDS for it to come back and go on with "
+        "when the server goes away mid-sweep, wait up to TIME (30s, 2m) for it to come back and go on with "
         "the next level (the cut step is stored, marked interrupted); default 0: the run fails, its "
         "finished steps kept",
-        values.number,
-        metavar="SECONDS",
+        values.duration_s,
+        metavar="TIME",
         group=SERVER,
     ),
     Option(
@@ -151,9 +151,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "metrics_interval_ms",
         ("--metrics-interval",),
-        "scrape period in ms (default 1000)",
-        values.whole,
-        metavar="MS",
+        "scrape period (default 1s; a plain number is ms)",
+        values.duration_ms,
+        metavar="TIME",
         group=SERVER,
     ),
     # -- TLS
@@ -224,7 +224,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "ramp",
         ("--ramp",),
-        "open loop: one step whose rate rises linearly from FROM to TO requests/s over SECONDS",
+        "open loop: one step whose rate rises linearly from FROM to TO requests/s over SECONDS "
+        "(or a duration: 30s, 2m)",
         values.ramp,
         metavar="FROM:TO:SECONDS",
         group=LOAD,
@@ -273,17 +274,17 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "measurement_interval_ms",
         ("-p", "--measurement-interval"),
-        "measurement window in ms (default 5000)",
-        values.whole,
-        metavar="MS",
+        "measurement window: 5s, 500ms, 1.5m (default 5s; a plain number is ms, as perf_analyzer)",
+        values.duration_ms,
+        metavar="TIME",
         group=MEASURE,
     ),
     Option(
         "warmup_ms",
         ("--warmup",),
-        "warm-up per step in ms (default 1000)",
-        values.whole,
-        metavar="MS",
+        "warm-up per step (default 1s; a plain number is ms)",
+        values.duration_ms,
+        metavar="TIME",
         group=MEASURE,
     ),
     Option(

@@ -31,6 +31,9 @@ _LIMIT = re.compile(
     r"^(?:p(?P<p>\d+(?:\.\d+)?)\s*=\s*)?(?P<v>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>us|ms|s)?$", re.I
 )
 _UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
+_DURATION = re.compile(r"^(?P<v>-?\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)\s*(?P<unit>[a-z]*)$", re.I)
+_SECONDS_PER = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+DURATION_UNITS = "us, ms, s, m or h"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """An HTTP field name (RFC 9110 §5.1): what ``-H`` takes as a header's name."""
 MAX_INTERVAL_US = 86_400e6
@@ -78,6 +81,39 @@ def number(raw: object) -> float:
     if not math.isfinite(result):
         raise ConfigError(f"must be a number, got {value!r}")
     return result
+
+
+def _seconds(raw: object, bare_unit: str) -> float:
+    """A duration (``2s``, ``500ms``, ``1.5m``, ``250us``) in seconds; a plain number is in ``bare_unit``."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value, unit = number(raw), bare_unit
+    else:
+        given = text(raw)
+        match = _DURATION.match(given)
+        unit = (match["unit"].lower() if match else "") or bare_unit
+        if match is None or unit not in _SECONDS_PER:
+            raise ConfigError(
+                f"must be a duration such as 2s or 500ms (units {DURATION_UNITS}; "
+                f"a plain number is {_UNIT_WORDS[bare_unit]}), got {given!r}"
+            )
+        value = number(match["v"])
+    return value * _SECONDS_PER[unit]
+
+
+_UNIT_WORDS = {"ms": "milliseconds", "s": "seconds"}
+
+
+def duration_ms(raw: object) -> int:
+    """A whole number of milliseconds: ``5000``, ``5s``, ``1.5s``, ``250ms``."""
+    ms = _seconds(raw, "ms") * 1e3
+    if abs(ms - round(ms)) > 1e-6 * max(1.0, abs(ms)):
+        raise ConfigError(f"must be a whole number of milliseconds, got {_scalar(raw)!r} ({ms:g} ms)")
+    return round(ms)
+
+
+def duration_s(raw: object) -> float:
+    """Seconds: ``30``, ``30s``, ``2m``, ``500ms``."""
+    return _seconds(raw, "s")
 
 
 def percent(raw: object) -> float:
@@ -142,12 +178,13 @@ def rates(raw: object) -> tuple[float, ...]:
 
 
 def ramp(raw: object) -> tuple[float, float, float]:
-    """``FROM:TO:SECONDS``: rates in requests/s and a duration."""
+    """``FROM:TO:SECONDS``: rates in requests/s and a duration (``30``, ``30s``, ``2m``)."""
     value = text(raw)
     try:
-        start, end, seconds = (float(part) for part in value.split(":"))
-    except ValueError:
-        raise ConfigError(f"bad {OPTION} {value!r}: expected FROM:TO:SECONDS, e.g. 100:1000:30") from None
+        first, last, duration = value.split(":")
+        start, end, seconds = float(first), float(last), duration_s(duration)
+    except (ValueError, ConfigError):
+        raise ConfigError(f"bad {OPTION} {value!r}: expected FROM:TO:SECONDS, e.g. 100:1000:30s") from None
     if not (all(MIN_RATE <= rate <= MAX_LEVEL for rate in (start, end)) and 0 < seconds < math.inf):
         raise ConfigError(
             f"bad {OPTION} {value!r}: rates must be within {MIN_RATE:g}..{MAX_LEVEL:g} and the duration > 0"

@@ -8,6 +8,7 @@ and writes int64 as strings: :func:`parse_model_stats` normalises that.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 from typing import Any
 
@@ -20,7 +21,8 @@ from tritonclient.utils import InferenceServerException
 from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.results import BatchStat, DurationStat, ModelStats
 from loadgen.tls import TlsSettings, tls_for_url
-from loadgen.transports.addresses import HTTP_PORTS, split_host_port
+from loadgen.transports.addresses import GRPC_PORTS, HTTP_PORTS, grpc_target, split_host_port
+from loadgen.transports.sniff import Speaks, sniff
 
 CALL_TIMEOUT_S = 10.0
 # gRPC's, OpenSSL's and aiohttp's words for a failed handshake (a wrong CA, a plain server, ...)
@@ -99,7 +101,7 @@ class ServerAPI:
             self._json: dict[str, Any] = {}
         else:
             creds = tls.grpc_credentials() if tls is not None else None
-            self._client = grpc_aio.InferenceServerClient(url, creds=creds)
+            self._client = grpc_aio.InferenceServerClient(grpc_target(url), creds=creds)
             self._json = {"as_json": True}
         self._tls = tls is not None
         self._label = "gRPC" if protocol == "grpc" else "HTTP"
@@ -117,18 +119,23 @@ class ServerAPI:
             ) from exc
         except InferenceServerException as exc:
             if _is_unavailable(exc):
-                raise self._unreachable(str(exc.message())) from exc
+                raise await self._unreachable(str(exc.message())) from exc
             raise
         except grpc.aio.AioRpcError as exc:
-            raise self._unreachable(str(exc.details())) from exc
+            raise await self._unreachable(str(exc.details())) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise self._unreachable(str(exc)) from exc
+            raise await self._unreachable(str(exc)) from exc
 
-    def _unreachable(self, detail: str) -> ServerUnavailable:
+    async def _unreachable(self, detail: str) -> ServerUnavailable:
         if self._tls and _TLS_FAILURE.search(detail):
             return ServerUnavailable(
                 f"TLS handshake with Triton at {self.url} failed ({self._label}): {detail}"
             )
+        wrong = await self._wrong_port()
+        if wrong:
+            return ServerUnavailable(f"cannot reach Triton at {self.url} ({self._label}): {wrong}")
+        if "Bad status line" in detail:  # aiohttp quotes the bytes it could not read
+            detail = "the server's answer is not HTTP/1.1"
         hint = ""
         if re.search(r"socket closed|server disconnected", detail, re.IGNORECASE):  # TLS (not) wanted
             hint = (
@@ -137,6 +144,29 @@ class ServerAPI:
                 else "; if the server uses TLS, add --ssl"
             )
         return ServerUnavailable(f"cannot reach Triton at {self.url} ({self._label}): {detail}{hint}")
+
+    async def _wrong_port(self) -> str:
+        """What to do when the port speaks the other API's protocol ("" when it does not)."""
+        if self._tls:
+            return ""
+        try:
+            host, port = split_host_port(self.url, HTTP_PORTS if self.protocol == "http" else GRPC_PORTS)
+        except ValueError:
+            return ""
+        speaks = await sniff(host, port)
+        if self.protocol == "grpc" and speaks is Speaks.HTTP1:
+            return (
+                f"port {port} answers HTTP/1.1, as Triton's HTTP port does: add -i http, "
+                f"or give the gRPC port (Triton's default {GRPC_PORTS['']})"
+            )
+        if self.protocol == "http" and speaks is Speaks.HTTP2:
+            return (
+                f"port {port} answers HTTP/2, as Triton's gRPC port does: drop -i http (gRPC is the "
+                f"default), or give the HTTP port (Triton's default {HTTP_PORTS['']})"
+            )
+        if speaks is Speaks.TLS:
+            return f"port {port} answers TLS: add --ssl (and --ssl-ca if its certificate is private)"
+        return ""
 
     async def check_ready(self) -> None:
         live = await self._call("a liveness check", self._client.is_server_live())
@@ -166,8 +196,11 @@ class ServerAPI:
             names = await self.model_names()
             shown = ", ".join(names) if names else "none"
             label = f"{model!r} version {version}" if version else repr(model)
+            close = difflib.get_close_matches(model, names, n=3, cutoff=0.6)
+            guess = "" if model in names or not close else f"did you mean {' or '.join(map(repr, close))}? "
             raise UnknownModel(
-                f"model {label} is not available on {self.url} ({exc.message()}); the server has: {shown}"
+                f"model {label} is not available on {self.url} ({exc.message()}); "
+                f"{guess}the server has: {shown}"
             ) from exc
         return result
 

@@ -24,3 +24,10 @@ def split_host_port(url: str, default_ports: Mapping[str, int] = HTTP_PORTS) -> 
         forms = ["host:port", *(f"{scheme}://" for scheme in default_ports if scheme)]
         raise ValueError(f"unsupported URL scheme in {url!r}: use {', '.join(forms[:-1])} or {forms[-1]}")
     return parts.hostname or "localhost", parts.port or default_port
+
+
+def grpc_target(url: str) -> str:
+    """``host:port`` as gRPC's channel takes it (``[::1]:8001`` for IPv6): the channel reads a scheme
+    as a name resolver, so ``http://host:8001`` would be looked up as a host name."""
+    host, port = split_host_port(url, GRPC_PORTS)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -18,6 +18,7 @@ import grpc
 
 from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
+from loadgen.transports.addresses import grpc_target
 from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender
 from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, error_reason, read_outputs
 from loadgen.transports.reasons import connection_lost, connection_reason
@@ -73,11 +74,12 @@ class GrpcTransport:
         return build_request(request)
 
     def _call(self, index: int) -> tuple[Any, grpc.aio.Channel]:
+        target = grpc_target(self.url)
         while len(self._calls) <= index:
             channel = (
-                grpc.aio.insecure_channel(self.url, options=_CHANNEL_OPTIONS)
+                grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
                 if self._credentials is None
-                else grpc.aio.secure_channel(self.url, self._credentials, options=_CHANNEL_OPTIONS)
+                else grpc.aio.secure_channel(target, self._credentials, options=_CHANNEL_OPTIONS)
             )
             self._channels.append(channel)
             self._calls.append(channel.unary_unary(_METHOD))

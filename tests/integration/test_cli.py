@@ -67,6 +67,43 @@ def test_unknown_model_names_the_models_the_server_has(triton: EmbeddedServer, t
     assert LISTED in line
 
 
+def test_a_model_name_typo_gets_a_did_you_mean(triton: EmbeddedServer, tmp_path: Path) -> None:
+    result = loadgen("sweep", "-m", "identiy", "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/r.db")
+    assert result.returncode == 2
+    assert "did you mean 'identity'?" in one_line_error(result)
+    assert not (tmp_path / "r.db").exists() or not RunStore(f"sqlite:///{tmp_path}/r.db").list_runs()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "port", "said"),
+    [
+        ("grpc", "http", "answers HTTP/1.1, as Triton's HTTP port does: add -i http, or give the gRPC port"),
+        ("http", "grpc", "answers HTTP/2, as Triton's gRPC port does: drop -i http"),
+    ],
+)
+def test_the_other_apis_port_says_which_port_to_use(
+    triton: EmbeddedServer, tmp_path: Path, protocol: str, port: str, said: str
+) -> None:
+    """gRPC's own words were "Socket closed; if the server uses TLS, add --ssl", aiohttp's the raw
+    bytes of an HTTP/2 frame."""
+    url = f"127.0.0.1:{triton.ports.http if port == 'http' else triton.ports.grpc}"
+    result = loadgen(
+        "sweep", "-m", "identity", "-i", protocol, "-u", url, "--db", f"sqlite:///{tmp_path}/r.db"
+    )
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert said in line and "--ssl" not in line and "\\x00" not in line, line
+
+
+def test_grpc_takes_an_http_scheme_url(triton: EmbeddedServer, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    for client in ("h2", "aio"):
+        url = f"http://{triton.grpc_url}"
+        result = loadgen("sweep", "-m", "identity", "--grpc-client", client, "-u", url, *QUICK, "--db", db)
+        assert result.returncode == 0, result.stderr
+    assert [run.status for run in RunStore(db).list_runs()] == [RunStatus.COMPLETED] * 2
+
+
 def test_sweep_show_runs_and_csv(triton: EmbeddedServer, tmp_path: Path) -> None:
     db, out = f"sqlite:///{tmp_path}/r.db", tmp_path / "out.csv"
     result = loadgen(

@@ -23,7 +23,8 @@ from loadgen.storage import RunStore
 NUMBER = ["", "junk", "nan"]
 WHOLE = ["", "junk", "1.5"]
 PORT = [*WHOLE, "-1", "70000"]
-SECONDS = [*NUMBER, "-1"]
+SECONDS = [*NUMBER, "-1", "5 parsecs", "2x", "s"]
+MILLISECONDS = [*WHOLE, "0.5ms", "2x", "ms"]
 MISSING_FILE = ["", "/nonexistent-loadgen-dir/file"]
 NEW_FILE = ["", "/nonexistent-loadgen-dir/out"]
 DB = ["", "foo://x"]
@@ -53,20 +54,20 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("sweep", "-H"): ["", "junk"],
     ("sweep", "--metrics-url"): ["junk", "ftp://h/metrics"],
     ("sweep", "--metrics-family"): ["", "("],
-    ("sweep", "--metrics-interval"): [*WHOLE, "10"],
+    ("sweep", "--metrics-interval"): [*MILLISECONDS, "10"],
     ("sweep", "--ssl-ca"): MISSING_FILE,
     ("sweep", "--ssl-cert"): MISSING_FILE,
     ("sweep", "--ssl-key"): MISSING_FILE,
     ("sweep", "--concurrency"): ["", "junk", "0", "-1", "8..1"],
     ("sweep", "--request-rate"): ["", "junk", "0", "-5"],
     ("sweep", "--request-intervals"): MISSING_FILE,
-    ("sweep", "--ramp"): ["", "junk", "10:5", "1:2:-1"],
+    ("sweep", "--ramp"): ["", "junk", "10:5", "1:2:-1", "1:2:3x"],
     ("sweep", "--distribution"): ["", "junk"],
     ("sweep", "--max-in-flight"): [*WHOLE, "0"],
     ("sweep", "--workers"): [*WHOLE, "0", "-1"],
     ("sweep", "--latency-limit"): ["", "junk", "p101=5ms", "-5ms"],
-    ("sweep", "-p"): [*WHOLE, "10"],
-    ("sweep", "--warmup"): [*WHOLE, "-1"],
+    ("sweep", "-p"): [*MILLISECONDS, "10", "10ms"],
+    ("sweep", "--warmup"): [*MILLISECONDS, "-1", "-1s"],
     ("sweep", "-s"): PERCENT,
     ("sweep", "-r"): [*WHOLE, "0"],
     ("sweep", "-b"): [*WHOLE, "0"],

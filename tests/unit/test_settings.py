@@ -327,3 +327,33 @@ def test_importing_the_settings_loads_no_engine_or_results() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- durations take units ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "field", "expected"),
+    [
+        (["-p", "2s"], "measurement_interval_ms", 2000),
+        (["-p", "1.5s"], "measurement_interval_ms", 1500),
+        (["-p", "750ms"], "measurement_interval_ms", 750),
+        (["-p", "750"], "measurement_interval_ms", 750),  # a plain number keeps perf_analyzer's ms
+        (["-p", "1m"], "measurement_interval_ms", 60_000),
+        (["--warmup", "0s"], "warmup_ms", 0),
+        (["--warmup", "2500us"], None, None),  # 2.5 ms is not whole: refused below
+        (["--metrics-interval", "0.25s"], "metrics_interval_ms", 250),
+        (["--request-timeout", "500ms"], "request_timeout_s", 0.5),
+        (["--request-timeout", "2"], "request_timeout_s", 2.0),
+        (["--retry-unavailable", "2m"], "retry_unavailable_s", 120.0),
+        (["--ramp", "10:100:1.5m"], "ramp_s", 90.0),
+    ],
+)
+def test_every_duration_option_takes_units_and_plain_numbers_keep_their_unit(
+    argv: list[str], field: str | None, expected: float | None
+) -> None:
+    if field is None:
+        with pytest.raises(ConfigError, match=r"--warmup must be a whole number of milliseconds.*2\.5 ms"):
+            _cli("-m", "m", *argv)
+        return
+    (settings,) = _cli("-m", "m", *argv)
+    owner = settings.measurement if hasattr(settings.measurement, field) else settings
+    assert getattr(owner, field) == expected

@@ -86,3 +86,13 @@ def test_every_transport_spells_a_refused_connection_the_same() -> None:
     reasons = {asyncio.run(reason(make(address))) for make in (HttpTransport, GrpcH2Transport, GrpcTransport)}
     assert reasons == {f"CONNECTION: cannot connect to {address}: Connection refused"}
     assert all(r is not None and is_connection_failure(r) for r in reasons)
+
+
+def test_a_ports_first_bytes_say_which_protocol_it_speaks() -> None:
+    from loadgen.transports.sniff import Speaks, classify
+
+    assert classify(b"HTTP/1.0 404 Not") is Speaks.HTTP1
+    assert classify(b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00@\x00") is Speaks.HTTP2  # SETTINGS
+    assert classify(b"\x00\x00\x08\x07\x00\x00\x00\x00\x00") is Speaks.HTTP2  # GOAWAY
+    assert classify(b"\x15\x03\x03\x00\x02\x02\x46") is Speaks.TLS
+    assert classify(b"") is None and classify(b"SSH-2.0-OpenSSH") is None

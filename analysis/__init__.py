@@ -7,14 +7,14 @@ from analysis.compare import (
     Thresholds,
     Verdict,
     compare_runs,
-    junit_xml,
     load_comparison,
-    write_junit,
 )
+from analysis.differences import SettingDifference
 from analysis.failures import StepFailures, failure_lines, step_failures
 from analysis.findings import Finding, run_findings
 from analysis.frames import RunData, batch_stats_frame, load_run, load_run_data, metrics_frame, steps_frame
 from analysis.hgrm import SpectrumRow, format_hgrm, percentile_spectrum, write_hgrm
+from analysis.junit import junit_xml, write_junit
 from analysis.report import Report, build_report, write_report
 from analysis.tables import (
     DEFAULT_PERCENTILES,
@@ -27,6 +27,7 @@ from analysis.tables import (
 )
 
 __all__ = [
+    "SettingDifference",
     "DEFAULT_PERCENTILES",
     "PERF_ANALYZER_COLUMNS",
     "CompareError",

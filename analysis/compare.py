@@ -6,20 +6,33 @@ A step regresses when its throughput dropped by more than ``max_throughput_drop_
 or its gating percentile rose by more than ``max_latency_rise_pct``; it improves when
 it does not regress and moved beyond a threshold the good way. The run's verdict is
 regression if any step regressed, else improvement if any step improved, else pass.
+
+Each run's own noise is read from what it stored: the windows a step's numbers come from
+(the last 3 measurement windows) spread around their mean, and the largest deviation of one
+window, in percent of the mean, is that run's noise at that step (for throughput, and for
+latency from the windows' mean latency: windows keep no percentiles; a tail is noisier than
+the mean, so this errs toward reporting a change). The two runs' noises combine as the root
+of the sum of their squares. A change beyond a threshold but within that combined noise is no
+measurable change: the step is ``within noise``, neither a regression nor an improvement, and
+the run's verdict ignores it (``Thresholds.noise_aware=False`` judges by the thresholds alone).
+A step with fewer than 2 stored windows has no known noise and is judged as before.
+
+Settings that change what is measured (protocol, batch size, input data, the measurement's
+windows, the server's model config, ...) are listed when they differ between the runs:
+``Comparison.setting_differences``, and a warning each.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from analysis.differences import SettingDifference, setting_differences
 from loadgen.config.scenarios import words
-from loadgen.results import REPORTED_PERCENTILES, RunStatus
+from loadgen.results import REPORTED_PERCENTILES, STABILITY_WINDOWS, RunStatus, spread_pct
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
 LevelName = Literal["concurrency", "request_rate"]
@@ -33,6 +46,8 @@ class Verdict(enum.StrEnum):
     PASS = "pass"
     REGRESSION = "regression"
     IMPROVEMENT = "improvement"
+    WITHIN_NOISE = "within noise"
+    """A step only: a threshold was crossed, but by less than the runs' own noise (no run verdict)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,9 @@ class Thresholds:
     max_latency_rise_pct: float = 10.0
     percentile: float = 99.0
     """The latency percentile that gates, read from the histograms."""
+    noise_aware: bool = True
+    """A change within the runs' own noise is ``within noise``, not a regression or improvement;
+    False (``compare --strict``): the thresholds alone judge."""
 
     def __post_init__(self) -> None:
         for name in ("max_throughput_drop_pct", "max_latency_rise_pct"):
@@ -76,6 +94,30 @@ class LatencyDelta:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """One run's noise at one step, percent: how far one of the windows its numbers come from
+    strayed from their mean; NaN where unknown (fewer than 2 windows, a window with no answer)."""
+
+    throughput_pct: float = math.nan
+    latency_pct: float = math.nan
+    """Of the windows' mean latency: the windows keep no percentiles."""
+
+    @classmethod
+    def of(cls, step: StepRecord) -> Noise:
+        windows = step.windows[-STABILITY_WINDOWS:]  # the windows the step's numbers come from
+        return cls(
+            spread_pct([w.throughput for w in windows]), spread_pct([w.mean_latency_us for w in windows])
+        )
+
+
+def combined_noise(base_pct: float, new_pct: float) -> float:
+    """Two runs' independent noises together (root of the sum of squares); NaN if either is unknown."""
+    if math.isnan(base_pct) or math.isnan(new_pct):
+        return math.nan
+    return math.hypot(base_pct, new_pct)
+
+
+@dataclass(frozen=True)
 class StepComparison:
     """One matched level: both steps' throughput and latency percentiles, and the verdict."""
 
@@ -88,11 +130,28 @@ class StepComparison:
     """The reported percentiles (50, 90, 95, 99) and the gating one, ascending."""
     verdict: Verdict
     reasons: tuple[str, ...]
-    """Why the step regressed or improved, e.g. ``throughput -12.3% (max drop 5%)``."""
+    """Why the step regressed or improved, e.g. ``throughput -12.3% (max drop 5%)``; a threshold
+    crossed within the noise says so: ``throughput -6.0% (max drop 5%; noise ±8.1%)``."""
+    base_noise: Noise = Noise()
+    new_noise: Noise = Noise()
 
     @property
     def throughput_change_pct(self) -> float:
         return change_pct(self.base_throughput, self.new_throughput)
+
+    @property
+    def throughput_noise_pct(self) -> float:
+        """Both runs' throughput noise combined: a smaller change is not measurable."""
+        return combined_noise(self.base_noise.throughput_pct, self.new_noise.throughput_pct)
+
+    @property
+    def latency_noise_pct(self) -> float:
+        """Both runs' latency noise combined (of the windows' mean latency)."""
+        return combined_noise(self.base_noise.latency_pct, self.new_noise.latency_pct)
+
+    @property
+    def within_noise(self) -> bool:
+        return self.verdict is Verdict.WITHIN_NOISE
 
     def latency(self, percentile: float) -> LatencyDelta:
         return next(d for d in self.latencies if d.percentile == percentile)
@@ -123,7 +182,15 @@ class Comparison:
     only_in_base: tuple[float, ...]
     only_in_new: tuple[float, ...]
     warnings: tuple[str, ...]
-    """Runs not completed, levels without a match, different models compared with force."""
+    """Runs not completed, different models compared with force, settings that differ (one line
+    each, as :meth:`SettingDifference.message`), levels without a match, noise unknown."""
+    setting_differences: tuple[SettingDifference, ...] = field(default=())
+    """Settings that change what is measured and differ between the runs, in the order checked."""
+
+    @property
+    def within_noise(self) -> tuple[StepComparison, ...]:
+        """Steps that crossed a threshold by less than the runs' noise: not judged."""
+        return tuple(s for s in self.steps if s.verdict is Verdict.WITHIN_NOISE)
 
     @property
     def verdict(self) -> Verdict:
@@ -152,6 +219,9 @@ class Comparison:
                 "step_count": run.step_count,
             }
 
+        def noise(base: float, new: float) -> dict[str, float | None]:
+            return {"base": num(base), "new": num(new), "combined": num(combined_noise(base, new))}
+
         return {
             "verdict": str(self.verdict),
             "base": side(self.base),
@@ -162,6 +232,10 @@ class Comparison:
                 "max_latency_rise_pct": self.thresholds.max_latency_rise_pct,
                 "percentile": self.thresholds.percentile,
             },
+            "noise_aware": self.thresholds.noise_aware,
+            "setting_differences": [
+                {"setting": d.setting, "base": d.base, "new": d.new} for d in self.setting_differences
+            ],
             "steps": [
                 {
                     "level": level(s.level),
@@ -182,6 +256,10 @@ class Comparison:
                         }
                         for d in s.latencies
                     },
+                    "noise_pct": {
+                        "throughput": noise(s.base_noise.throughput_pct, s.new_noise.throughput_pct),
+                        "latency": noise(s.base_noise.latency_pct, s.new_noise.latency_pct),
+                    },
                 }
                 for s in self.steps
             ],
@@ -198,33 +276,57 @@ def _level(step: StepRecord, rate: bool) -> float:
 
 
 def _judge(
-    throughput_change: float, latency_change: float, thresholds: Thresholds
+    throughput_change: float,
+    latency_change: float,
+    thresholds: Thresholds,
+    throughput_noise: float = math.nan,
+    latency_noise: float = math.nan,
 ) -> tuple[Verdict, tuple[str, ...]]:
+    """Each threshold crossed is a reason; one crossed by no more than the noise (NaN: unknown,
+    never within) is noted with it and judges nothing: only noise crossings make ``within noise``."""
     drop, rise, p = thresholds.max_throughput_drop_pct, thresholds.max_latency_rise_pct, thresholds.percentile
-    worse = []
+    worse: list[str] = []
+    better: list[str] = []
+    noisy: list[str] = []
+
+    def crossed(found: list[str], reason: str, limit: str | None, change: float, noise: float) -> None:
+        if thresholds.noise_aware and abs(change) <= noise:  # False for a NaN noise, an infinite change
+            noisy.append(f"{reason} ({limit + '; ' if limit else ''}noise ±{noise:.1f}%)")
+        else:
+            found.append(f"{reason} ({limit})" if limit else reason)
+
+    throughput, latency = f"throughput {throughput_change:+.1f}%", f"p{p:g} latency {latency_change:+.1f}%"
     if throughput_change < -drop:
-        worse.append(f"throughput {throughput_change:+.1f}% (max drop {drop:g}%)")
+        crossed(worse, throughput, f"max drop {drop:g}%", throughput_change, throughput_noise)
+    elif throughput_change > drop:
+        crossed(better, throughput, None, throughput_change, throughput_noise)
     if latency_change > rise:
-        worse.append(f"p{p:g} latency {latency_change:+.1f}% (max rise {rise:g}%)")
+        crossed(worse, latency, f"max rise {rise:g}%", latency_change, latency_noise)
+    elif latency_change < -rise:
+        crossed(better, latency, None, latency_change, latency_noise)
     if worse:
-        return Verdict.REGRESSION, tuple(worse)
-    better = []
-    if throughput_change > drop:
-        better.append(f"throughput {throughput_change:+.1f}%")
-    if latency_change < -rise:
-        better.append(f"p{p:g} latency {latency_change:+.1f}%")
-    return (Verdict.IMPROVEMENT, tuple(better)) if better else (Verdict.PASS, ())
+        return Verdict.REGRESSION, (*worse, *noisy)
+    if better:
+        return Verdict.IMPROVEMENT, (*better, *noisy)
+    return (Verdict.WITHIN_NOISE, tuple(noisy)) if noisy else (Verdict.PASS, ())
 
 
 def compare_step(base: StepRecord, new: StepRecord, level: float, thresholds: Thresholds) -> StepComparison:
-    """One matched pair of steps; percentiles come from their histograms."""
+    """One matched pair of steps; percentiles come from their histograms, noise from their windows."""
     percentiles = sorted({*REPORTED_PERCENTILES, thresholds.percentile})
     base_hist, new_hist = base.histogram(), new.histogram()
     latencies = tuple(
         LatencyDelta(p, base_hist.percentile_us(p), new_hist.percentile_us(p)) for p in percentiles
     )
     gate = next(d for d in latencies if d.percentile == thresholds.percentile)
-    verdict, reasons = _judge(change_pct(base.throughput, new.throughput), gate.change_pct, thresholds)
+    base_noise, new_noise = Noise.of(base), Noise.of(new)
+    verdict, reasons = _judge(
+        change_pct(base.throughput, new.throughput),
+        gate.change_pct,
+        thresholds,
+        combined_noise(base_noise.throughput_pct, new_noise.throughput_pct),
+        combined_noise(base_noise.latency_pct, new_noise.latency_pct),
+    )
     return StepComparison(
         level=level,
         base_index=base.step_index,
@@ -234,6 +336,8 @@ def compare_step(base: StepRecord, new: StepRecord, level: float, thresholds: Th
         latencies=latencies,
         verdict=verdict,
         reasons=reasons,
+        base_noise=base_noise,
+        new_noise=new_noise,
     )
 
 
@@ -249,6 +353,9 @@ def _levels_text(levels: Sequence[float]) -> str:
     return ", ".join(f"{level:g}" for level in levels) or "none"
 
 
+# -- settings that change what is measured --------------------------------------------------------
+
+
 def compare_runs(
     base_run: RunRecord,
     base_steps: Sequence[StepRecord],
@@ -261,7 +368,8 @@ def compare_runs(
     """Compare ``new_run`` against ``base_run``; :class:`CompareError` if they cannot be compared.
 
     Runs still running, failed or interrupted are compared with the steps they have and
-    named in ``warnings``. Runs of different models need ``force``.
+    named in ``warnings``. Runs of different models need ``force``. Settings that change what
+    is measured and differ are ``setting_differences`` and a warning each.
     """
     base, new = _side(base_run, base_steps), _side(new_run, new_steps)
     for side in (base, new):
@@ -297,6 +405,8 @@ def compare_runs(
         warnings.append(
             f"different models compared: {base.model} (run {base.id}), {new.model} (run {new.id})"
         )
+    differences = setting_differences(base_run, new_run)
+    warnings += [d.message(base.id, new.id) for d in differences]
     for run_id, levels in ((base.id, only_in_base), (new.id, only_in_new)):
         if levels:
             warnings.append(f"levels only in run {run_id}, not compared: {_levels_text(levels)}")
@@ -306,15 +416,28 @@ def compare_runs(
             warnings.append(
                 f"steps of run {run_id} cut short by a lost server, not compared: {_levels_text(cut)}"
             )
+    compared = tuple(compare_step(base_by_level[lv], new_by_level[lv], lv, thresholds) for lv in common)
+    judged = (Verdict.REGRESSION, Verdict.IMPROVEMENT)
+    blind = [
+        s.level
+        for s in compared
+        if s.verdict in judged and (math.isnan(s.throughput_noise_pct) or math.isnan(s.latency_noise_pct))
+    ]
+    if blind and thresholds.noise_aware:
+        warnings.append(
+            f"noise unknown at {words(base_run.scenario).levels} {_levels_text(blind)} (a step with fewer "
+            "than 2 measurement windows, or a window without an answer): judged by the thresholds alone"
+        )
     return Comparison(
         base=base,
         new=new,
         level_name="request_rate" if rate else "concurrency",  # the run's scenario
         thresholds=thresholds,
-        steps=tuple(compare_step(base_by_level[lv], new_by_level[lv], lv, thresholds) for lv in common),
+        steps=compared,
         only_in_base=only_in_base,
         only_in_new=only_in_new,
         warnings=tuple(warnings),
+        setting_differences=differences,
     )
 
 
@@ -329,56 +452,3 @@ def load_comparison(
     """Read both runs from ``store`` and compare them (``RunNotFound`` for an unknown id)."""
     base_run, new_run = store.get_run(base_id), store.get_run(new_id)
     return compare_runs(base_run, store.steps(base_id), new_run, store.steps(new_id), thresholds, force=force)
-
-
-def junit_xml(comparison: Comparison) -> ET.Element:
-    """JUnit XML for CI: one testcase per matched level, a ``<failure>`` for each regressed one.
-
-    Levels measured by one run only are skipped testcases; warnings go to ``<system-err>``.
-    """
-    c = comparison
-    failures = sum(s.verdict is Verdict.REGRESSION for s in c.steps)
-    skipped = len(c.only_in_base) + len(c.only_in_new)
-    counts = {"tests": str(len(c.steps) + skipped), "failures": str(failures), "errors": "0"}
-    name = f"{c.new.model}: run {c.new.id} vs base run {c.base.id}"
-    suites = ET.Element("testsuites", {"name": "loadgen compare", **counts})
-    suite = ET.SubElement(suites, "testsuite", {"name": name, "skipped": str(skipped), **counts})
-    properties = ET.SubElement(suite, "properties")
-    for key, value in (
-        ("verdict", str(c.verdict)),
-        ("base_run", str(c.base.id)),
-        ("new_run", str(c.new.id)),
-        ("base_status", str(c.base.status)),
-        ("new_status", str(c.new.status)),
-        ("max_throughput_drop_pct", f"{c.thresholds.max_throughput_drop_pct:g}"),
-        ("max_latency_rise_pct", f"{c.thresholds.max_latency_rise_pct:g}"),
-        ("percentile", f"{c.thresholds.percentile:g}"),
-    ):
-        ET.SubElement(properties, "property", name=key, value=value)
-    classname = f"loadgen.compare.{c.new.model}"
-    p = c.thresholds.percentile
-    for step in c.steps:
-        case = ET.SubElement(suite, "testcase", classname=classname, name=f"{c.level_name} {step.level:g}")
-        gate = step.latency(p)
-        summary = (
-            f"throughput {step.base_throughput:.1f} -> {step.new_throughput:.1f} infer/s "
-            f"({step.throughput_change_pct:+.1f}%), p{p:g} latency {gate.base_us / 1000:.3f} -> "
-            f"{gate.new_us / 1000:.3f} ms ({gate.change_pct:+.1f}%)"
-        )
-        if step.verdict is Verdict.REGRESSION:
-            failure = ET.SubElement(case, "failure", message="; ".join(step.reasons), type="regression")
-            failure.text = summary
-        else:
-            ET.SubElement(case, "system-out").text = f"{step.verdict}: {summary}"
-    for run_id, levels in ((c.base.id, c.only_in_base), (c.new.id, c.only_in_new)):
-        for level in levels:
-            case = ET.SubElement(suite, "testcase", classname=classname, name=f"{c.level_name} {level:g}")
-            ET.SubElement(case, "skipped", message=f"measured by run {run_id} only")
-    if c.warnings:
-        ET.SubElement(suite, "system-err").text = "\n".join(c.warnings)
-    ET.indent(suites)
-    return suites
-
-
-def write_junit(comparison: Comparison, path: Path | str) -> None:
-    ET.ElementTree(junit_xml(comparison)).write(path, encoding="utf-8", xml_declaration=True)

@@ -16,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.bottlenecks import avg_batch, hint
 from analysis.frames import latency_components, load_level
+from analysis.model_config import read_batching
 from loadgen.config import parse_latency_limit
 from loadgen.errors import ConfigError, SettingsError
 from loadgen.results import RunStatus
@@ -28,13 +30,8 @@ KNEE_GROWTH = 0.05
 SLO_PERCENTILES = (50, 90, 95, 99)
 """Percentiles stored per step, the ones an SLO can name."""
 
-HINTS = {
-    "client": "client-side time dominates: the client or network is the bottleneck",
-    "queue": "queue dominates: add instances or enable dynamic batching",
-    "compute_input": "compute input dominates: copying inputs into the model is the bottleneck",
-    "compute_infer": "compute infer dominates: the model itself is the bottleneck",
-    "compute_output": "compute output dominates: copying outputs out of the model is the bottleneck",
-}
+FALL_TOLERANCE = 0.05
+"""Throughput lower by more than this share at a higher load is flagged (less is noise)."""
 
 
 class Severity(enum.StrEnum):
@@ -56,6 +53,26 @@ class Kind(enum.StrEnum):
     UNANSWERED = "unanswered"
     INTERRUPTED = "interrupted"
     METRICS_GAP = "metrics_gap"
+    THROUGHPUT_FALLS = "throughput_falls"
+
+
+RANK = (
+    Kind.STATUS,
+    Kind.NO_STEPS,
+    Kind.MISMATCH,
+    Kind.ERRORS,
+    Kind.INTERRUPTED,
+    Kind.SLO,
+    Kind.KNEE,
+    Kind.THROUGHPUT_FALLS,
+    Kind.DOMINANT,
+    Kind.UNANSWERED,
+    Kind.UNSTABLE,
+    Kind.STATS_MISSING,
+    Kind.METRICS_GAP,
+)
+"""The order a reader needs findings in: what makes the numbers wrong, then what the numbers say
+(capacity, saturation, the bottleneck), then what makes them less sure."""
 
 
 @dataclass(frozen=True)
@@ -284,24 +301,90 @@ def quality_findings(steps: pd.DataFrame) -> list[Finding]:
     return found
 
 
-def component_findings(steps: pd.DataFrame) -> list[Finding]:
-    """For each step with server statistics, its dominant latency part and what that suggests."""
-    found = []
-    for row, part in _parts(steps):
+def _span(rows: list[Row]) -> str:
+    """``concurrency 1`` or ``concurrency 1 to 8`` (``10 req/s to 40 req/s``)."""
+    first, last = _level(rows[0]), load_level(rows[-1])[0]
+    return first if len(rows) == 1 else f"{first} to {last.removeprefix('c=')}"
+
+
+def component_findings(steps: pd.DataFrame, config: dict[str, Any] | None = None) -> list[Finding]:
+    """The dominant part of the latency, one finding per run of neighbouring loads where the same
+    part dominates (not one per step), with the hint read at its highest load: the model's config
+    and the batches the server executed decide what the hint says."""
+    batching = read_batching(config)
+    ordered = sorted(_parts(steps), key=lambda item: (load_level(item[0])[1], item[0]["step_index"]))
+    groups: list[list[tuple[Row, dict[str, float]]]] = []
+    for row, part in ordered:
         component = max(part, key=part.__getitem__)
+        if groups and max(groups[-1][0][1], key=groups[-1][0][1].__getitem__) == component:
+            groups[-1].append((row, part))
+        else:
+            groups.append([(row, part)])
+    found = []
+    for group in groups:
+        row, part = group[-1]
+        component = max(part, key=part.__getitem__)
+        shares = [p[component] / total for _, p in group if (total := sum(p.values())) > 0]
         total = sum(part.values())
-        share = part[component] / total if total > 0 else 0.0
-        text = f"{_level(row)}: {_ms(part[component])} of {_ms(total)} ({share:.0%}); {HINTS[component]}"
+        if len(group) == 1:
+            share = part[component] / total if total > 0 else 0.0
+            said = f"{_ms(part[component])} of {_ms(total)} ({share:.0%})"
+        else:
+            said = (
+                f"{min(shares):.0%} to {max(shares):.0%} of the mean latency "
+                f"({_ms(part[component])} of {_ms(total)} at {_level(row)})"
+            )
+        advice = hint(component, batching, avg_batch(row))
+        if max(shares, default=0.0) < 0.5:  # the largest part, not the most of the latency
+            advice = advice.replace(" dominates", " is the largest part", 1)
+        text = f"{_span([r for r, _ in group])}: {said}; {advice}"
         found.append(Finding(Kind.DOMINANT, Severity.INFO, text, int(row["step_index"]), component))
     return found
 
 
-def step_findings(steps: pd.DataFrame, slo: Slo | None = None) -> list[Finding]:
-    """Everything the steps frame says: knee, SLO, errors, unstable steps, dominant parts."""
+def throughput_falls(before: float, after: float) -> bool:
+    """Throughput at a higher load below the lower load's by more than :data:`FALL_TOLERANCE`."""
+    return before > 0 and after < before * (1 - FALL_TOLERANCE)
+
+
+def falls_findings(steps: pd.DataFrame) -> list[Finding]:
+    """Each step whose throughput falls below the previous load's: past saturation a server should
+    hold its throughput; losing it means contention (threads, memory, a batcher thrashing) or a
+    disturbed measurement, and either way the higher loads are not worth running."""
+    rows = [
+        row
+        for row in _by_load(steps)
+        if row["request_count"] > 0 and not isinstance(row.get("interrupted"), str)
+    ]
+    found = []
+    for before, after in zip(rows, rows[1:], strict=False):
+        if throughput_falls(before["throughput"], after["throughput"]):
+            drop = 1 - after["throughput"] / before["throughput"]
+            text = (
+                f"throughput falls while load rises: {after['throughput']:,.1f} infer/s at {_level(after)}, "
+                f"{drop:.0%} below {before['throughput']:,.1f} at {_level(before)}: the server loses "
+                "throughput under more load (contention), or the step was disturbed: measure it again "
+                "with a longer -p"
+            )
+            found.append(Finding(Kind.THROUGHPUT_FALLS, Severity.WARNING, text, int(after["step_index"])))
+    return found
+
+
+def step_findings(
+    steps: pd.DataFrame, slo: Slo | None = None, config: dict[str, Any] | None = None
+) -> list[Finding]:
+    """Everything the steps frame says, ranked (:data:`RANK`); ``config``: the model's config,
+    which the bottleneck hints read."""
     found = knee_findings(steps)
     if slo is not None and not steps.empty:
         found += slo_findings(steps, slo)
-    return found + quality_findings(steps) + component_findings(steps)
+    found += quality_findings(steps) + falls_findings(steps) + component_findings(steps, config)
+    return ranked(found)
+
+
+def ranked(found: list[Finding]) -> list[Finding]:
+    """By :data:`RANK`, then by step (a stable sort keeps each kind's own order)."""
+    return sorted(found, key=lambda f: RANK.index(f.kind))
 
 
 def status_findings(run: RunRecord) -> list[Finding]:
@@ -324,4 +407,4 @@ def status_findings(run: RunRecord) -> list[Finding]:
 
 def run_findings(run: RunRecord, steps: pd.DataFrame, slo: Slo | None = None) -> list[Finding]:
     """All findings of one run, the most serious kinds first."""
-    return status_findings(run) + step_findings(steps, slo)
+    return status_findings(run) + step_findings(steps, slo, run.model_config)

@@ -9,6 +9,7 @@ arrays so that Plotly writes them as compact binary, not as JSON lists.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,12 @@ COMPONENT_STYLE = {  # label, colour: client first, as stacked from the bottom
     "compute_infer": ("compute infer", "#636efa"),
     "compute_output": ("compute output", "#00cc96"),
 }
+PERCENTILES = ("p50", "p90", "p99")
 PERCENTILE_DASH = {"p50": "dot", "p90": "dash", "p99": "solid"}
+"""Line dash of each percentile: with several runs, colour says the run and dash the percentile."""
+PERCENTILE_COLORS = {"p50": "#1f77b4", "p90": "#ff7f0e", "p99": "#d62728"}
+"""Line colour of each percentile when a single run is plotted (its dash is kept as well)."""
+PERCENTILE_SYMBOL = {"p50": "circle", "p90": "square", "p99": "diamond"}
 MAX_CURVE_POINTS = 160
 """Latency-distribution points per step: enough for a smooth curve, small in the HTML."""
 
@@ -74,14 +80,20 @@ def run_label(data: RunData) -> str:
 
 
 def throughput_latency_figure(runs: Sequence[RunData]) -> go.Figure:
-    """Latency (p50, p90, p99) against throughput, one colour per run, points labelled by load level."""
+    """Latency (p50, p90, p99) against throughput, points labelled by load level (on p99).
+
+    One run: a colour and a dash per percentile. Several runs: a colour per run, a dash (and
+    marker) per percentile; the legend groups each run's percentiles under its name.
+    """
     fig = _new("Latency vs throughput")
+    single = len(runs) == 1
     for n, data in enumerate(runs):
         values = _load_values(data.steps)
         steps = data.steps.iloc[sorted(range(len(values)), key=values.__getitem__)]
-        color = RUN_COLORS[n % len(RUN_COLORS)]
+        run_color = RUN_COLORS[n % len(RUN_COLORS)]
         name = run_label(data)
-        for pct, dash in PERCENTILE_DASH.items():
+        for pct in PERCENTILES:
+            color = PERCENTILE_COLORS[pct] if single else run_color
             labelled = pct == "p99"
             fig.add_trace(
                 go.Scatter(
@@ -91,15 +103,16 @@ def throughput_latency_figure(runs: Sequence[RunData]) -> go.Figure:
                     text=_levels(steps),
                     textposition="top left",
                     textfont={"size": 10, "color": color},
-                    line={"color": color, "dash": dash, "width": 2 if labelled else 1.5},
-                    marker={"size": 7 if labelled else 5},
-                    name=pct,
+                    line={"color": color, "dash": PERCENTILE_DASH[pct], "width": 2.5 if labelled else 2},
+                    marker={"size": 7 if labelled else 6, "symbol": PERCENTILE_SYMBOL[pct]},
+                    name=f"{pct} latency",
                     legendgroup=str(data.run.id),
                     legendgrouptitle_text=name,
                     hovertemplate=f"{name}<br>%{{text}}<br>%{{x:.1f}} infer/s<br>{pct} %{{y:.2f}} ms"
                     "<extra></extra>",
                 )
             )
+    fig.update_layout(legend={"groupclick": "toggleitem"})
     fig.update_xaxes(title_text="throughput (infer/s)", rangemode="tozero")
     fig.update_yaxes(title_text="latency (ms)", rangemode="tozero")
     return fig
@@ -127,13 +140,18 @@ def latency_breakdown_figure(data: RunData) -> go.Figure:
     return fig
 
 
+BATCHING_GAP = 0.12
+"""Gap between the batching panels (share of the width): it holds the heatmap's colorbar."""
+COLORBAR_OFFSET = 0.01
+
+
 def batching_figure(data: RunData) -> go.Figure:
     """Dynamic batching at work: executed batch sizes per step, and inferences per execution."""
     fig = make_subplots(
         rows=1,
         cols=2,
         column_widths=[0.6, 0.4],
-        horizontal_spacing=0.12,
+        horizontal_spacing=BATCHING_GAP,
         subplot_titles=("share of executions by batch size", "inferences per execution"),
     )
     fig.update_layout(
@@ -160,7 +178,14 @@ def batching_figure(data: RunData) -> go.Figure:
                 colorscale="Blues",
                 zmin=0,
                 zmax=100,
-                colorbar={"title": {"text": "%"}, "x": 0.56, "len": 0.9},
+                # in the gap right of the heatmap; the bars' y axis is on their right (below)
+                colorbar={
+                    "title": {"text": "%", "side": "top"},
+                    "x": fig.layout.xaxis.domain[1] + COLORBAR_OFFSET,
+                    "xanchor": "left",
+                    "thickness": 14,
+                    "len": 0.9,
+                },
                 hovertemplate="%{x}, batch %{y}: %{z:.1f}% of executions (%{customdata})<extra></extra>",
             ),
             row=1,
@@ -183,7 +208,8 @@ def batching_figure(data: RunData) -> go.Figure:
     )
     fig.update_xaxes(title_text="load level", type="category")
     fig.update_yaxes(title_text="batch size", row=1, col=1)
-    fig.update_yaxes(title_text="average batch size", rangemode="tozero", row=1, col=2)
+    # on the right side: its title and ticks must not meet the heatmap's colorbar in the gap
+    fig.update_yaxes(title_text="average batch size", rangemode="tozero", side="right", row=1, col=2)
     return fig
 
 
@@ -356,12 +382,14 @@ def latency_distribution_figure(data: RunData) -> go.Figure:
     fig = _new(f"Latency distribution: {run_label(data)}", height=460)
     steps = data.steps
     colors = sample_colorscale("Viridis", list(np.linspace(0.0, 0.9, max(len(steps), 2))))
+    drawn: list[npt.NDArray[np.float64]] = []
     for n, row in enumerate(steps.to_dict("records")):
         hist = data.histograms.get(int(row["step_index"]))
         level = load_level(row)[0]
         if hist is None or hist.count == 0:
             continue
         percent, value = percentile_curve(hist)
+        drawn.append(value[value > 0])
         fig.add_trace(
             go.Scatter(
                 x=1.0 / (1.0 - percent / 100.0),
@@ -380,5 +408,36 @@ def latency_distribution_figure(data: RunData) -> go.Figure:
         tickvals=ticks,
         ticktext=["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"],
     )
-    fig.update_yaxes(title_text="latency (ms, log)", type="log", dtick="D2")
+    fig.update_yaxes(title_text="latency (ms, log)", type="log", exponentformat="none")
+    positive = np.concatenate(drawn) if drawn else np.empty(0)
+    if positive.size:  # 1-2-5 ticks as plain numbers (1, 2, 5, 10 ms), not 10^x or bare digits
+        values, labels = log_ticks(float(positive.min()), float(positive.max()))
+        fig.update_yaxes(tickmode="array", tickvals=values, ticktext=labels)
     return fig
+
+
+def log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
+    """Ticks for a log axis showing ``low`` to ``high`` (both > 0), labelled as plain numbers.
+
+    1, 2 and 5 of each decade (0.5, 1, 2, 5, 10, 20, ...); every digit when the data spans
+    less than a decade (too few ticks otherwise), only the powers of ten beyond four decades.
+    Values and labels come from decimal strings: no ``0.30000000000000004``, no ``10^x``.
+    """
+    if not 0.0 < low <= high or not np.isfinite(high):
+        raise ValueError(f"log ticks need 0 < low <= high, got {low!r}, {high!r}")
+    first, last = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    span = np.log10(high / low)
+    mantissas: tuple[str, ...] = (
+        ("1", "1.5", "2", "3", "4", "5", "6", "7", "8", "9")
+        if span < 1.0
+        else ("1", "2", "5")
+        if span <= 4.0
+        else ("1",)
+    )
+    ticks = [Decimal(f"{m}e{e}") for e in range(first, last + 1) for m in mantissas]
+    # keep the ticks within the data's range, plus the one on either side (the axis pads a little)
+    inside = [t for t in ticks if low <= t <= high]
+    below = [t for t in ticks if t < low][-1:]
+    above = [t for t in ticks if t > high][:1]
+    kept = [*below, *inside, *above]
+    return [float(t) for t in kept], [f"{t.normalize():,f}" for t in kept]

@@ -100,7 +100,7 @@ def _cell(value: object) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:#.3g}" if abs(value) < 1 else f"{value:.2f}"
     return str(value)
 
 

@@ -17,13 +17,13 @@ LEVEL = SCENARIOS["concurrency"].column
 RATE_LEVEL = SCENARIOS["request_rate"].column
 THROUGHPUT = "Throughput (infer/s)"
 AVG_LATENCY = "Avg latency (ms)"
-DEFAULT_PERCENTILES = (90.0, 95.0, 99.0)
+DEFAULT_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 TableFormat = Literal["markdown", "csv", "html"]
 TABLE_FORMATS: tuple[TableFormat, ...] = get_args(TableFormat)
 
 
 def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
-    """Level | Throughput | Avg | p90 | p95 | p99 (ms), plus server queue and compute infer (ms).
+    """Level | Throughput | Avg | p50 | p90 | p95 | p99 (ms), plus server queue and compute infer (ms).
 
     ``scenario`` is the run's (``run.scenario``): a request-rate run adds the open-loop columns."""
     ms = 1.0 / 1000.0
@@ -32,6 +32,7 @@ def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
             LEVEL: steps["concurrency"],
             "Throughput (infer/s)": steps["throughput"],
             "Avg latency (ms)": steps["lat_avg_us"] * ms,
+            "p50 latency (ms)": steps["lat_p50_us"] * ms,
             "p90 latency (ms)": steps["lat_p90_us"] * ms,
             "p95 latency (ms)": steps["lat_p95_us"] * ms,
             "p99 latency (ms)": steps["lat_p99_us"] * ms,
@@ -158,7 +159,8 @@ def percentile_column(percentile: float) -> str:
 def benchmark_table(
     steps: Sequence[StepRecord], percentiles: Sequence[float] = DEFAULT_PERCENTILES, *, scenario: str
 ) -> pd.DataFrame:
-    """Level | Throughput (infer/s) | Avg | p.. latency (ms), the ResNeXt101 table of one run.
+    """Level | Throughput (infer/s) | Avg | p.. latency (ms), the ResNeXt101 table of one run
+    (by default p50, p90, p95, p99: the median first, then the tail).
 
     Latencies are read from each step's stored histogram, so any percentile can be asked
     for, not only the four stored as columns. The level is the concurrency, or the request

@@ -70,7 +70,7 @@ async def run_sweeps(
             if console is not None and len(sweeps) == 1:
                 from loadgen.console.progress import SweepProgress
 
-                progress = stack.enter_context(SweepProgress(settings.levels, console, settings.scenario))
+                progress = stack.enter_context(SweepProgress(settings, console))
             elif console is not None:
                 from loadgen.console.progress import StepLines
 

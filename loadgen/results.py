@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,21 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+
+
+STABILITY_WINDOWS = 3
+"""A step's numbers come from its last 3 windows, which the stability rule compares."""
+
+
+def spread_pct(values: Sequence[float]) -> float:
+    """The largest deviation of a value from their mean, percent of the mean: what the stability
+    rule bounds, and a step's own noise; NaN for fewer than 2 values or any undefined."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return math.nan
+    mean = sum(values) / len(values)
+    if mean <= 0:
+        return math.nan
+    return max(abs(v - mean) for v in values) / mean * 100.0
 
 
 @dataclass(frozen=True)

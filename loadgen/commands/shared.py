@@ -9,12 +9,17 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 
 from loadgen.errors import ConfigError
 from loadgen.storage import DEFAULT_DB_URL, SQLITE_BUSY_TIMEOUT_S
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from loadgen.storage import RunRecord
 
 T = TypeVar("T")
 
@@ -66,6 +71,26 @@ def stdout_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=220)
 
 
+CONSOLE_FINDINGS = 4
+"""Findings shown under a run's table; the report lists them all."""
+
+
+def print_findings(run: RunRecord, frame: pd.DataFrame, console: Console) -> None:
+    """The run's most telling findings, ranked, under its table: failures are listed above it and
+    the end of a sweep says what to do about unstable steps, so those are left to the report."""
+    from analysis.findings import Kind, step_findings
+
+    said_elsewhere = {Kind.ERRORS, Kind.UNSTABLE, Kind.UNANSWERED}
+    found = [f for f in step_findings(frame, config=run.model_config) if f.kind not in said_elsewhere]
+    if not found:
+        return
+    console.print("[bold]findings[/] (most telling first):")
+    for finding in found[:CONSOLE_FINDINGS]:
+        console.print(f"- {finding.text}", highlight=False, markup=False, soft_wrap=True)
+    if len(found) > CONSOLE_FINDINGS:
+        console.print(f"  ({len(found) - CONSOLE_FINDINGS} more in the report)", highlight=False)
+
+
 def print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
     """The stored table of one run on stdout, and perf_analyzer's CSV when asked for."""
     from analysis import failure_lines, latency_table, load_run, step_failures, write_perf_analyzer_csv
@@ -75,6 +100,7 @@ def print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
     console = stdout_console()
     print_latency_table(run, latency_table(frame, scenario=run.scenario), console)
     print_failures(failure_lines(step_failures(frame.to_dict("records"), run.scenario)), console)
+    print_findings(run, frame, console)
     if csv_path is not None:
         write_perf_analyzer_csv(frame, csv_path)
         print(f"wrote {csv_path}", file=sys.stderr)

@@ -83,9 +83,17 @@ def register(sub: Any) -> None:
 
     compare = sub.add_parser(
         "compare",
-        help="compare two stored runs step by step; exit 1 on a regression",
+        help="compare two stored runs step by step; exit 1 on a regression beyond the runs' noise",
         description="Matches steps by concurrency (or request rate). A step regresses when its throughput "
-        "dropped or its latency percentile rose by more than the thresholds.",
+        "dropped or its latency percentile rose by more than the thresholds, and by more than the runs' "
+        "own noise: each run's noise at a step is how far its measurement windows strayed from their "
+        "mean (throughput, and mean latency for the percentile), the two runs' combined as the root of "
+        "the sum of squares. A change beyond a threshold but within that noise is marked 'within "
+        "noise': it is no regression (exit 0) and no improvement. A step without 2 stored windows has "
+        "no known noise: the thresholds alone judge it. Settings that differ between the runs and "
+        "change what is measured (protocol, batch size, input data, measurement windows, workers, "
+        "model version, the server's model config...) are warned about before the table. "
+        "Exit 0 pass or improvement, 1 regression, 2 usage error or runs that cannot be compared.",
     )
     compare.add_argument("base_run", type=int, help="the reference run")
     compare.add_argument("new_run", type=int, help="the run under test")
@@ -103,6 +111,11 @@ def register(sub: Any) -> None:
         "--junit", type=arguments.output_file, default=None, metavar="FILE", help="also write JUnit XML"
     )
     compare.add_argument("--force", action="store_true", help="compare runs of different models")
+    compare.add_argument(
+        "--strict",
+        action="store_true",
+        help="judge by the thresholds alone: a change within the runs' noise regresses (or improves) too",
+    )
     add_db_option(compare)
     compare.set_defaults(handler=cmd_compare)
 
@@ -188,8 +201,15 @@ def _ms(value_us: float) -> str:
     return "-" if math.isnan(value_us) else f"{value_us / 1000:.3f}"
 
 
+def _noise(value: float) -> str:
+    return "-" if math.isnan(value) else f"±{value:.1f}%"
+
+
 def print_comparison(c: Comparison, console: Console) -> None:
-    """The comparison as a rich table, one row per matched level, and the verdict."""
+    """The comparison as a rich table, one row per matched level, and the verdict.
+
+    Beside each change, both runs' noise combined ("-": unknown); a step that crossed a
+    threshold by less than the noise says ``within noise``."""
     from analysis.compare import Verdict
 
     p = c.thresholds.percentile
@@ -198,15 +218,21 @@ def print_comparison(c: Comparison, console: Console) -> None:
         f"run {c.new.id} ({c.new.model}, {c.new.status}) vs base run {c.base.id} "
         f"({c.base.model}, {c.base.status}): max throughput drop {c.thresholds.max_throughput_drop_pct:g}%, "
         f"max p{p:g} rise {c.thresholds.max_latency_rise_pct:g}%"
+        + ("" if c.thresholds.noise_aware else " (strict: noise not considered)")
     )
     out = Table(title=title, title_justify="left")
     level = words(c.level_name).title
-    headers = [level, "Base infer/s", "New infer/s", "Change"]
-    headers += [f"Base p{p:g} (ms)", f"New p{p:g} (ms)", "Change"]
+    headers = [level, "Base infer/s", "New infer/s", "Change", "Noise"]
+    headers += [f"Base p{p:g} (ms)", f"New p{p:g} (ms)", "Change", "Noise"]
     headers += [f"p{o:g} change" for o in others] + ["Verdict"]
     for header in headers:
         out.add_column(header, justify="left" if header == "Verdict" else "right")
-    style = {Verdict.REGRESSION: "bold red", Verdict.IMPROVEMENT: "green", Verdict.PASS: ""}
+    style = {
+        Verdict.REGRESSION: "bold red",
+        Verdict.IMPROVEMENT: "green",
+        Verdict.WITHIN_NOISE: "yellow",
+        Verdict.PASS: "",
+    }
     for step in c.steps:
         gate = step.latency(p)
         verdict = str(step.verdict) + (f" ({'; '.join(step.reasons)})" if step.reasons else "")
@@ -215,25 +241,34 @@ def print_comparison(c: Comparison, console: Console) -> None:
             f"{step.base_throughput:,.1f}",
             f"{step.new_throughput:,.1f}",
             _pct(step.throughput_change_pct),
+            _noise(step.throughput_noise_pct),
             _ms(gate.base_us),
             _ms(gate.new_us),
             _pct(gate.change_pct),
+            _noise(step.latency_noise_pct),
             *(_pct(step.latency(o).change_pct) for o in others),
             verdict,
             style=style[step.verdict],
         )
     console.print(out)
     regressed = sum(s.verdict is Verdict.REGRESSION for s in c.steps)
+    noisy = len(c.within_noise)
     console.print(
         f"verdict: [{style[c.verdict] or 'bold'}]{c.verdict}[/] "
-        f"({regressed} of {len(c.steps)} matched step(s) regressed)",
+        f"({regressed} of {len(c.steps)} matched step(s) regressed"
+        + (f"; {noisy} changed within the runs' noise, not judged" if noisy else "")
+        + ")",
         highlight=False,
     )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare two runs; exit 1 when the new run regressed."""
-    from analysis.compare import CompareError, Thresholds, Verdict, load_comparison, write_junit
+    """Compare two runs; exit 1 when the new run regressed (beyond the runs' noise, unless ``--strict``).
+
+    Warnings (runs not completed, settings that differ, levels without a match) go to stderr
+    before the table."""
+    from analysis.compare import CompareError, Thresholds, Verdict, load_comparison
+    from analysis.junit import write_junit
 
     percentile = parse_percentiles(args.percentile)
     if len(percentile) != 1 or percentile[0] == 0:
@@ -242,6 +277,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         max_throughput_drop_pct=parse_percent("--max-throughput-drop", args.max_throughput_drop),
         max_latency_rise_pct=parse_percent("--max-latency-rise", args.max_latency_rise),
         percentile=percentile[0],
+        noise_aware=not args.strict,
     )
     require_database(args.db)
     with RunStore(args.db) as store:

@@ -15,7 +15,6 @@ as a reload is.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -25,10 +24,16 @@ from loadgen.config import MeasurementSettings
 from loadgen.engine.recorder import OpenWindow, Window
 from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import ModelStats, StepResult, ValidationTally, WindowResult, top_reasons
+from loadgen.results import (
+    STABILITY_WINDOWS,
+    ModelStats,
+    StepResult,
+    ValidationTally,
+    WindowResult,
+    spread_pct,
+    top_reasons,
+)
 from loadgen.scrape.metrics import MetricsScraper
-
-STABILITY_WINDOWS = 3
 
 
 class StepListener:
@@ -82,10 +87,7 @@ def is_stable(windows: Sequence[WindowResult], percentage: float) -> bool:
         return False
     last = windows[-STABILITY_WINDOWS:]
     for values in ([w.throughput for w in last], [w.mean_latency_us for w in last]):
-        if any(v <= 0 or math.isnan(v) for v in values):
-            return False
-        mean = sum(values) / len(values)
-        if any(abs(v - mean) > mean * percentage / 100.0 for v in values):
+        if any(not v > 0 for v in values) or not spread_pct(values) <= percentage:
             return False
     return True
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from analysis.findings import Kind, Severity, Slo, run_findings
+from analysis.findings import Kind, Severity, Slo, dominant_components, run_findings
 from analysis.frames import load_run_data
 from analysis.report import image_engine_available
 from loadgen.cli import main
@@ -96,13 +96,21 @@ def test_findings_of_a_single_server_queue(runs: Runs) -> None:
         assert knee.step_index == 0 and "saturation knee at concurrency 1" in knee.text
     else:
         assert knee.step_index == 1, (throughput, knee)
-    dominant = {f.step_index: f.component for f in found if f.kind is Kind.DOMINANT}
+    dominant = dominant_components(data.steps)
     assert dominant[0] == "compute_infer"  # one client: no queue, the model's 10 ms
     assert dominant[2] == "queue"  # 3 of 4 requests wait: queue ~ 30 ms vs infer ~ 10 ms
     # concurrency 2 is queueing theory's tie (queue ~ S ~ infer): either may win by a hair
     assert dominant[1] in ("queue", "compute_infer")
     queue, infer = data.steps.loc[1, ["server_queue_us", "server_compute_infer_us"]]
     assert queue == pytest.approx(infer, rel=0.5)
+    # one finding per stretch of loads with the same bottleneck; the hint reads the served config
+    # (max_batch_size 8, no dynamic_batching, one instance) where the queue dominates
+    said = [f for f in found if f.kind is Kind.DOMINANT]
+    parts = list(dominant.values())
+    assert [f.component for f in said] == [c for i, c in enumerate(parts) if i == 0 or c != parts[i - 1]]
+    assert said[-1].component == "queue" and said[-1].step_index == 2
+    hint = "dynamic batching is off: enable it (the model takes batches up to 8) or add instances (now 1)"
+    assert hint in said[-1].text
     (slo,) = [f for f in found if f.kind is Kind.SLO]
     assert slo.severity is Severity.INFO and slo.step_index == throughput.index(max(throughput))
     # the model holds every request at least S / 2 = 5 ms: a 1 ms objective is out of reach

@@ -18,6 +18,7 @@ from analysis.findings import (
     best_under_slo,
     component_findings,
     dominant_components,
+    falls_findings,
     parse_slo,
     quality_findings,
     saturation_knee,
@@ -174,11 +175,146 @@ def test_dominant_component_per_step_with_its_hint() -> None:
         (3, "compute_input"),
     ]
     assert "the model itself is the bottleneck" in found[0].text
-    assert (
-        "add instances or enable dynamic batching" in found[1].text
-        and "30.0 ms of 40.0 ms (75%)" in found[1].text
-    )
+    assert "queue dominates: requests wait for a free instance or for the batcher" in found[1].text
+    assert "30.0 ms of 40.0 ms (75%)" in found[1].text
     assert "the client or network is the bottleneck" in found[2].text
+
+
+def test_neighbouring_loads_with_the_same_bottleneck_are_one_finding_read_at_the_highest_load() -> None:
+    """Nine per-step lines buried the one that mattered."""
+    frame = steps(
+        {"p99": 5, **split(4, queue=0.1, infer=3)},
+        {"p99": 6, **split(5, queue=0.2, infer=4)},
+        {"p99": 20, **split(16, queue=9, infer=4)},
+        {"p99": 40, **split(32, queue=24, infer=4)},
+        {"p99": 80, **split(64, queue=56, infer=4)},
+    )
+    infer, queue = component_findings(frame)
+    assert (infer.step_index, infer.component, queue.step_index, queue.component) == (
+        1,
+        "compute_infer",
+        4,
+        "queue",
+    )
+    assert infer.text.startswith(
+        "concurrency 1 to 2: 75% to 80% of the mean latency (4 ms of 5 ms at concurrency 2)"
+    )
+    assert queue.text.startswith(
+        "concurrency 4 to 16: 56% to 88% of the mean latency (56.0 ms of 64.0 ms at concurrency 16)"
+    )
+
+
+CONFIG_DYNAMIC = {
+    "max_batch_size": 8,
+    "dynamic_batching": {"max_queue_delay_microseconds": "500"},  # gRPC's JSON: int64 as a string
+    "instance_group": [{"count": 2, "kind": "KIND_CPU"}],
+}
+
+
+def _queued(inferences: int, executions: int) -> pd.DataFrame:
+    return steps(
+        {
+            "p99": 50,
+            **split(40, queue=30, infer=8),
+            "server_inference_count": inferences,
+            "server_execution_count": executions,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "inferences", "executions", "says", "never"),
+    [
+        # every batch full at max_batch_size: more batching cannot help, a bigger batch or instances can
+        (
+            CONFIG_DYNAMIC,
+            800,
+            100,
+            "batches are full (average 8.0 of max_batch_size 8): raise max_batch_size "
+            "or add instances (now 2)",
+            "enable dynamic batching",
+        ),
+        # batches mostly empty: requests wait for the batcher's delay or a busy instance
+        (
+            CONFIG_DYNAMIC,
+            200,
+            100,
+            "while batches average 2.0 of 8: requests wait for the batcher's "
+            "max_queue_delay (500 us) or a busy instance: add instances (now 2) or lower "
+            "max_queue_delay_microseconds; a larger max_batch_size would not help",
+            "enable",
+        ),
+        (
+            {"max_batch_size": 8, "instance_group": [{"count": 1}]},
+            100,
+            100,
+            "dynamic batching is off: enable it (the model takes batches up to 8) or add instances (now 1)",
+            "batches are full",
+        ),
+        (
+            {"max_batch_size": 0},
+            100,
+            100,
+            "the model cannot batch (max_batch_size 0): add instances",
+            "dynamic batching",
+        ),
+        (
+            {"max_batch_size": 4, "sequence_batching": {}},
+            100,
+            100,
+            "requests wait for their sequence's slot",
+            "dynamic batching",
+        ),
+    ],
+)
+def test_the_queue_hint_reads_the_models_config_and_the_batches_it_executed(
+    config: dict[str, Any], inferences: int, executions: int, says: str, never: str
+) -> None:
+    (finding,) = component_findings(_queued(inferences, executions), config)
+    assert finding.component == "queue"
+    assert says in finding.text, finding.text
+    assert never not in finding.text, finding.text
+
+
+def test_the_infer_hint_mentions_batching_only_where_it_is_off_and_possible() -> None:
+    model_bound = steps({"p99": 12, **split(10, queue=0.1, infer=8)})
+    (off,) = component_findings(model_bound, {"max_batch_size": 8})
+    assert "dynamic batching is off: it would run several requests per execution" in off.text
+    for config in (CONFIG_DYNAMIC, {"max_batch_size": 0}, None):
+        (finding,) = component_findings(model_bound, config)
+        assert finding.text.endswith("the model itself is the bottleneck"), finding.text
+
+
+def test_a_step_whose_throughput_falls_while_load_rises_is_flagged() -> None:
+    frame = steps(
+        {"p99": 5, "throughput": 500.0},
+        {"p99": 6, "throughput": 1000.0},
+        {"p99": 9, "throughput": 800.0},  # c=4 below c=2: flagged
+        {"p99": 20, "throughput": 780.0},  # 2.5% below c=4: within noise
+        {"p99": 30, "request_count": 0, "throughput": 0.0, "error_count": 5},  # only failures: errors say it
+    )
+    (fall,) = falls_findings(frame)
+    assert (fall.kind, fall.severity, fall.step_index) == (Kind.THROUGHPUT_FALLS, Severity.WARNING, 2)
+    assert "800.0 infer/s at concurrency 4, 20% below 1,000.0 at concurrency 2" in fall.text
+    assert falls_findings(steps({"p99": 5, "throughput": 500.0}, {"p99": 6, "throughput": 490.0})) == []
+
+
+def test_findings_are_ranked_what_makes_numbers_wrong_then_what_they_say_then_doubts() -> None:
+    frame = steps(
+        {"p99": 5, "throughput": 500.0, "metrics_failed_scrapes": 2, **split(4, queue=0.1, infer=3)},
+        {"p99": 6, "throughput": 1000.0, "stable": False, **split(5, queue=0.2, infer=4)},
+        {"p99": 90, "throughput": 700.0, "error_count": 3, "errors": {"INTERNAL: x": 3}},
+    )
+    kinds = [f.kind for f in step_findings(frame, Slo(50.0))]
+    assert kinds == [
+        Kind.ERRORS,
+        Kind.SLO,
+        Kind.KNEE,
+        Kind.THROUGHPUT_FALLS,
+        Kind.DOMINANT,
+        Kind.UNSTABLE,
+        Kind.METRICS_GAP,
+    ]
 
 
 def test_client_side_time_is_clamped_at_zero() -> None:
@@ -261,3 +397,9 @@ def test_findings_are_frozen() -> None:
     finding = Finding(Kind.KNEE, Severity.INFO, "x", 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         finding.text = "y"  # type: ignore[misc]
+
+
+def test_a_part_under_half_the_latency_is_called_the_largest_not_dominant() -> None:
+    (finding,) = component_findings(steps({"p99": 12, **split(10, queue=3, infer=3.2)}))
+    assert finding.component == "client" and "(38%)" in finding.text
+    assert "client-side time is the largest part: the client or network" in finding.text

@@ -20,6 +20,14 @@ from loadgen.commands import COMMANDS
 from loadgen.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, LoadgenError
 
 
+START = """\
+start here:
+  loadgen sweep --embedded -m identity --concurrency 1..8   measure a bundled model on the CPU server
+  loadgen report --latest -o report.html                    the newest run as an HTML report
+  loadgen sweep --help                                      every option, grouped, with examples
+runs are stored in ./loadgen.db (SQLite) unless --db says otherwise."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse's own errors as every other error reads: one line, exit 2 (not a usage block)."""
 
@@ -29,7 +37,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="loadgen", description="Load generation and performance analysis for NVIDIA Triton."
+        prog="loadgen",
+        description="Load generation and performance analysis for NVIDIA Triton.",
+        epilog=START,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"loadgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

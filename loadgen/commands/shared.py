@@ -24,11 +24,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def add_db_option(parser: argparse.ArgumentParser) -> None:
+def add_db_option(parser: argparse._ActionsContainer) -> None:
     """The ``--db`` option every command that reads or writes runs shares."""
     parser.add_argument(
         "--db",
         default=DEFAULT_DB_URL,
+        metavar="URL|FILE",
         help=f"runs database: a SQLAlchemy URL or a SQLite file path (default {DEFAULT_DB_URL}); a SQLite "
         f"write waits up to {SQLITE_BUSY_TIMEOUT_S:g} s for another writer ('sqlite:///FILE?timeout=SECONDS' "
         "changes it)",

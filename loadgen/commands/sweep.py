@@ -47,18 +47,35 @@ CLI_ONLY = {
 
 _GROUPS = {
     "server": "server",
-    "TLS": "TLS (any of these, or -u https://..., turns TLS on)",
-    "load": "load",
-    "measurement": "measurement",
+    "load": "load (closed loop by default; open loop: --request-rate, --request-intervals or --ramp)",
+    "measurement": "measurement (durations take units: 5s, 500ms, 2m)",
     "inputs": "inputs",
-    "checks": "answers and labels",
+    "checks": "checking and labels",
+    "TLS": "TLS (any of these, or -u https://..., turns TLS on)",
 }
+"""Help sections, in the order shown: what load, how it is measured, what is sent, where."""
+
+EXAMPLES = """\
+examples:
+  loadgen sweep --embedded -m identity                  start the bundled CPU server, sweep, stop it
+  loadgen sweep -m resnet --concurrency 1..64           closed loop at 1, 2, 4, ... 64 requests in flight
+  loadgen sweep -m resnet --request-rate 100..1000:100  open loop: latency from each intended send time
+  loadgen sweep -m resnet -p 10s -s 5 --max-windows 20  longer, stricter windows for a noisy machine
+  loadgen sweep -m resnet --latency-limit p99=50ms --search
+                                                        the highest load whose p99 stays under 50 ms
+  loadgen sweep -m resnet -i http -u http://host:8000 --validate
+                                                        over HTTP, every answer checked
+  loadgen sweep -m a -m b:batch-size=4,concurrency=1..8 two models loaded at once, b with its own settings
+
+after a sweep: `loadgen report RUN -o report.html`, `loadgen compare BASE NEW`, `loadgen runs`.
+exit codes: 0 done, 1 a run failed, 2 usage or server unreachable, 3 wrong answers (--validate),
+4 failed requests (--max-error-rate), 130 interrupted (finished steps are kept)."""
 
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     """Every option of the table, as flags whose dest is the option's key and whose default is None."""
     groups = {name: parser.add_argument_group(title) for name, title in _GROUPS.items()}
-    for option in OPTIONS:
+    for option in sorted(OPTIONS, key=lambda o: list(_GROUPS).index(o.group)):
         group = groups[option.group]
         if option.switch:
             group.add_argument(
@@ -79,34 +96,50 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     """Add ``sweep`` to the CLI's sub-parsers."""
     sweep = sub.add_parser(
-        "sweep", help="measure a model over a range of concurrency levels or request rates"
+        "sweep",
+        help="measure a model over a range of concurrency levels or request rates",
+        usage="%(prog)s -m MODEL [--concurrency RANGE | --request-rate RANGE] [options]",
+        description="Measure a model at each load level, store every step as it ends, print the table.",
+        epilog=EXAMPLES,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=30),
     )
     add_sweep_options(sweep)
-    out = sweep.add_argument_group("output and server")
-    out.add_argument(
-        "--csv", type=arguments.output_file, default=None, help="write perf_analyzer's -f CSV (+ our columns)"
-    )
-    out.add_argument(
-        "--report", type=arguments.output_file, default=None, metavar="FILE", help="write the HTML report"
-    )
-    out.add_argument(
+    server = next(g for g in sweep._action_groups if g.title == _GROUPS["server"])
+    server.add_argument(
         "--embedded",
         action="store_true",
         help="start the embedded server on free ports for this run and stop it after",
     )
-    out.add_argument(
+    server.add_argument(
         "--model-repository",
         type=arguments.existing_folder,
         default=None,
-        help="with --embedded: model repository",
+        metavar="DIR",
+        help="with --embedded: the model repository (default: the bundled model_repository/)",
     )
-    out.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+    out = sweep.add_argument_group("output")
+    out.add_argument(
+        "--csv",
+        type=arguments.output_file,
+        default=None,
+        metavar="FILE",
+        help="also write perf_analyzer's -f CSV (+ our columns); runs are stored either way",
+    )
+    out.add_argument(
+        "--report",
+        type=arguments.output_file,
+        default=None,
+        metavar="FILE",
+        help="also write the HTML report",
+    )
+    out.add_argument("-q", "--quiet", action="store_true", help="no live progress (rows and ETA)")
     out.add_argument(
         "--exporter-port",
         type=arguments.port,
         default=None,
         metavar="PORT",
-        help="serve loadgen's own Prometheus metrics on this port while the sweep runs (e.g. 9108)",
+        help="serve loadgen's own Prometheus metrics on this port while the sweep runs (e.g. 9108; "
+        "default: none)",
     )
     out.add_argument(
         "--exporter-addr",
@@ -115,7 +148,7 @@ def register(sub: Any) -> None:
         help="the address --exporter-port listens on (default 127.0.0.1, this machine only; "
         "0.0.0.0 for every interface, e.g. for a Prometheus in a container)",
     )
-    add_db_option(sweep)
+    add_db_option(out)
     sweep.set_defaults(handler=cmd_sweep)
 
 

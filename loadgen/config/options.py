@@ -117,7 +117,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "headers",
         ("-H", "--header"),
-        "send this header (gRPC metadata) with every request; never stored, only its name",
+        "send this header (gRPC metadata) with every request (repeatable; default none); never "
+        "stored, only its name",
         values.headers,
         metavar="'NAME: VALUE'",
         repeat=True,
@@ -142,7 +143,7 @@ OPTIONS: tuple[Option, ...] = (
         "metrics_families",
         ("--metrics-family",),
         "also keep the metric families whose names match this regular expression (repeatable), "
-        "such as a model's own custom_.*: Triton's nv_* families are always kept",
+        "such as a model's own custom_.*: Triton's nv_* families are always kept (default: only those)",
         values.patterns,
         metavar="REGEX",
         repeat=True,
@@ -157,11 +158,18 @@ OPTIONS: tuple[Option, ...] = (
         group=SERVER,
     ),
     # -- TLS
-    Option("ssl", ("--ssl",), "talk to the server over TLS", values.boolean, switch=True, group=TLS),
+    Option(
+        "ssl",
+        ("--ssl",),
+        "talk to the server over TLS (default: plain, unless -u https://)",
+        values.boolean,
+        switch=True,
+        group=TLS,
+    ),
     Option(
         "ssl_ca",
         ("--ssl-ca",),
-        "PEM root certificates to trust",
+        "PEM root certificates to trust (default: the system's)",
         values.path,
         metavar="FILE",
         group=TLS,
@@ -170,7 +178,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "ssl_cert",
         ("--ssl-cert",),
-        "PEM client certificate (mutual TLS)",
+        "PEM client certificate (mutual TLS; default: none)",
         values.path,
         metavar="FILE",
         group=TLS,
@@ -188,7 +196,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "ssl_insecure",
         ("--ssl-insecure",),
-        "HTTPS only: do not verify the server's certificate or host name",
+        "HTTPS only: do not verify the server's certificate or host name (default: verified)",
         values.boolean,
         switch=True,
         group=TLS,
@@ -207,7 +215,7 @@ OPTIONS: tuple[Option, ...] = (
         "request_rate",
         ("--request-rate", "--request-rate-range"),
         "open loop: target rates in requests/s, same syntax (e.g. 100..1000:100); "
-        "latency is measured from each request's intended send time",
+        "latency is measured from each request's intended send time (default: closed loop)",
         values.rates,
         metavar="RANGE",
         group=LOAD,
@@ -215,7 +223,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "request_intervals",
         ("--request-intervals",),
-        "open loop: replay these gaps (microseconds between sends, one per line, looped)",
+        "open loop: replay these gaps (microseconds between sends, one per line, looped; "
+        "perf_analyzer's format)",
         values.read_intervals,
         metavar="FILE",
         group=LOAD,
@@ -257,7 +266,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "latency_limit",
         ("--latency-limit",),
-        "e.g. p99=50ms: stop at the first step over it, or with --search find the highest load under it",
+        "e.g. p99=50ms: stop at the first step over it, or with --search find the highest load under it "
+        "(default: no limit, every level runs)",
         values.parse_latency_limit,
         metavar="pNN=X",
         group=LOAD,
@@ -265,7 +275,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "search",
         ("--search",),
-        "bracket and bisect the range for the highest load that meets --latency-limit",
+        "bracket and bisect the range for the highest load that meets --latency-limit (default: every level)",
         values.boolean,
         switch=True,
         group=LOAD,
@@ -324,7 +334,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "shapes",
         ("--shape",),
-        "size of an input's variable dimensions (without the batch dimension)",
+        "size of an input's variable (-1) dimensions, without the batch dimension (repeatable; "
+        "required for each variable input; by default every dimension comes from the model)",
         values.shapes,
         metavar="NAME:d1,d2",
         repeat=True,
@@ -361,7 +372,13 @@ OPTIONS: tuple[Option, ...] = (
         group=CHECKS,
     ),
     Option(
-        "labels", ("--label",), "tag the run", values.labels, metavar="KEY=VALUE", repeat=True, group=CHECKS
+        "labels",
+        ("--label",),
+        "tag the run (repeatable; default none; stored, shown by `loadgen runs`)",
+        values.labels,
+        metavar="KEY=VALUE",
+        repeat=True,
+        group=CHECKS,
     ),
 )
 

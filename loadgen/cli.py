@@ -19,7 +19,6 @@ from loadgen import __version__
 from loadgen.commands import COMMANDS
 from loadgen.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, LoadgenError
 
-
 START = """\
 start here:
   loadgen sweep --embedded -m identity --concurrency 1..8   measure a bundled model on the CPU server

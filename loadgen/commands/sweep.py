@@ -225,7 +225,10 @@ def _embedded(args: argparse.Namespace, console: Console) -> Iterator[EmbeddedSe
     from loadgen.server import EmbeddedServer, ServerPorts
 
     server = EmbeddedServer(args.model_repository, ServerPorts.free())
-    console.print(f"starting the embedded Triton server on {server.grpc_url} ...", highlight=False)
+    console.print(
+        f"starting the embedded Triton server (HTTP {server.http_url}, gRPC {server.grpc_url}) ...",
+        highlight=False,
+    )
     with server:
         yield server
 

@@ -55,7 +55,7 @@ def register(sub: Any) -> None:
     table = sub.add_parser(
         "table",
         help="a stored run as the ResNeXt-style table (Markdown, CSV, HTML), or one step's .hgrm",
-        description="Concurrency | Throughput | Avg | p90 | p95 | p99 latency of a stored run; "
+        description="Concurrency | Throughput | Avg | p50 | p90 | p95 | p99 latency of a stored run; "
         "percentiles are read from the stored histograms.",
     )
     table.add_argument("run_id", type=int)
@@ -66,7 +66,7 @@ def register(sub: Any) -> None:
         "--percentiles",
         default=None,
         metavar="P,P,...",
-        help="latency percentiles read from the histograms (default 90,95,99)",
+        help="latency percentiles read from the histograms (default 50,90,95,99)",
     )
     table.add_argument(
         "--hgrm",

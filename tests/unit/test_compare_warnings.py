@@ -11,9 +11,8 @@ import dataclasses
 import json
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -192,17 +191,6 @@ def add_run(
         store.add_step(run_id, step_result(i, step, None if rates is None else rates[i]))
     store.finish_run(run_id, RunStatus.COMPLETED)
     return run_id
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'runs.db'}"
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[RunStore]:
-    with RunStore(url) as s:
-        yield s
 
 
 STEADY = (-0.01, 0.0, 0.01)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 
-from loadgen.cli import build_parser
+import pytest
+
+from loadgen.cli import build_parser, main
 
 NO_DEFAULT = {
     "--model": "required",
@@ -21,7 +23,8 @@ NO_DEFAULT = {
 def _sweep() -> argparse.ArgumentParser:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices["sweep"]
+    sweep: argparse.ArgumentParser = sub.choices["sweep"]
+    return sweep
 
 
 def test_sweep_help_is_grouped_says_every_default_and_ends_with_examples() -> None:
@@ -42,3 +45,14 @@ def test_sweep_help_is_grouped_says_every_default_and_ends_with_examples() -> No
     examples = text[text.index("examples:") :]
     assert examples.count("loadgen sweep ") >= 5 and "exit codes:" in examples
     assert text.index("examples:") > text.index("output:"), "examples end the help"
+
+
+def test_forgetting_the_model_is_one_line_pointing_to_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse printed a 19-line usage block."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--concurrency", "1..8"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.splitlines() == [
+        "loadgen: error: the following arguments are required: -m/--model (see `loadgen sweep --help`)"
+    ]

@@ -6,10 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,12 +75,6 @@ def _add_run(
         store.add_step(run_id, _step(i, concurrency, throughput / slower, scale * slower, rate))
     store.finish_run(run_id, RunStatus.COMPLETED, None)
     return run_id
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[RunStore]:
-    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as s:
-        yield s
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import logging
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,17 +33,6 @@ from loadgen.storage.migrate import alembic_config
 from loadgen.storage.models import Base
 
 T0 = datetime(2024, 11, 28, 12, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'runs.db'}"
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[RunStore]:
-    with RunStore(url) as s:
-        yield s
 
 
 def run_info(model: str = "resnet", started_at: datetime = T0) -> RunInfo:

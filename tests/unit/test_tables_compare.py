@@ -7,7 +7,7 @@ import io
 import json
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,17 +91,6 @@ def add_run(
     if status is not None:
         store.finish_run(run_id, status, error)
     return run_id
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'runs.db'}"
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[RunStore]:
-    with RunStore(url) as s:
-        yield s
 
 
 BASE: list[Level] = [

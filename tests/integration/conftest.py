@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadgen.server import EmbeddedServer, ServerPorts, server_installed
+from loadgen.server.install import default_model_repository
 from tests.integration.postgres import postgres  # noqa: F401  (session fixture: a private PostgreSQL)
 
 SERVER_FIXTURES = ("triton", "fresh_triton")
@@ -25,12 +26,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.server)
 
 
-def _start(tmp: Path, name: str) -> EmbeddedServer:
+EXIT_TIMEOUT = "--exit-timeout-secs=3"
+"""Triton waits 30 s for requests still in flight when it stops; a test's clients are gone by then."""
+
+
+def require_server() -> None:
+    """Skip a server test where Triton is not installed; CI (LOADGEN_REQUIRE_SERVER) fails instead."""
     if not server_installed():
-        if os.environ.get("LOADGEN_REQUIRE_SERVER"):  # CI: a missing server is a failure, not a skip
+        if os.environ.get("LOADGEN_REQUIRE_SERVER"):
             pytest.fail(NOT_INSTALLED)
         pytest.skip(NOT_INSTALLED)
-    server = EmbeddedServer(ports=ServerPorts.free(), log_file=tmp / f"{name}.log", startup_timeout_s=90)
+
+
+def start_server(
+    tmp: Path, name: str, models: tuple[str, ...] = (), extra_args: tuple[str, ...] = ()
+) -> EmbeddedServer:
+    """A started server on free ports, logging to ``tmp``; ``models``: only those of the demo
+    repository (a repository of one small model starts in about 2 s)."""
+    require_server()
+    repo = None
+    if models:
+        repo = tmp / f"{name}-repo"
+        repo.mkdir()
+        for model in models:
+            (repo / model).symlink_to(default_model_repository() / model)
+    server = EmbeddedServer(
+        repo,
+        ServerPorts.free(),
+        log_file=tmp / f"{name}.log",
+        extra_args=(EXIT_TIMEOUT, *extra_args),
+        startup_timeout_s=90,
+    )
     server.start()
     return server
 
@@ -38,7 +64,7 @@ def _start(tmp: Path, name: str) -> EmbeddedServer:
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """One server (demo repository) shared by the whole session: starts cost seconds."""
-    server = _start(tmp_path_factory.mktemp("triton"), "tritonserver")
+    server = start_server(tmp_path_factory.mktemp("triton"), "tritonserver")
     try:
         yield server
     finally:
@@ -48,7 +74,7 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]
 @pytest.fixture
 def fresh_triton(tmp_path: Path) -> Iterator[EmbeddedServer]:
     """A private server for tests that stop or kill it."""
-    server = _start(tmp_path, "fresh-tritonserver")
+    server = start_server(tmp_path, "fresh-tritonserver")
     try:
         yield server
     finally:

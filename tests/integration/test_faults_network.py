@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 from loadgen.results import RunStatus
-from loadgen.server import server_installed
 from loadgen.server.install import default_model_repository
 from loadgen.storage import RunRecord, RunStore, StepRecord
 from tests.cli import loadgen, start_loadgen, wait_for_steps
+from tests.integration.conftest import require_server
 from tests.netns import Faults, Link, Namespace, namespace, netns_usable
 
 pytestmark = [pytest.mark.faults, pytest.mark.server]
@@ -74,10 +74,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     """One server for the module: every test resets the link it faulted (see ``link``)."""
     if (why := netns_usable()) is not None:
         pytest.skip(why)
-    if not server_installed():
-        if os.environ.get("LOADGEN_REQUIRE_SERVER"):
-            pytest.fail("embedded Triton not installed")
-        pytest.skip("embedded Triton not installed")
+    require_server()
     tmp = tmp_path_factory.mktemp("netns")
     (tmp / "repo").mkdir()
     (tmp / "repo" / "identity").symlink_to(default_model_repository() / "identity")  # starts in ~2 s

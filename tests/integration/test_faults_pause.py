@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from loadgen.results import RunStatus
-from loadgen.server import EmbeddedServer, ServerPorts, server_installed
-from loadgen.server.install import default_model_repository
+from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
 from tests.cli import start_loadgen, wait_for_steps
+from tests.integration.conftest import start_server
 
 pytestmark = [pytest.mark.faults, pytest.mark.server]
 
@@ -36,15 +36,7 @@ WINDOWS = ["-p", "1000", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """A private server (only the identity model: it starts in ~2 s) that these tests pause."""
-    if not server_installed():
-        if os.environ.get("LOADGEN_REQUIRE_SERVER"):
-            pytest.fail("embedded Triton not installed")
-        pytest.skip("embedded Triton not installed")
-    tmp = tmp_path_factory.mktemp("paused")
-    (tmp / "repo").mkdir()
-    (tmp / "repo" / "identity").symlink_to(default_model_repository() / "identity")
-    triton = EmbeddedServer(tmp / "repo", ServerPorts.free(), log_file=tmp / "tritonserver.log")
-    triton.start()
+    triton = start_server(tmp_path_factory.mktemp("paused"), "tritonserver", ("identity",))
     try:
         yield triton
     finally:

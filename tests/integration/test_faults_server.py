@@ -4,7 +4,6 @@ every request failing. No finished step is lost, no cut or mixed step is stored 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,12 +13,12 @@ import pytest
 
 from loadgen.errors import EXIT_ERRORS, EXIT_FAILED
 from loadgen.results import RunStatus
-from loadgen.server import EmbeddedServer, ServerPorts
+from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.cli import loadgen, start_loadgen, wait_for_steps
+from tests.integration.conftest import start_server
 
 pytestmark = pytest.mark.faults
-REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 QUICK = ["-p", "500", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 
 
@@ -27,16 +26,9 @@ QUICK = ["-p", "500", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 def small_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
     """A private server with one model (identity), in explicit model control: it starts in seconds,
     can be restarted, and lets a test unload and load its model."""
-    repo = tmp_path / "repo"
-    shutil.copytree(REPOSITORY / "identity", repo / "identity")
-    server = EmbeddedServer(
-        repo,
-        ServerPorts.free(),
-        log_file=tmp_path / "server.log",
-        extra_args=["--model-control-mode=explicit", "--load-model=identity"],
-        startup_timeout_s=90,
+    server = start_server(
+        tmp_path, "server", ("identity",), ("--model-control-mode=explicit", "--load-model=identity")
     )
-    server.start()
     try:
         yield server
     finally:

@@ -58,25 +58,6 @@ def test_http_and_grpc_agree_where_the_server_is_the_bottleneck(
     assert throughput["http"] == pytest.approx(throughput["grpc"], rel=0.08)
 
 
-def test_grpc_keeps_close_to_http_on_identity_at_concurrency_4(
-    triton: EmbeddedServer, tmp_path: Path
-) -> None:
-    """The client-bound case. The issue asks for 10 %; on 2 shared cores Triton's gRPC path costs
-    more than its HTTP one and the two measure 8-9k vs 9.5-13k infer/s (see benchmarks/RESULTS.md).
-    This guards the lean gRPC client: grpc.aio managed only ~0.4x of HTTP here.
-
-    Alternated twice and compared by the better of each, so that a noisy neighbour does not decide."""
-    throughput: dict[str, list[float]] = {"http": [], "grpc": []}
-    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
-        for protocol in ("http", "grpc", "grpc", "http"):
-            settings = _settings(triton, "identity", (4,), protocol)
-            outcome = asyncio.run(execute_sweep(settings, store))
-            (step,) = store.steps(outcome.run_id)
-            assert step.error_count == 0
-            throughput[protocol].append(step.throughput)
-    assert max(throughput["grpc"]) >= 0.6 * max(throughput["http"]), throughput
-
-
 def test_http_control_plane_reports_unknown_models_and_unreachable_servers(triton: EmbeddedServer) -> None:
     async def probe() -> None:
         api = ServerAPI(triton.http_url, "http")

@@ -40,14 +40,14 @@ def store(tmp_path: Path) -> RunStore:
 
 
 def test_identity_sweep_stores_consistent_steps(triton: EmbeddedServer, store: RunStore) -> None:
-    outcome = asyncio.run(execute_sweep(_settings(triton, "identity", (1, 2, 4, 8)), store))
+    outcome = asyncio.run(execute_sweep(_settings(triton, "identity", (1, 4)), store))
     assert outcome.status is RunStatus.COMPLETED
     run = store.get_run(outcome.run_id)
     assert run.status is RunStatus.COMPLETED and run.ended_at is not None
     assert run.server_metadata["version"]
     assert run.model_config["max_batch_size"] == 64
     steps = store.steps(outcome.run_id)
-    assert [s.concurrency for s in steps] == [1, 2, 4, 8]
+    assert [s.concurrency for s in steps] == [1, 4]
     for stored, measured in zip(steps, outcome.steps, strict=True):
         assert stored.throughput > 0
         assert stored.error_count == 0

@@ -312,6 +312,12 @@ def component_findings(steps: pd.DataFrame, config: dict[str, Any] | None = None
     part dominates (not one per step), with the hint read at its highest load: the model's config
     and the batches the server executed decide what the hint says."""
     batching = read_batching(config)
+    if batching is not None and batching.decoupled and not steps.empty:
+        text = (
+            "no latency breakdown for a decoupled model: Triton's compute times cover only the call "
+            "that starts each stream, not the responses the model sends from its own threads"
+        )
+        return [Finding(Kind.DOMINANT, Severity.INFO, text)]
     ordered = sorted(_parts(steps), key=lambda item: (load_level(item[0])[1], item[0]["step_index"]))
     groups: list[list[tuple[Row, dict[str, float]]]] = []
     for row, part in ordered:
@@ -326,7 +332,7 @@ def component_findings(steps: pd.DataFrame, config: dict[str, Any] | None = None
         component = max(part, key=part.__getitem__)
         shares = [p[component] / total for _, p in group if (total := sum(p.values())) > 0]
         total = sum(part.values())
-        if len(group) == 1:
+        if len(group) == 1 or f"{min(shares):.0%}" == f"{max(shares):.0%}":
             share = part[component] / total if total > 0 else 0.0
             said = f"{_ms(part[component])} of {_ms(total)} ({share:.0%})"
         else:

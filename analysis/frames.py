@@ -18,7 +18,16 @@ import pandas as pd
 from loadgen.histogram import LatencyHistogram
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
-_SKIP = {"histogram_bytes", "service_histogram_bytes", "send_lag_histogram_bytes", "windows", "errors"}
+_SKIP = {
+    "histogram_bytes",
+    "service_histogram_bytes",
+    "send_lag_histogram_bytes",
+    "first_response_histogram_bytes",
+    "inter_response_histogram_bytes",
+    "responses_histogram_bytes",
+    "windows",
+    "errors",
+}
 
 BATCH_COLUMNS = (
     "step_index",

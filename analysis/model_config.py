@@ -25,6 +25,9 @@ class Batching:
     """Model instances (the ``instance_group`` counts added up); None when the config says none."""
     sequence: bool = False
     """Sequence batching: requests are tied to their sequence's slot, not freely batched."""
+    decoupled: bool = False
+    """``model_transaction_policy { decoupled: true }``: the model answers from its own threads, so
+    Triton's compute times cover only the call that starts each stream."""
 
 
 def _int(value: Any) -> int:
@@ -49,4 +52,5 @@ def read_batching(config: Mapping[str, Any] | None) -> Batching | None:
         else 0,
         instances=sum(counts) if counts else None,
         sequence=isinstance(config.get("sequence_batching"), Mapping),
+        decoupled=(config.get("model_transaction_policy") or {}).get("decoupled") is True,
     )

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from loadgen.config.scenarios import SCENARIOS
+from loadgen.results import StreamTally
 from loadgen.storage import StepRecord
 
 LEVEL = SCENARIOS["concurrency"].column
@@ -45,6 +46,14 @@ def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
     if scenario == "request_rate":
         table = pd.concat([table.drop(columns=[LEVEL]), open_loop_table(steps)], axis=1)
         table = table[[RATE_LEVEL, *[c for c in table.columns if c != RATE_LEVEL]]]
+    if "response_count" in steps and steps["response_count"].notna().any():
+        at = list(table.columns).index("Throughput (infer/s)") + 1
+        stream = stream_table(steps)
+        # a stream's server times cover only the call that starts it; p90/p95 make it too wide
+        table = table.drop(
+            columns=["p90 latency (ms)", "p95 latency (ms)", "Server queue (ms)", "Compute infer (ms)"]
+        )
+        table = pd.concat([table.iloc[:, :at], stream, table.iloc[:, at:]], axis=1)
     if "validated_count" in steps and steps["validated_count"].notna().any():
         table = pd.concat([table, validation_table(steps)], axis=1)
     if "unanswered_slots" in steps and (steps["unanswered_slots"].fillna(0) > 0).any():
@@ -54,6 +63,22 @@ def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
         # only when it happened: the server went away during the step (--retry-unavailable)
         table["Interrupted"] = steps["interrupted"].notna().map({True: "cut short", False: ""})
     return table
+
+
+def stream_table(steps: pd.DataFrame) -> pd.DataFrame:
+    """``--streaming`` columns: responses per second, time to the first response and between
+    responses (the latency columns then hold the time to the final response)."""
+    ms = 1.0 / 1000.0
+    return pd.DataFrame(
+        {
+            "Responses/s": steps["response_count"].astype("float64") / steps["duration_s"],
+            "First response p50 (ms)": steps["first_response_p50_us"].astype("float64") * ms,
+            "First response p99 (ms)": steps["first_response_p99_us"].astype("float64") * ms,
+            "Inter-response p50 (ms)": steps["inter_response_p50_us"].astype("float64") * ms,
+            "Inter-response p99 (ms)": steps["inter_response_p99_us"].astype("float64") * ms,
+            "Responses per request": steps["responses_per_request"].astype("float64"),
+        }
+    )
 
 
 def open_loop_table(steps: pd.DataFrame) -> pd.DataFrame:
@@ -187,9 +212,34 @@ def benchmark_table(
         percentile_column(p) for p in percentiles
     ]
     table = pd.DataFrame(rows, columns=columns)
+    streams = [step.stream() for step in steps]
+    if any(stream is not None for stream in streams):  # the latency columns: to the final response
+        table = pd.concat([table, _stream_columns(steps, streams, percentiles)], axis=1)
     if any(step.error_count for step in steps):
         table["Errors"] = [step.error_count for step in steps]
     return table
+
+
+def _stream_columns(
+    steps: Sequence[StepRecord], streams: Sequence[StreamTally | None], percentiles: Sequence[float]
+) -> pd.DataFrame:
+    """``--streaming`` steps: responses/s, then the first response's and the gaps' percentiles."""
+    nan = float("nan")
+    columns: dict[str, list[float]] = {
+        "Responses/s": [
+            s.responses / step.duration_s if s is not None and step.duration_s > 0 else nan
+            for step, s in zip(steps, streams, strict=True)
+        ]
+    }
+    for name, part in (("First response", "first"), ("Inter-response", "gaps")):
+        for p in percentiles:
+            columns[f"{name} p{p:g} (ms)"] = [
+                getattr(s, part).percentile_us(p) / 1000.0 if s is not None else nan for s in streams
+            ]
+    columns["Responses per request"] = [
+        s.responses / s.counts.count if s is not None and s.counts.count else nan for s in streams
+    ]
+    return pd.DataFrame(columns)
 
 
 def _cell_formatters(frame: pd.DataFrame) -> dict[str, Callable[[object], str]]:

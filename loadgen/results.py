@@ -177,6 +177,51 @@ class MetricSample:
 
 
 @dataclass
+class StreamTally:
+    """A streaming window's or step's per-request measures, each a histogram that merges exactly
+    across windows, workers and hosts. A response counts when it carries outputs: Triton's empty
+    final response only ends the stream (its time is the request's end, in the main histogram)."""
+
+    first: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """Time to the first response (from the send; open loop: from the intended send)."""
+    gaps: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """Every gap between two consecutive responses of one request."""
+    counts: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """Responses per request, recorded as that many microseconds (exact up to 2048, then 3
+    significant digits): the one histogram type for every distribution."""
+    responses: int = 0
+
+    def record(self, start_ns: int, arrivals: Sequence[int]) -> None:
+        """One finished request sent at ``start_ns`` whose responses arrived at ``arrivals``."""
+        count = len(arrivals)
+        self.responses += count
+        self.counts.record_ns(count * 1000)
+        if count:
+            self.first.record_ns(arrivals[0] - start_ns)
+            record, before = self.gaps.record_ns, arrivals[0]
+            for at in arrivals[1:]:
+                record(at - before)
+                before = at
+
+    def merge(self, other: StreamTally) -> StreamTally:
+        self.first.merge(other.first)
+        self.gaps.merge(other.gaps)
+        self.counts.merge(other.counts)
+        self.responses += other.responses
+        return self
+
+    @classmethod
+    def merged(cls, parts: Iterable[StreamTally | None]) -> StreamTally | None:
+        present = [p for p in parts if p is not None]
+        if not present:
+            return None
+        total = cls()
+        for part in present:
+            total.merge(part)
+        return total
+
+
+@dataclass
 class ValidationTally:
     """Checked answers of one window or step; mergeable."""
 
@@ -303,6 +348,9 @@ class StepResult:
     """Scrapes of the metrics endpoint that failed during the step (None: no scraping)."""
     interrupted: str | None = None
     """Why the step was cut short (the server went away mid-step); None: it ran to its end."""
+    stream: StreamTally | None = None
+    """``--streaming``: time to first response, gaps between responses, responses per request
+    (``histogram`` holds the time to the final response); None for unary steps."""
 
     @property
     def send_rate(self) -> float:

@@ -22,7 +22,7 @@ from loadgen.config import SweepSettings
 from loadgen.engine.search import SearchResult
 from loadgen.engine.step import StepListener
 from loadgen.engine.sweep import run_sweep
-from loadgen.errors import ServerUnavailable
+from loadgen.errors import ConfigError, ServerUnavailable
 from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI
@@ -61,6 +61,12 @@ Prepared = tuple[RunInfo, list[InferRequestSpec], Sequence[Reference] | None]
 """What a run needs from the server before it is recorded: its info, the requests, the references."""
 
 
+def is_decoupled(config: dict[str, Any]) -> bool:
+    """``model_transaction_policy { decoupled: true }``: Triton refuses unary calls to it."""
+    policy = config.get("model_transaction_policy")
+    return isinstance(policy, dict) and policy.get("decoupled") is True
+
+
 async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
     """Check the server and model, build the requests (and the references of the input file's
     ``validation_data`` when validating); raises before any run is recorded."""
@@ -68,6 +74,11 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
     server = await api.server_metadata()
     metadata = await api.model_metadata(settings.model, settings.model_version)
     config = await api.model_config(settings.model, settings.model_version)
+    if is_decoupled(config) and not settings.streaming:
+        raise ConfigError(
+            f"model {settings.model!r} is decoupled (it streams zero or more responses per request): "
+            "unary inference cannot serve it: add --streaming"
+        )
     requests = build_requests(
         metadata,
         config,
@@ -122,6 +133,7 @@ async def execute_sweep(
         tls=settings.tls,
         grpc_implementation=settings.grpc_client,
         request_timeout_s=settings.request_timeout_s,
+        streaming=settings.streaming,
     )
     try:
         if prepared is None:

@@ -11,6 +11,9 @@ DEMO_MODELS = [
     "optional_input",
     "queue_of_one",
     "resnet",
+    "stream_fails_midway",
+    "stream_sometimes_empty",
+    "token_stream",
 ]
 LISTED = ", ".join(DEMO_MODELS)
 """As messages list them."""

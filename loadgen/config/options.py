@@ -89,6 +89,15 @@ OPTIONS: tuple[Option, ...] = (
         group=SERVER,
     ),
     Option(
+        "streaming",
+        ("--streaming",),
+        "send each request over Triton's gRPC stream and time every response (decoupled models: "
+        "time to first response, gaps between responses, responses per request; default: unary)",
+        values.boolean,
+        switch=True,
+        group=SERVER,
+    ),
+    Option(
         "grpc_client",
         ("--grpc-client",),
         "gRPC client: h2 (loadgen's lean HTTP/2 client, default) or aio (gRPC's own grpc.aio)",

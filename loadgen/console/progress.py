@@ -43,6 +43,13 @@ def step_row(step: StepResult, said: ScenarioWords, before: StepResult | None = 
     level = said.shown(said.of(step.concurrency, step.request_rate))
     h = step.histogram
     latency = f"p50 {_ms(h.percentile_us(50))}  p99 {_ms(h.percentile_us(99))}" if h.count else "no answers"
+    if step.stream is not None and h.count:  # what a stream's reader waits for: the first response
+        first, gaps = step.stream.first, step.stream.gaps
+        per_s = step.stream.responses / step.duration_s if step.duration_s > 0 else 0.0
+        latency = (
+            f"first p50 {_ms(first.percentile_us(50))}  gap p50 {_ms(gaps.percentile_us(50))}  "
+            f"{per_s:,.1f} responses/s"
+        )
     flags = [] if step.stable else [f"unstable after {step.window_count} windows"]
     if step.error_count:
         flags.append(f"{step.error_count:,} errors")

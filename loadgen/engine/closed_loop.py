@@ -36,6 +36,7 @@ class ClosedLoop:
         concurrency: int,
         *,
         validator: Validator | None = None,
+        streaming: bool = False,
     ) -> None:
         if not requests:
             raise ValueError("no prepared requests")
@@ -43,6 +44,7 @@ class ClosedLoop:
         self.requests = list(requests)
         self.concurrency = concurrency
         self.validator = validator
+        self.streaming = streaming
         self.level: float = concurrency
         self.window: Window = Discard()
         self._running = False
@@ -64,6 +66,28 @@ class ClosedLoop:
             error = await send(request)
             if error is None:
                 self.window.record(clock() - start)
+            else:
+                self.window.error(error)
+                if is_connection_failure(error):
+                    await asyncio.sleep(BACK_OFF_S)
+
+    async def _stream_slot(self, index: int) -> None:
+        """As :meth:`_slot` over a stream: busy until the request's final response; each response
+        with outputs is time-stamped by the transport into one list the slot reuses."""
+        send = self.transport.stream_sender(index)  # type: ignore[attr-defined]
+        clock = time.perf_counter_ns
+        sent_at = self._sent_at
+        arrivals: list[int] = []
+        requests = itertools.cycle(
+            self.requests[index % len(self.requests) :] + self.requests[: index % len(self.requests)]
+        )
+        while self._running:
+            request = next(requests)
+            arrivals.clear()
+            start = sent_at[index] = clock()
+            error = await send(request, arrivals)
+            if error is None:
+                self.window.record_stream(start, clock(), arrivals)
             else:
                 self.window.error(error)
                 if is_connection_failure(error):
@@ -97,7 +121,12 @@ class ClosedLoop:
         validator = self.validator
         self._tasks = [
             asyncio.create_task(
-                self._slot(i) if validator is None else self._checked_slot(i, validator), name=f"slot-{i}"
+                self._stream_slot(i)
+                if self.streaming
+                else self._slot(i)
+                if validator is None
+                else self._checked_slot(i, validator),
+                name=f"slot-{i}",
             )
             for i in range(self.concurrency)
         ]

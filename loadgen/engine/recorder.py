@@ -13,7 +13,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import ValidationTally, WindowResult
+from loadgen.results import StreamTally, ValidationTally, WindowResult
 from loadgen.transports.base import OutputTensor
 from loadgen.validation import Validator
 
@@ -21,7 +21,7 @@ from loadgen.validation import Validator
 class Window:
     """Counts and latency histogram of the requests that *completed* in one window."""
 
-    __slots__ = ("errors", "histogram", "requests", "stalled", "validation")
+    __slots__ = ("errors", "histogram", "requests", "stalled", "stream", "validation")
 
     def __init__(self) -> None:
         self.histogram = LatencyHistogram()
@@ -32,10 +32,21 @@ class Window:
         self.stalled = 0
         """Closed loop: slots whose request was sent before the window began and was still
         unanswered when it ended, so the server served fewer requests at once than asked."""
+        self.stream: StreamTally | None = None
+        """``--streaming`` only: the responses of the requests that completed in this window."""
 
     def record(self, latency_ns: int) -> None:
         self.requests += 1
         self.histogram.record_ns(latency_ns)
+
+    def record_stream(self, start_ns: int, end_ns: int, arrivals: Sequence[int]) -> None:
+        """A streamed request: its end (the final response) in ``histogram``, its responses'
+        arrivals in :attr:`stream`."""
+        self.requests += 1
+        self.histogram.record_ns(end_ns - start_ns)
+        if self.stream is None:
+            self.stream = StreamTally()
+        self.stream.record(start_ns, arrivals)
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
@@ -95,6 +106,9 @@ class Discard(OpenWindow):
     def record(self, latency_ns: int) -> None:
         pass
 
+    def record_stream(self, start_ns: int, end_ns: int, arrivals: Sequence[int]) -> None:
+        pass
+
     def error(self, reason: str) -> None:
         pass
 
@@ -125,6 +139,10 @@ def merge_windows(windows: Sequence[Window]) -> Window:
             if merged.validation is None:
                 merged.validation = ValidationTally()
             merged.validation.merge(window.validation)
+        if window.stream is not None:
+            if merged.stream is None:
+                merged.stream = StreamTally()
+            merged.stream.merge(window.stream)
         if isinstance(merged, OpenWindow) and isinstance(window, OpenWindow):
             merged.service.merge(window.service)
             merged.lag.merge(window.lag)

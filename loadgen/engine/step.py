@@ -28,6 +28,7 @@ from loadgen.results import (
     STABILITY_WINDOWS,
     ModelStats,
     StepResult,
+    StreamTally,
     ValidationTally,
     WindowResult,
     spread_pct,
@@ -212,6 +213,7 @@ async def measure_step(
         validation=ValidationTally.merged(w.validation for w in kept),
         unanswered_slots=max(w.stalled for w in kept) if kept else 0,
         interrupted=interrupted,
+        stream=StreamTally.merged(w.stream for w in kept),
     )
     open_windows = [w for w in kept if isinstance(w, OpenWindow)]
     if open_windows:

@@ -82,6 +82,7 @@ async def run_sweep(
                 tolerances=settings.tolerances,
                 grpc_client=settings.grpc_client,
                 request_timeout_s=settings.request_timeout_s,
+                streaming=settings.streaming,
             ),
         )
 
@@ -109,7 +110,9 @@ async def run_sweep(
         elif pool is not None:
             load = PooledLoad.closed(pool, int(level))
         else:
-            load = ClosedLoop(transport, prepared, int(level), validator=validator)
+            load = ClosedLoop(
+                transport, prepared, int(level), validator=validator, streaming=settings.streaming
+            )
         step = await measure_step(
             index,
             load,

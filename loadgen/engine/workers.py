@@ -82,6 +82,7 @@ class WorkerSetup:
     tolerances: dict[str, tuple[float, float]] | None = None
     grpc_client: str = "h2"
     request_timeout_s: float = REQUEST_TIMEOUT_S
+    streaming: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
         setup.tls,
         grpc_implementation=setup.grpc_client,
         request_timeout_s=setup.request_timeout_s,
+        streaming=setup.streaming,
     )
     prepared = [transport.prepare(spec) for spec in setup.requests]
     validator = (
@@ -148,7 +150,13 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
                 share: Share = args[0]
                 if isinstance(share, ClosedShare):
                     load = (
-                        ClosedLoop(transport, prepared, share.concurrency, validator=validator)
+                        ClosedLoop(
+                            transport,
+                            prepared,
+                            share.concurrency,
+                            validator=validator,
+                            streaming=setup.streaming,
+                        )
                         if share.concurrency
                         else None
                     )

@@ -194,6 +194,19 @@ class StepRow(Base):
     before 0005 or no scraping)."""
     interrupted: Mapped[str | None] = mapped_column(Text)
     """Why the step was cut short and stored as such (the server went away); NULL: it ran to its end."""
+    # ``--streaming`` steps only (NULL otherwise; 0006): ``histogram`` then holds the time to each
+    # request's final response, these its responses (those that carry outputs).
+    response_count: Mapped[int | None]
+    first_response_p50_us: Mapped[float | None]
+    first_response_p99_us: Mapped[float | None]
+    inter_response_p50_us: Mapped[float | None]
+    inter_response_p99_us: Mapped[float | None]
+    responses_per_request: Mapped[float | None]
+    """Mean responses per finished request."""
+    first_response_histogram: Mapped[bytes | None]
+    inter_response_histogram: Mapped[bytes | None]
+    responses_histogram: Mapped[bytes | None]
+    """Responses per request, each recorded as that many microseconds (``StreamTally.counts``)."""
 
 
 class BatchStatRow(Base):

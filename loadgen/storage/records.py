@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import RunStatus, StepResult, WindowResult
+from loadgen.results import RunStatus, StepResult, StreamTally, WindowResult
 from loadgen.storage.models import RunRow, StepRow
 
 
@@ -113,6 +113,27 @@ class StepRecord:
     """Metric scrapes that failed during the step (a gap in its samples); None: none attempted."""
     interrupted: str | None = None
     """Why the step was cut short (``--retry-unavailable``: the server went away); None: it ran."""
+    response_count: int | None = None
+    """``--streaming`` only (None otherwise): responses that carried outputs, and their timing."""
+    first_response_p50_us: float | None = None
+    first_response_p99_us: float | None = None
+    inter_response_p50_us: float | None = None
+    inter_response_p99_us: float | None = None
+    responses_per_request: float | None = None
+    first_response_histogram_bytes: bytes | None = None
+    inter_response_histogram_bytes: bytes | None = None
+    responses_histogram_bytes: bytes | None = None
+
+    def stream(self) -> StreamTally | None:
+        """A streamed step's measures (decoded on each call); None for a unary step."""
+        if self.response_count is None or self.first_response_histogram_bytes is None:
+            return None
+        return StreamTally(
+            first=LatencyHistogram.decode(self.first_response_histogram_bytes),
+            gaps=LatencyHistogram.decode(self.inter_response_histogram_bytes or b""),
+            counts=LatencyHistogram.decode(self.responses_histogram_bytes or b""),
+            responses=self.response_count,
+        )
 
     def histogram(self) -> LatencyHistogram:
         """The step's full latency distribution (decoded on each call): for open-loop steps,
@@ -140,7 +161,14 @@ class MetricSampleRecord:
 
 
 _LATENCY_KEYS = ("avg", "std", "min", "max", "p50", "p90", "p95", "p99")
-_BLOBS = {"histogram_bytes", "service_histogram_bytes", "send_lag_histogram_bytes", "windows"}
+_STREAM_BLOBS = ("first_response_histogram", "inter_response_histogram", "responses_histogram")
+_BLOBS = {
+    "histogram_bytes",
+    "service_histogram_bytes",
+    "send_lag_histogram_bytes",
+    "windows",
+    *(f"{name}_bytes" for name in _STREAM_BLOBS),
+}
 _STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if f not in _BLOBS)
 
 
@@ -215,6 +243,18 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         row.unanswered_slots = step.unanswered_slots
     row.metrics_failed_scrapes = step.metrics_failed_scrapes
     row.interrupted = step.interrupted
+    if step.stream is not None:
+        stream = step.stream
+        requests = stream.counts.count
+        row.response_count = stream.responses
+        row.responses_per_request = stream.responses / requests if requests else None
+        row.first_response_p50_us = nan_to_none(stream.first.percentile_us(50))
+        row.first_response_p99_us = nan_to_none(stream.first.percentile_us(99))
+        row.inter_response_p50_us = nan_to_none(stream.gaps.percentile_us(50))
+        row.inter_response_p99_us = nan_to_none(stream.gaps.percentile_us(99))
+        row.first_response_histogram = stream.first.encode()
+        row.inter_response_histogram = stream.gaps.encode()
+        row.responses_histogram = stream.counts.encode()
     if step.validation is not None:
         tally = step.validation
         row.validated_count = tally.checked
@@ -238,6 +278,7 @@ def step_record(row: StepRow) -> StepRecord:
         service_histogram_bytes=row.service_histogram,
         send_lag_histogram_bytes=row.send_lag_histogram,
         windows=windows,
+        **{f"{name}_bytes": getattr(row, name) for name in _STREAM_BLOBS},
     )
 
 

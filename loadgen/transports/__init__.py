@@ -16,6 +16,7 @@ def make_transport(
     *,
     grpc_implementation: str = "h2",
     request_timeout_s: float = REQUEST_TIMEOUT_S,
+    streaming: bool = False,
 ) -> Transport:
     """The transport for ``protocol``; ``tls`` (or an ``https://`` URL) makes it connect over TLS.
 
@@ -25,6 +26,8 @@ def make_transport(
     C-core: the reference the other is tested against).
     A request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED (0: never)."""
     timeout = request_timeout_s
+    if streaming:  # the lean client's streams are to come: grpc.aio's are the reference
+        return GrpcTransport(url, headers=headers, tls=tls, request_timeout_s=timeout, streaming=True)
     if protocol == "http":
         return HttpTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
     if grpc_implementation == "h2":

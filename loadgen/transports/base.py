@@ -100,6 +100,11 @@ class OutputTensor:
         return f"output {self.name!r} has {len(self.data)} bytes, {shape} needs {needed}"
 
 
+StreamSender = Callable[[Any, list[int]], Awaitable[str | None]]
+"""``--streaming``: ``await sender(prepared, arrivals)`` appends the ``perf_counter_ns`` of each
+response that carries outputs to ``arrivals`` (a list the slot reuses) and returns as the final
+response arrives: None, or the error reason."""
+
 CaptureSender = Callable[[Any], Awaitable[tuple[str | None, Any]]]
 """Like :data:`Sender`, but also returns the response for ``parse_outputs`` (validation only)."""
 

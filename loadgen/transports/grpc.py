@@ -12,6 +12,7 @@ state tells them apart (READY: the server answered), so that the reasons read as
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -19,11 +20,18 @@ import grpc
 from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
 from loadgen.transports.addresses import grpc_target
-from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender
-from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, error_reason, read_outputs
+from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender, StreamSender
+from loadgen.transports.grpc_codec import (
+    SLOTS_PER_CHANNEL,
+    build_request,
+    error_reason,
+    read_outputs,
+    read_stream_response,
+)
 from loadgen.transports.reasons import connection_lost, connection_reason
 
 _METHOD = "/inference.GRPCInferenceService/ModelInfer"
+_STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
@@ -58,8 +66,10 @@ class GrpcTransport:
         slots_per_channel: int = SLOTS_PER_CHANNEL,
         tls: TlsSettings | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        streaming: bool = False,
     ) -> None:
         self.url = url
+        self.streaming = streaming
         self._timeout = request_timeout_s if request_timeout_s > 0 else None
         """gRPC's own per-call deadline (DEADLINE_EXCEEDED when it passes)."""
         # read once: every channel makes its own TLS connection with the same credentials
@@ -71,7 +81,7 @@ class GrpcTransport:
         self._calls: list[Any] = []
 
     def prepare(self, request: InferRequestSpec) -> bytes:
-        return build_request(request)
+        return build_request(request, stream=self.streaming)
 
     def _call(self, index: int) -> tuple[Any, grpc.aio.Channel]:
         target = grpc_target(self.url)
@@ -96,6 +106,38 @@ class GrpcTransport:
             except rpc_error as exc:
                 return rpc_reason(exc, channel, peer)
             return None
+
+        return send
+
+    def stream_sender(self, slot: int) -> StreamSender:
+        """A slot's requests over one ModelStreamInfer stream, one request at a time: each
+        response with outputs is time-stamped into ``arrivals`` until the final one. A broken
+        stream is reopened on the slot's next send."""
+        _, channel = self._call(slot // self._slots_per_channel)
+        open_stream = channel.stream_stream(_STREAM_METHOD)
+        metadata, peer, clock = self._metadata, self.url, time.perf_counter_ns
+        calls: list[Any] = [None]
+
+        async def send(request: bytes, arrivals: list[int]) -> str | None:
+            call = calls[0]
+            if call is None:
+                call = calls[0] = open_stream(metadata=metadata)
+            try:
+                await call.write(request)
+                while True:
+                    message = await call.read()
+                    at = clock()
+                    if message is grpc.aio.EOF:
+                        calls[0] = None
+                        return connection_lost(peer, "the server ended the stream")
+                    reason, has_outputs, final = read_stream_response(message)
+                    if has_outputs:
+                        arrivals.append(at)
+                    if reason is not None or final:
+                        return reason
+            except grpc.aio.AioRpcError as exc:
+                calls[0] = None
+                return rpc_reason(exc, channel, peer)
 
         return send
 

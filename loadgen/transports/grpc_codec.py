@@ -23,8 +23,17 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
     return status_reason(error.code().name, error.details() or "")
 
 
-def build_request(spec: InferRequestSpec) -> bytes:
+FINAL_FLAG = "triton_final_response"
+"""The response parameter that ends a request's stream (true on its last response)."""
+EMPTY_FINAL = "triton_enable_empty_final_response"
+"""Asks Triton for an empty final response when the last one came without the flag, as
+perf_analyzer does: without it a stream of zero responses would never end for the client."""
+
+
+def build_request(spec: InferRequestSpec, *, stream: bool = False) -> bytes:
     request = service_pb2.ModelInferRequest(model_name=spec.model, model_version=spec.model_version)
+    if stream:
+        request.parameters[EMPTY_FINAL].bool_param = True
     for tensor in spec.inputs:
         entry = request.inputs.add()
         entry.name = tensor.name
@@ -58,3 +67,17 @@ def read_outputs(data: bytes) -> tuple[str | None, dict[str, OutputTensor]]:
         if (problem := output.size_problem()) is not None:
             return status_reason("INTERNAL", problem), {}
     return None, outputs
+
+
+def read_stream_response(data: bytes) -> tuple[str | None, bool, bool]:
+    """One ModelStreamInferResponse: (the error reason if the server sent one, whether it carries
+    outputs, whether it is the request's final response). An error ends its request."""
+    try:
+        message = service_pb2.ModelStreamInferResponse.FromString(data)
+    except DecodeError as exc:
+        return status_reason("INTERNAL", f"the stream message is no inference response: {exc}"), False, True
+    if message.error_message:
+        return status_reason("INTERNAL", message.error_message), False, True
+    response = message.infer_response
+    final = response.parameters[FINAL_FLAG].bool_param if FINAL_FLAG in response.parameters else True
+    return None, len(response.outputs) > 0, final

@@ -74,6 +74,16 @@ def test_a_model_name_typo_gets_a_did_you_mean(triton: EmbeddedServer, tmp_path:
     assert not (tmp_path / "r.db").exists() or not RunStore(f"sqlite:///{tmp_path}/r.db").list_runs()
 
 
+def test_a_decoupled_model_is_one_line_before_any_load(triton: EmbeddedServer, tmp_path: Path) -> None:
+    """Triton refuses unary calls to a streaming model: every request would fail."""
+    result = loadgen(
+        "sweep", "-m", "token_stream", "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/r.db"
+    )
+    assert result.returncode == 2
+    assert "model 'token_stream' is decoupled" in one_line_error(result)
+    assert not RunStore(f"sqlite:///{tmp_path}/r.db").list_runs()
+
+
 @pytest.mark.parametrize(
     ("protocol", "port", "said"),
     [

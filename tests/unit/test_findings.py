@@ -403,3 +403,11 @@ def test_a_part_under_half_the_latency_is_called_the_largest_not_dominant() -> N
     (finding,) = component_findings(steps({"p99": 12, **split(10, queue=3, infer=3.2)}))
     assert finding.component == "client" and "(38%)" in finding.text
     assert "client-side time is the largest part: the client or network" in finding.text
+
+
+def test_a_decoupled_model_gets_no_breakdown_hint() -> None:
+    """Its execute() returns at once: Triton's compute covers none of the stream."""
+    frame = steps({"p99": 120, **split(120, queue=0.1, infer=0.2)})
+    (finding,) = component_findings(frame, {"model_transaction_policy": {"decoupled": True}})
+    assert "no latency breakdown for a decoupled model" in finding.text
+    assert "bottleneck" not in finding.text

@@ -110,6 +110,7 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "shapes": (["--shape", "TOKENS:5,6", "--shape", "MASK:5"], "{TOKENS: [5, 6], MASK: 5}"),
         "seed": (["--seed", "9"], "9"),
         "validate": (["--validate"], "true"),
+        "streaming": (["--streaming"], "true"),
         "tolerances": (
             ["--tolerance", "FP16=1e-2", "--tolerance", "fp32=1e-3,1e-4"],
             "{FP16: 1e-2, fp32: '1e-3,1e-4'}",

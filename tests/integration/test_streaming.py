@@ -1,0 +1,106 @@
+"""``--streaming`` against the real server's decoupled ``token_stream`` (first response after
+FIRST_TOKEN_MS, then MAX_TOKENS responses TOKEN_MS apart, at most MAX_ACTIVE generations at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from loadgen.config import MeasurementSettings, SweepSettings
+from loadgen.results import RunStatus
+from loadgen.runner import execute_sweep
+from loadgen.server import EmbeddedServer
+from loadgen.storage import RunStore, StepRecord
+from tests.cli import loadgen, one_line_error
+
+D0_MS, TOKEN_MS, TOKENS, ACTIVE = 50.0, 10.0, 8, 4
+"""token_stream's config (model_repository/token_stream/config.pbtxt)."""
+GENERATION_MS = D0_MS + (TOKENS - 1) * TOKEN_MS
+MEASURE = MeasurementSettings(
+    measurement_interval_ms=1500, warmup_ms=300, max_windows=4, stability_percentage=25
+)
+
+
+@pytest.fixture
+def prompts(tmp_path: Path) -> Path:
+    """Prompts only: MAX_TOKENS is optional, so the model's default length applies."""
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps({"data": [{"PROMPT": [word]} for word in ("hello", "streams", "of tokens")]}))
+    return path
+
+
+def _sweep(
+    triton: EmbeddedServer, db: str, prompts: Path, levels: tuple[int, ...], workers: int | None = None
+) -> list[StepRecord]:
+    settings = SweepSettings(
+        workers=workers,
+        model="token_stream",
+        levels=levels,
+        url=triton.grpc_url,
+        metrics_url="",
+        input_data=str(prompts),
+        streaming=True,
+        measurement=MEASURE,
+    )
+    with RunStore(db) as store:
+        outcome = asyncio.run(execute_sweep(settings, store))
+        assert outcome.status is RunStatus.COMPLETED, outcome.error
+        return store.steps(outcome.run_id)
+
+
+def test_a_stream_is_timed_response_by_response_and_queues_like_an_llm_server(
+    triton: EmbeddedServer, tmp_path: Path, prompts: Path
+) -> None:
+    alone, crowded = _sweep(triton, f"sqlite:///{tmp_path}/runs.db", prompts, (1, 2 * ACTIVE))
+    for step in (alone, crowded):
+        assert step.error_count == 0 and step.request_count > 0
+        stream = step.stream()
+        assert stream is not None
+        assert stream.counts.min_us == stream.counts.max_us == TOKENS  # exactly n responses each
+        assert step.response_count == TOKENS * stream.counts.count
+        assert step.responses_per_request == TOKENS
+    # one stream at a time: the model's own pacing, first response within 10% of D0
+    assert alone.first_response_p50_us == pytest.approx(D0_MS * 1000, rel=0.10)
+    assert alone.inter_response_p50_us == pytest.approx(TOKEN_MS * 1000, rel=0.10)
+    assert alone.lat_p50_us == pytest.approx(GENERATION_MS * 1000, rel=0.10)  # the final response
+    # twice MAX_ACTIVE streams in a closed loop: half of them wait for a whole generation first
+    waited = crowded.first_response_p99_us
+    assert waited is not None and waited >= (D0_MS + 0.8 * GENERATION_MS) * 1000, waited
+    assert crowded.throughput == pytest.approx(ACTIVE / (GENERATION_MS / 1000), rel=0.25)
+
+
+def test_streams_measured_by_two_workers_merge_exactly(
+    triton: EmbeddedServer, tmp_path: Path, prompts: Path
+) -> None:
+    (step,) = _sweep(triton, f"sqlite:///{tmp_path}/runs.db", prompts, (ACTIVE,), workers=2)
+    stream = step.stream()
+    assert stream is not None and step.error_count == 0
+    assert stream.counts.count == step.request_count  # every finished request, from both workers
+    assert step.response_count == TOKENS * step.request_count
+    assert stream.gaps.count == (TOKENS - 1) * step.request_count
+    assert step.first_response_p50_us == pytest.approx(D0_MS * 1000, rel=0.10)
+
+
+def test_the_cli_streams_and_tables_show_it(triton: EmbeddedServer, tmp_path: Path, prompts: Path) -> None:
+    db = f"sqlite:///{tmp_path}/runs.db"
+    quick = ["-p", "1s", "--warmup", "200ms", "-r", "3", "--no-metrics", "-q"]
+    unary = loadgen("sweep", "-m", "token_stream", "-u", triton.grpc_url, "--db", db, *quick)
+    assert unary.returncode == 2
+    assert "is decoupled" in one_line_error(unary) and "add --streaming" in one_line_error(unary)
+    streamed = loadgen(
+        "sweep", "-m", "token_stream", "--streaming", "--input-data", str(prompts), "-u", triton.grpc_url,
+        "--db", db, *quick,
+    )  # fmt: skip
+    assert streamed.returncode == 0, streamed.stderr
+    table = loadgen("table", "1", "--format", "csv", "--db", db)
+    header = table.stdout.splitlines()[0]
+    for column in (
+        "Responses/s",
+        "First response p50 (ms)",
+        "Inter-response p50 (ms)",
+        "Responses per request",
+    ):
+        assert column in header, header

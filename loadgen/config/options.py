@@ -91,8 +91,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "streaming",
         ("--streaming",),
-        "send each request over Triton's gRPC stream and time every response (decoupled models: "
-        "time to first response, gaps between responses, responses per request; default: unary)",
+        "send each request as a stream and time every response (decoupled models: time to first "
+        "response, gaps between responses, responses per request; default: unary): Triton's gRPC "
+        "stream, or over HTTP its generate_stream (server-sent events)",
         values.boolean,
         switch=True,
         group=SERVER,

@@ -204,8 +204,9 @@ class SweepSettings:
     """``--max-error-rate``: percent of a step's requests that may fail before the command exits 4;
     None: only a run in which every request of every step failed exits 4."""
     streaming: bool = False
-    """``--streaming``: each request over Triton's gRPC stream (ModelStreamInfer), every response
-    time-stamped: what decoupled models need, and the only way to see a stream's timing."""
+    """``--streaming``: each request over Triton's gRPC stream (ModelStreamInfer) or HTTP
+    ``generate_stream`` (server-sent events), every response time-stamped: what decoupled models
+    need, and the only way to see a stream's timing."""
 
     def __post_init__(self) -> None:
         raise_problems(self.problems())
@@ -267,11 +268,6 @@ class SweepSettings:
                 not (self.search and self.request_intervals_us),
                 "search",
                 "{search} needs {concurrency} or {request_rate}, not {request_intervals}",
-            ),
-            (
-                not self.streaming or self.protocol == "grpc",
-                "streaming",
-                "{streaming} runs over gRPC for now (HTTP generate_stream is to come): drop {protocol}",
             ),
             (
                 not self.streaming or closed,

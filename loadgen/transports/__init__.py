@@ -6,6 +6,7 @@ from loadgen.transports.base import InferRequestSpec, InputTensor, Sender, Trans
 from loadgen.transports.grpc import GrpcTransport
 from loadgen.transports.grpc_h2 import GrpcH2Transport
 from loadgen.transports.http import HttpTransport
+from loadgen.transports.http_stream import HttpStreamTransport
 
 
 def make_transport(
@@ -26,8 +27,13 @@ def make_transport(
     C-core: the reference the other is tested against).
     A request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED (0: never)."""
     timeout = request_timeout_s
-    if streaming:  # the lean client's streams are to come: grpc.aio's are the reference
+    if streaming and protocol == "grpc" and grpc_implementation == "aio":
         return GrpcTransport(url, headers=headers, tls=tls, request_timeout_s=timeout, streaming=True)
+    if streaming and protocol == "grpc":
+        ssl = tls.ssl_context() if tls is not None else None
+        return GrpcH2Transport(url, headers=headers, ssl=ssl, request_timeout_s=timeout, streaming=True)
+    if streaming and protocol == "http":  # Triton's generate_stream: server-sent events
+        return HttpStreamTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
     if protocol == "http":
         return HttpTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
     if grpc_implementation == "h2":

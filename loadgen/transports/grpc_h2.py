@@ -14,6 +14,7 @@ is replaced on its slots' next send.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from ssl import SSLContext
 
@@ -26,15 +27,17 @@ from loadgen.transports.base import (
     InferRequestSpec,
     OutputTensor,
     Sender,
+    StreamSender,
     Watchdog,
 )
-from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, read_outputs
+from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, read_outputs, read_stream_response
 from loadgen.transports.h2_connection import H2Connection
 from loadgen.transports.h2_frames import MAX_WINDOW, PreparedCall
 from loadgen.transports.h2_headers import encode_headers, status_reason
 from loadgen.transports.reasons import cannot_connect, connection_reason
 
 PATH = "/inference.GRPCInferenceService/ModelInfer"
+STREAM_PATH = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 
 def request_headers(
@@ -97,6 +100,38 @@ class _Channel:
         return [c for c in opened if not c.lost.done()]
 
 
+class _StreamReader:
+    """One slot's stream messages: splits DATA into gRPC messages (5-byte prefix), time-stamps each
+    with outputs into ``arrivals`` and resolves the call at the final one (or at an error)."""
+
+    __slots__ = ("arrivals", "buffer", "future", "reason")
+
+    def __init__(self) -> None:
+        self.arrivals: list[int] = []
+        self.buffer = bytearray()
+        self.future: asyncio.Future[str | None] | None = None
+        self.reason: str | None = None
+
+    def feed(self, data: bytes) -> None:
+        now = time.perf_counter_ns()
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= 5:
+            end = 5 + int.from_bytes(buffer[1:5], "big")
+            if len(buffer) < end:
+                return
+            reason, has_outputs, final = read_stream_response(bytes(buffer[5:end]))
+            del buffer[:end]
+            if has_outputs:
+                self.arrivals.append(now)
+            if reason is not None or final:
+                self.reason = reason
+                if self.future is not None and not self.future.done():
+                    self.future.set_result(reason)
+                buffer.clear()  # nothing of this request follows its final message
+                return
+
+
 class GrpcH2Transport:
     """gRPC inference calls over a minimal HTTP/2 client; see the module docstring."""
 
@@ -111,8 +146,10 @@ class GrpcH2Transport:
         ssl: SSLContext | None = None,
         window: int = MAX_WINDOW,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        streaming: bool = False,
     ) -> None:
         self.url = url
+        self.streaming = streaming
         self.host, self.port = split_host_port(url, GRPC_PORTS)
         self.metadata = [(k.lower(), v) for k, v in (headers or {}).items()]
         self.slots_per_connection = slots_per_connection
@@ -130,9 +167,13 @@ class GrpcH2Transport:
                 connection.expire(limit, reason)
 
     def prepare(self, request: InferRequestSpec) -> PreparedCall:
+        """The call's frames, built once; a stream's request is a ModelStreamInfer call of its own
+        (one HTTP/2 stream per request, ended by the client: Triton then ends it after the final
+        response), asking for the empty final response."""
         scheme = "https" if self.ssl is not None else "http"
-        block = encode_headers(request_headers(self.authority, self.metadata, scheme=scheme))
-        return PreparedCall(block, build_request(request))
+        path = STREAM_PATH if self.streaming else PATH
+        block = encode_headers(request_headers(self.authority, self.metadata, scheme=scheme, path=path))
+        return PreparedCall(block, build_request(request, stream=self.streaming))
 
     def channel(self, slot: int) -> _Channel:
         index = slot // self.slots_per_connection
@@ -159,6 +200,39 @@ class GrpcH2Transport:
             except asyncio.CancelledError:
                 connection.cancel(stream)
                 raise
+
+        return send
+
+    def stream_sender(self, slot: int) -> StreamSender:
+        """``--streaming``: each response message is timed as its DATA arrives and the request
+        ends at its final message (the trailers follow on their own, a fraction of a ms later)."""
+        self._watchdog.start()
+        channel = self.channel(slot)
+        reader = _StreamReader()
+
+        async def send(call: PreparedCall, arrivals: list[int]) -> str | None:
+            connection = channel.connection
+            if connection is None or not connection.usable:
+                opened = await channel.connect()
+                if isinstance(opened, str):
+                    return opened
+                connection = opened
+            reader.arrivals = arrivals
+            reader.buffer.clear()
+            stream = connection.start(call)
+            if stream is None:  # past a limit: the slow path, which ends at the trailers
+                reader.future = None
+                reason, _ = await connection.call(call, sink=reader.feed)
+                return reader.reason if reader.reason is not None else reason
+            reader.future, reader.reason = stream.future, None
+            stream.sink = reader.feed
+            try:
+                return await stream.future
+            except asyncio.CancelledError:
+                connection.cancel(stream)
+                raise
+            finally:
+                stream.sink = None  # the slot's next request has the reader
 
         return send
 

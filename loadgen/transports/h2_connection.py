@@ -1,7 +1,8 @@
 """One HTTP/2 connection as an asyncio Protocol: the state machine that multiplexes gRPC calls.
 
 A call is an HTTP/2 stream with a fresh id (odd, increasing): its HEADERS and DATA frames go out
-together, and the frame parser resolves the stream's future when the trailers arrive. A connection
+together, and the frame parser resolves the stream's future when the trailers arrive (a stream's
+``sink`` also gets each DATA payload as it arrives: ``--streaming`` times each message). A connection
 respects the server's ``SETTINGS_MAX_CONCURRENT_STREAMS``. The client advertises large flow-control
 windows and returns credit in batches once half a window is used; requests larger than the peer's
 window or frame size are split and paced by its WINDOW_UPDATEs. A GOAWAY fails the streams the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 
 import grpc
 import hpack
@@ -71,7 +73,7 @@ RECEIVE_FRAME_SIZE = 2**20
 
 
 class _Stream:
-    __slots__ = ("body", "future", "http_status", "opened_at", "received", "send_window", "sid")
+    __slots__ = ("body", "future", "http_status", "opened_at", "received", "send_window", "sid", "sink")
 
     def __init__(
         self, sid: int, future: asyncio.Future[str | None], send_window: int, opened_at: float
@@ -79,11 +81,11 @@ class _Stream:
         self.sid = sid
         self.future = future
         self.send_window = send_window
-        self.opened_at = opened_at
-        """Loop time the call started: the transport's watchdog fails it past the deadline."""
+        self.opened_at = opened_at  # loop time: the transport's watchdog fails it past the deadline
         self.received = 0
         self.http_status = 200
         self.body: list[bytes] | None = None
+        self.sink: Callable[[bytes], None] | None = None  # --streaming: each DATA payload, on arrival
 
 
 class H2Connection(asyncio.Protocol):
@@ -221,7 +223,9 @@ class H2Connection(asyncio.Protocol):
         if stream.received >= self.window >> 1 and not flags & END_STREAM:
             self._write(window_update(sid, stream.received))
             stream.received = 0
-        if stream.body is not None:
+        if stream.sink is not None:  # a stream's messages (never kept as a body too)
+            stream.sink(unpadded(data[start:stop]) if flags & PADDED else data[start:stop])
+        elif stream.body is not None:
             stream.body.append(unpadded(data[start:stop]) if flags & PADDED else data[start:stop])
         if flags & END_STREAM:
             self._finish(stream, status_reason(grpc.StatusCode.INTERNAL, "response ended without trailers"))
@@ -382,7 +386,9 @@ class H2Connection(asyncio.Protocol):
         self._write(call.frames(stream.sid))
         return stream
 
-    async def call(self, call: PreparedCall, *, keep_body: bool = False) -> tuple[str | None, bytes]:
+    async def call(
+        self, call: PreparedCall, *, keep_body: bool = False, sink: Callable[[bytes], None] | None = None
+    ) -> tuple[str | None, bytes]:
         """One call through any limit (stream count, windows, frame size); returns the reason and,
         with ``keep_body``, the response's DATA (gRPC length-prefixed messages)."""
         while len(self.streams) >= self.max_streams:
@@ -392,6 +398,7 @@ class H2Connection(asyncio.Protocol):
         if not self.usable:
             return self.closed_reason or connection_reason(f"connection to {self.peer} closed"), b""
         stream = self._open_stream()
+        stream.sink = sink
         if keep_body:
             stream.body = []
         try:

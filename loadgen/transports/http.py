@@ -61,7 +61,7 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def _error_reason(status: int, body: bytes) -> str:
+def answer_reason(status: int, body: bytes) -> str:
     try:
         message = str(json.loads(body)["error"])
     except (ValueError, KeyError, TypeError, RecursionError):
@@ -69,7 +69,7 @@ def _error_reason(status: int, body: bytes) -> str:
     return http_reason(status, message)
 
 
-class _Connection(asyncio.Protocol):
+class SlotConnection(asyncio.Protocol):
     """One keep-alive connection; ``send`` awaits one response at a time."""
 
     def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -106,6 +106,7 @@ class _Connection(asyncio.Protocol):
                 closed.set_result(None)
             return
         self._transport = None
+        self._parser = httptools.HttpResponseParser(self)  # lost mid-answer: the next one starts afresh
         self._finish(connection_lost(f"{self.host}:{self.port}", exc))
 
     # -- httptools callbacks ---------------------------------------------------------------------
@@ -120,7 +121,7 @@ class _Connection(asyncio.Protocol):
             self._error_body.append(body)
 
     def on_message_complete(self) -> None:
-        reason = None if self._status == 200 else _error_reason(self._status, b"".join(self._error_body))
+        reason = None if self._status == 200 else answer_reason(self._status, b"".join(self._error_body))
         if not self._parser.should_keep_alive():
             self._close()
         self._finish(reason)
@@ -176,7 +177,7 @@ class _Connection(asyncio.Protocol):
         self._close()
 
 
-class _CapturingConnection(_Connection):
+class _CapturingConnection(SlotConnection):
     """A connection that keeps each response (``--validate``): header length and whole body."""
 
     def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -266,7 +267,7 @@ class HttpTransport:
         tls = tls_for_url(url, tls)
         # one context for every connection: certificates are read once
         self._ssl = tls.ssl_context() if tls is not None else None
-        self._connections: list[_Connection] = []
+        self._connections: list[SlotConnection] = []
         self._capturing: list[_CapturingConnection] = []
         self._watchdog = Watchdog(request_timeout_s, self._expire, "http-watchdog")
 
@@ -277,7 +278,7 @@ class HttpTransport:
         """Slot i always uses connection i: steps run one after another, so they can share it."""
         self._watchdog.start()
         while len(self._connections) <= slot:
-            self._connections.append(_Connection(self.host, self.port, self._ssl))
+            self._connections.append(SlotConnection(self.host, self.port, self._ssl))
         return self._connections[slot].send
 
     def _expire(self, limit: float, reason: str) -> None:

@@ -13,6 +13,7 @@ import pytest
 from analysis import PERF_ANALYZER_COLUMNS
 from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
+from loadgen.server.install import default_model_repository
 from loadgen.storage import RunStore
 from tests.cli import free_port, loadgen, one_line_error, start_loadgen, wait_for_steps
 from tests.repository import LISTED
@@ -220,9 +221,13 @@ def test_ctrl_c_marks_the_run_interrupted_and_exits_130(triton: EmbeddedServer, 
 
 def test_embedded_flag_starts_and_stops_its_own_server(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
+    repo = tmp_path / "repo"  # one model: the whole demo repository takes seconds more to load
+    repo.mkdir()
+    (repo / "identity").symlink_to(default_model_repository() / "identity")
     result = loadgen(
-        "sweep", "-m", "identity", "--concurrency", "1,2", *QUICK, "--embedded", "--db", db, "-q"
-    )
+        "sweep", "-m", "identity", "--concurrency", "1,2", *QUICK, "--embedded",
+        "--model-repository", str(repo), "--db", db, "-q",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     with RunStore(db) as store:
         (run,) = store.list_runs()

@@ -20,7 +20,7 @@ D0_MS, TOKEN_MS, TOKENS, ACTIVE = 50.0, 10.0, 8, 4
 """token_stream's config (model_repository/token_stream/config.pbtxt)."""
 GENERATION_MS = D0_MS + (TOKENS - 1) * TOKEN_MS
 MEASURE = MeasurementSettings(
-    measurement_interval_ms=1500, warmup_ms=300, max_windows=4, stability_percentage=25
+    measurement_interval_ms=1000, warmup_ms=200, max_windows=3, stability_percentage=25
 )
 
 
@@ -104,3 +104,62 @@ def test_the_cli_streams_and_tables_show_it(triton: EmbeddedServer, tmp_path: Pa
         "Responses per request",
     ):
         assert column in header, header
+
+
+def _data(tmp_path: Path, name: str, entries: list[dict[str, list[int]]]) -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"data": entries}))
+    return path
+
+
+def _one_step(
+    triton: EmbeddedServer, tmp_path: Path, model: str, data: Path, client: str = "h2"
+) -> StepRecord:
+    settings = SweepSettings(
+        model=model,
+        levels=(1,),
+        url=triton.grpc_url,
+        metrics_url="",
+        input_data=str(data),
+        streaming=True,
+        grpc_client=client,
+        measurement=MEASURE,
+    )
+    with RunStore(f"sqlite:///{tmp_path}/{model}-{client}.db") as store:
+        outcome = asyncio.run(execute_sweep(settings, store))
+        (step,) = store.steps(outcome.run_id)
+        return step
+
+
+def test_empty_streams_and_streams_that_fail_midway_are_counted_right(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    """One slot cycles through the entries in order, so each kind is half of the requests."""
+    empty = _one_step(
+        triton, tmp_path, "stream_sometimes_empty", _data(tmp_path, "e", [{"COUNT": [0]}, {"COUNT": [3]}])
+    )
+    stream = empty.stream()
+    assert stream is not None and empty.error_count == 0
+    assert stream.counts.min_us == 0 and stream.counts.max_us == 3  # a stream with no response ends
+    assert empty.response_count == 3 * stream.first.count  # the streams that had responses
+    assert stream.first.count == pytest.approx(stream.counts.count / 2, abs=1)
+    failing = _one_step(
+        triton,
+        tmp_path,
+        "stream_fails_midway",
+        _data(tmp_path, "f", [{"FAIL_AFTER": [-1]}, {"FAIL_AFTER": [2]}]),
+    )
+    stream = failing.stream()
+    assert stream is not None
+    assert failing.errors == {"INTERNAL: failed after 2 responses": failing.error_count}
+    assert failing.error_count == pytest.approx(failing.request_count, abs=2)  # every other request
+    assert stream.counts.min_us == stream.counts.max_us == 8  # the failed ones are errors, not streams
+
+
+def test_the_lean_and_the_grpc_library_streams_agree(
+    triton: EmbeddedServer, tmp_path: Path, prompts: Path
+) -> None:
+    lean, library = (_one_step(triton, tmp_path, "token_stream", prompts, client) for client in ("h2", "aio"))
+    for field in ("first_response_p50_us", "inter_response_p50_us", "lat_p50_us"):
+        assert getattr(lean, field) == pytest.approx(getattr(library, field), rel=0.05), field
+    assert lean.responses_per_request == library.responses_per_request == TOKENS

@@ -17,6 +17,13 @@ measurable change: the step is ``within noise``, neither a regression nor an imp
 the run's verdict ignores it (``Thresholds.noise_aware=False`` judges by the thresholds alone).
 A step with fewer than 2 stored windows has no known noise and is judged as before.
 
+Streamed runs (``--streaming``) are also judged on each step's time to the first response (the
+gating percentile, against the latency threshold) and responses per second (against the throughput
+threshold). Windows keep no stream data, so a first-response change is judged by the thresholds
+alone, and its reason says so; responses/s take the windows' throughput noise (they move with the
+requests/s; a varying number of responses per request makes them noisier still, so this too errs
+toward reporting a change). Judging one matched pair is :mod:`analysis.judging`.
+
 Settings that change what is measured (protocol, batch size, input data, the measurement's
 windows, the server's model config, ...) are listed when they differ between the runs:
 ``Comparison.setting_differences``, and a warning each.
@@ -24,137 +31,50 @@ windows, the server's model config, ...) are listed when they differ between the
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from analysis.differences import SettingDifference, setting_differences
+from analysis.judging import (
+    LatencyDelta,
+    Noise,
+    StepComparison,
+    StreamDelta,
+    Thresholds,
+    Verdict,
+    change_pct,
+    combined_noise,
+    compare_step,
+)
 from loadgen.config.scenarios import words
-from loadgen.results import REPORTED_PERCENTILES, STABILITY_WINDOWS, RunStatus, spread_pct
+from loadgen.results import RunStatus
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
+__all__ = [  # judging one pair lives in analysis.judging; its names are this module's as well
+    "CompareError",
+    "Comparison",
+    "LatencyDelta",
+    "Noise",
+    "RunSide",
+    "StepComparison",
+    "StreamDelta",
+    "Thresholds",
+    "Verdict",
+    "change_pct",
+    "combined_noise",
+    "compare_runs",
+    "compare_step",
+    "load_comparison",
+]
+
 LevelName = Literal["concurrency", "request_rate"]
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 class CompareError(ValueError):
     """The two runs cannot be compared (different models, no common level, no steps)."""
-
-
-class Verdict(enum.StrEnum):
-    PASS = "pass"
-    REGRESSION = "regression"
-    IMPROVEMENT = "improvement"
-    WITHIN_NOISE = "within noise"
-    """A step only: a threshold was crossed, but by less than the runs' own noise (no run verdict)."""
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """How much worse a step may get before it is a regression (percent of the base run)."""
-
-    max_throughput_drop_pct: float = 5.0
-    max_latency_rise_pct: float = 10.0
-    percentile: float = 99.0
-    """The latency percentile that gates, read from the histograms."""
-    noise_aware: bool = True
-    """A change within the runs' own noise is ``within noise``, not a regression or improvement;
-    False (``compare --strict``): the thresholds alone judge."""
-
-    def __post_init__(self) -> None:
-        for name in ("max_throughput_drop_pct", "max_latency_rise_pct"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a percentage >= 0, got {value}")
-        if not 0.0 < self.percentile <= 100.0:
-            raise ValueError(f"percentile must be within (0, 100], got {self.percentile:g}")
-
-
-def change_pct(base: float, new: float) -> float:
-    """Relative change in percent; +/-inf from a zero base, NaN when either side is undefined."""
-    if math.isnan(base) or math.isnan(new):
-        return math.nan
-    if base == new:
-        return 0.0
-    if base == 0:
-        return math.copysign(math.inf, new)
-    return (new - base) / abs(base) * 100.0
-
-
-@dataclass(frozen=True)
-class LatencyDelta:
-    percentile: float
-    base_us: float
-    new_us: float
-
-    @property
-    def change_pct(self) -> float:
-        return change_pct(self.base_us, self.new_us)
-
-
-@dataclass(frozen=True)
-class Noise:
-    """One run's noise at one step, percent: how far one of the windows its numbers come from
-    strayed from their mean; NaN where unknown (fewer than 2 windows, a window with no answer)."""
-
-    throughput_pct: float = math.nan
-    latency_pct: float = math.nan
-    """Of the windows' mean latency: the windows keep no percentiles."""
-
-    @classmethod
-    def of(cls, step: StepRecord) -> Noise:
-        windows = step.windows[-STABILITY_WINDOWS:]  # the windows the step's numbers come from
-        return cls(
-            spread_pct([w.throughput for w in windows]), spread_pct([w.mean_latency_us for w in windows])
-        )
-
-
-def combined_noise(base_pct: float, new_pct: float) -> float:
-    """Two runs' independent noises together (root of the sum of squares); NaN if either is unknown."""
-    if math.isnan(base_pct) or math.isnan(new_pct):
-        return math.nan
-    return math.hypot(base_pct, new_pct)
-
-
-@dataclass(frozen=True)
-class StepComparison:
-    """One matched level: both steps' throughput and latency percentiles, and the verdict."""
-
-    level: float
-    base_index: int
-    new_index: int
-    base_throughput: float
-    new_throughput: float
-    latencies: tuple[LatencyDelta, ...]
-    """The reported percentiles (50, 90, 95, 99) and the gating one, ascending."""
-    verdict: Verdict
-    reasons: tuple[str, ...]
-    """Why the step regressed or improved, e.g. ``throughput -12.3% (max drop 5%)``; a threshold
-    crossed within the noise says so: ``throughput -6.0% (max drop 5%; noise ±8.1%)``."""
-    base_noise: Noise = Noise()
-    new_noise: Noise = Noise()
-
-    @property
-    def throughput_change_pct(self) -> float:
-        return change_pct(self.base_throughput, self.new_throughput)
-
-    @property
-    def throughput_noise_pct(self) -> float:
-        """Both runs' throughput noise combined: a smaller change is not measurable."""
-        return combined_noise(self.base_noise.throughput_pct, self.new_noise.throughput_pct)
-
-    @property
-    def latency_noise_pct(self) -> float:
-        """Both runs' latency noise combined (of the windows' mean latency)."""
-        return combined_noise(self.base_noise.latency_pct, self.new_noise.latency_pct)
-
-    @property
-    def within_noise(self) -> bool:
-        return self.verdict is Verdict.WITHIN_NOISE
-
-    def latency(self, percentile: float) -> LatencyDelta:
-        return next(d for d in self.latencies if d.percentile == percentile)
 
 
 @dataclass(frozen=True)
@@ -222,6 +142,50 @@ class Comparison:
         def noise(base: float, new: float) -> dict[str, float | None]:
             return {"base": num(base), "new": num(new), "combined": num(combined_noise(base, new))}
 
+        def latencies(deltas: Sequence[LatencyDelta]) -> dict[str, dict[str, float | None]]:
+            return {
+                f"p{d.percentile:g}": {
+                    "base_us": num(d.base_us),
+                    "new_us": num(d.new_us),
+                    "change_pct": num(d.change_pct),
+                }
+                for d in deltas
+            }
+
+        def step(s: StepComparison) -> dict[str, Any]:
+            found: dict[str, Any] = {
+                "level": level(s.level),
+                "base_step_index": s.base_index,
+                "new_step_index": s.new_index,
+                "verdict": str(s.verdict),
+                "reasons": list(s.reasons),
+                "throughput": {
+                    "base": s.base_throughput,
+                    "new": s.new_throughput,
+                    "change_pct": num(s.throughput_change_pct),
+                },
+                "latency": latencies(s.latencies),
+                "noise_pct": {
+                    "throughput": noise(s.base_noise.throughput_pct, s.new_noise.throughput_pct),
+                    "latency": noise(s.base_noise.latency_pct, s.new_noise.latency_pct),
+                },
+            }
+            if s.stream is not None:  # both steps streamed: the latency above is to the final response
+                stream = s.stream
+                found["stream"] = {
+                    "first_response": latencies(stream.first_response),
+                    "responses_per_s": {
+                        "base": num(stream.base_responses_per_s),
+                        "new": num(stream.new_responses_per_s),
+                        "change_pct": num(stream.responses_change_pct),
+                    },
+                    "responses_per_request": {
+                        "base": num(stream.base_responses_per_request),
+                        "new": num(stream.new_responses_per_request),
+                    },
+                }
+            return found
+
         return {
             "verdict": str(self.verdict),
             "base": side(self.base),
@@ -236,33 +200,7 @@ class Comparison:
             "setting_differences": [
                 {"setting": d.setting, "base": d.base, "new": d.new} for d in self.setting_differences
             ],
-            "steps": [
-                {
-                    "level": level(s.level),
-                    "base_step_index": s.base_index,
-                    "new_step_index": s.new_index,
-                    "verdict": str(s.verdict),
-                    "reasons": list(s.reasons),
-                    "throughput": {
-                        "base": s.base_throughput,
-                        "new": s.new_throughput,
-                        "change_pct": num(s.throughput_change_pct),
-                    },
-                    "latency": {
-                        f"p{d.percentile:g}": {
-                            "base_us": num(d.base_us),
-                            "new_us": num(d.new_us),
-                            "change_pct": num(d.change_pct),
-                        }
-                        for d in s.latencies
-                    },
-                    "noise_pct": {
-                        "throughput": noise(s.base_noise.throughput_pct, s.new_noise.throughput_pct),
-                        "latency": noise(s.base_noise.latency_pct, s.new_noise.latency_pct),
-                    },
-                }
-                for s in self.steps
-            ],
+            "steps": [step(s) for s in self.steps],
             "only_in_base": [level(v) for v in self.only_in_base],
             "only_in_new": [level(v) for v in self.only_in_new],
             "warnings": list(self.warnings),
@@ -275,70 +213,9 @@ def _level(step: StepRecord, rate: bool) -> float:
     return float(step.concurrency)
 
 
-def _judge(
-    throughput_change: float,
-    latency_change: float,
-    thresholds: Thresholds,
-    throughput_noise: float = math.nan,
-    latency_noise: float = math.nan,
-) -> tuple[Verdict, tuple[str, ...]]:
-    """Each threshold crossed is a reason; one crossed by no more than the noise (NaN: unknown,
-    never within) is noted with it and judges nothing: only noise crossings make ``within noise``."""
-    drop, rise, p = thresholds.max_throughput_drop_pct, thresholds.max_latency_rise_pct, thresholds.percentile
-    worse: list[str] = []
-    better: list[str] = []
-    noisy: list[str] = []
-
-    def crossed(found: list[str], reason: str, limit: str | None, change: float, noise: float) -> None:
-        if thresholds.noise_aware and abs(change) <= noise:  # False for a NaN noise, an infinite change
-            noisy.append(f"{reason} ({limit + '; ' if limit else ''}noise ±{noise:.1f}%)")
-        else:
-            found.append(f"{reason} ({limit})" if limit else reason)
-
-    throughput, latency = f"throughput {throughput_change:+.1f}%", f"p{p:g} latency {latency_change:+.1f}%"
-    if throughput_change < -drop:
-        crossed(worse, throughput, f"max drop {drop:g}%", throughput_change, throughput_noise)
-    elif throughput_change > drop:
-        crossed(better, throughput, None, throughput_change, throughput_noise)
-    if latency_change > rise:
-        crossed(worse, latency, f"max rise {rise:g}%", latency_change, latency_noise)
-    elif latency_change < -rise:
-        crossed(better, latency, None, latency_change, latency_noise)
-    if worse:
-        return Verdict.REGRESSION, (*worse, *noisy)
-    if better:
-        return Verdict.IMPROVEMENT, (*better, *noisy)
-    return (Verdict.WITHIN_NOISE, tuple(noisy)) if noisy else (Verdict.PASS, ())
-
-
-def compare_step(base: StepRecord, new: StepRecord, level: float, thresholds: Thresholds) -> StepComparison:
-    """One matched pair of steps; percentiles come from their histograms, noise from their windows."""
-    percentiles = sorted({*REPORTED_PERCENTILES, thresholds.percentile})
-    base_hist, new_hist = base.histogram(), new.histogram()
-    latencies = tuple(
-        LatencyDelta(p, base_hist.percentile_us(p), new_hist.percentile_us(p)) for p in percentiles
-    )
-    gate = next(d for d in latencies if d.percentile == thresholds.percentile)
-    base_noise, new_noise = Noise.of(base), Noise.of(new)
-    verdict, reasons = _judge(
-        change_pct(base.throughput, new.throughput),
-        gate.change_pct,
-        thresholds,
-        combined_noise(base_noise.throughput_pct, new_noise.throughput_pct),
-        combined_noise(base_noise.latency_pct, new_noise.latency_pct),
-    )
-    return StepComparison(
-        level=level,
-        base_index=base.step_index,
-        new_index=new.step_index,
-        base_throughput=base.throughput,
-        new_throughput=new.throughput,
-        latencies=latencies,
-        verdict=verdict,
-        reasons=reasons,
-        base_noise=base_noise,
-        new_noise=new_noise,
-    )
+def streamed(run: RunRecord, steps: Sequence[StepRecord]) -> bool:
+    """The run measured streams (``--streaming``): each request's responses time-stamped."""
+    return bool(run.settings.get("streaming")) or any(s.response_count is not None for s in steps)
 
 
 def _side(run: RunRecord, steps: Sequence[StepRecord]) -> RunSide:
@@ -361,7 +238,7 @@ def compare_runs(
     base_steps: Sequence[StepRecord],
     new_run: RunRecord,
     new_steps: Sequence[StepRecord],
-    thresholds: Thresholds = Thresholds(),
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
     *,
     force: bool = False,
 ) -> Comparison:
@@ -407,6 +284,13 @@ def compare_runs(
         )
     differences = setting_differences(base_run, new_run)
     warnings += [d.message(base.id, new.id) for d in differences]
+    streams = streamed(base_run, base_steps), streamed(new_run, new_steps)
+    if streams[0] != streams[1]:
+        ids = (base.id, new.id) if streams[0] else (new.id, base.id)
+        warnings.append(
+            f"run {ids[0]} streamed its requests and run {ids[1]} did not: the latency of a stream is "
+            "the time to its final response; first responses and responses/s are not compared"
+        )
     for run_id, levels in ((base.id, only_in_base), (new.id, only_in_new)):
         if levels:
             warnings.append(f"levels only in run {run_id}, not compared: {_levels_text(levels)}")
@@ -445,7 +329,7 @@ def load_comparison(
     store: RunStore,
     base_id: int,
     new_id: int,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
     *,
     force: bool = False,
 ) -> Comparison:

@@ -33,6 +33,9 @@ SLO_PERCENTILES = (50, 90, 95, 99)
 FALL_TOLERANCE = 0.05
 """Throughput lower by more than this share at a higher load is flagged (less is noise)."""
 
+FIRST_RESPONSE_GROWTH = 1.5
+"""Streams: a first-response p50 above this many times the lowest load's is requests queueing."""
+
 
 class Severity(enum.StrEnum):
     INFO = "info"
@@ -54,6 +57,7 @@ class Kind(enum.StrEnum):
     INTERRUPTED = "interrupted"
     METRICS_GAP = "metrics_gap"
     THROUGHPUT_FALLS = "throughput_falls"
+    FIRST_RESPONSE = "first_response"
 
 
 RANK = (
@@ -65,6 +69,7 @@ RANK = (
     Kind.SLO,
     Kind.KNEE,
     Kind.THROUGHPUT_FALLS,
+    Kind.FIRST_RESPONSE,
     Kind.DOMINANT,
     Kind.UNANSWERED,
     Kind.UNSTABLE,
@@ -376,6 +381,33 @@ def falls_findings(steps: pd.DataFrame) -> list[Finding]:
     return found
 
 
+def first_response_findings(steps: pd.DataFrame) -> list[Finding]:
+    """Streams (``--streaming``): the first load whose time to first response (p50) exceeds
+    :data:`FIRST_RESPONSE_GROWTH` times the lowest load's, where requests start to queue for the
+    server before it answers at all; or that it holds over the loads measured. None for unary runs."""
+    if "first_response_p50_us" not in steps:
+        return []
+    rows = [
+        row
+        for row in _by_load(steps)
+        if _known(row["first_response_p50_us"]) and not isinstance(row.get("interrupted"), str)
+    ]
+    if len(rows) < 2:
+        return []
+    low, first = rows[0], rows[0]["first_response_p50_us"]
+    alone = "alone" if load_level(low)[0] == "c=1" else f"at {_level(low)}"
+    grown = [row for row in rows[1:] if row["first_response_p50_us"] > FIRST_RESPONSE_GROWTH * first]
+    at = grown[0] if grown else rows[-1]
+    said = f"first response p50 {_ms(at['first_response_p50_us'])}"
+    text = (
+        f"requests queue before their first response from {_level(at)}: {said} vs {_ms(first)} {alone}"
+        if grown
+        else f"time to first response holds with load: {said} at {_level(at)} vs {_ms(first)} {alone} "
+        f"(within {FIRST_RESPONSE_GROWTH:g}x)"
+    )
+    return [Finding(Kind.FIRST_RESPONSE, Severity.INFO, text, int(at["step_index"]))]
+
+
 def step_findings(
     steps: pd.DataFrame, slo: Slo | None = None, config: dict[str, Any] | None = None
 ) -> list[Finding]:
@@ -384,7 +416,8 @@ def step_findings(
     found = knee_findings(steps)
     if slo is not None and not steps.empty:
         found += slo_findings(steps, slo)
-    found += quality_findings(steps) + falls_findings(steps) + component_findings(steps, config)
+    found += quality_findings(steps) + falls_findings(steps) + first_response_findings(steps)
+    found += component_findings(steps, config)
     return ranked(found)
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from loadgen.histogram import LatencyHistogram
+from loadgen.results import StreamTally
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
 _SKIP = {
@@ -168,6 +169,8 @@ class RunData:
     """:func:`metrics_frame` of the run."""
     histograms: Mapping[int, LatencyHistogram]
     """Each step's full latency histogram, by step index."""
+    streams: Mapping[int, StreamTally] = field(default_factory=dict)
+    """``--streaming``: each step's decoded stream measures, by step index (none for unary runs)."""
 
 
 def read_run_data(store: RunStore, run_id: int) -> RunData:
@@ -180,6 +183,7 @@ def read_run_data(store: RunStore, run_id: int) -> RunData:
         batches=_batch_frame(store, steps),
         metrics=_metrics_frame(store, run_id, steps),
         histograms={step.step_index: step.histogram() for step in steps},
+        streams={step.step_index: tally for step in steps if (tally := step.stream()) is not None},
     )
 
 

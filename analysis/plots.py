@@ -54,7 +54,7 @@ TEMPLATE = go.layout.Template(
 )
 
 
-def _new(title: str, height: int = 420) -> go.Figure:
+def new_figure(title: str, height: int = 420) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01}, height=height)
     return fig
@@ -85,7 +85,7 @@ def throughput_latency_figure(runs: Sequence[RunData]) -> go.Figure:
     One run: a colour and a dash per percentile. Several runs: a colour per run, a dash (and
     marker) per percentile; the legend groups each run's percentiles under its name.
     """
-    fig = _new("Latency vs throughput")
+    fig = new_figure("Latency vs throughput")
     single = len(runs) == 1
     for n, data in enumerate(runs):
         values = _load_values(data.steps)
@@ -120,7 +120,7 @@ def throughput_latency_figure(runs: Sequence[RunData]) -> go.Figure:
 
 def latency_breakdown_figure(data: RunData) -> go.Figure:
     """Mean latency per step stacked by where the time goes (client side, queue, compute)."""
-    fig = _new(f"Latency breakdown: {run_label(data)}")
+    fig = new_figure(f"Latency breakdown: {run_label(data)}")
     parts = latency_components(data.steps)
     levels = _levels(data.steps)
     for component in COMPONENTS:
@@ -379,7 +379,7 @@ def percentile_curve(
 
 def latency_distribution_figure(data: RunData) -> go.Figure:
     """Each step's latency by percentile on a log(1 / (1 - q)) axis: the tail is visible."""
-    fig = _new(f"Latency distribution: {run_label(data)}", height=460)
+    fig = new_figure(f"Latency distribution: {run_label(data)}", height=460)
     steps = data.steps
     colors = sample_colorscale("Viridis", list(np.linspace(0.0, 0.9, max(len(steps), 2))))
     drawn: list[npt.NDArray[np.float64]] = []

@@ -35,6 +35,7 @@ from analysis.plots import (
     server_metrics_figure,
     throughput_latency_figure,
 )
+from analysis.stream_plots import STREAM_FIGURES, streamed
 from analysis.tables import latency_table
 from loadgen import __version__
 
@@ -203,6 +204,13 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
         overlay = place(
             f"runs{ids}-throughput-latency", "Latency vs throughput", throughput_latency_figure(with_steps)
         )
+    streams = [data for data in with_steps if streamed(data)]
+    stream_overlays = []
+    if streams:  # --streaming: first responses and gaps, the streamed runs together
+        ids = "-".join(str(data.run.id) for data in streams)
+        stream_overlays = [
+            place(f"runs{ids}-{key}", title, make(streams)) for key, title, make in STREAM_FIGURES
+        ]
     findings: dict[int, tuple[Finding, ...]] = {}
     sections = []
     for data in runs:
@@ -238,6 +246,7 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
             slo=str(slo) if slo else None,
             plotly_js=_plotly_js(),
             overlay=overlay,
+            stream_overlays=stream_overlays,
             compare=len(runs) > 1,
             runs=sections,
         )

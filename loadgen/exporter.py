@@ -9,6 +9,7 @@ prometheus-client's own server thread, from a private registry.
 
 Warm-up is not counted (the engine records it nowhere), so the counters cover
 exactly the measured windows, the same requests the runs database holds.
+A streamed sweep (``--streaming``) also serves its responses' timing: :data:`STREAM_METRIC_NAMES`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from loadgen.engine.recorder import Window
 from loadgen.engine.step import StepListener
 from loadgen.errors import ConfigError
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import RunInfo, StepResult, WindowResult
+from loadgen.results import RunInfo, StepResult, StreamTally, WindowResult
 
 DEFAULT_EXPORTER_PORT = 9108
 """The port the docs, docker-compose and Prometheus config use (9108 is free in Prometheus's port list)."""
@@ -66,6 +67,13 @@ METRIC_NAMES = (
 )
 """Every metric the exporter serves (sample names without ``_bucket``/``_sum``/``_count``/``_created``)."""
 
+STREAM_METRIC_NAMES = (
+    "loadgen_first_response_seconds",
+    "loadgen_inter_response_seconds",
+    "loadgen_responses_total",
+)
+"""Served besides :data:`METRIC_NAMES` for the models of streamed sweeps (``--streaming``) only."""
+
 MAX_REASON_LABEL = 40
 
 
@@ -93,8 +101,15 @@ class _Totals:
     target_rate: float = 0.0
     step_index: int = -1
     version: str = ""
+    stream: StreamTally | None = None
+    """Streamed sweeps: time to first response, gaps between responses, responses (no ``counts``)."""
 
     def snapshot(self) -> _Totals:
+        stream = self.stream
+        if stream is not None:
+            stream = StreamTally(
+                first=stream.first.copy(), gaps=stream.gaps.copy(), responses=stream.responses
+            )
         return _Totals(
             self.requests,
             self.inferences,
@@ -106,6 +121,7 @@ class _Totals:
             self.target_rate,
             self.step_index,
             self.version,
+            stream,
         )
 
 
@@ -194,6 +210,8 @@ class SweepExporter:
             totals = self.series.setdefault(settings.model, _Totals(version=settings.model_version))
             totals.step_index, totals.in_flight = -1, 0.0
             totals.target_concurrency = totals.target_rate = 0.0
+            if settings.streaming and totals.stream is None:  # served from the start, at zero
+                totals.stream = StreamTally()
         return ExporterFeed(self, settings, totals)
 
     def snapshot(self) -> tuple[list[tuple[str, _Totals]], dict[str, str]]:
@@ -242,6 +260,12 @@ class ExporterFeed(StepListener):
                     totals.failed_inferences.get(label, 0) + count * self.batch_size
                 )
             totals.latency.merge(window.histogram)
+            if window.stream is not None:
+                if totals.stream is None:
+                    totals.stream = StreamTally()
+                totals.stream.first.merge(window.stream.first)
+                totals.stream.gaps.merge(window.stream.gaps)
+                totals.stream.responses += window.stream.responses
             if self.scenario != "concurrency" and result.duration_s > 0:
                 # Little's law (in flight = completion rate x time in system): open loop has no fixed count
                 mean_s = result.mean_latency_us / 1e6
@@ -308,6 +332,7 @@ class _SweepCollector(Collector):
                 [model, totals.version], cumulative_buckets(totals.latency), totals.latency.sum_us / 1e6
             )
         yield latency
+        yield from _stream_families(series, names)
         yield gauge(
             "loadgen_in_flight_requests",
             "Requests in flight: the step's concurrency (closed loop) or completion rate x latency (open).",
@@ -330,3 +355,34 @@ class _SweepCollector(Collector):
             info = InfoMetricFamily("loadgen_run", "The run being measured (id in the runs database).")
             info.add_metric([], run)
             yield info
+
+
+def _stream_families(series: list[tuple[str, _Totals]], names: list[str]) -> Iterator[Metric]:
+    """The responses' timing of the models measured with ``--streaming`` (nothing without one)."""
+    streamed = [(model, totals, totals.stream) for model, totals in series if totals.stream is not None]
+    if not streamed:
+        return
+    parts: tuple[tuple[str, str, Callable[[StreamTally], LatencyHistogram]], ...] = (
+        (
+            "loadgen_first_response_seconds",
+            "Streams: time to the first response (open loop: from the intended send).",
+            lambda s: s.first,
+        ),
+        (
+            "loadgen_inter_response_seconds",
+            "Streams: time between two responses of a request.",
+            lambda s: s.gaps,
+        ),
+    )
+    for name, doc, part in parts:
+        family = HistogramMetricFamily(name, doc, labels=names)
+        for model, totals, stream in streamed:
+            histogram = part(stream)
+            family.add_metric([model, totals.version], cumulative_buckets(histogram), histogram.sum_us / 1e6)
+        yield family
+    responses = CounterMetricFamily(
+        "loadgen_responses", "Streams: responses that carried outputs, in measured windows.", labels=names
+    )
+    for model, totals, stream in streamed:
+        responses.add_metric([model, totals.version], stream.responses)
+    yield responses

@@ -270,11 +270,6 @@ class SweepSettings:
                 "{search} needs {concurrency} or {request_rate}, not {request_intervals}",
             ),
             (
-                not self.streaming or closed,
-                "streaming",
-                "{streaming} keeps concurrent streams for now ({concurrency}); open loop is to come",
-            ),
-            (
                 not (self.streaming and self.validate),
                 "streaming",
                 "{streaming} does not check answers yet: drop {validate}",

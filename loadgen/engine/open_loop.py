@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
-from loadgen.transports.base import CaptureSender, Sender, Transport
+from loadgen.transports.base import CaptureSender, Sender, StreamSender, Transport
 from loadgen.validation import Validator
 
 COARSE_SLEEP_NS = 2_000_000  # sleep while the next send is further away than this
@@ -47,6 +47,7 @@ class OpenLoop:
         stride: int = 1,
         offset: int = 0,
         origin_ns: int | None = None,
+        streaming: bool = False,
     ) -> None:
         """``stride``/``offset``: send only the schedule's sends ``offset, offset + stride, ...``
         (one worker's part of a schedule shared by ``stride`` workers, all from ``origin_ns``)."""
@@ -54,6 +55,7 @@ class OpenLoop:
             raise ValueError("no prepared requests")
         self.transport = transport
         self.validator = validator
+        self.streaming = streaming
         self.stride, self.offset, self.origin_ns = stride, offset, origin_ns
         self.requests = list(requests)
         self.schedule = schedule
@@ -79,6 +81,8 @@ class OpenLoop:
             return self._free.pop()
         if self._created < self.max_in_flight:
             self._created += 1
+            if self.streaming:  # a stream sender and the arrival list it reuses
+                return self.transport.stream_sender(self._created - 1), []  # type: ignore[attr-defined]
             if self.validator is not None:
                 return self.transport.capture_sender(self._created - 1)
             return self.transport.sender(self._created - 1)
@@ -91,6 +95,20 @@ class OpenLoop:
         self._free.append(send)
         if error is None:
             self.window.record_open(done - intended, done - sent)
+        else:
+            self.window.error(error)
+
+    async def _one_stream(
+        self, entry: tuple[StreamSender, list[int]], request: Any, intended: int, sent: int
+    ) -> None:
+        send, arrivals = entry
+        arrivals.clear()
+        error = await send(request, arrivals)
+        done = time.perf_counter_ns()
+        self.in_flight -= 1
+        self._free.append(entry)
+        if error is None:
+            self.window.record_open_stream(intended, sent, done, arrivals)
         else:
             self.window.error(error)
 
@@ -144,7 +162,9 @@ class OpenLoop:
                 sent = clock()
                 self.window.record_send(sent - intended)
                 self.in_flight += 1
-                if validator is None:
+                if self.streaming:
+                    task = loop.create_task(self._one_stream(send, requests[index % n], intended, sent))
+                elif validator is None:
                     task = loop.create_task(self._one(send, requests[index % n], intended, sent))
                 else:
                     task = loop.create_task(self._one_checked(send, validator, index % n, intended, sent))

@@ -90,6 +90,18 @@ class OpenWindow(Window):
         self.histogram.record_ns(response_ns)
         self.service.record_ns(service_ns)
 
+    def record_open_stream(
+        self, intended_ns: int, sent_ns: int, done_ns: int, arrivals: Sequence[int]
+    ) -> None:
+        """A streamed request: its final response from the intended and the actual send, and its
+        responses timed from the intended send (so a late sender cannot hide queueing)."""
+        self.requests += 1
+        self.histogram.record_ns(done_ns - intended_ns)
+        self.service.record_ns(done_ns - sent_ns)
+        if self.stream is None:
+            self.stream = StreamTally()
+        self.stream.record(intended_ns, arrivals)
+
     def record_send(self, lag_ns: int) -> None:
         self.sent += 1
         self.lag.record_ns(lag_ns)
@@ -113,6 +125,11 @@ class Discard(OpenWindow):
         pass
 
     def record_open(self, response_ns: int, service_ns: int) -> None:
+        pass
+
+    def record_open_stream(
+        self, intended_ns: int, sent_ns: int, done_ns: int, arrivals: Sequence[int]
+    ) -> None:
         pass
 
     def record_send(self, lag_ns: int) -> None:

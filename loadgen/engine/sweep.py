@@ -104,7 +104,12 @@ async def run_sweep(
                 load = PooledLoad.open(pool, schedule, settings.max_in_flight)
             else:
                 load = OpenLoop(
-                    transport, prepared, schedule, max_in_flight=settings.max_in_flight, validator=validator
+                    transport,
+                    prepared,
+                    schedule,
+                    max_in_flight=settings.max_in_flight,
+                    validator=validator,
+                    streaming=settings.streaming,
                 )
             rate = schedule.label_rate
         elif pool is not None:

@@ -170,6 +170,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
                         stride=share.stride,
                         offset=share.offset,
                         origin_ns=share.origin_ns,
+                        streaming=setup.streaming,
                     )
                 if load is not None:
                     load.start()

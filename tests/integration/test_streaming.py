@@ -163,3 +163,27 @@ def test_the_lean_and_the_grpc_library_streams_agree(
     for field in ("first_response_p50_us", "inter_response_p50_us", "lat_p50_us"):
         assert getattr(lean, field) == pytest.approx(getattr(library, field), rel=0.05), field
     assert lean.responses_per_request == library.responses_per_request == TOKENS
+
+
+def test_open_loop_streams_time_the_first_response_from_the_intended_send(
+    triton: EmbeddedServer, tmp_path: Path, prompts: Path
+) -> None:
+    """Below capacity (4 generations of 120 ms: 33 streams/s) the first response comes after D0;
+    above it the backlog shows in the first response, measured from when each was due."""
+    settings = SweepSettings(
+        model="token_stream",
+        levels=(10.0, 60.0),
+        scenario="request_rate",
+        url=triton.grpc_url,
+        metrics_url="",
+        input_data=str(prompts),
+        streaming=True,
+        measurement=MEASURE,
+    )
+    with RunStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        outcome = asyncio.run(execute_sweep(settings, store))
+        easy, over = store.steps(outcome.run_id)
+    assert easy.error_count == 0 and easy.responses_per_request == TOKENS
+    assert easy.first_response_p50_us == pytest.approx(D0_MS * 1000, rel=0.15)
+    assert over.first_response_p99_us is not None and over.first_response_p99_us > 500_000
+    assert over.service_p99_us is not None  # service time (from the actual send) is kept too

@@ -20,6 +20,7 @@ from loadgen.errors import ConfigError
 from loadgen.exporter import (
     LATENCY_BUCKETS_S,
     METRIC_NAMES,
+    STREAM_METRIC_NAMES,
     ExporterFeed,
     SweepExporter,
     cumulative_buckets,
@@ -263,3 +264,89 @@ def test_models_measured_at_the_same_time_feed_their_own_series() -> None:
     assert _pick(samples, "loadgen_inferences_total", model="fixed_latency", version="") == 12
     assert _pick(samples, "loadgen_target_concurrency", model="fixed_latency", version="") == 2
     assert _pick(samples, "loadgen_target_concurrency", version="") == 1
+
+
+# -- streamed sweeps: first response, gaps between responses, responses ---------------------------
+
+
+def _stream_window(first_us: list[int], gap_us: int, responses: int) -> Window:
+    """A window of streamed requests: each answers ``responses`` times, the first after its
+    ``first_us``, the others ``gap_us`` apart."""
+    window = Window()
+    for first in first_us:
+        arrivals = [(first + n * gap_us) * 1000 for n in range(responses)]
+        window.record_stream(0, arrivals[-1], arrivals)
+    return window
+
+
+def _served(exporter: SweepExporter) -> set[str]:
+    names = set()
+    for family in text_string_to_metric_families(generate_latest(exporter.registry).decode()):
+        for sample in family.samples:
+            name = sample.name
+            for suffix in ("_bucket", "_count", "_sum", "_created"):
+                name = name.removesuffix(suffix) if name.endswith(suffix) else name
+            names.add(name)
+    return names
+
+
+def test_a_streamed_sweep_serves_first_response_gaps_and_responses() -> None:
+    settings = SweepSettings(model="identity", levels=(1.0,), streaming=True)
+    exporter, feed = _exporter(settings)
+    # served from the start, at zero: a dashboard's rate() has a first point
+    assert _value(exporter, "loadgen_responses_total", version="") == 0
+    assert _value(exporter, "loadgen_first_response_seconds_count", version="") == 0
+    feed.run_created(7, _info())
+    feed.step_started(0, 2)
+    _feed(feed, 0, _stream_window([40_000, 60_000], gap_us=10_000, responses=8))
+    _feed(feed, 0, _stream_window([300_000], gap_us=20_000, responses=3))
+    assert _value(exporter, "loadgen_requests_total") == 3
+    assert _value(exporter, "loadgen_responses_total") == 19
+    first = "loadgen_first_response_seconds"
+    assert _value(exporter, f"{first}_count") == 3
+    assert math.isclose(_value(exporter, f"{first}_sum"), 0.4, rel_tol=1e-3)
+    assert _value(exporter, f"{first}_bucket", le="0.025") == 0
+    assert _value(exporter, f"{first}_bucket", le="0.05") == 1
+    assert _value(exporter, f"{first}_bucket", le="0.1") == 2
+    assert _value(exporter, f"{first}_bucket", le="0.25") == 2
+    assert _value(exporter, f"{first}_bucket", le="0.5") == 3
+    gaps = "loadgen_inter_response_seconds"
+    assert _value(exporter, f"{gaps}_count") == 2 * 7 + 2
+    assert math.isclose(_value(exporter, f"{gaps}_sum"), 14 * 0.01 + 2 * 0.02, rel_tol=1e-3)
+    assert _value(exporter, f"{gaps}_bucket", le="0.01") == 14
+    assert _value(exporter, f"{gaps}_bucket", le="0.025") == 16
+    # the same buckets as the request latency's: one dashboard query shape for all three
+    les = [
+        le
+        for (name, labels), _ in _samples(exporter).items()
+        if name == f"{first}_bucket"
+        for k, le in labels
+        if k == "le"
+    ]
+    assert les == [format(b, "g") for b in LATENCY_BUCKETS_S] + ["+Inf"]
+    assert set(STREAM_METRIC_NAMES) <= _served(exporter)
+    # the request latency stays the time to the final response
+    assert _value(exporter, "loadgen_request_latency_seconds_count") == 3
+    assert math.isclose(
+        _value(exporter, "loadgen_request_latency_seconds_sum"), 0.11 + 0.13 + 0.34, rel_tol=1e-3
+    )
+
+
+def test_a_unary_sweep_serves_no_stream_metrics() -> None:
+    exporter, feed = _exporter(_settings())
+    feed.run_created(7, _info())
+    feed.step_started(0, 1)
+    _feed(feed, 0, _window([100, 200]))
+    assert _served(exporter) & set(STREAM_METRIC_NAMES) == set()
+
+
+def test_only_the_streamed_model_gets_stream_series() -> None:
+    exporter = SweepExporter(_free_port())
+    unary = exporter.feed(_settings())
+    streamed = exporter.feed(SweepSettings(model="token_stream", levels=(1.0,), streaming=True))
+    _feed(unary, 0, _window([100]))
+    _feed(streamed, 0, _stream_window([50_000], gap_us=10_000, responses=4))
+    samples = _samples(exporter)
+    assert _pick(samples, "loadgen_responses_total", model="token_stream", version="") == 4
+    with pytest.raises(AssertionError, match="no sample"):
+        _pick(samples, "loadgen_responses_total", version="")

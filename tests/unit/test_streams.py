@@ -48,7 +48,6 @@ def test_windows_of_streams_merge_exactly_across_workers() -> None:
 @pytest.mark.parametrize(
     ("given", "said"),
     [
-        ({"scenario": "request_rate", "levels": (10.0,)}, "open loop is to come"),
         ({"validate": True}, "does not check answers yet"),
     ],
 )

@@ -54,6 +54,8 @@ def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
             columns=["p90 latency (ms)", "p95 latency (ms)", "Server queue (ms)", "Compute infer (ms)"]
         )
         table = pd.concat([table.iloc[:, :at], stream, table.iloc[:, at:]], axis=1)
+    if "cancelled_count" in steps and (steps["cancelled_count"].fillna(0) > 0).any():
+        table["Cancelled"] = steps["cancelled_count"].astype("Int64")  # on purpose: not errors
     if "validated_count" in steps and steps["validated_count"].notna().any():
         table = pd.concat([table, validation_table(steps)], axis=1)
     if "unanswered_slots" in steps and (steps["unanswered_slots"].fillna(0) > 0).any():
@@ -215,6 +217,8 @@ def benchmark_table(
     streams = [step.stream() for step in steps]
     if any(stream is not None for stream in streams):  # the latency columns: to the final response
         table = pd.concat([table, _stream_columns(steps, streams, percentiles)], axis=1)
+    if any(step.cancelled_count for step in steps):
+        table["Cancelled"] = [step.cancelled_count or 0 for step in steps]
     if any(step.error_count for step in steps):
         table["Errors"] = [step.error_count for step in steps]
     return table

@@ -351,6 +351,9 @@ class StepResult:
     stream: StreamTally | None = None
     """``--streaming``: time to first response, gaps between responses, responses per request
     (``histogram`` holds the time to the final response); None for unary steps."""
+    cancelled_count: int = 0
+    """``--cancel-after-*``: requests cancelled on purpose in the measured windows (neither in
+    ``request_count`` nor in ``errors``)."""
 
     @property
     def send_rate(self) -> float:

@@ -99,6 +99,32 @@ OPTIONS: tuple[Option, ...] = (
         group=SERVER,
     ),
     Option(
+        "cancel_after_ms",
+        ("--cancel-after-ms",),
+        "--streaming: cancel requests this long after their send (a duration; plain number: ms), to "
+        "see how the server frees what they held; cancelled requests are counted apart (default: none)",
+        values.duration_ms,
+        metavar="TIME",
+        group=LOAD,
+    ),
+    Option(
+        "cancel_after_responses",
+        ("--cancel-after-responses",),
+        "--streaming: cancel requests at their N-th response (default: none; with --cancel-after-ms, "
+        "whichever comes first)",
+        values.whole,
+        metavar="N",
+        group=LOAD,
+    ),
+    Option(
+        "cancel_share_pct",
+        ("--cancel-share",),
+        "the share of requests cancelled, spread evenly (default 100%%)",
+        values.percent,
+        metavar="PCT",
+        group=LOAD,
+    ),
+    Option(
         "grpc_client",
         ("--grpc-client",),
         "gRPC client: h2 (loadgen's lean HTTP/2 client, default) or aio (gRPC's own grpc.aio)",

@@ -207,6 +207,16 @@ class SweepSettings:
     """``--streaming``: each request over Triton's gRPC stream (ModelStreamInfer) or HTTP
     ``generate_stream`` (server-sent events), every response time-stamped: what decoupled models
     need, and the only way to see a stream's timing."""
+    cancel_after_ms: int | None = None
+    """``--cancel-after-ms``: cancel picked streamed requests this long after their send."""
+    cancel_after_responses: int | None = None
+    """``--cancel-after-responses``: cancel picked streamed requests at their N-th response."""
+    cancel_share_pct: float = 100.0
+    """``--cancel-share``: the share of streamed requests picked for cancelling (spread evenly)."""
+
+    @property
+    def cancelling(self) -> bool:
+        return self.cancel_after_ms is not None or self.cancel_after_responses is not None
 
     def __post_init__(self) -> None:
         raise_problems(self.problems())
@@ -268,6 +278,31 @@ class SweepSettings:
                 not (self.search and self.request_intervals_us),
                 "search",
                 "{search} needs {concurrency} or {request_rate}, not {request_intervals}",
+            ),
+            (
+                self.streaming or not self.cancelling,
+                "cancel_after_ms" if self.cancel_after_ms is not None else "cancel_after_responses",
+                "cancelling needs {streaming}: only a stream is cancelled midway",
+            ),
+            (
+                self.cancel_after_ms is None or self.cancel_after_ms > 0,
+                "cancel_after_ms",
+                f"{{cancel_after_ms}} must be > 0 ms, got {self.cancel_after_ms}",
+            ),
+            (
+                self.cancel_after_responses is None or self.cancel_after_responses >= 1,
+                "cancel_after_responses",
+                f"{{cancel_after_responses}} must be at least 1, got {self.cancel_after_responses}",
+            ),
+            (
+                0.0 < self.cancel_share_pct <= 100.0,
+                "cancel_share_pct",
+                f"{{cancel_share_pct}} must be a percentage within (0, 100], got {self.cancel_share_pct:g}",
+            ),
+            (
+                self.cancel_share_pct == 100.0 or self.cancelling,
+                "cancel_share_pct",
+                "{cancel_share_pct} goes with {cancel_after_ms} or {cancel_after_responses}",
             ),
             (
                 not (self.streaming and self.validate),

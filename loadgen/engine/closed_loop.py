@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, Window, drain
 from loadgen.transports.base import Transport
 from loadgen.transports.reasons import is_connection_failure
@@ -37,6 +38,7 @@ class ClosedLoop:
         *,
         validator: Validator | None = None,
         streaming: bool = False,
+        canceller: Canceller | None = None,
     ) -> None:
         if not requests:
             raise ValueError("no prepared requests")
@@ -45,6 +47,7 @@ class ClosedLoop:
         self.concurrency = concurrency
         self.validator = validator
         self.streaming = streaming
+        self.canceller = canceller
         self.level: float = concurrency
         self.window: Window = Discard()
         self._running = False
@@ -74,10 +77,10 @@ class ClosedLoop:
     async def _stream_slot(self, index: int) -> None:
         """As :meth:`_slot` over a stream: busy until the request's final response; each response
         with outputs is time-stamped by the transport into one list the slot reuses."""
-        send = self.transport.stream_sender(index)  # type: ignore[attr-defined]
+        send = stream_call(self.canceller, self.transport.stream_sender(index))  # type: ignore[attr-defined]
         clock = time.perf_counter_ns
         sent_at = self._sent_at
-        arrivals: list[int] = []
+        arrivals = self.canceller.arrivals() if self.canceller is not None else []
         requests = itertools.cycle(
             self.requests[index % len(self.requests) :] + self.requests[: index % len(self.requests)]
         )
@@ -88,6 +91,8 @@ class ClosedLoop:
             error = await send(request, arrivals)
             if error is None:
                 self.window.record_stream(start, clock(), arrivals)
+            elif error is CANCELLED:
+                self.window.cancel()
             else:
                 self.window.error(error)
                 if is_connection_failure(error):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
 from loadgen.transports.base import CaptureSender, Sender, StreamSender, Transport
@@ -48,6 +49,7 @@ class OpenLoop:
         offset: int = 0,
         origin_ns: int | None = None,
         streaming: bool = False,
+        canceller: Canceller | None = None,
     ) -> None:
         """``stride``/``offset``: send only the schedule's sends ``offset, offset + stride, ...``
         (one worker's part of a schedule shared by ``stride`` workers, all from ``origin_ns``)."""
@@ -56,6 +58,7 @@ class OpenLoop:
         self.transport = transport
         self.validator = validator
         self.streaming = streaming
+        self.canceller = canceller
         self.stride, self.offset, self.origin_ns = stride, offset, origin_ns
         self.requests = list(requests)
         self.schedule = schedule
@@ -82,7 +85,9 @@ class OpenLoop:
         if self._created < self.max_in_flight:
             self._created += 1
             if self.streaming:  # a stream sender and the arrival list it reuses
-                return self.transport.stream_sender(self._created - 1), []  # type: ignore[attr-defined]
+                send = self.transport.stream_sender(self._created - 1)  # type: ignore[attr-defined]
+                canceller = self.canceller
+                return stream_call(canceller, send), canceller.arrivals() if canceller else []
             if self.validator is not None:
                 return self.transport.capture_sender(self._created - 1)
             return self.transport.sender(self._created - 1)
@@ -109,6 +114,8 @@ class OpenLoop:
         self._free.append(entry)
         if error is None:
             self.window.record_open_stream(intended, sent, done, arrivals)
+        elif error is CANCELLED:
+            self.window.cancel()
         else:
             self.window.error(error)
 

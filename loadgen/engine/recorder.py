@@ -21,7 +21,7 @@ from loadgen.validation import Validator
 class Window:
     """Counts and latency histogram of the requests that *completed* in one window."""
 
-    __slots__ = ("errors", "histogram", "requests", "stalled", "stream", "validation")
+    __slots__ = ("cancelled", "errors", "histogram", "requests", "stalled", "stream", "validation")
 
     def __init__(self) -> None:
         self.histogram = LatencyHistogram()
@@ -34,6 +34,8 @@ class Window:
         unanswered when it ended, so the server served fewer requests at once than asked."""
         self.stream: StreamTally | None = None
         """``--streaming`` only: the responses of the requests that completed in this window."""
+        self.cancelled = 0
+        """``--cancel-after-*``: requests cancelled on purpose, neither answers nor errors."""
 
     def record(self, latency_ns: int) -> None:
         self.requests += 1
@@ -50,6 +52,9 @@ class Window:
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def cancel(self) -> None:
+        self.cancelled += 1
 
     def check(self, validator: Validator, key: int, outputs: Mapping[str, OutputTensor]) -> None:
         if self.validation is None:
@@ -124,6 +129,9 @@ class Discard(OpenWindow):
     def error(self, reason: str) -> None:
         pass
 
+    def cancel(self) -> None:
+        pass
+
     def record_open(self, response_ns: int, service_ns: int) -> None:
         pass
 
@@ -149,6 +157,7 @@ def merge_windows(windows: Sequence[Window]) -> Window:
     for window in windows:
         merged.requests += window.requests
         merged.stalled += window.stalled  # workers' slots are disjoint
+        merged.cancelled += window.cancelled
         merged.histogram.merge(window.histogram)
         for reason, count in window.errors.items():
             merged.errors[reason] = merged.errors.get(reason, 0) + count

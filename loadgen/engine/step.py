@@ -214,6 +214,7 @@ async def measure_step(
         unanswered_slots=max(w.stalled for w in kept) if kept else 0,
         interrupted=interrupted,
         stream=StreamTally.merged(w.stream for w in kept),
+        cancelled_count=sum(w.cancelled for w in kept),
     )
     open_windows = [w for w in kept if isinstance(w, OpenWindow)]
     if open_windows:

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from loadgen.config import SweepSettings
+from loadgen.engine.cancelling import Canceller, canceller_for
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
 from loadgen.engine.schedules import Schedule
@@ -23,6 +24,12 @@ from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.transports.base import InferRequestSpec, Transport
 from loadgen.validation import Reference, Validator, take_references, tolerances_from
+
+
+def canceller_of(settings: SweepSettings) -> Canceller | None:
+    """A step's canceller (a fresh one: each step spreads its share from its first request)."""
+    return canceller_for(settings.cancel_after_ms, settings.cancel_after_responses, settings.cancel_share_pct)
+
 
 RETRY_POLL_S = 0.5
 """How often a lost server is asked whether it is back (``--retry-unavailable``)."""
@@ -83,6 +90,7 @@ async def run_sweep(
                 grpc_client=settings.grpc_client,
                 request_timeout_s=settings.request_timeout_s,
                 streaming=settings.streaming,
+                cancel=(settings.cancel_after_ms, settings.cancel_after_responses, settings.cancel_share_pct),
             ),
         )
 
@@ -110,13 +118,19 @@ async def run_sweep(
                     max_in_flight=settings.max_in_flight,
                     validator=validator,
                     streaming=settings.streaming,
+                    canceller=canceller_of(settings),
                 )
             rate = schedule.label_rate
         elif pool is not None:
             load = PooledLoad.closed(pool, int(level))
         else:
             load = ClosedLoop(
-                transport, prepared, int(level), validator=validator, streaming=settings.streaming
+                transport,
+                prepared,
+                int(level),
+                validator=validator,
+                streaming=settings.streaming,
+                canceller=canceller_of(settings),
             )
         step = await measure_step(
             index,

@@ -33,6 +33,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from loadgen.config import REQUEST_TIMEOUT_S
+from loadgen.engine.cancelling import canceller_for
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
 from loadgen.engine.recorder import Window, merge_windows
@@ -83,6 +84,8 @@ class WorkerSetup:
     grpc_client: str = "h2"
     request_timeout_s: float = REQUEST_TIMEOUT_S
     streaming: bool = False
+    cancel: tuple[int | None, int | None, float] = (None, None, 100.0)
+    """``--cancel-after-ms``, ``--cancel-after-responses``, ``--cancel-share``."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
                             share.concurrency,
                             validator=validator,
                             streaming=setup.streaming,
+                            canceller=canceller_for(*setup.cancel),
                         )
                         if share.concurrency
                         else None
@@ -171,6 +175,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
                         offset=share.offset,
                         origin_ns=share.origin_ns,
                         streaming=setup.streaming,
+                        canceller=canceller_for(*setup.cancel),
                     )
                 if load is not None:
                     load.start()

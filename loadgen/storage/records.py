@@ -114,6 +114,8 @@ class StepRecord:
     interrupted: str | None = None
     """Why the step was cut short (``--retry-unavailable``: the server went away); None: it ran."""
     response_count: int | None = None
+    cancelled_count: int | None = None
+    """``--cancel-after-*`` only: requests cancelled on purpose, counted apart."""
     """``--streaming`` only (None otherwise): responses that carried outputs, and their timing."""
     first_response_p50_us: float | None = None
     first_response_p99_us: float | None = None
@@ -243,6 +245,8 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         row.unanswered_slots = step.unanswered_slots
     row.metrics_failed_scrapes = step.metrics_failed_scrapes
     row.interrupted = step.interrupted
+    if step.stream is not None or step.cancelled_count:
+        row.cancelled_count = step.cancelled_count
     if step.stream is not None:
         stream = step.stream
         requests = stream.counts.count

@@ -12,6 +12,7 @@ state tells them apart (READY: the server answered), so that the reasons read as
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -138,6 +139,10 @@ class GrpcTransport:
             except grpc.aio.AioRpcError as exc:
                 calls[0] = None
                 return rpc_reason(exc, channel, peer)
+            except asyncio.CancelledError:  # the stream is mid-request: the next one opens anew
+                call.cancel()
+                calls[0] = None
+                raise
 
         return send
 

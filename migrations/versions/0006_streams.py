@@ -1,5 +1,5 @@
 """steps: what a streamed step measured (--streaming): responses, time to first response and the
-gaps between responses, with their full histograms
+gaps between responses, with their full histograms, and the requests cancelled on purpose
 
 Revision ID: 0006
 Revises: 0005
@@ -31,6 +31,7 @@ _BLOBS = ("first_response_histogram", "inter_response_histogram", "responses_his
 def upgrade() -> None:
     with op.batch_alter_table("steps") as batch:
         batch.add_column(sa.Column("response_count", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("cancelled_count", sa.BigInteger(), nullable=True))
         for name in _FLOATS:
             batch.add_column(sa.Column(name, sa.Double(), nullable=True))
         for name in _BLOBS:
@@ -41,4 +42,5 @@ def downgrade() -> None:
     with op.batch_alter_table("steps") as batch:
         for name in reversed((*_FLOATS, *_BLOBS)):
             batch.drop_column(name)
+        batch.drop_column("cancelled_count")
         batch.drop_column("response_count")

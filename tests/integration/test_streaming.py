@@ -187,3 +187,52 @@ def test_open_loop_streams_time_the_first_response_from_the_intended_send(
     assert easy.first_response_p50_us == pytest.approx(D0_MS * 1000, rel=0.15)
     assert over.first_response_p99_us is not None and over.first_response_p99_us > 500_000
     assert over.service_p99_us is not None  # service time (from the actual send) is kept too
+
+
+@pytest.mark.parametrize("client", ["h2", "aio"])
+def test_cancelled_streams_are_counted_apart_and_free_the_server(
+    triton: EmbeddedServer, tmp_path: Path, prompts: Path, client: str
+) -> None:
+    """Half the requests cancelled at their 2nd token (~60 ms of a 120 ms generation): counted
+    apart, never as errors or answers; the other half answer all 8 tokens."""
+    settings = SweepSettings(
+        model="token_stream",
+        levels=(2,),
+        url=triton.grpc_url,
+        metrics_url="",
+        input_data=str(prompts),
+        streaming=True,
+        grpc_client=client,
+        cancel_after_responses=2,
+        cancel_share_pct=50.0,
+        measurement=MEASURE,
+    )
+    with RunStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        outcome = asyncio.run(execute_sweep(settings, store))
+        (step,) = store.steps(outcome.run_id)
+    assert step.error_count == 0 and step.cancelled_count is not None
+    assert step.cancelled_count == pytest.approx(step.request_count, abs=2)  # every other request
+    assert step.responses_per_request == TOKENS  # those answered streamed to their end
+    # a cancelled generation frees its worker: cycles of 60 + 120 ms per pair of requests, not 240
+    assert step.request_count + step.cancelled_count >= 0.8 * 2 * step.duration_s / 0.09
+
+
+def test_a_deadline_before_the_first_response_cancels_every_request(
+    triton: EmbeddedServer, tmp_path: Path, prompts: Path
+) -> None:
+    db = f"sqlite:///{tmp_path}/runs.db"
+    result = loadgen(
+        "sweep", "-m", "token_stream", "--streaming", "--cancel-after-ms", "20ms", "-u", triton.grpc_url,
+        "--input-data", str(prompts), "-p", "1s", "--warmup", "200ms", "-r", "3", "--no-metrics", "-q",
+        "--db", db,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with RunStore(db) as store:
+        (run,) = store.list_runs()
+        (step,) = store.steps(run.id)
+    assert step.request_count == 0 and step.error_count == 0
+    assert step.cancelled_count is not None and step.cancelled_count >= 0.8 * step.duration_s / 0.02
+    usage = loadgen(
+        "sweep", "-m", "token_stream", "--cancel-after-ms", "20", "-u", triton.grpc_url, "--db", db
+    )
+    assert usage.returncode == 2 and "cancelling needs --streaming" in one_line_error(usage)

@@ -111,6 +111,12 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "seed": (["--seed", "9"], "9"),
         "validate": (["--validate"], "true"),
         "streaming": (["--streaming"], "true"),
+        "cancel_after_ms": (["--streaming", "--cancel-after-ms", "250"], "250"),
+        "cancel_after_responses": (["--streaming", "--cancel-after-responses", "3"], "3"),
+        "cancel_share_pct": (
+            ["--streaming", "--cancel-after-responses", "3", "--cancel-share", "25%"],
+            "25%",
+        ),
         "tolerances": (
             ["--tolerance", "FP16=1e-2", "--tolerance", "fp32=1e-3,1e-4"],
             "{FP16: 1e-2, fp32: '1e-3,1e-4'}",
@@ -120,10 +126,13 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
 
 
 _COMPANIONS = {
-    "ssl_cert": "ssl_key",
-    "ssl_insecure": "protocol",
-    "distribution": "request_rate",
-    "search": "latency_limit",
+    "ssl_cert": ("ssl_key",),
+    "ssl_insecure": ("protocol",),
+    "distribution": ("request_rate",),
+    "search": ("latency_limit",),
+    "cancel_after_ms": ("streaming",),
+    "cancel_after_responses": ("streaming",),
+    "cancel_share_pct": ("streaming", "cancel_after_responses"),
 }
 """Options a sample needs beside it (in the plan, the same values as on the command line)."""
 
@@ -160,10 +169,13 @@ def _plan_values(key: str, argv: list[str], yaml_value: str, pki: Pki) -> list[t
     values = [(key, yaml_value)]
     if key == "ssl_cert":
         values = [("ssl_cert", str(pki.client_cert)), ("ssl_key", str(pki.client_key))]
-    elif key in _COMPANIONS:
-        companion = _COMPANIONS[key]
-        flag = BY_KEY[companion].flags
-        values.append((companion, argv[argv.index(next(f for f in flag if f in argv)) + 1]))
+    else:
+        for companion in _COMPANIONS.get(key, ()):
+            option = BY_KEY[companion]
+            if option.switch:
+                values.append((companion, "true"))
+                continue
+            values.append((companion, argv[argv.index(next(f for f in option.flags if f in argv)) + 1]))
     return values
 
 

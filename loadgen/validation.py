@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from loadgen.config.values import FLOAT_DATATYPES
 from loadgen.results import ValidationTally
-from loadgen.transports.base import NUMPY_DTYPES, OutputTensor, Transport
+from loadgen.transports.base import NUMPY_DTYPES, CapturedArrivals, OutputTensor, Transport
 
 MAX_SWAP_CANDIDATES = 256
 """References searched within tolerance for a swapped answer (exact matches are always found)."""
@@ -69,13 +69,37 @@ Reference = Mapping[str, OutputTensor]
 """One request's expected outputs, by output name."""
 
 
+RESPONSES = "(responses)"
+"""A stream's pseudo-output: how many responses it had (compared exactly)."""
+
+
+def flatten_stream(responses: Sequence[Mapping[str, OutputTensor]]) -> dict[str, OutputTensor]:
+    """A stream's responses as one answer: ``NAME[i]`` is output NAME of response i, and
+    :data:`RESPONSES` their count, so a stream is checked whole: count, order and content."""
+    flat = {
+        f"{name}[{i}]": OutputTensor(f"{name}[{i}]", t.datatype, t.shape, t.data)
+        for i, outputs in enumerate(responses)
+        for name, t in outputs.items()
+    }
+    flat[RESPONSES] = OutputTensor(RESPONSES, "INT64", (1,), len(responses).to_bytes(8, "little"))
+    return flat
+
+
 class Validator:
-    """Compares answers with the references of the requests that were sent."""
+    """Compares answers with the references of the requests that were sent.
+
+    ``streams``: answers are whole streams (:func:`flatten_stream`); one that carries any response
+    of another request's reference (the same output at the same place) counts as swapped."""
 
     def __init__(
-        self, references: Sequence[Reference], tolerances: Mapping[str, Tolerance] | None = None
+        self,
+        references: Sequence[Reference],
+        tolerances: Mapping[str, Tolerance] | None = None,
+        *,
+        streams: bool = False,
     ) -> None:
         self.references = list(references)
+        self.streams = streams
         self.tolerances = dict(tolerances or DEFAULT_TOLERANCES)
         # (output, exact bytes) -> requests whose reference it is: finds most swaps in O(1)
         self._by_bytes: dict[tuple[str, bytes], list[int]] = {}
@@ -99,7 +123,7 @@ class Validator:
         tally.mismatched += 1
         for name in wrong:
             tally.outputs[name] = tally.outputs.get(name, 0) + 1
-        other = self._swapped_with(key, outputs)
+        other = self._mixed_in(key, outputs, wrong) if self.streams else self._swapped_with(key, outputs)
         if other is not None:
             tally.swapped += 1
         if tally.example is None:
@@ -125,6 +149,16 @@ class Validator:
             if nonzero.any():
                 tally.max_rel_diff = max(tally.max_rel_diff, float(np.max(diff[nonzero] / scale[nonzero])))
         return bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(r)))
+
+    def _mixed_in(self, key: int, outputs: Mapping[str, OutputTensor], wrong: Sequence[str]) -> int | None:
+        """A stream: another request whose reference has one of this stream's wrong responses."""
+        for name in wrong:
+            got = outputs.get(name)
+            if got is not None and name != RESPONSES:
+                other = next((k for k in self._by_bytes.get((name, got.data), []) if k != key), None)
+                if other is not None:
+                    return other
+        return None
 
     def _swapped_with(self, key: int, outputs: Mapping[str, OutputTensor]) -> int | None:
         """Another request whose reference this answer matches, if any."""
@@ -156,6 +190,20 @@ def tolerances_from(overrides: Mapping[str, tuple[float, float]]) -> dict[str, T
 
 class ReferenceFailed(Exception):
     """A reference request failed: there is nothing to compare with."""
+
+
+async def take_stream_references(transport: Transport, prepared: Sequence[Any]) -> list[Reference]:
+    """``--streaming``: each prepared request streamed once, alone: the expected whole streams."""
+    references: list[Reference] = []
+    send = transport.stream_sender(0)  # type: ignore[attr-defined]
+    arrivals = CapturedArrivals()
+    for key, request in enumerate(prepared):
+        arrivals.clear()
+        error = await send(request, arrivals)
+        if error is not None:
+            raise ReferenceFailed(f"the reference stream {key} (at concurrency 1) failed: {error}")
+        references.append(flatten_stream(arrivals.responses))
+    return references
 
 
 async def take_references(transport: Transport, prepared: Sequence[Any]) -> list[Reference]:

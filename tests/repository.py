@@ -13,6 +13,7 @@ DEMO_MODELS = [
     "resnet",
     "stream_fails_midway",
     "stream_sometimes_empty",
+    "stream_swapping",
     "token_stream",
 ]
 LISTED = ", ".join(DEMO_MODELS)

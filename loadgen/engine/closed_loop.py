@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, Window, drain
-from loadgen.transports.base import Transport
+from loadgen.transports.base import CapturedArrivals, Transport
 from loadgen.transports.reasons import is_connection_failure
-from loadgen.validation import Validator
+from loadgen.validation import Validator, flatten_stream
 
 BACK_OFF_S = 0.01
 """A slot's pause after its connection failed: a server that is gone refuses at once, and a slot
@@ -98,6 +98,28 @@ class ClosedLoop:
                 if is_connection_failure(error):
                     await asyncio.sleep(BACK_OFF_S)
 
+    async def _checked_stream_slot(self, index: int, validator: Validator) -> None:
+        """As :meth:`_stream_slot`, each whole stream checked against its request's reference."""
+        send = self.transport.stream_sender(index)  # type: ignore[attr-defined]
+        clock = time.perf_counter_ns
+        sent_at = self._sent_at
+        arrivals = CapturedArrivals()
+        n = len(self.requests)
+        keys = itertools.cycle([(index + k) % n for k in range(n)])
+        while self._running:
+            key = next(keys)
+            arrivals.clear()
+            start = sent_at[index] = clock()
+            error = await send(self.requests[key], arrivals)
+            window = self.window
+            if error is None:
+                window.record_stream(start, clock(), arrivals)
+                window.check(validator, key, flatten_stream(arrivals.responses))
+            else:
+                window.error(error)
+                if is_connection_failure(error):
+                    await asyncio.sleep(BACK_OFF_S)
+
     async def _checked_slot(self, index: int, validator: Validator) -> None:
         """As :meth:`_slot`, also checking each answer against its request's reference."""
         send = self.transport.capture_sender(index)
@@ -125,16 +147,16 @@ class ClosedLoop:
         self._window_opened = time.perf_counter_ns()
         validator = self.validator
         self._tasks = [
-            asyncio.create_task(
-                self._stream_slot(i)
-                if self.streaming
-                else self._slot(i)
-                if validator is None
-                else self._checked_slot(i, validator),
-                name=f"slot-{i}",
-            )
+            asyncio.create_task(self._slot_task(i, validator), name=f"slot-{i}")
             for i in range(self.concurrency)
         ]
+
+    def _slot_task(self, index: int, validator: Validator | None) -> Coroutine[Any, Any, None]:
+        if self.streaming:
+            return (
+                self._stream_slot(index) if validator is None else self._checked_stream_slot(index, validator)
+            )
+        return self._slot(index) if validator is None else self._checked_slot(index, validator)
 
     @property
     def in_flight(self) -> int:

@@ -23,7 +23,13 @@ from loadgen.results import ModelStats, StepResult
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.transports.base import InferRequestSpec, Transport
-from loadgen.validation import Reference, Validator, take_references, tolerances_from
+from loadgen.validation import (
+    Reference,
+    Validator,
+    take_references,
+    take_stream_references,
+    tolerances_from,
+)
 
 
 def canceller_of(settings: SweepSettings) -> Canceller | None:
@@ -55,8 +61,9 @@ async def run_sweep(
     validator = None
     if settings.validate:
         if references is None:
-            references = await take_references(transport, prepared)
-        validator = Validator(references, tolerances_from(settings.tolerances))
+            take = take_stream_references if settings.streaming else take_references
+            references = await take(transport, prepared)
+        validator = Validator(references, tolerances_from(settings.tolerances), streams=settings.streaming)
     metrics_url = settings.resolved_metrics_url
     scraper = (
         MetricsScraper(

@@ -140,7 +140,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
     )
     prepared = [transport.prepare(spec) for spec in setup.requests]
     validator = (
-        Validator(setup.references, tolerances_from(setup.tolerances or {}))
+        Validator(setup.references, tolerances_from(setup.tolerances or {}), streams=setup.streaming)
         if setup.references is not None
         else None
     )

@@ -105,6 +105,22 @@ StreamSender = Callable[[Any, list[int]], Awaitable[str | None]]
 response that carries outputs to ``arrivals`` (a list the slot reuses) and returns as the final
 response arrives: None, or the error reason."""
 
+
+class CapturedArrivals(list[int]):
+    """``--streaming --validate``: a slot's arrival times, and the outputs of each response with
+    outputs as the transport read them (``responses[i]`` goes with ``self[i]``)."""
+
+    __slots__ = ("responses",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.responses: list[dict[str, OutputTensor]] = []
+
+    def clear(self) -> None:
+        super().clear()
+        self.responses.clear()
+
+
 CaptureSender = Callable[[Any], Awaitable[tuple[str | None, Any]]]
 """Like :data:`Sender`, but also returns the response for ``parse_outputs`` (validation only)."""
 

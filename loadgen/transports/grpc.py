@@ -21,13 +21,21 @@ import grpc
 from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
 from loadgen.transports.addresses import grpc_target
-from loadgen.transports.base import CaptureSender, InferRequestSpec, OutputTensor, Sender, StreamSender
+from loadgen.transports.base import (
+    CapturedArrivals,
+    CaptureSender,
+    InferRequestSpec,
+    OutputTensor,
+    Sender,
+    StreamSender,
+)
 from loadgen.transports.grpc_codec import (
     SLOTS_PER_CHANNEL,
     build_request,
     error_reason,
     read_outputs,
     read_stream_response,
+    stream_outputs,
 )
 from loadgen.transports.reasons import connection_lost, connection_reason
 
@@ -134,6 +142,8 @@ class GrpcTransport:
                     reason, has_outputs, final = read_stream_response(message)
                     if has_outputs:
                         arrivals.append(at)
+                        if isinstance(arrivals, CapturedArrivals):
+                            arrivals.responses.append(stream_outputs(message))
                     if reason is not None or final:
                         return reason
             except grpc.aio.AioRpcError as exc:

@@ -48,7 +48,10 @@ def build_request(spec: InferRequestSpec, *, stream: bool = False) -> bytes:
 
 def parse_response(data: bytes) -> dict[str, OutputTensor]:
     """The outputs of a serialized ModelInferResponse (Triton sends them as raw contents)."""
-    response = service_pb2.ModelInferResponse.FromString(data)
+    return _outputs(service_pb2.ModelInferResponse.FromString(data))
+
+
+def _outputs(response: service_pb2.ModelInferResponse) -> dict[str, OutputTensor]:
     raw = response.raw_output_contents
     return {
         out.name: OutputTensor(out.name, out.datatype, tuple(out.shape), raw[i] if i < len(raw) else b"")
@@ -67,6 +70,11 @@ def read_outputs(data: bytes) -> tuple[str | None, dict[str, OutputTensor]]:
         if (problem := output.size_problem()) is not None:
             return status_reason("INTERNAL", problem), {}
     return None, outputs
+
+
+def stream_outputs(data: bytes) -> dict[str, OutputTensor]:
+    """``--validate``: the outputs of one ModelStreamInferResponse (a response with outputs)."""
+    return _outputs(service_pb2.ModelStreamInferResponse.FromString(data).infer_response)
 
 
 def read_stream_response(data: bytes) -> tuple[str | None, bool, bool]:

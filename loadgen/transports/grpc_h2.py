@@ -23,6 +23,7 @@ import grpc
 from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.transports.addresses import GRPC_PORTS, split_host_port
 from loadgen.transports.base import (
+    CapturedArrivals,
     CaptureSender,
     InferRequestSpec,
     OutputTensor,
@@ -30,7 +31,13 @@ from loadgen.transports.base import (
     StreamSender,
     Watchdog,
 )
-from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL, build_request, read_outputs, read_stream_response
+from loadgen.transports.grpc_codec import (
+    SLOTS_PER_CHANNEL,
+    build_request,
+    read_outputs,
+    read_stream_response,
+    stream_outputs,
+)
 from loadgen.transports.h2_connection import H2Connection
 from loadgen.transports.h2_frames import MAX_WINDOW, PreparedCall
 from loadgen.transports.h2_headers import encode_headers, status_reason
@@ -120,10 +127,13 @@ class _StreamReader:
             end = 5 + int.from_bytes(buffer[1:5], "big")
             if len(buffer) < end:
                 return
-            reason, has_outputs, final = read_stream_response(bytes(buffer[5:end]))
+            message = bytes(buffer[5:end])
+            reason, has_outputs, final = read_stream_response(message)
             del buffer[:end]
             if has_outputs:
                 self.arrivals.append(now)
+                if isinstance(self.arrivals, CapturedArrivals):  # --validate
+                    self.arrivals.responses.append(stream_outputs(message))
             if reason is not None or final:
                 self.reason = reason
                 if self.future is not None and not self.future.done():

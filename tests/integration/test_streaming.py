@@ -236,3 +236,34 @@ def test_a_deadline_before_the_first_response_cancels_every_request(
         "sweep", "-m", "token_stream", "--cancel-after-ms", "20", "-u", triton.grpc_url, "--db", db
     )
     assert usage.returncode == 2 and "cancelling needs --streaming" in one_line_error(usage)
+
+
+def _validated(triton: EmbeddedServer, tmp_path: Path, model: str, prompts: Path) -> StepRecord:
+    settings = SweepSettings(
+        model=model,
+        levels=(4,),
+        url=triton.grpc_url,
+        metrics_url="",
+        input_data=str(prompts),
+        streaming=True,
+        validate=True,
+        measurement=MEASURE,
+    )
+    with RunStore(f"sqlite:///{tmp_path}/{model}.db") as store:
+        outcome = asyncio.run(execute_sweep(settings, store))
+        (step,) = store.steps(outcome.run_id)
+        return step
+
+
+def test_validate_checks_whole_streams_and_catches_tokens_mixed_between_requests(
+    triton: EmbeddedServer, tmp_path: Path, prompts: Path
+) -> None:
+    """token_stream is deterministic; stream_swapping puts another running generation's stem in
+    every third token: right alone (the references), wrong under concurrency."""
+    right = _validated(triton, tmp_path, "token_stream", prompts)
+    assert right.validated_count == right.request_count > 0 and right.mismatch_count == 0
+    mixed = _validated(triton, tmp_path, "stream_swapping", prompts)
+    assert mixed.validated_count == mixed.request_count > 0
+    assert mixed.mismatch_count is not None and mixed.mismatch_count >= 0.9 * mixed.request_count
+    assert mixed.swapped_count == mixed.mismatch_count  # each carries another request's tokens
+    assert mixed.validation is not None and "TOKEN[2]" in mixed.validation["outputs"]

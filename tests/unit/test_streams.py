@@ -48,7 +48,8 @@ def test_windows_of_streams_merge_exactly_across_workers() -> None:
 @pytest.mark.parametrize(
     ("given", "said"),
     [
-        ({"validate": True}, "does not check answers yet"),
+        ({"validate": True, "protocol": "http"}, "checks streams over gRPC in closed loop for now"),
+        ({"validate": True, "cancel_after_responses": 2}, "a cancelled one has nothing to check"),
     ],
 )
 def test_streaming_says_what_it_does_not_do_yet(given: dict[str, object], said: str) -> None:
@@ -81,3 +82,28 @@ def test_a_stream_request_asks_for_the_empty_final_response() -> None:
     streamed = service_pb2.ModelInferRequest.FromString(build_request(spec, stream=True))
     assert streamed.parameters[EMPTY_FINAL].bool_param is True
     assert EMPTY_FINAL not in service_pb2.ModelInferRequest.FromString(build_request(spec)).parameters
+
+
+def test_a_stream_is_checked_whole_and_a_mixed_in_response_is_a_swap() -> None:
+    from loadgen.results import ValidationTally
+    from loadgen.transports.base import OutputTensor
+    from loadgen.validation import Validator, flatten_stream
+
+    def token(text: str) -> dict[str, OutputTensor]:
+        return {
+            "TOKEN": OutputTensor("TOKEN", "BYTES", (1,), len(text).to_bytes(4, "little") + text.encode())
+        }
+
+    streams = [[token(f"{stem}-{i}") for i in range(3)] for stem in ("aa", "bb")]
+    validator = Validator([flatten_stream(s) for s in streams], streams=True)
+    tally = ValidationTally()
+    validator.check(0, flatten_stream(streams[0]), tally)
+    assert (tally.checked, tally.mismatched) == (1, 0)
+    validator.check(0, flatten_stream(streams[0][:2]), tally)  # a response short
+    assert (tally.mismatched, tally.swapped) == (1, 0) and tally.outputs == {"TOKEN[2]": 1, "(responses)": 1}
+    mixed = [streams[0][0], streams[1][1], streams[0][2]]  # the other request's second token
+    validator.check(0, flatten_stream(mixed), tally)
+    assert (tally.mismatched, tally.swapped) == (2, 1)
+    fresh = ValidationTally()
+    validator.check(0, flatten_stream(mixed), fresh)
+    assert fresh.example == "request 0: output TOKEN[1] equals the reference of request 1"

@@ -16,6 +16,10 @@ it and a response with no outputs ends the stream. A client's triton_enable_empt
 cannot choose this: Triton keeps that parameter to itself (a model never sees it) and uses it only
 to decide whether an empty final response reaches a gRPC client at all (without it: dropped).
 
+SWAP_EVERY (parameter, default 0: never) makes a faulty server for ``--validate``: every
+SWAP_EVERY-th token of a generation carries the stem of another generation streaming at the same
+time (if any), as a server that mixes up its concurrent requests would.
+
 Request parameters (gRPC parameters, or keys of the generate extension's JSON body) override the
 timings for that request: "first_token_ms", "token_ms" (numbers, milliseconds). A cancelled request
 (gRPC) ends before its next token with an empty final response, freeing its worker.
@@ -100,6 +104,8 @@ class TritonPythonModel:
         self.token_ns = _number_ms(params.get("TOKEN_MS", "5"), "TOKEN_MS")
         self.empty_final = _flag(params.get("EMPTY_FINAL", "false"), "EMPTY_FINAL")
         max_active = int(params.get("MAX_ACTIVE", "4"))
+        self.swap_every = int(params.get("SWAP_EVERY", "0"))
+        self._active = []  # stems of the generations streaming now (SWAP_EVERY reads them)
         if self.max_tokens < 0 or max_active < 1:
             raise pb_utils.TritonModelException("MAX_TOKENS must be >= 0 and MAX_ACTIVE >= 1")
         self._queue = collections.deque()
@@ -166,10 +172,14 @@ class TritonPythonModel:
                 if self._stopping:
                     return
                 generation = self._queue.popleft()
+                self._active.append(generation.stem)
             try:
                 self._generate(generation)
             except Exception as exc:  # a worker must outlive one broken stream
                 pb_utils.Logger.log_error(f"token_stream: stream failed: {exc!r}")
+            finally:
+                with self._ready:
+                    self._active.remove(generation.stem)
 
     def _generate(self, g):
         start = time.perf_counter_ns()
@@ -182,9 +192,13 @@ class TritonPythonModel:
                 return
             _sleep_until(start + g.first_ns + index * g.token_ns)
             final = index == g.max_tokens - 1 and not g.empty_final
+            stem = g.stem
+            if self.swap_every and index % self.swap_every == self.swap_every - 1:
+                with self._ready:
+                    stem = next((s for s in self._active if s != g.stem), g.stem)
             response = pb_utils.InferenceResponse(
                 output_tensors=[
-                    pb_utils.Tensor("TOKEN", np.array([f"{g.stem}-{index}".encode()], dtype=np.object_)),
+                    pb_utils.Tensor("TOKEN", np.array([f"{stem}-{index}".encode()], dtype=np.object_)),
                     pb_utils.Tensor("INDEX", np.array([index], dtype=np.int32)),
                 ]
             )

@@ -1,0 +1,1 @@
+../../token_stream/1/model.py

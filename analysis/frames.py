@@ -26,6 +26,7 @@ _SKIP = {
     "first_response_histogram_bytes",
     "inter_response_histogram_bytes",
     "responses_histogram_bytes",
+    "spacing_histogram_bytes",
     "windows",
     "errors",
 }

@@ -79,6 +79,7 @@ def stream_table(steps: pd.DataFrame) -> pd.DataFrame:
             "Inter-response p50 (ms)": steps["inter_response_p50_us"].astype("float64") * ms,
             "Inter-response p99 (ms)": steps["inter_response_p99_us"].astype("float64") * ms,
             "Responses per request": steps["responses_per_request"].astype("float64"),
+            "Request output p50 (responses/s)": steps["request_output_rate_p50"].astype("float64"),
         }
     )
 
@@ -172,6 +173,18 @@ def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
         c for c in frame.columns if c.endswith("latency") or c.startswith(("Server", "Network"))
     ]
     frame[latency_columns] = frame[latency_columns].round().astype("Int64")
+    if "response_count" in steps and steps["response_count"].notna().any():  # after ours, in us
+        stream = {
+            "Responses": steps["response_count"].astype("Int64"),
+            "Responses/Second": steps["response_count"].astype("float64") / steps["duration_s"],
+            "First response p50": steps["first_response_p50_us"],
+            "First response p99": steps["first_response_p99_us"],
+            "Inter-response p50": steps["inter_response_p50_us"],
+            "Inter-response p99": steps["inter_response_p99_us"],
+            "Responses per request": steps["responses_per_request"],
+            "Cancelled": steps["cancelled_count"].astype("Int64"),
+        }
+        frame = pd.concat([frame, pd.DataFrame(stream, index=frame.index)], axis=1)
     return frame
 
 
@@ -243,6 +256,10 @@ def _stream_columns(
     columns["Responses per request"] = [
         s.responses / s.counts.count if s is not None and s.counts.count else nan for s in streams
     ]
+    for p in percentiles:  # a request's own rate: its slowest are the highest spacings
+        columns[f"Request output p{100 - p:g} (responses/s)"] = [
+            1e6 / s.spacing.percentile_us(p) if s is not None and s.spacing.count else nan for s in streams
+        ]
     return pd.DataFrame(columns)
 
 

@@ -189,6 +189,10 @@ class StreamTally:
     counts: LatencyHistogram = field(default_factory=LatencyHistogram)
     """Responses per request, recorded as that many microseconds (exact up to 2048, then 3
     significant digits): the one histogram type for every distribution."""
+    spacing: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """Per request with 2 or more responses: (last - first) / (responses - 1), the time per
+    response after the first; its inverse is the request's output rate (responses/s), so the
+    rate's p50 is 1 / spacing's p50 and the slowest 1 % of requests run at 1 / spacing's p99."""
     responses: int = 0
 
     def record(self, start_ns: int, arrivals: Sequence[int]) -> None:
@@ -198,6 +202,8 @@ class StreamTally:
         self.counts.record_ns(count * 1000)
         if count:
             self.first.record_ns(arrivals[0] - start_ns)
+            if count > 1:
+                self.spacing.record_ns((arrivals[-1] - arrivals[0]) // (count - 1))
             record, before = self.gaps.record_ns, arrivals[0]
             for at in arrivals[1:]:
                 record(at - before)
@@ -207,6 +213,7 @@ class StreamTally:
         self.first.merge(other.first)
         self.gaps.merge(other.gaps)
         self.counts.merge(other.counts)
+        self.spacing.merge(other.spacing)
         self.responses += other.responses
         return self
 

@@ -205,9 +205,13 @@ class StepRow(Base):
     inter_response_p99_us: Mapped[float | None]
     responses_per_request: Mapped[float | None]
     """Mean responses per finished request."""
+    request_output_rate_p50: Mapped[float | None]
+    """The median request's own output rate, responses/s after its first (1 / spacing p50)."""
     first_response_histogram: Mapped[bytes | None]
     inter_response_histogram: Mapped[bytes | None]
     responses_histogram: Mapped[bytes | None]
+    spacing_histogram: Mapped[bytes | None]
+    """Per request: the time per response after the first (``StreamTally.spacing``)."""
     """Responses per request, each recorded as that many microseconds (``StreamTally.counts``)."""
 
 

@@ -122,9 +122,11 @@ class StepRecord:
     inter_response_p50_us: float | None = None
     inter_response_p99_us: float | None = None
     responses_per_request: float | None = None
+    request_output_rate_p50: float | None = None
     first_response_histogram_bytes: bytes | None = None
     inter_response_histogram_bytes: bytes | None = None
     responses_histogram_bytes: bytes | None = None
+    spacing_histogram_bytes: bytes | None = None
 
     def stream(self) -> StreamTally | None:
         """A streamed step's measures (decoded on each call); None for a unary step."""
@@ -134,6 +136,9 @@ class StepRecord:
             first=LatencyHistogram.decode(self.first_response_histogram_bytes),
             gaps=LatencyHistogram.decode(self.inter_response_histogram_bytes or b""),
             counts=LatencyHistogram.decode(self.responses_histogram_bytes or b""),
+            spacing=LatencyHistogram.decode(self.spacing_histogram_bytes)
+            if self.spacing_histogram_bytes
+            else LatencyHistogram(),
             responses=self.response_count,
         )
 
@@ -163,7 +168,12 @@ class MetricSampleRecord:
 
 
 _LATENCY_KEYS = ("avg", "std", "min", "max", "p50", "p90", "p95", "p99")
-_STREAM_BLOBS = ("first_response_histogram", "inter_response_histogram", "responses_histogram")
+_STREAM_BLOBS = (
+    "first_response_histogram",
+    "inter_response_histogram",
+    "responses_histogram",
+    "spacing_histogram",
+)
 _BLOBS = {
     "histogram_bytes",
     "service_histogram_bytes",
@@ -259,6 +269,9 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         row.first_response_histogram = stream.first.encode()
         row.inter_response_histogram = stream.gaps.encode()
         row.responses_histogram = stream.counts.encode()
+        row.spacing_histogram = stream.spacing.encode()
+        spacing_p50_us = stream.spacing.percentile_us(50) if stream.spacing.count else math.nan
+        row.request_output_rate_p50 = nan_to_none(1e6 / spacing_p50_us if spacing_p50_us > 0 else math.nan)
     if step.validation is not None:
         tally = step.validation
         row.validated_count = tally.checked

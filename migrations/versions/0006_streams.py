@@ -24,8 +24,9 @@ _FLOATS = (
     "inter_response_p50_us",
     "inter_response_p99_us",
     "responses_per_request",
+    "request_output_rate_p50",
 )
-_BLOBS = ("first_response_histogram", "inter_response_histogram", "responses_histogram")
+_BLOBS = ("first_response_histogram", "inter_response_histogram", "responses_histogram", "spacing_histogram")
 
 
 def upgrade() -> None:

@@ -4,6 +4,7 @@ FIRST_TOKEN_MS, then MAX_TOKENS responses TOKEN_MS apart, at most MAX_ACTIVE gen
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def test_a_stream_is_timed_response_by_response_and_queues_like_an_llm_server(
     assert alone.first_response_p50_us == pytest.approx(D0_MS * 1000, rel=0.10)
     assert alone.inter_response_p50_us == pytest.approx(TOKEN_MS * 1000, rel=0.10)
     assert alone.lat_p50_us == pytest.approx(GENERATION_MS * 1000, rel=0.10)  # the final response
+    assert alone.request_output_rate_p50 == pytest.approx(1000 / TOKEN_MS, rel=0.10)  # its own pace
     # twice MAX_ACTIVE streams in a closed loop: half of them wait for a whole generation first
     waited = crowded.first_response_p99_us
     assert waited is not None and waited >= (D0_MS + 0.8 * GENERATION_MS) * 1000, waited
@@ -90,11 +92,16 @@ def test_the_cli_streams_and_tables_show_it(triton: EmbeddedServer, tmp_path: Pa
     unary = loadgen("sweep", "-m", "token_stream", "-u", triton.grpc_url, "--db", db, *quick)
     assert unary.returncode == 2
     assert "is decoupled" in one_line_error(unary) and "add --streaming" in one_line_error(unary)
+    csv_path = tmp_path / "out.csv"
     streamed = loadgen(
         "sweep", "-m", "token_stream", "--streaming", "--input-data", str(prompts), "-u", triton.grpc_url,
-        "--db", db, *quick,
+        "--db", db, "--csv", str(csv_path), *quick,
     )  # fmt: skip
     assert streamed.returncode == 0, streamed.stderr
+    with csv_path.open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["Concurrency"] == "1" and int(row["Responses"]) == TOKENS * int(row["Request Count"])
+    assert float(row["First response p50"]) == pytest.approx(D0_MS * 1000, rel=0.10)  # perf_analyzer's us
     table = loadgen("table", "1", "--format", "csv", "--db", db)
     header = table.stdout.splitlines()[0]
     for column in (

@@ -29,6 +29,8 @@ def test_a_streamed_request_records_its_first_response_every_gap_and_its_count()
         6_000, rel=1e-3
     )
     assert tally.counts.count == 2 and tally.counts.min_us == 0 and tally.counts.max_us == 3
+    assert tally.spacing.count == 1  # (31 - 20) / 2 ms per response after the first; none for 0
+    assert tally.spacing.percentile_us(50) == pytest.approx(5_500, rel=1e-3)
 
 
 def test_windows_of_streams_merge_exactly_across_workers() -> None:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from loadgen.histogram import LatencyHistogram
 
@@ -176,8 +176,26 @@ class MetricSample:
     value: float
 
 
+class Mergeable:
+    """A tally of windows that merges exactly: parts of a step (windows, workers) add up to it."""
+
+    def merge(self, other: Self) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def merged(cls, parts: Iterable[Self | None]) -> Self | None:
+        """The sum of the parts given (None when none is)."""
+        present = [p for p in parts if p is not None]
+        if not present:
+            return None
+        total = cls()
+        for part in present:
+            total.merge(part)
+        return total
+
+
 @dataclass
-class StreamTally:
+class StreamTally(Mergeable):
     """A streaming window's or step's per-request measures, each a histogram that merges exactly
     across windows, workers and hosts. A response counts when it carries outputs: Triton's empty
     final response only ends the stream (its time is the request's end, in the main histogram)."""
@@ -217,19 +235,9 @@ class StreamTally:
         self.responses += other.responses
         return self
 
-    @classmethod
-    def merged(cls, parts: Iterable[StreamTally | None]) -> StreamTally | None:
-        present = [p for p in parts if p is not None]
-        if not present:
-            return None
-        total = cls()
-        for part in present:
-            total.merge(part)
-        return total
-
 
 @dataclass
-class ValidationTally:
+class ValidationTally(Mergeable):
     """Checked answers of one window or step; mergeable."""
 
     checked: int = 0
@@ -254,16 +262,6 @@ class ValidationTally:
             self.outputs[name] = self.outputs.get(name, 0) + count
         self.example = self.example or other.example
         return self
-
-    @classmethod
-    def merged(cls, parts: Iterable[ValidationTally | None]) -> ValidationTally | None:
-        present = [p for p in parts if p is not None]
-        if not present:
-            return None
-        total = cls()
-        for part in present:
-            total.merge(part)
-        return total
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ D0_MS, TOKEN_MS, TOKENS = 50.0, 10.0, 8
 """token_stream's config (model_repository/token_stream/config.pbtxt)."""
 GENERATION_MS = D0_MS + (TOKENS - 1) * TOKEN_MS
 MEASURE = MeasurementSettings(
-    measurement_interval_ms=1500, warmup_ms=300, max_windows=4, stability_percentage=25
+    measurement_interval_ms=700, warmup_ms=150, max_windows=3, stability_percentage=25
 )
 QUICK = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=200, max_windows=1)
 """Counting, not timing: one window."""

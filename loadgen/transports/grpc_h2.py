@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from ssl import SSLContext
+from typing import Any
 
 import grpc
 
@@ -111,16 +112,21 @@ class _StreamReader:
     """One slot's stream messages: splits DATA into gRPC messages (5-byte prefix), time-stamps each
     with outputs into ``arrivals`` and resolves the call at the final one (or at an error)."""
 
-    __slots__ = ("arrivals", "buffer", "future", "reason")
+    __slots__ = ("arrivals", "buffer", "future", "reason", "stream")
 
     def __init__(self) -> None:
         self.arrivals: list[int] = []
         self.buffer = bytearray()
         self.future: asyncio.Future[str | None] | None = None
         self.reason: str | None = None
+        self.stream: Any = None
+        """The HTTP/2 stream being read: each message restarts its ``--request-timeout`` clock, so
+        the timeout bounds a stream's silence, not its length (as over HTTP)."""
 
     def feed(self, data: bytes) -> None:
         now = time.perf_counter_ns()
+        if self.stream is not None:
+            self.stream.opened_at = asyncio.get_running_loop().time()
         buffer = self.buffer
         buffer += data
         while len(buffer) >= 5:
@@ -234,7 +240,7 @@ class GrpcH2Transport:
                 reader.future = None
                 reason, _ = await connection.call(call, sink=reader.feed)
                 return reader.reason if reader.reason is not None else reason
-            reader.future, reader.reason = stream.future, None
+            reader.future, reader.reason, reader.stream = stream.future, None, stream
             stream.sink = reader.feed
             try:
                 return await stream.future
@@ -242,7 +248,7 @@ class GrpcH2Transport:
                 connection.cancel(stream)
                 raise
             finally:
-                stream.sink = None  # the slot's next request has the reader
+                stream.sink = reader.stream = None  # the slot's next request has the reader
 
         return send
 

@@ -109,3 +109,25 @@ def test_a_stream_is_checked_whole_and_a_mixed_in_response_is_a_swap() -> None:
     fresh = ValidationTally()
     validator.check(0, flatten_stream(mixed), fresh)
     assert fresh.example == "request 0: output TOKEN[1] equals the reference of request 1"
+
+
+def test_a_streams_request_timeout_bounds_its_silence_not_its_length() -> None:
+    """Each message of a ModelStreamInfer call restarts the watchdog's clock (as over HTTP)."""
+    import asyncio
+
+    from loadgen.transports.grpc_h2 import _StreamReader
+
+    class Stream:
+        opened_at = 0.0
+
+    async def feed() -> float:
+        reader, stream = _StreamReader(), Stream()
+        reader.stream = stream
+        token = service_pb2.ModelInferResponse(model_name="m")
+        token.outputs.add(name="TOKEN", datatype="BYTES", shape=[1])
+        message = _message(infer_response=token)
+        reader.feed(b"\x00" + len(message).to_bytes(4, "big") + message)
+        assert len(reader.arrivals) == 1
+        return stream.opened_at
+
+    assert asyncio.run(feed()) > 0.0

@@ -68,6 +68,16 @@ from loadgen.server import EmbeddedServer, ServerPorts  # noqa: E402
 from loadgen.storage import RunStore  # noqa: E402
 
 MODEL = "token_stream"
+# perf_analyzer's CSV splits its mean latency into these parts (they add up to it)
+PA_LATENCY_COLUMNS = (
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+)
 TOOLS = ("pa", "lg-grpc", "aiperf", "lg-http")
 PAIRS = (("lg-grpc", "pa"), ("lg-http", "aiperf"))
 LABELS = {"pa": "perf_analyzer", "aiperf": "AIPerf", "lg-grpc": "loadgen", "lg-http": "loadgen"}
@@ -97,6 +107,14 @@ class Measurement:
     request_p50_us: float | None = None  # send to final response
     cpu_s: float = 0.0  # the tool's process tree, user+sys (wait4)
     detail: str = ""
+    request_avg_us: float | None = None
+
+    @property
+    def in_flight(self) -> float | None:
+        """Requests in flight on average, by Little's law: throughput x mean request latency."""
+        if self.throughput is None or self.request_avg_us is None:
+            return None
+        return self.throughput * self.request_avg_us / 1e6
 
 
 # -- inputs --------------------------------------------------------------------------------------------
@@ -175,6 +193,7 @@ def run_pa(pa: str, url: str, c: int, args: argparse.Namespace, tmp: Path) -> Me
         row = next(r for r in csv.DictReader(out_csv.open()) if int(r["Concurrency"]) == c)
         m.status, m.throughput = "ok", float(row["Inferences/Second"])
         m.request_p50_us = float(row["p50 latency"])
+        m.request_avg_us = sum(float(row[k]) for k in PA_LATENCY_COLUMNS)
     elif "stable measurement" in child.stdout + child.stderr and len(passes) >= 3:
         m.status, m.throughput = "unstable", statistics.mean(passes[-3:])
     else:
@@ -211,6 +230,7 @@ def run_loadgen(proto: str, url: str, c: int, args: argparse.Namespace, tmp: Pat
         step.lat_p50_us,
         child.cpu_s,
         detail=f"errors {step.errors}" if step.error_count else "",
+        request_avg_us=step.lat_avg_us,
     )
 
 
@@ -278,6 +298,7 @@ def run_aiperf(aiperf: str, url: str, c: int, args: argparse.Namespace, tmp: Pat
         stat("request_latency", "p50", 1000),
         child.cpu_s,
         detail=f"{errors:.0f} errors" if errors else "",
+        request_avg_us=stat("request_latency", "avg", 1000),
     )
 
 
@@ -320,14 +341,18 @@ def table(cells: dict[int, dict[str, list[Measurement]]], tools: list[str], boun
     head += ["throughput ratio"]
     head += ["other first p50 ms", "loadgen first p50 ms", "first p50 ratio"]
     head += ["other first p99 ms", "loadgen first p99 ms", "first p99 ratio", "request p50 ratio"]
-    head += ["first p50 within 5%", "client CPU s, other / loadgen"]
+    head += [
+        "first p50, p99 within 5%",
+        "in flight (Little), other / loadgen",
+        "client CPU s, other / loadgen",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|--:|---|---|---|" + "--:|" * (len(head) - 4)]
     for c, by_tool in cells.items():
         for lg, other in PAIRS:
             if lg not in tools or other not in tools:
                 continue
             a, b = by_tool[lg], by_tool[other]
-            first = median(ratios(a, b, "first_p50_us"))
+            within = [median(ratios(a, b, key)) for key in ("first_p50_us", "first_p99_us")]
             row = [str(c), "yes" if c > bound_above else "no", LABELS[other], PROTOCOL[other]]
             row += [value(b, "throughput", ".2f"), value(a, "throughput", ".2f")]
             row.append(spread(ratios(a, b, "throughput")))
@@ -335,7 +360,11 @@ def table(cells: dict[int, dict[str, list[Measurement]]], tools: list[str], boun
             row.append(spread(ratios(a, b, "first_p50_us")))
             row += [value(b, "first_p99_us", ".1f", 1e-3), value(a, "first_p99_us", ".1f", 1e-3)]
             row += [spread(ratios(a, b, "first_p99_us")), spread(ratios(a, b, "request_p50_us"))]
-            row.append("-" if first is None else ("yes" if abs(first - 1) <= 0.05 else "no"))
+            row.append(
+                ", ".join("-" if r is None else ("yes" if abs(r - 1) <= 0.05 else "no") for r in within)
+            )
+            in_flight = [median([m.in_flight for m in ms]) for ms in (b, a)]
+            row.append(" / ".join(fmt(v, ".2f") for v in in_flight))
             cpu = [median([m.cpu_s for m in ms]) for ms in (b, a)]
             row.append(" / ".join(fmt(v, ".1f") for v in cpu))
             lines.append("| " + " | ".join(row) + " |")
@@ -349,7 +378,8 @@ def progress(m: Measurement) -> str:
     first = f"{fmt(m.first_p50_us, '.1f', 1e-3)} / {fmt(m.first_p99_us, '.1f', 1e-3)} ms"
     return (
         f"{fmt(m.throughput, '.2f')} infer/s, first response p50 / p99 {first}, request p50"
-        f" {fmt(m.request_p50_us, '.1f', 1e-3)} ms, CPU {m.cpu_s:.1f} s, {m.status} {m.detail}"
+        f" {fmt(m.request_p50_us, '.1f', 1e-3)} ms, in flight {fmt(m.in_flight, '.2f')}, CPU {m.cpu_s:.1f} s,"
+        f" {m.status} {m.detail}"
     ).rstrip()
 
 
@@ -435,8 +465,10 @@ def main() -> None:
         "Values: medians over repeats; ratios: loadgen / other, median (min-max) of the per-repeat ratios."
         " Throughput: requests completed per second. First response: send to first response"
         " (perf_analyzer's computed from its --profile-export-file, its last 3 windows); request p50: send to"
-        f" final response (perf_analyzer's reported latency). Server-bound: C above the model's MAX_ACTIVE"
-        f" ({bound_above}). Client CPU: user+sys of the tool's process tree over its whole run (wait4)."
+        " final response (perf_analyzer's reported latency). Server-bound: C above the model's MAX_ACTIVE"
+        f" ({bound_above}). In flight: throughput x mean request latency (Little's law), how much of C a"
+        " tool really keeps at the server. Client CPU: user+sys of the tool's process tree over its whole"
+        " run (wait4)."
     )
     print("\n" + head + "\n\n" + text + "\n\n" + legend)
     for note in notes:

@@ -49,6 +49,8 @@ def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
     if "response_count" in steps and steps["response_count"].notna().any():
         at = list(table.columns).index("Throughput (infer/s)") + 1
         stream = stream_table(steps)
+        if (stream["Tokens/s"].fillna(0) == stream["Responses/s"].fillna(0)).all():
+            stream = stream.drop(columns=["Tokens/s"])  # one token per response: the same column
         # a stream's server times cover only the call that starts it; p90/p95 make it too wide
         table = table.drop(
             columns=["p90 latency (ms)", "p95 latency (ms)", "Server queue (ms)", "Compute infer (ms)"]
@@ -74,6 +76,7 @@ def stream_table(steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "Responses/s": steps["response_count"].astype("float64") / steps["duration_s"],
+            "Tokens/s": steps["token_count"].astype("float64") / steps["duration_s"],
             "First response p50 (ms)": steps["first_response_p50_us"].astype("float64") * ms,
             "First response p99 (ms)": steps["first_response_p99_us"].astype("float64") * ms,
             "Inter-response p50 (ms)": steps["inter_response_p50_us"].astype("float64") * ms,
@@ -248,6 +251,11 @@ def _stream_columns(
             for step, s in zip(steps, streams, strict=True)
         ]
     }
+    if any(s is not None and s.tokens != s.responses for s in streams):  # --token-output
+        columns["Tokens/s"] = [
+            s.tokens / step.duration_s if s is not None and step.duration_s > 0 else nan
+            for step, s in zip(steps, streams, strict=True)
+        ]
     for name, part in (("First response", "first"), ("Inter-response", "gaps")):
         for p in percentiles:
             columns[f"{name} p{p:g} (ms)"] = [

@@ -212,11 +212,16 @@ class StreamTally(Mergeable):
     response after the first; its inverse is the request's output rate (responses/s), so the
     rate's p50 is 1 / spacing's p50 and the slowest 1 % of requests run at 1 / spacing's p99."""
     responses: int = 0
+    tokens: int = 0
+    """What the responses carried: one token each, or with ``--token-output`` the elements of the
+    named output (tokens/s for a model that sends several tokens per response)."""
 
-    def record(self, start_ns: int, arrivals: Sequence[int]) -> None:
-        """One finished request sent at ``start_ns`` whose responses arrived at ``arrivals``."""
+    def record(self, start_ns: int, arrivals: Sequence[int], tokens: int | None = None) -> None:
+        """One finished request sent at ``start_ns`` whose responses arrived at ``arrivals``
+        carrying ``tokens`` (None: one per response)."""
         count = len(arrivals)
         self.responses += count
+        self.tokens += count if tokens is None else tokens
         self.counts.record_ns(count * 1000)
         if count:
             self.first.record_ns(arrivals[0] - start_ns)
@@ -233,6 +238,7 @@ class StreamTally(Mergeable):
         self.counts.merge(other.counts)
         self.spacing.merge(other.spacing)
         self.responses += other.responses
+        self.tokens += other.tokens
         return self
 
 

@@ -134,6 +134,7 @@ async def execute_sweep(
         grpc_implementation=settings.grpc_client,
         request_timeout_s=settings.request_timeout_s,
         streaming=settings.streaming,
+        token_output=settings.token_output,
     )
     try:
         if prepared is None:

@@ -99,6 +99,14 @@ OPTIONS: tuple[Option, ...] = (
         group=SERVER,
     ),
     Option(
+        "token_output",
+        ("--token-output",),
+        "--streaming: count a response's tokens as the elements of this output (tokens/s for a model "
+        "that sends several tokens per response; default: one token per response)",
+        metavar="NAME",
+        group=LOAD,
+    ),
+    Option(
         "cancel_after_ms",
         ("--cancel-after-ms",),
         "--streaming: cancel requests this long after their send (a duration; plain number: ms), to "

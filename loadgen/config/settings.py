@@ -207,6 +207,9 @@ class SweepSettings:
     """``--streaming``: each request over Triton's gRPC stream (ModelStreamInfer) or HTTP
     ``generate_stream`` (server-sent events), every response time-stamped: what decoupled models
     need, and the only way to see a stream's timing."""
+    token_output: str = ""
+    """``--token-output``: a response's tokens are the elements of this output (tokens/s for a model
+    that sends several tokens per response); "": one token per response."""
     cancel_after_ms: int | None = None
     """``--cancel-after-ms``: cancel picked streamed requests this long after their send."""
     cancel_after_responses: int | None = None
@@ -278,6 +281,11 @@ class SweepSettings:
                 not (self.search and self.request_intervals_us),
                 "search",
                 "{search} needs {concurrency} or {request_rate}, not {request_intervals}",
+            ),
+            (
+                self.streaming or not self.token_output,
+                "token_output",
+                "{token_output} counts a stream's tokens: it needs {streaming}",
             ),
             (
                 self.streaming or not self.cancelling,

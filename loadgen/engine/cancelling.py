@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from loadgen.transports.base import StreamSender
+from loadgen.transports.base import Arrivals, StreamSender
 
 CANCELLED = "(cancelled)"
 """What :meth:`Canceller.send` returns for a request it cancelled (never an error reason)."""
 
 
-class LimitedArrivals(list[int]):
+class LimitedArrivals(Arrivals):
     """A slot's arrival list that ends the request's deadline at its N-th response."""
 
     __slots__ = ("limit", "scope")
@@ -39,16 +39,16 @@ class Canceller:
         self.share = share_pct / 100.0
         self._picked = 0.0
 
-    def arrivals(self) -> list[int]:
+    def arrivals(self) -> Arrivals:
         """The list a slot reuses for its requests' arrivals."""
-        return LimitedArrivals(self.after_responses) if self.after_responses else []
+        return LimitedArrivals(self.after_responses) if self.after_responses else Arrivals()
 
     def _pick(self) -> bool:
         before = int(self._picked)
         self._picked += self.share
         return int(self._picked) > before
 
-    async def send(self, send: StreamSender, request: Any, arrivals: list[int]) -> str | None:
+    async def send(self, send: StreamSender, request: Any, arrivals: Arrivals) -> str | None:
         """``send(request, arrivals)``, cancelled on its deadline if this request is picked:
         then :data:`CANCELLED` (a request that ended first is an ordinary answer)."""
         if not self._pick():

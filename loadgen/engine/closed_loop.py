@@ -17,7 +17,7 @@ from typing import Any
 
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, Window, drain
-from loadgen.transports.base import CapturedArrivals, Transport
+from loadgen.transports.base import Arrivals, CapturedArrivals, Transport
 from loadgen.transports.reasons import is_connection_failure
 from loadgen.validation import Validator, flatten_stream
 
@@ -80,7 +80,7 @@ class ClosedLoop:
         send = stream_call(self.canceller, self.transport.stream_sender(index))  # type: ignore[attr-defined]
         clock = time.perf_counter_ns
         sent_at = self._sent_at
-        arrivals = self.canceller.arrivals() if self.canceller is not None else []
+        arrivals = self.canceller.arrivals() if self.canceller is not None else Arrivals()
         requests = itertools.cycle(
             self.requests[index % len(self.requests) :] + self.requests[: index % len(self.requests)]
         )

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
-from loadgen.transports.base import CaptureSender, Sender, StreamSender, Transport
+from loadgen.transports.base import Arrivals, CaptureSender, Sender, StreamSender, Transport
 from loadgen.validation import Validator
 
 COARSE_SLEEP_NS = 2_000_000  # sleep while the next send is further away than this
@@ -87,7 +87,7 @@ class OpenLoop:
             if self.streaming:  # a stream sender and the arrival list it reuses
                 send = self.transport.stream_sender(self._created - 1)  # type: ignore[attr-defined]
                 canceller = self.canceller
-                return stream_call(canceller, send), canceller.arrivals() if canceller else []
+                return stream_call(canceller, send), canceller.arrivals() if canceller else Arrivals()
             if self.validator is not None:
                 return self.transport.capture_sender(self._created - 1)
             return self.transport.sender(self._created - 1)
@@ -104,7 +104,7 @@ class OpenLoop:
             self.window.error(error)
 
     async def _one_stream(
-        self, entry: tuple[StreamSender, list[int]], request: Any, intended: int, sent: int
+        self, entry: tuple[StreamSender, Arrivals], request: Any, intended: int, sent: int
     ) -> None:
         send, arrivals = entry
         arrivals.clear()

@@ -14,8 +14,13 @@ from collections.abc import Collection, Mapping, Sequence
 
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import StreamTally, ValidationTally, WindowResult
-from loadgen.transports.base import OutputTensor
+from loadgen.transports.base import Arrivals, OutputTensor
 from loadgen.validation import Validator
+
+
+def _tokens(arrivals: Sequence[int]) -> int | None:
+    """The tokens a transport counted into a slot's :class:`Arrivals` (None: one per response)."""
+    return arrivals.tokens if isinstance(arrivals, Arrivals) else None
 
 
 class Window:
@@ -48,7 +53,7 @@ class Window:
         self.histogram.record_ns(end_ns - start_ns)
         if self.stream is None:
             self.stream = StreamTally()
-        self.stream.record(start_ns, arrivals)
+        self.stream.record(start_ns, arrivals, _tokens(arrivals))
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
@@ -105,7 +110,7 @@ class OpenWindow(Window):
         self.service.record_ns(done_ns - sent_ns)
         if self.stream is None:
             self.stream = StreamTally()
-        self.stream.record(intended_ns, arrivals)
+        self.stream.record(intended_ns, arrivals, _tokens(arrivals))
 
     def record_send(self, lag_ns: int) -> None:
         self.sent += 1

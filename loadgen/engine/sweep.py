@@ -97,6 +97,7 @@ async def run_sweep(
                 grpc_client=settings.grpc_client,
                 request_timeout_s=settings.request_timeout_s,
                 streaming=settings.streaming,
+                token_output=settings.token_output,
                 cancel=(settings.cancel_after_ms, settings.cancel_after_responses, settings.cancel_share_pct),
             ),
         )

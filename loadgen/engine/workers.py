@@ -84,6 +84,7 @@ class WorkerSetup:
     grpc_client: str = "h2"
     request_timeout_s: float = REQUEST_TIMEOUT_S
     streaming: bool = False
+    token_output: str = ""
     cancel: tuple[int | None, int | None, float] = (None, None, 100.0)
     """``--cancel-after-ms``, ``--cancel-after-responses``, ``--cancel-share``."""
 
@@ -137,6 +138,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
         grpc_implementation=setup.grpc_client,
         request_timeout_s=setup.request_timeout_s,
         streaming=setup.streaming,
+        token_output=setup.token_output,
     )
     prepared = [transport.prepare(spec) for spec in setup.requests]
     validator = (

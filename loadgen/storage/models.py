@@ -197,6 +197,8 @@ class StepRow(Base):
     # ``--streaming`` steps only (NULL otherwise; 0006): ``histogram`` then holds the time to each
     # request's final response, these its responses (those that carry outputs).
     response_count: Mapped[int | None]
+    token_count: Mapped[int | None]
+    """Tokens the responses carried (``--token-output``; else one per response)."""
     cancelled_count: Mapped[int | None]
     """``--cancel-after-*``: requests cancelled on purpose (neither answered nor failed)."""
     first_response_p50_us: Mapped[float | None]

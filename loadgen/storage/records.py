@@ -114,6 +114,7 @@ class StepRecord:
     interrupted: str | None = None
     """Why the step was cut short (``--retry-unavailable``: the server went away); None: it ran."""
     response_count: int | None = None
+    token_count: int | None = None
     cancelled_count: int | None = None
     """``--cancel-after-*`` only: requests cancelled on purpose, counted apart."""
     """``--streaming`` only (None otherwise): responses that carried outputs, and their timing."""
@@ -140,6 +141,7 @@ class StepRecord:
             if self.spacing_histogram_bytes
             else LatencyHistogram(),
             responses=self.response_count,
+            tokens=self.token_count if self.token_count is not None else self.response_count,
         )
 
     def histogram(self) -> LatencyHistogram:
@@ -261,6 +263,7 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         stream = step.stream
         requests = stream.counts.count
         row.response_count = stream.responses
+        row.token_count = stream.tokens
         row.responses_per_request = stream.responses / requests if requests else None
         row.first_response_p50_us = nan_to_none(stream.first.percentile_us(50))
         row.first_response_p99_us = nan_to_none(stream.first.percentile_us(99))

@@ -18,6 +18,7 @@ def make_transport(
     grpc_implementation: str = "h2",
     request_timeout_s: float = REQUEST_TIMEOUT_S,
     streaming: bool = False,
+    token_output: str = "",
 ) -> Transport:
     """The transport for ``protocol``; ``tls`` (or an ``https://`` URL) makes it connect over TLS.
 
@@ -25,15 +26,23 @@ def make_transport(
     default) a minimal HTTP/2 client (:class:`GrpcH2Transport`, several times less client CPU per
     call: benchmarks/grpc_transports.py), ``aio`` raw grpc.aio (:class:`GrpcTransport`, gRPC's own
     C-core: the reference the other is tested against).
-    A request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED (0: never)."""
+    A request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED (0: never).
+    ``streaming``: stream transports; ``token_output`` counts a response's tokens in that output."""
     timeout = request_timeout_s
-    if streaming and protocol == "grpc" and grpc_implementation == "aio":
-        return GrpcTransport(url, headers=headers, tls=tls, request_timeout_s=timeout, streaming=True)
-    if streaming and protocol == "grpc":
-        ssl = tls.ssl_context() if tls is not None else None
-        return GrpcH2Transport(url, headers=headers, ssl=ssl, request_timeout_s=timeout, streaming=True)
+    tokens = token_output
     if streaming and protocol == "http":  # Triton's generate_stream: server-sent events
-        return HttpStreamTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
+        return HttpStreamTransport(
+            url, headers=headers, tls=tls, request_timeout_s=timeout, token_output=tokens
+        )
+    if streaming and grpc_implementation == "aio":
+        return GrpcTransport(
+            url, headers=headers, tls=tls, request_timeout_s=timeout, streaming=True, token_output=tokens
+        )
+    if streaming:
+        ssl = tls.ssl_context() if tls is not None else None
+        return GrpcH2Transport(
+            url, headers=headers, ssl=ssl, request_timeout_s=timeout, streaming=True, token_output=tokens
+        )
     if protocol == "http":
         return HttpTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
     if grpc_implementation == "h2":

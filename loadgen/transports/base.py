@@ -100,15 +100,30 @@ class OutputTensor:
         return f"output {self.name!r} has {len(self.data)} bytes, {shape} needs {needed}"
 
 
-StreamSender = Callable[[Any, list[int]], Awaitable[str | None]]
+StreamSender = Callable[[Any, "Arrivals"], Awaitable[str | None]]
 """``--streaming``: ``await sender(prepared, arrivals)`` appends the ``perf_counter_ns`` of each
-response that carries outputs to ``arrivals`` (a list the slot reuses) and returns as the final
-response arrives: None, or the error reason."""
+response that carries outputs to ``arrivals`` (the slot's :class:`Arrivals`, reused), adds its
+tokens, and returns as the final response arrives: None, or the error reason."""
 
 
-class CapturedArrivals(list[int]):
-    """``--streaming --validate``: a slot's arrival times, and the outputs of each response with
-    outputs as the transport read them (``responses[i]`` goes with ``self[i]``)."""
+class Arrivals(list[int]):
+    """A slot's list of response arrival times (reused request after request), and the tokens
+    those responses carried: one each, or with ``--token-output`` the named output's elements."""
+
+    __slots__ = ("tokens",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = 0
+
+    def clear(self) -> None:
+        super().clear()
+        self.tokens = 0
+
+
+class CapturedArrivals(Arrivals):
+    """``--streaming --validate``: also the outputs of each response with outputs, as the
+    transport read them (``responses[i]`` goes with ``self[i]``)."""
 
     __slots__ = ("responses",)
 

@@ -22,6 +22,7 @@ from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.tls import TlsSettings
 from loadgen.transports.addresses import grpc_target
 from loadgen.transports.base import (
+    Arrivals,
     CapturedArrivals,
     CaptureSender,
     InferRequestSpec,
@@ -76,9 +77,11 @@ class GrpcTransport:
         tls: TlsSettings | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         streaming: bool = False,
+        token_output: str = "",
     ) -> None:
         self.url = url
         self.streaming = streaming
+        self.token_output = token_output
         self._timeout = request_timeout_s if request_timeout_s > 0 else None
         """gRPC's own per-call deadline (DEADLINE_EXCEEDED when it passes)."""
         # read once: every channel makes its own TLS connection with the same credentials
@@ -125,9 +128,10 @@ class GrpcTransport:
         _, channel = self._call(slot // self._slots_per_channel)
         open_stream = channel.stream_stream(_STREAM_METHOD)
         metadata, peer, clock = self._metadata, self.url, time.perf_counter_ns
+        token_output = self.token_output
         calls: list[Any] = [None]
 
-        async def send(request: bytes, arrivals: list[int]) -> str | None:
+        async def send(request: bytes, arrivals: Arrivals) -> str | None:
             call = calls[0]
             if call is None:
                 call = calls[0] = open_stream(metadata=metadata)
@@ -139,9 +143,10 @@ class GrpcTransport:
                     if message is grpc.aio.EOF:
                         calls[0] = None
                         return connection_lost(peer, "the server ended the stream")
-                    reason, has_outputs, final = read_stream_response(message)
-                    if has_outputs:
+                    reason, tokens, final = read_stream_response(message, token_output)
+                    if tokens >= 0:  # a response with outputs
                         arrivals.append(at)
+                        arrivals.tokens += tokens
                         if isinstance(arrivals, CapturedArrivals):
                             arrivals.responses.append(stream_outputs(message))
                     if reason is not None or final:

@@ -7,6 +7,8 @@ compare, and spread their in-flight slots over connections the same way.
 
 from __future__ import annotations
 
+import math
+
 import grpc
 from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2
@@ -77,15 +79,22 @@ def stream_outputs(data: bytes) -> dict[str, OutputTensor]:
     return _outputs(service_pb2.ModelStreamInferResponse.FromString(data).infer_response)
 
 
-def read_stream_response(data: bytes) -> tuple[str | None, bool, bool]:
-    """One ModelStreamInferResponse: (the error reason if the server sent one, whether it carries
-    outputs, whether it is the request's final response). An error ends its request."""
+def read_stream_response(data: bytes, token_output: str = "") -> tuple[str | None, int, bool]:
+    """One ModelStreamInferResponse: (the error reason if the server sent one, the tokens it carries,
+    whether it is the request's final response). A response without outputs carries no token (-1:
+    Triton's empty final response); one with outputs 1, or with ``token_output`` the number of
+    elements of that output. An error ends its request."""
     try:
         message = service_pb2.ModelStreamInferResponse.FromString(data)
     except DecodeError as exc:
-        return status_reason("INTERNAL", f"the stream message is no inference response: {exc}"), False, True
+        return status_reason("INTERNAL", f"the stream message is no inference response: {exc}"), -1, True
     if message.error_message:
-        return status_reason("INTERNAL", message.error_message), False, True
+        return status_reason("INTERNAL", message.error_message), -1, True
     response = message.infer_response
     final = response.parameters[FINAL_FLAG].bool_param if FINAL_FLAG in response.parameters else True
-    return None, len(response.outputs) > 0, final
+    if not response.outputs:
+        return None, -1, final
+    if not token_output:
+        return None, 1, final
+    shape = next((out.shape for out in response.outputs if out.name == token_output), None)
+    return None, math.prod(shape) if shape is not None else 0, final

@@ -24,6 +24,7 @@ import grpc
 from loadgen.config import REQUEST_TIMEOUT_S
 from loadgen.transports.addresses import GRPC_PORTS, split_host_port
 from loadgen.transports.base import (
+    Arrivals,
     CapturedArrivals,
     CaptureSender,
     InferRequestSpec,
@@ -112,10 +113,11 @@ class _StreamReader:
     """One slot's stream messages: splits DATA into gRPC messages (5-byte prefix), time-stamps each
     with outputs into ``arrivals`` and resolves the call at the final one (or at an error)."""
 
-    __slots__ = ("arrivals", "buffer", "future", "reason", "stream")
+    __slots__ = ("arrivals", "buffer", "future", "reason", "stream", "token_output")
 
-    def __init__(self) -> None:
-        self.arrivals: list[int] = []
+    def __init__(self, token_output: str = "") -> None:
+        self.token_output = token_output
+        self.arrivals = Arrivals()
         self.buffer = bytearray()
         self.future: asyncio.Future[str | None] | None = None
         self.reason: str | None = None
@@ -134,10 +136,11 @@ class _StreamReader:
             if len(buffer) < end:
                 return
             message = bytes(buffer[5:end])
-            reason, has_outputs, final = read_stream_response(message)
+            reason, tokens, final = read_stream_response(message, self.token_output)
             del buffer[:end]
-            if has_outputs:
+            if tokens >= 0:  # a response with outputs
                 self.arrivals.append(now)
+                self.arrivals.tokens += tokens
                 if isinstance(self.arrivals, CapturedArrivals):  # --validate
                     self.arrivals.responses.append(stream_outputs(message))
             if reason is not None or final:
@@ -163,9 +166,11 @@ class GrpcH2Transport:
         window: int = MAX_WINDOW,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         streaming: bool = False,
+        token_output: str = "",
     ) -> None:
         self.url = url
         self.streaming = streaming
+        self.token_output = token_output
         self.host, self.port = split_host_port(url, GRPC_PORTS)
         self.metadata = [(k.lower(), v) for k, v in (headers or {}).items()]
         self.slots_per_connection = slots_per_connection
@@ -224,9 +229,9 @@ class GrpcH2Transport:
         ends at its final message (the trailers follow on their own, a fraction of a ms later)."""
         self._watchdog.start()
         channel = self.channel(slot)
-        reader = _StreamReader()
+        reader = _StreamReader(self.token_output)
 
-        async def send(call: PreparedCall, arrivals: list[int]) -> str | None:
+        async def send(call: PreparedCall, arrivals: Arrivals) -> str | None:
             connection = channel.connection
             if connection is None or not connection.usable:
                 opened = await channel.connect()

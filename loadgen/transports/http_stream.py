@@ -31,6 +31,7 @@ from loadgen.tls import TlsSettings, tls_for_url
 from loadgen.transports.addresses import HTTP_PORTS, split_host_port
 from loadgen.transports.base import (
     NUMPY_DTYPES,
+    Arrivals,
     CaptureSender,
     InferRequestSpec,
     InputTensor,
@@ -150,17 +151,23 @@ class EventSplitter:
         self.pending = b""
 
 
-def read_event(data: bytes) -> tuple[str | None, bool]:
-    """(the error message of an error event, else None; whether the event carries outputs)."""
+def read_event(data: bytes, token_output: str = "") -> tuple[str | None, int]:
+    """(the error message of an error event, else None; the tokens the event carries: -1 without
+    outputs, else 1, or with ``token_output`` the elements of that output)."""
     try:
         event = json.loads(data)
     except (ValueError, RecursionError):
-        return "an event of the stream is not JSON", False
+        return "an event of the stream is not JSON", -1
     if not isinstance(event, dict):
-        return "an event of the stream is not a JSON object", False
+        return "an event of the stream is not a JSON object", -1
     if "error" in event:
-        return str(event["error"]), False
-    return None, any(key not in _NOT_OUTPUTS for key in event)
+        return str(event["error"]), -1
+    if not any(key not in _NOT_OUTPUTS for key in event):
+        return None, -1
+    if not token_output:
+        return None, 1
+    value = event.get(token_output)
+    return None, len(value) if isinstance(value, list) else 0 if value is None else 1
 
 
 def error_status_reason(status: int, body: bytes) -> str:
@@ -177,10 +184,13 @@ class _StreamConnection(SlotConnection):
     """One keep-alive connection reading each answer as a stream of events; ``stream`` returns
     when the body ends (an error event fails the request then: the connection stays usable)."""
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None = None, token_output: str = ""
+    ) -> None:
         super().__init__(host, port, ssl_context)
+        self._token_output = token_output
         self._events = EventSplitter()
-        self._arrivals: list[int] = []
+        self._arrivals = Arrivals()
         self._stream_error: str | None = None
         self._received_at = 0
         """perf_counter_ns of the ``data_received`` call being parsed: every event it completes."""
@@ -204,12 +214,13 @@ class _StreamConnection(SlotConnection):
         if self._stream_error is not None:
             return
         for data in self._events.feed(body):
-            error, has_outputs = read_event(data)
+            error, tokens = read_event(data, self._token_output)
             if error is not None:
                 self._stream_error = status_reason("INTERNAL", error)
                 return
-            if has_outputs:
+            if tokens >= 0:
                 self._arrivals.append(self._received_at)
+                self._arrivals.tokens += tokens
 
     def on_message_complete(self) -> None:
         if self._status == 200:
@@ -221,7 +232,7 @@ class _StreamConnection(SlotConnection):
         self._finish(reason)
 
     # -- sending ---------------------------------------------------------------------------------
-    async def stream(self, request: bytes, arrivals: list[int]) -> str | None:
+    async def stream(self, request: bytes, arrivals: Arrivals) -> str | None:
         self._arrivals = arrivals
         return await self.send(request)
 
@@ -238,7 +249,9 @@ class HttpStreamTransport:
         headers: dict[str, str] | None = None,
         tls: TlsSettings | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        token_output: str = "",
     ) -> None:
+        self.token_output = token_output
         self.host, self.port = split_host_port(url, HTTP_PORTS)
         self.headers = dict(headers or {})
         tls = tls_for_url(url, tls)
@@ -254,7 +267,7 @@ class HttpStreamTransport:
         """Slot i always uses connection i: steps run one after another, so they can share it."""
         self._watchdog.start()
         while len(self._connections) <= slot:
-            self._connections.append(_StreamConnection(self.host, self.port, self._ssl))
+            self._connections.append(_StreamConnection(self.host, self.port, self._ssl, self.token_output))
         return self._connections[slot]
 
     def stream_sender(self, slot: int) -> StreamSender:
@@ -263,7 +276,7 @@ class HttpStreamTransport:
     def sender(self, slot: int) -> Sender:
         """A whole stream as one request (its responses are not timed)."""
         stream = self._connection(slot).stream
-        scratch: list[int] = []
+        scratch = Arrivals()
 
         async def send(request: bytes) -> str | None:
             scratch.clear()

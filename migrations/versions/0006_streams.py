@@ -33,6 +33,7 @@ def upgrade() -> None:
     with op.batch_alter_table("steps") as batch:
         batch.add_column(sa.Column("response_count", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("cancelled_count", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("token_count", sa.BigInteger(), nullable=True))
         for name in _FLOATS:
             batch.add_column(sa.Column(name, sa.Double(), nullable=True))
         for name in _BLOBS:
@@ -43,5 +44,6 @@ def downgrade() -> None:
     with op.batch_alter_table("steps") as batch:
         for name in reversed((*_FLOATS, *_BLOBS)):
             batch.drop_column(name)
+        batch.drop_column("token_count")
         batch.drop_column("cancelled_count")
         batch.drop_column("response_count")

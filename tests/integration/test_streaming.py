@@ -7,9 +7,11 @@ import asyncio
 import csv
 import json
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
+from analysis.tables import benchmark_table
 from loadgen.config import MeasurementSettings, SweepSettings
 from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
@@ -273,3 +275,27 @@ def test_validate_checks_whole_streams_and_catches_tokens_mixed_between_requests
     assert mixed.mismatch_count is not None and mixed.mismatch_count >= 0.9 * mixed.request_count
     assert mixed.swapped_count == mixed.mismatch_count  # each carries another request's tokens
     assert mixed.validation is not None and "TOKEN[2]" in mixed.validation["outputs"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_token_output_counts_the_elements_of_a_named_output(
+    triton: EmbeddedServer, tmp_path: Path, protocol: Literal["grpc", "http"]
+) -> None:
+    """identity (not decoupled: one response per request) answers OUTPUT0 of 16 floats: 16 tokens."""
+    settings = SweepSettings(
+        model="identity",
+        levels=(2,),
+        url=triton.grpc_url if protocol == "grpc" else triton.http_url,
+        protocol=protocol,
+        metrics_url="",
+        streaming=True,
+        token_output="OUTPUT0",
+        measurement=MEASURE,
+    )
+    with RunStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        outcome = asyncio.run(execute_sweep(settings, store))
+        (step,) = store.steps(outcome.run_id)
+        table = benchmark_table(store.steps(outcome.run_id), scenario="concurrency")
+    assert step.error_count == 0 and step.request_count > 0
+    assert step.response_count == step.request_count and step.token_count == 16 * step.request_count
+    assert table["Tokens/s"].iloc[0] == pytest.approx(16 * table["Responses/s"].iloc[0])

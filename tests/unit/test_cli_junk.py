@@ -50,6 +50,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("sweep", "-i"): ["", "junk"],
     ("sweep", "--grpc-client"): ["", "junk"],
     ("sweep", "--cancel-after-ms"): [*MILLISECONDS, "0"],
+    ("sweep", "--token-output"): [""],
     ("sweep", "--cancel-after-responses"): [*WHOLE, "0"],
     ("sweep", "--cancel-share"): [*PERCENT, "0", "101"],
     ("sweep", "--request-timeout"): SECONDS,

@@ -12,7 +12,7 @@ import pytest
 
 from loadgen.errors import ConfigError
 from loadgen.transports import make_transport
-from loadgen.transports.base import InferRequestSpec, InputTensor
+from loadgen.transports.base import Arrivals, InferRequestSpec, InputTensor
 from loadgen.transports.http_stream import (
     EventSplitter,
     HttpStreamTransport,
@@ -105,9 +105,9 @@ def test_events_split_the_same_wherever_chunks_are_cut(size: int) -> None:
     splitter = EventSplitter()
     events = [e for at in range(0, len(EVENTS), size) for e in splitter.feed(EVENTS[at : at + size])]
     assert [read_event(e) for e in events] == [
-        (None, True),
-        (None, True),
-        ("failed after 2 responses", False),
+        (None, 1),
+        (None, 1),
+        ("failed after 2 responses", -1),
     ]
     assert splitter.pending == b""
 
@@ -126,9 +126,12 @@ def test_events_read_as_sse_says() -> None:
     splitter = EventSplitter()
     wire = b': a comment\r\n\r\nevent: x\r\ndata:{"A":\r\ndata: 1}\r\n\r\nid: 7\n\n'
     assert [e for at in range(len(wire)) for e in splitter.feed(wire[at : at + 1])] == [b'{"A":\n1}']
-    assert read_event(b'{"model_name":"m","model_version":"1","id":"x"}') == (None, False)  # no outputs
-    assert read_event(b"not json") == ("an event of the stream is not JSON", False)
-    assert read_event(b"[1]") == ("an event of the stream is not a JSON object", False)
+    assert read_event(b'{"model_name":"m","model_version":"1","id":"x"}') == (None, -1)  # no outputs
+    assert read_event(b"not json") == ("an event of the stream is not JSON", -1)
+    assert read_event(b"[1]") == ("an event of the stream is not a JSON object", -1)
+    assert read_event(b'{"TOKENS":["a","b","c"],"INDEX":0}', "TOKENS") == (None, 3)  # --token-output
+    assert read_event(b'{"TOKENS":"a","INDEX":0}', "TOKENS") == (None, 1)
+    assert read_event(b'{"INDEX":0}', "TOKENS") == (None, 0)
 
 
 def test_an_error_status_reads_its_json_or_its_event() -> None:
@@ -168,7 +171,7 @@ async def _read_request(reader: asyncio.StreamReader) -> dict[str, object]:
     return body
 
 
-def _run(script: Script, sends: int, timeout_s: float = 0.0) -> tuple[list[str | None], list[list[int]], int]:
+def _run(script: Script, sends: int, timeout_s: float = 0.0) -> tuple[list[str | None], list[Arrivals], int]:
     """Each send's reason and arrivals (perf_counter_ns), and how many connections were made."""
     handlers: list[asyncio.Task[None]] = []
 
@@ -183,7 +186,7 @@ def _run(script: Script, sends: int, timeout_s: float = 0.0) -> tuple[list[str |
         finally:
             writer.close()
 
-    async def main() -> tuple[list[str | None], list[list[int]]]:
+    async def main() -> tuple[list[str | None], list[Arrivals]]:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         transport = HttpStreamTransport(f"127.0.0.1:{port}", request_timeout_s=timeout_s)
@@ -191,7 +194,7 @@ def _run(script: Script, sends: int, timeout_s: float = 0.0) -> tuple[list[str |
         send = transport.stream_sender(0)
         reasons, arrivals = [], []
         for _ in range(sends):
-            got: list[int] = []
+            got = Arrivals()
             reasons.append(await asyncio.wait_for(send(request, got), 10))
             arrivals.append(got)
         await transport.close()

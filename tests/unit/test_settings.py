@@ -112,6 +112,7 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "validate": (["--validate"], "true"),
         "streaming": (["--streaming"], "true"),
         "cancel_after_ms": (["--streaming", "--cancel-after-ms", "250"], "250"),
+        "token_output": (["--streaming", "--token-output", "TOKENS"], "TOKENS"),
         "cancel_after_responses": (["--streaming", "--cancel-after-responses", "3"], "3"),
         "cancel_share_pct": (
             ["--streaming", "--cancel-after-responses", "3", "--cancel-share", "25%"],
@@ -131,6 +132,7 @@ _COMPANIONS = {
     "distribution": ("request_rate",),
     "search": ("latency_limit",),
     "cancel_after_ms": ("streaming",),
+    "token_output": ("streaming",),
     "cancel_after_responses": ("streaming",),
     "cancel_share_pct": ("streaming", "cancel_after_responses"),
 }

@@ -68,14 +68,17 @@ def test_stream_messages_read_as_triton_sends_them() -> None:
     token = service_pb2.ModelInferResponse(model_name="m")
     token.outputs.add(name="TOKEN", datatype="BYTES", shape=[1])
     token.parameters[FINAL_FLAG].bool_param = False
-    assert read_stream_response(_message(infer_response=token)) == (None, True, False)
+    assert read_stream_response(_message(infer_response=token)) == (None, 1, False)
     token.parameters[FINAL_FLAG].bool_param = True
-    assert read_stream_response(_message(infer_response=token)) == (None, True, True)
+    assert read_stream_response(_message(infer_response=token)) == (None, 1, True)
+    token.outputs.add(name="TOKENS", datatype="BYTES", shape=[1, 3])  # --token-output TOKENS
+    assert read_stream_response(_message(infer_response=token), "TOKENS") == (None, 3, True)
+    assert read_stream_response(_message(infer_response=token), "MISSING") == (None, 0, True)
     empty_final = service_pb2.ModelInferResponse(model_name="m")
     empty_final.parameters[FINAL_FLAG].bool_param = True
-    assert read_stream_response(_message(infer_response=empty_final)) == (None, False, True)
+    assert read_stream_response(_message(infer_response=empty_final)) == (None, -1, True)
     error = read_stream_response(_message(error_message="failed after 1 responses"))
-    assert error == ("INTERNAL: failed after 1 responses", False, True)
+    assert error == ("INTERNAL: failed after 1 responses", -1, True)
     assert read_stream_response(b"\xff\xff")[0] is not None
 
 

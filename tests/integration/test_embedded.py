@@ -169,16 +169,16 @@ def test_broken_model_error_is_quoted(tmp_path: Path) -> None:
     _assert_ports_free(server.ports)
 
 
-def test_stop_is_clean_and_frees_ports(fresh_triton: EmbeddedServer) -> None:
-    pgid = fresh_triton.pid
+def test_stop_is_clean_and_frees_ports(small_triton: EmbeddedServer) -> None:
+    pgid = small_triton.pid
     assert pgid is not None
-    assert fresh_triton.stop() == 0
-    assert not fresh_triton.running and fresh_triton.pid is None
-    assert fresh_triton.stop() == 0  # idempotent
-    assert fresh_triton.wait() == 0
+    assert small_triton.stop() == 0
+    assert not small_triton.running and small_triton.pid is None
+    assert small_triton.stop() == 0  # idempotent
+    assert small_triton.wait() == 0
     assert _group_gone(pgid), "backend stubs outlived the server"
-    _assert_ports_free(fresh_triton.ports)
-    assert fresh_triton.list_models() == []
+    _assert_ports_free(small_triton.ports)
+    assert small_triton.list_models() == []
 
 
 def test_kill_is_a_crash_that_serve_forever_reports(fresh_triton: EmbeddedServer) -> None:

@@ -31,7 +31,7 @@ from loadgen.transports.reasons import is_connection_failure
 from tests.pki import make_pki
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "identity"
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=4)
+FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
 INPUT = np.arange(16, dtype=np.float32).reshape(1, 16)
 GOOD = InferRequestSpec("identity", (InputTensor("INPUT0", "FP32", (1, 16), INPUT.tobytes()),))
 
@@ -128,9 +128,9 @@ def test_a_sweep_of_bad_requests_counts_the_server_message(triton: EmbeddedServe
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
-def test_a_server_that_goes_away_gives_errors_not_a_hang(fresh_triton: EmbeddedServer, how: str) -> None:
+def test_a_server_that_goes_away_gives_errors_not_a_hang(small_triton: EmbeddedServer, how: str) -> None:
     async def run() -> None:
-        transport = GrpcH2Transport(fresh_triton.grpc_url)
+        transport = GrpcH2Transport(small_triton.grpc_url)
         prepared = transport.prepare(GOOD)
         load = ClosedLoop(transport, [prepared], 8)
         try:
@@ -141,7 +141,7 @@ def test_a_server_that_goes_away_gives_errors_not_a_hang(fresh_triton: EmbeddedS
             before = await load.cut()
             assert before.requests > 0 and not before.errors
             await asyncio.get_running_loop().run_in_executor(
-                None, fresh_triton.stop if how == "stop" else fresh_triton.kill
+                None, small_triton.stop if how == "stop" else small_triton.kill
             )
             await asyncio.sleep(0.5)
             after = await load.cut()

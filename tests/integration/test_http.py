@@ -16,7 +16,7 @@ from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.repository import LISTED
 
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
+FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
 
 
 def _settings(triton: EmbeddedServer, model: str, levels: tuple[int, ...], protocol: str) -> SweepSettings:

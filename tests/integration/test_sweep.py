@@ -19,7 +19,7 @@ from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InputTensor
 
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
+FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
 
 
 def _settings(

@@ -26,7 +26,7 @@ from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.cli import loadgen, one_line_error
 
-FAST = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=300, max_windows=6)
+FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
 from analysis.frames import COMPONENTS, RunData, latency_components, load_level
+from analysis.percentile_style import PERCENTILE_COLORS, PERCENTILES, percentile_trace
 from loadgen.histogram import LatencyHistogram
 
 RUN_COLORS = qualitative.Plotly
@@ -29,12 +30,6 @@ COMPONENT_STYLE = {  # label, colour: client first, as stacked from the bottom
     "compute_infer": ("compute infer", "#636efa"),
     "compute_output": ("compute output", "#00cc96"),
 }
-PERCENTILES = ("p50", "p90", "p99")
-PERCENTILE_DASH = {"p50": "dot", "p90": "dash", "p99": "solid"}
-"""Line dash of each percentile: with several runs, colour says the run and dash the percentile."""
-PERCENTILE_COLORS = {"p50": "#1f77b4", "p90": "#ff7f0e", "p99": "#d62728"}
-"""Line colour of each percentile when a single run is plotted (its dash is kept as well)."""
-PERCENTILE_SYMBOL = {"p50": "circle", "p90": "square", "p99": "diamond"}
 MAX_CURVE_POINTS = 160
 """Latency-distribution points per step: enough for a smooth curve, small in the HTML."""
 
@@ -96,20 +91,17 @@ def throughput_latency_figure(runs: Sequence[RunData]) -> go.Figure:
             color = PERCENTILE_COLORS[pct] if single else run_color
             labelled = pct == "p99"
             fig.add_trace(
-                go.Scatter(
+                percentile_trace(
                     x=steps["throughput"].to_numpy(dtype=np.float64),
                     y=_ms(steps[f"lat_{pct}_us"]),
-                    mode="lines+markers+text" if labelled else "lines+markers",
-                    text=_levels(steps),
-                    textposition="top left",
-                    textfont={"size": 10, "color": color},
-                    line={"color": color, "dash": PERCENTILE_DASH[pct], "width": 2.5 if labelled else 2},
-                    marker={"size": 7 if labelled else 6, "symbol": PERCENTILE_SYMBOL[pct]},
-                    name=f"{pct} latency",
-                    legendgroup=str(data.run.id),
-                    legendgrouptitle_text=name,
-                    hovertemplate=f"{name}<br>%{{text}}<br>%{{x:.1f}} infer/s<br>{pct} %{{y:.2f}} ms"
-                    "<extra></extra>",
+                    pct=pct,
+                    color=color,
+                    levels=_levels(steps),
+                    labelled=labelled,
+                    name=name,
+                    run=data.run.id,
+                    what="latency",
+                    hover="%{x:.1f} infer/s",
                 )
             )
     fig.update_layout(legend={"groupclick": "toggleitem"})

@@ -19,10 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.frames import RunData, load_level
+from analysis.percentile_style import PERCENTILE_COLORS, percentile_trace
 from analysis.plots import (
-    PERCENTILE_COLORS,
-    PERCENTILE_DASH,
-    PERCENTILE_SYMBOL,
     RUN_COLORS,
     log_ticks,
     new_figure,
@@ -123,22 +121,18 @@ def _percentile_lines(
             if np.isnan(y).all():  # read without the histograms: no p90
                 continue
             color = PERCENTILE_COLORS[pct] if single else RUN_COLORS[n % len(RUN_COLORS)]
-            text = pct == labelled
             fig.add_trace(
-                go.Scatter(
+                percentile_trace(
                     x=xs[-1],
                     y=y,
-                    mode="lines+markers+text" if text else "lines+markers",
-                    text=points["level"].tolist(),
-                    textposition="top left",
-                    textfont={"size": 10, "color": color},
-                    line={"color": color, "dash": PERCENTILE_DASH[pct], "width": 2.5 if text else 2},
-                    marker={"size": 7 if text else 6, "symbol": PERCENTILE_SYMBOL[pct]},
-                    name=f"{pct} {what}",
-                    legendgroup=str(data.run.id),
-                    legendgrouptitle_text=name,
-                    hovertemplate=f"{name}<br>%{{text}}<br>{x_hover}<br>{pct} {what} %{{y:.2f}} ms"
-                    "<extra></extra>",
+                    pct=pct,
+                    color=color,
+                    levels=points["level"].tolist(),
+                    labelled=pct == labelled,
+                    name=name,
+                    run=data.run.id,
+                    what=what,
+                    hover=x_hover,
                 )
             )
     fig.update_layout(legend={"groupclick": "toggleitem"})

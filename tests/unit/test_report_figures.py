@@ -17,8 +17,8 @@ import pytest
 from rich.console import Console
 
 from analysis.frames import BATCH_COLUMNS, RunData, read_run_data
+from analysis.percentile_style import PERCENTILES
 from analysis.plots import (
-    PERCENTILES,
     batching_figure,
     latency_distribution_figure,
     log_ticks,

@@ -29,7 +29,7 @@ from loadgen.scrape.server_api import ServerAPI
 from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
-from loadgen.validation import Reference, ReferenceFailed
+from loadgen.validation import Reference, ReferenceFailed, flatten_stream
 
 VALIDATE_SAMPLES = 16
 """Distinct random inputs a validating run cycles through, so that a swapped answer is recognizable."""
@@ -105,6 +105,14 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
     references = None
     if settings.validate and settings.input_data not in ("random", "zero"):
         references = read_references(Path(settings.input_data), metadata, config, settings.batch_size)
+        if references is not None and settings.streaming:
+            if is_decoupled(config):
+                raise ConfigError(
+                    f"{settings.input_data}: expected outputs are one answer per request, and model "
+                    f"{settings.model!r} streams: --validate takes each stream's reference at concurrency 1 "
+                    "when the input data has no expected outputs"
+                )
+            references = [flatten_stream([reference]) for reference in references]  # one response each
     return info, requests, references
 
 

@@ -313,11 +313,6 @@ class SweepSettings:
                 "{cancel_share_pct} goes with {cancel_after_ms} or {cancel_after_responses}",
             ),
             (
-                not (self.streaming and self.validate) or (self.protocol == "grpc" and closed),
-                "validate",
-                "{validate} checks streams over gRPC in closed loop for now: drop {protocol} / a rate",
-            ),
-            (
                 not (self.validate and self.cancelling),
                 "validate",
                 "{validate} checks whole streams: a cancelled one has nothing to check",

@@ -26,8 +26,8 @@ import numpy.typing as npt
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
-from loadgen.transports.base import Arrivals, CaptureSender, Sender, StreamSender, Transport
-from loadgen.validation import Validator
+from loadgen.transports.base import Arrivals, CapturedArrivals, CaptureSender, Sender, StreamSender, Transport
+from loadgen.validation import Validator, flatten_stream
 
 COARSE_SLEEP_NS = 2_000_000  # sleep while the next send is further away than this
 WAKE_EARLY_S = 0.0015  # asyncio timers fire late by up to ~1 ms: wake this early, then spin
@@ -87,7 +87,9 @@ class OpenLoop:
             if self.streaming:  # a stream sender and the arrival list it reuses
                 send = self.transport.stream_sender(self._created - 1)  # type: ignore[attr-defined]
                 canceller = self.canceller
-                return stream_call(canceller, send), canceller.arrivals() if canceller else Arrivals()
+                if canceller is not None:
+                    return stream_call(canceller, send), canceller.arrivals()
+                return send, Arrivals() if self.validator is None else CapturedArrivals()
             if self.validator is not None:
                 return self.transport.capture_sender(self._created - 1)
             return self.transport.sender(self._created - 1)
@@ -104,16 +106,18 @@ class OpenLoop:
             self.window.error(error)
 
     async def _one_stream(
-        self, entry: tuple[StreamSender, Arrivals], request: Any, intended: int, sent: int
+        self, entry: tuple[StreamSender, Arrivals], key: int, intended: int, sent: int
     ) -> None:
         send, arrivals = entry
         arrivals.clear()
-        error = await send(request, arrivals)
+        error = await send(self.requests[key], arrivals)
         done = time.perf_counter_ns()
         self.in_flight -= 1
         self._free.append(entry)
         if error is None:
             self.window.record_open_stream(intended, sent, done, arrivals)
+            if self.validator is not None and isinstance(arrivals, CapturedArrivals):
+                self.window.check(self.validator, key, flatten_stream(arrivals.responses))
         elif error is CANCELLED:
             self.window.cancel()
         else:
@@ -170,7 +174,7 @@ class OpenLoop:
                 self.window.record_send(sent - intended)
                 self.in_flight += 1
                 if self.streaming:
-                    task = loop.create_task(self._one_stream(send, requests[index % n], intended, sent))
+                    task = loop.create_task(self._one_stream(send, index % n, intended, sent))
                 elif validator is None:
                     task = loop.create_task(self._one(send, requests[index % n], intended, sent))
                 else:

@@ -21,6 +21,11 @@ Sender = Callable[[Any], Awaitable[str | None]]
 """``await sender(prepared)`` -> None on success, else the error reason."""
 
 
+def deadline_reason(timeout_s: float) -> str:
+    """Every transport's reason for ``--request-timeout``, so that their counts compare."""
+    return f"DEADLINE_EXCEEDED: no response within {timeout_s:g} s"
+
+
 class Watchdog:
     """A transport's ``--request-timeout``: once a second, ``expire(limit, reason)`` fails every
     request sent before the loop time ``limit``. One task per transport rather than a timer per
@@ -45,7 +50,7 @@ class Watchdog:
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
-        reason = f"DEADLINE_EXCEEDED: no response within {self.timeout_s:g} s"
+        reason = deadline_reason(self.timeout_s)
         while True:
             await asyncio.sleep(min(1.0, self.timeout_s / 2))
             self.expire(loop.time() - self.timeout_s, reason)

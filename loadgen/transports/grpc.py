@@ -29,6 +29,7 @@ from loadgen.transports.base import (
     OutputTensor,
     Sender,
     StreamSender,
+    deadline_reason,
 )
 from loadgen.transports.grpc_codec import (
     SLOTS_PER_CHANNEL,
@@ -128,7 +129,7 @@ class GrpcTransport:
         _, channel = self._call(slot // self._slots_per_channel)
         open_stream = channel.stream_stream(_STREAM_METHOD)
         metadata, peer, clock = self._metadata, self.url, time.perf_counter_ns
-        token_output = self.token_output
+        token_output, silence = self.token_output, self._timeout
         calls: list[Any] = [None]
 
         async def send(request: bytes, arrivals: Arrivals) -> str | None:
@@ -138,7 +139,12 @@ class GrpcTransport:
             try:
                 await call.write(request)
                 while True:
-                    message = await call.read()
+                    try:  # --request-timeout bounds the silence, not the stream's length
+                        message = await asyncio.wait_for(call.read(), silence)
+                    except TimeoutError:
+                        call.cancel()
+                        calls[0] = None
+                        return deadline_reason(silence or 0.0)
                     at = clock()
                     if message is grpc.aio.EOF:
                         calls[0] = None

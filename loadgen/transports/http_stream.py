@@ -32,6 +32,7 @@ from loadgen.transports.addresses import HTTP_PORTS, split_host_port
 from loadgen.transports.base import (
     NUMPY_DTYPES,
     Arrivals,
+    CapturedArrivals,
     CaptureSender,
     InferRequestSpec,
     InputTensor,
@@ -170,6 +171,33 @@ def read_event(data: bytes, token_output: str = "") -> tuple[str | None, int]:
     return None, len(value) if isinstance(value, list) else 0 if value is None else 1
 
 
+def json_tensor(name: str, value: Any) -> OutputTensor:
+    """An output of an event as a tensor (``--validate``): events carry values without their
+    datatype, so strings become BYTES, booleans BOOL, integers INT64 and other numbers FP64. The
+    reference streams come through the same path, so both sides of a comparison agree; a value of
+    another form (a ragged list, an object) is kept as its JSON text."""
+    try:
+        array = np.asarray(value) if isinstance(value, list | str | bool | int | float) else None
+    except ValueError:  # a ragged list
+        array = None
+    kind = array.dtype.kind if array is not None else "O"
+    if array is not None and kind in "U":
+        items = [item.encode() for item in array.ravel().tolist()]
+        data = b"".join(len(item).to_bytes(4, "little") + item for item in items)
+        return OutputTensor(name, "BYTES", array.shape, data)
+    if array is not None and kind in "biuf":
+        datatype, numpy_type = {"b": ("BOOL", "?"), "f": ("FP64", "<f8")}.get(kind, ("INT64", "<i8"))
+        return OutputTensor(name, datatype, array.shape, array.astype(numpy_type).tobytes())
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    return OutputTensor(name, "BYTES", (1,), len(text).to_bytes(4, "little") + text)
+
+
+def event_outputs(data: bytes) -> dict[str, OutputTensor]:
+    """The outputs of a response event (one :func:`read_event` found valid), by name."""
+    event = json.loads(data)
+    return {name: json_tensor(name, value) for name, value in event.items() if name not in _NOT_OUTPUTS}
+
+
 def error_status_reason(status: int, body: bytes) -> str:
     """The reason of an error status: its body is JSON (``{"error": ...}``) or, where the model
     failed before any response, an event holding that JSON."""
@@ -221,6 +249,8 @@ class _StreamConnection(SlotConnection):
             if tokens >= 0:
                 self._arrivals.append(self._received_at)
                 self._arrivals.tokens += tokens
+                if isinstance(self._arrivals, CapturedArrivals):  # --validate
+                    self._arrivals.responses.append(event_outputs(data))
 
     def on_message_complete(self) -> None:
         if self._status == 200:
@@ -285,10 +315,10 @@ class HttpStreamTransport:
         return send
 
     def capture_sender(self, slot: int) -> CaptureSender:
-        raise NotImplementedError("--streaming does not check answers yet")
+        raise NotImplementedError("--streaming --validate captures whole streams: stream_sender")
 
     def parse_outputs(self, response: Any) -> dict[str, OutputTensor]:
-        raise NotImplementedError("--streaming does not check answers yet")
+        raise NotImplementedError("--streaming --validate captures whole streams: stream_sender")
 
     def _expire(self, limit: float, reason: str) -> None:
         for connection in self._connections:

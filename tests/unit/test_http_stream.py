@@ -18,9 +18,11 @@ from loadgen.transports.http_stream import (
     HttpStreamTransport,
     build_generate_request,
     error_status_reason,
+    event_outputs,
     read_event,
 )
 from loadgen.transports.reasons import is_connection_failure
+from loadgen.validation import decode_tensor
 
 
 def _bytes_tensor(name: str, *items: bytes) -> InputTensor:
@@ -132,6 +134,24 @@ def test_events_read_as_sse_says() -> None:
     assert read_event(b'{"TOKENS":["a","b","c"],"INDEX":0}', "TOKENS") == (None, 3)  # --token-output
     assert read_event(b'{"TOKENS":"a","INDEX":0}', "TOKENS") == (None, 1)
     assert read_event(b'{"INDEX":0}', "TOKENS") == (None, 0)
+
+
+def test_event_outputs_become_tensors_validate_can_compare() -> None:
+    """Events carry values without datatypes: the same event always gives the same tensors, and
+    values that differ give different bytes."""
+    event = b'{"model_name":"m","TOKEN":"ab-1","INDEX":3,"SCORES":[0.5,1.25],"OK":[true,false],'
+    event += b'"X":[[1],[2,3]]}'
+    outputs = event_outputs(event)
+    assert set(outputs) == {"TOKEN", "INDEX", "SCORES", "OK", "X"}
+    assert (outputs["TOKEN"].datatype, decode_tensor(outputs["TOKEN"]).tolist()) == ("BYTES", [b"ab-1"])
+    assert (outputs["INDEX"].datatype, decode_tensor(outputs["INDEX"]).tolist()) == ("INT64", [3])
+    assert outputs["INDEX"].shape == ()
+    assert (outputs["SCORES"].datatype, decode_tensor(outputs["SCORES"]).tolist()) == ("FP64", [0.5, 1.25])
+    assert (outputs["OK"].datatype, decode_tensor(outputs["OK"]).tolist()) == ("BOOL", [True, False])
+    assert outputs["X"].datatype == "BYTES" and decode_tensor(outputs["X"]).tolist() == [b"[[1],[2,3]]"]
+    assert all(tensor.size_problem() is None for tensor in outputs.values())
+    assert event_outputs(event) == outputs
+    assert event_outputs(event.replace(b"ab-1", b"ab-2"))["TOKEN"] != outputs["TOKEN"]
 
 
 def test_an_error_status_reads_its_json_or_its_event() -> None:

@@ -50,7 +50,6 @@ def test_windows_of_streams_merge_exactly_across_workers() -> None:
 @pytest.mark.parametrize(
     ("given", "said"),
     [
-        ({"validate": True, "protocol": "http"}, "checks streams over gRPC in closed loop for now"),
         ({"validate": True, "cancel_after_responses": 2}, "a cancelled one has nothing to check"),
     ],
 )

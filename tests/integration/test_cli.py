@@ -15,7 +15,7 @@ from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.server.install import default_model_repository
 from loadgen.storage import RunStore
-from tests.cli import free_port, loadgen, one_line_error, start_loadgen, wait_for_steps
+from tests.cli import free_port, loadgen, loadgen_here, one_line_error, start_loadgen, wait_for_steps
 from tests.repository import LISTED
 
 QUICK = ["-p", "500", "--warmup", "200", "-r", "4"]
@@ -24,7 +24,7 @@ QUICK = ["-p", "500", "--warmup", "200", "-r", "4"]
 @pytest.mark.parametrize("bad", ["256..1", "0..4", "abc", ""])
 def test_malformed_range_is_a_usage_error_before_anything_starts(bad: str, tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "identity", "--concurrency", bad, "-u", "127.0.0.1:1", "--db", f"sqlite:///{db}"
     )
     assert result.returncode == 2
@@ -34,7 +34,7 @@ def test_malformed_range_is_a_usage_error_before_anything_starts(bad: str, tmp_p
 
 def test_db_can_be_a_plain_file_path_and_an_empty_one_is_a_usage_error(tmp_path: Path) -> None:
     plain = tmp_path / "plain.db"
-    missing = loadgen("runs", "--db", str(plain))  # a read-only command never creates a database
+    missing = loadgen_here("runs", "--db", str(plain))  # a read-only command never creates a database
     assert missing.returncode == 2 and f"no runs database at {plain}" in one_line_error(missing)
     for command in (
         ["show", "1"],
@@ -42,18 +42,18 @@ def test_db_can_be_a_plain_file_path_and_an_empty_one_is_a_usage_error(tmp_path:
         ["compare", "1", "2"],
         ["report", "--latest", "-o", "r.html"],
     ):
-        refused = loadgen(*command, "--db", str(plain))
+        refused = loadgen_here(*command, "--db", str(plain))
         assert refused.returncode == 2 and "no runs database" in one_line_error(refused), command
     assert not plain.exists()
-    assert loadgen("db", "upgrade", "--db", str(plain)).returncode == 0  # a plain path is a SQLite file
-    listing = loadgen("runs", "--db", str(plain))
+    assert loadgen_here("db", "upgrade", "--db", str(plain)).returncode == 0  # a plain path is a SQLite file
+    listing = loadgen_here("runs", "--db", str(plain))
     assert listing.returncode == 0 and "no runs stored yet" in listing.stdout.lower()
-    empty = loadgen("runs", "--db", "")
+    empty = loadgen_here("runs", "--db", "")
     assert empty.returncode == 2 and "empty --db" in one_line_error(empty)
 
 
 def test_unreachable_server_exits_2_without_traceback(tmp_path: Path) -> None:
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "identity", "-u", f"127.0.0.1:{free_port()}", "--db", f"sqlite:///{tmp_path}/r.db"
     )
     assert result.returncode == 2
@@ -61,7 +61,7 @@ def test_unreachable_server_exits_2_without_traceback(tmp_path: Path) -> None:
 
 
 def test_unknown_model_names_the_models_the_server_has(triton: EmbeddedServer, tmp_path: Path) -> None:
-    result = loadgen("sweep", "-m", "nope", "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/r.db")
+    result = loadgen_here("sweep", "-m", "nope", "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/r.db")
     assert result.returncode == 2
     line = one_line_error(result)
     assert "'nope'" in line
@@ -69,7 +69,9 @@ def test_unknown_model_names_the_models_the_server_has(triton: EmbeddedServer, t
 
 
 def test_a_model_name_typo_gets_a_did_you_mean(triton: EmbeddedServer, tmp_path: Path) -> None:
-    result = loadgen("sweep", "-m", "identiy", "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/r.db")
+    result = loadgen_here(
+        "sweep", "-m", "identiy", "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/r.db"
+    )
     assert result.returncode == 2
     assert "did you mean 'identity'?" in one_line_error(result)
     assert not (tmp_path / "r.db").exists() or not RunStore(f"sqlite:///{tmp_path}/r.db").list_runs()
@@ -77,7 +79,7 @@ def test_a_model_name_typo_gets_a_did_you_mean(triton: EmbeddedServer, tmp_path:
 
 def test_a_decoupled_model_is_one_line_before_any_load(triton: EmbeddedServer, tmp_path: Path) -> None:
     """Triton refuses unary calls to a streaming model: every request would fail."""
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "token_stream", "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/r.db"
     )
     assert result.returncode == 2
@@ -98,7 +100,7 @@ def test_the_other_apis_port_says_which_port_to_use(
     """gRPC's own words were "Socket closed; if the server uses TLS, add --ssl", aiohttp's the raw
     bytes of an HTTP/2 frame."""
     url = f"127.0.0.1:{triton.ports.http if port == 'http' else triton.ports.grpc}"
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "identity", "-i", protocol, "-u", url, "--db", f"sqlite:///{tmp_path}/r.db"
     )
     assert result.returncode == 2
@@ -153,7 +155,7 @@ def test_sweep_show_runs_and_csv(triton: EmbeddedServer, tmp_path: Path) -> None
     assert shown.returncode == 0 and "run 1: identity" in shown.stdout
     with RunStore(db) as store:
         assert store.get_run(1).labels == {"team": "perf"}
-    missing = loadgen("show", "99", "--db", db)
+    missing = loadgen_here("show", "99", "--db", db)
     assert missing.returncode == 2 and "no run 99" in one_line_error(missing)
 
 
@@ -257,7 +259,7 @@ def test_not_a_loadgen_database_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("create table invoices (id integer)")
     conn.close()
-    result = loadgen("runs", "--db", f"sqlite:///{path}")
+    result = loadgen_here("runs", "--db", f"sqlite:///{path}")
     assert result.returncode == 2
     assert "not a loadgen database" in one_line_error(result)
     with sqlite3.connect(path) as conn:  # untouched

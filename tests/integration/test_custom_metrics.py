@@ -9,7 +9,7 @@ from analysis import load_run_data
 from analysis.plots import server_metrics_figure
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, one_line_error
+from tests.cli import loadgen, loadgen_here, one_line_error
 
 
 def test_a_models_own_metrics_are_kept_and_plotted(triton: EmbeddedServer, tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_a_models_own_metrics_are_kept_and_plotted(triton: EmbeddedServer, tmp_p
 
 
 def test_a_pattern_that_is_not_a_regular_expression_is_a_usage_error(tmp_path: Path) -> None:
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "custom_metric", "--metrics-family", "custom_(", "--db", f"sqlite:///{tmp_path}/r.db"
     )
     assert result.returncode == 2

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadgen.exporter import METRIC_NAMES
 from loadgen.server import EmbeddedServer
-from tests.cli import free_port, loadgen, one_line_error, start_loadgen
+from tests.cli import free_port, loadgen_here, one_line_error, start_loadgen
 
 
 def test_a_taken_exporter_port_exits_2_with_one_line_before_anything_starts(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_a_taken_exporter_port_exits_2_with_one_line_before_anything_starts(tmp_
         port = taken.getsockname()[1]
         db = tmp_path / "runs.db"
         # no server at 127.0.0.1:1: the port is checked first, and nothing is recorded
-        result = loadgen(
+        result = loadgen_here(
             "sweep",
             "-m",
             "identity",
@@ -106,6 +106,6 @@ def test_a_live_sweep_serves_its_metrics_and_stops_serving_at_the_end(
 
 @pytest.mark.parametrize("bad", ["0", "70000"])
 def test_an_impossible_exporter_port_is_a_usage_error(bad: str, tmp_path: Path) -> None:
-    result = loadgen("sweep", "-m", "identity", "-u", "127.0.0.1:1", "--exporter-port", bad)
+    result = loadgen_here("sweep", "-m", "identity", "-u", "127.0.0.1:1", "--exporter-port", bad)
     assert result.returncode == 2
     assert "1..65535" in one_line_error(result)

@@ -82,7 +82,7 @@ def test_http_control_plane_reports_unknown_models_and_unreachable_servers(trito
 
 
 def test_headers_are_sent_but_never_stored(triton: EmbeddedServer, tmp_path: Path) -> None:
-    from tests.cli import loadgen, one_line_error
+    from tests.cli import loadgen, loadgen_here, one_line_error
 
     db_path = tmp_path / "r.db"
     db = f"sqlite:///{db_path}"
@@ -117,6 +117,6 @@ def test_headers_are_sent_but_never_stored(triton: EmbeddedServer, tmp_path: Pat
         assert all(r.step_count == 1 for r in runs)
     for path in tmp_path.iterdir():  # the database and its WAL
         assert b"s3cret" not in path.read_bytes()
-    bad = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "-H", "no colon here", "--db", db)
+    bad = loadgen_here("sweep", "-m", "identity", "-u", triton.grpc_url, "-H", "no colon here", "--db", db)
     error = one_line_error(bad)  # not echoed: a header without its colon may be a whole token
     assert bad.returncode == 2 and "bad --header" in error and "no colon here" not in error

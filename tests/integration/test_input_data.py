@@ -13,7 +13,7 @@ import numpy as np
 from loadgen.errors import EXIT_ERRORS
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, one_line_error
+from tests.cli import loadgen, loadgen_here, one_line_error
 
 QUICK = ["-p", "500", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 
@@ -66,7 +66,7 @@ def test_perf_analyzer_json_with_bytes_images_runs(triton: EmbeddedServer, tmp_p
 
 def test_mixed_types_with_a_variable_dimension(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    missing = loadgen("sweep", "-m", "mixed", "-u", triton.grpc_url, "--db", db)
+    missing = loadgen_here("sweep", "-m", "mixed", "-u", triton.grpc_url, "--db", db)
     assert missing.returncode == 2 and "--shape TOKENS" in one_line_error(missing)
     result = loadgen(
         "sweep",
@@ -121,10 +121,12 @@ def test_bad_input_files_are_one_line_errors(triton: EmbeddedServer, tmp_path: P
     db = f"sqlite:///{tmp_path}/r.db"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"data": [{"INPUT0": [1.0, 2.0]}]}))
-    result = loadgen("sweep", "-m", "identity", "-u", triton.grpc_url, "--input-data", str(bad), "--db", db)
+    result = loadgen_here(
+        "sweep", "-m", "identity", "-u", triton.grpc_url, "--input-data", str(bad), "--db", db
+    )
     assert result.returncode == 2
     assert "2 values for input 'INPUT0', which needs 16" in one_line_error(result)
-    nowhere = loadgen(
+    nowhere = loadgen_here(
         "sweep", "-m", "identity", "-u", triton.grpc_url, "--input-data", "nope.json", "--db", db
     )
     assert nowhere.returncode == 2 and "--input-data must be random, zero, a data file" in one_line_error(
@@ -148,14 +150,14 @@ def test_a_shape_that_does_not_fit_the_model_is_refused_before_any_load(
     db = f"sqlite:///{tmp_path}/r.db"
     before = _inferences(triton, "optional_input")
     args = ["sweep", "-m", "optional_input", "-u", triton.grpc_url, "--concurrency", "1", *QUICK, "--db", db]
-    result = loadgen(*args, "--input-data", str(path))
+    result = loadgen_here(*args, "--input-data", str(path))
     assert result.returncode == 2
     assert one_line_error(result).endswith(
         f"{path}: data entry 1: \"shape\" [2, 2] of input 'INPUT0' does not fit the model's FP32 [4]"
     )
     content_b64 = {"content": {"b64": "AAAA"}, "shape": [4]}  # 3 bytes: once leaked a Python message
     path.write_text(json.dumps({"data": [{"INPUT0": content_b64}]}))
-    result = loadgen(*args, "--input-data", str(path))
+    result = loadgen_here(*args, "--input-data", str(path))
     assert result.returncode == 2
     assert "data entry 0: b64 data for input 'INPUT0' has 3 bytes, FP32 [4] needs 16" in one_line_error(
         result
@@ -229,7 +231,7 @@ def test_a_directory_of_raw_files_with_expected_outputs(triton: EmbeddedServer, 
         assert step.inference_count == 2 * step.request_count
         assert step.validated_count and step.mismatch_count == 0
     (folder / "INPUT1").write_bytes(bytes(16))
-    result = loadgen(*args, "--input-data", str(folder))
+    result = loadgen_here(*args, "--input-data", str(folder))
     assert result.returncode == 2
     assert f"{folder}: file(s) 'INPUT1' name neither an input nor an output" in one_line_error(result)
 

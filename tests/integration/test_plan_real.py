@@ -22,7 +22,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer, ServerPorts, default_model_repository
 from loadgen.storage import RunRecord, RunStore
-from tests.cli import free_port, loadgen, one_line_error, start_loadgen, stop_loadgen
+from tests.cli import free_port, loadgen, loadgen_here, one_line_error, start_loadgen, stop_loadgen
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = (
@@ -153,7 +153,7 @@ def test_a_job_runs_its_models_together_with_options_only_flags_had(
 
 def test_an_unreachable_server_is_exit_2_after_the_other_jobs(tmp_path: Path) -> None:
     path = _plan(tmp_path, "jobs:\n  down: {model: identity, url: '127.0.0.1:1', metrics_url: off}\n")
-    result = loadgen("plan", "run", str(path), "--db", f"sqlite:///{tmp_path / 'runs.db'}", "-q")
+    result = loadgen_here("plan", "run", str(path), "--db", f"sqlite:///{tmp_path / 'runs.db'}", "-q")
     assert result.returncode == 2
     error = one_line_error(result)
     assert "job down (identity): cannot reach Triton at 127.0.0.1:1" in error
@@ -165,13 +165,13 @@ def test_plan_check_accepts_the_example_and_lists_every_problem(tmp_path: Path) 
     assert good.returncode == 0, good.stderr
     assert "plan 'nightly' is valid, 5 job(s)" in good.stdout
     bad = _plan(tmp_path, "jobs:\n  a:\n    model: identity\n    concurency: 4\n    schedule: '99 * * * *'\n")
-    result = loadgen("plan", "check", str(bad))
+    result = loadgen_here("plan", "check", str(bad))
     assert result.returncode == 2
     assert f"{bad}:4: unknown key 'concurency' in job 'a' (did you mean 'concurrency'?)" in result.stderr
     assert f"{bad}:5: job 'a': bad schedule '99 * * * *'" in result.stderr
     assert one_line_error(result) == f"loadgen: error: {bad}: 2 problem(s) in the plan; nothing was run"
     # plan run refuses the same plan before anything runs
-    run = loadgen("plan", "run", str(bad), "--db", f"sqlite:///{tmp_path / 'runs.db'}")
+    run = loadgen_here("plan", "run", str(bad), "--db", f"sqlite:///{tmp_path / 'runs.db'}")
     assert run.returncode == 2 and not (tmp_path / "runs.db").exists()
 
 

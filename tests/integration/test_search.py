@@ -6,9 +6,9 @@ from pathlib import Path
 
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, one_line_error
+from tests.cli import loadgen
 
-QUICK = ["-p", "700", "--warmup", "200", "-r", "4", "--no-metrics", "-q"]
+QUICK = ["-p", "500", "--warmup", "150", "-r", "3", "--no-metrics", "-q"]
 
 
 def test_search_finds_the_known_capacity_of_fixed_latency(triton: EmbeddedServer, tmp_path: Path) -> None:
@@ -84,9 +84,3 @@ def test_latency_limit_alone_stops_the_sweep_after_the_first_miss(
     with RunStore(db) as store:
         (run,) = store.list_runs()
         assert [s.concurrency for s in store.steps(run.id)] == [1, 2, 4]  # 4 x 10 ms misses; 8, 16 not run
-    usage = loadgen("sweep", "-m", "fixed_latency", "-u", triton.grpc_url, "--search", "--db", db)
-    assert usage.returncode == 2 and "--search needs --latency-limit" in one_line_error(usage)
-    bad = loadgen(
-        "sweep", "-m", "fixed_latency", "-u", triton.grpc_url, "--latency-limit", "soon", "--db", db
-    )
-    assert bad.returncode == 2 and "bad --latency-limit" in one_line_error(bad)

@@ -8,7 +8,7 @@ from pathlib import Path
 from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, one_line_error
+from tests.cli import loadgen, loadgen_here, one_line_error
 
 QUICK = ["-p", "700", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 
@@ -54,9 +54,11 @@ def test_two_models_run_together_each_with_its_own_load(triton: EmbeddedServer, 
 
 def test_several_models_usage_errors(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    bad = loadgen("sweep", "-m", "identity", "-m", "fixed_latency:speed=9", "-u", triton.grpc_url, "--db", db)
+    bad = loadgen_here(
+        "sweep", "-m", "identity", "-m", "fixed_latency:speed=9", "-u", triton.grpc_url, "--db", db
+    )
     assert bad.returncode == 2 and "unknown option 'speed'" in one_line_error(bad)
-    twice = loadgen("sweep", "-m", "identity", "-m", "identity", "-u", triton.grpc_url, "--db", db)
+    twice = loadgen_here("sweep", "-m", "identity", "-m", "identity", "-u", triton.grpc_url, "--db", db)
     assert twice.returncode == 2 and "a model is named twice" in one_line_error(twice)
-    unknown = loadgen("sweep", "-m", "identity", "-m", "nope", "-u", triton.grpc_url, *QUICK, "--db", db)
+    unknown = loadgen_here("sweep", "-m", "identity", "-m", "nope", "-u", triton.grpc_url, *QUICK, "--db", db)
     assert unknown.returncode == 2 and "'nope'" in one_line_error(unknown)

@@ -19,7 +19,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
-from tests.cli import loadgen, one_line_error
+from tests.cli import loadgen, loadgen_here, one_line_error
 
 D0_MS, TOKEN_MS, TOKENS, ACTIVE = 50.0, 10.0, 8, 4
 """token_stream's config (model_repository/token_stream/config.pbtxt)."""
@@ -93,7 +93,7 @@ def test_streams_measured_by_two_workers_merge_exactly(
 def test_the_cli_streams_and_tables_show_it(triton: EmbeddedServer, tmp_path: Path, prompts: Path) -> None:
     db = f"sqlite:///{tmp_path}/runs.db"
     quick = ["-p", "700ms", "--warmup", "150ms", "-r", "3", "--no-metrics", "-q"]
-    unary = loadgen("sweep", "-m", "token_stream", "-u", triton.grpc_url, "--db", db, *quick)
+    unary = loadgen_here("sweep", "-m", "token_stream", "-u", triton.grpc_url, "--db", db, *quick)
     assert unary.returncode == 2
     assert "is decoupled" in one_line_error(unary) and "add --streaming" in one_line_error(unary)
     csv_path = tmp_path / "out.csv"
@@ -242,7 +242,7 @@ def test_a_deadline_before_the_first_response_cancels_every_request(
         (step,) = store.steps(run.id)
     assert step.request_count == 0 and step.error_count == 0
     assert step.cancelled_count is not None and step.cancelled_count >= 0.8 * step.duration_s / 0.02
-    usage = loadgen(
+    usage = loadgen_here(
         "sweep", "-m", "token_stream", "--cancel-after-ms", "20", "-u", triton.grpc_url, "--db", db
     )
     assert usage.returncode == 2 and "cancelling needs --streaming" in one_line_error(usage)

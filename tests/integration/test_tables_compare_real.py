@@ -24,7 +24,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, one_line_error
+from tests.cli import loadgen, loadgen_here, one_line_error
 
 FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
 
@@ -122,7 +122,7 @@ def test_a_run_compared_with_itself_passes(runs: Runs, tmp_path: Path) -> None:
 
 def test_different_models_need_force_and_then_regress(runs: Runs) -> None:
     base, new = str(runs.identity), str(runs.fixed_latency)
-    refused = loadgen("compare", base, new, "--db", runs.db)
+    refused = loadgen_here("compare", base, new, "--db", runs.db)
     assert refused.returncode == 2
     line = one_line_error(refused)
     assert "'identity'" in line and "'fixed_latency'" in line and "--force" in line

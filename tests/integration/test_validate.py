@@ -12,7 +12,7 @@ from analysis import load_run_data
 from analysis.findings import Kind, run_findings
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
-from tests.cli import loadgen, one_line_error
+from tests.cli import loadgen, loadgen_here, one_line_error
 
 QUICK = ["-p", "600", "--warmup", "300", "-r", "3", "--no-metrics", "-q"]
 
@@ -171,17 +171,17 @@ def test_bad_validation_input_is_a_one_line_error(triton: EmbeddedServer, tmp_pa
         "--db",
         f"sqlite:///{tmp_path}/r.db",
     ]
-    result = loadgen(*args, "--tolerance", "INT32=1")
+    result = loadgen_here(*args, "--tolerance", "INT32=1")
     assert result.returncode == 2
     assert "bad --tolerance 'INT32=1'" in one_line_error(result)
     path = tmp_path / "short.json"
     path.write_text(
         json.dumps({"data": [{"INPUT0": [0.0] * 16}] * 2, "validation_data": [{"OUTPUT0": [0.0] * 16}]})
     )
-    result = loadgen(*args, "--input-data", str(path))
+    result = loadgen_here(*args, "--input-data", str(path))
     assert result.returncode == 2
     assert "validation_data needs one entry per data entry (2), found 1" in one_line_error(result)
     path.write_text(json.dumps({"data": [{"INPUT0": [0.0] * 16}], "validation_data": [{"NOPE": [0.0]}]}))
-    result = loadgen(*args, "--input-data", str(path))
+    result = loadgen_here(*args, "--input-data", str(path))
     assert result.returncode == 2
     assert "names unknown output(s) NOPE; the model has: OUTPUT0" in one_line_error(result)

@@ -233,6 +233,9 @@ def test_every_problem_is_collected_and_names_its_option() -> None:
     assert "--batch-size must be >= 1, got 0" in rendered and "\n" not in rendered
     with pytest.raises(SettingsError, match="request_timeout_s is given twice"):
         build_settings({"model": "m", "request_timeout": "1", "request_timeout_s": "2"})
+    with pytest.raises(SettingsError) as caught:
+        build_settings({"model": "m", "search": "true"})
+    assert "--search needs --latency-limit pNN=X" in caught.value.render(spell_flag)
 
 
 def test_rules_hold_however_settings_are_made() -> None:

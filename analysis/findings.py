@@ -19,6 +19,7 @@ import pandas as pd
 from analysis.bottlenecks import avg_batch, hint
 from analysis.frames import latency_components, load_level
 from analysis.model_config import read_batching
+from analysis.sharing import other_requests, shared_text
 from loadgen.config import parse_latency_limit
 from loadgen.errors import ConfigError, SettingsError
 from loadgen.results import RunStatus
@@ -58,6 +59,7 @@ class Kind(enum.StrEnum):
     METRICS_GAP = "metrics_gap"
     THROUGHPUT_FALLS = "throughput_falls"
     FIRST_RESPONSE = "first_response"
+    SHARED_MODEL = "shared_model"
 
 
 RANK = (
@@ -70,6 +72,7 @@ RANK = (
     Kind.KNEE,
     Kind.THROUGHPUT_FALLS,
     Kind.FIRST_RESPONSE,
+    Kind.SHARED_MODEL,
     Kind.DOMINANT,
     Kind.UNANSWERED,
     Kind.UNSTABLE,
@@ -180,7 +183,7 @@ def _parts(steps: pd.DataFrame) -> list[tuple[Row, dict[str, float]]]:
     return [
         (row, {str(k): float(v) for k, v in part.items()})
         for row, part in zip(_rows(steps), parts, strict=True)
-        if all(_known(v) for v in part.values())
+        if all(_known(v) for v in part.values()) and other_requests(row) is None
     ]
 
 
@@ -418,6 +421,10 @@ def step_findings(
         found += slo_findings(steps, slo)
     found += quality_findings(steps) + falls_findings(steps) + first_response_findings(steps)
     found += component_findings(steps, config)
+    if shared := [(_level(row), row) for row in _rows(steps) if other_requests(row) is not None]:
+        found.append(
+            Finding(Kind.SHARED_MODEL, Severity.WARNING, shared_text(shared), int(shared[0][1]["step_index"]))
+        )
     return ranked(found)
 
 

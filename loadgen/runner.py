@@ -89,6 +89,9 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
         model_version=settings.model_version,
         generated_samples=VALIDATE_SAMPLES if settings.validate else 1,
     )
+    if settings.request_parameters:
+        parameters = tuple(settings.request_parameters.items())
+        requests = [replace(spec, parameters=parameters) for spec in requests]
     info = RunInfo(
         settings=settings.to_dict(),
         model=settings.model,

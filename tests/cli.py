@@ -95,3 +95,28 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from loadgen.storage import RunStore
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+RunStore(sys.argv[1]).close()
+"""
+
+
+def open_at_once(url: str, processes: int = 4) -> list[subprocess.CompletedProcess[str]]:
+    """``processes`` loadgens opening ``url`` at the same instant (after their imports): as sweeps
+    started together on a new database do."""
+    start = time.time() + 3.0
+    running = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT_ONCE, url, repr(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    return [subprocess.CompletedProcess(p.args, p.wait(60), *p.communicate()) for p in running]

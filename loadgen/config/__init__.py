@@ -1,14 +1,16 @@
 """A sweep's settings: the frozen objects, every option once, and the one constructor.
 
 ``settings`` holds the objects and the rules about each, ``options`` the table of
-sweep options (key, flags, help, parser), ``values`` and ``ranges`` the parsers,
+sweep options (``option``: key, flags, help, parser; ``request_options``: those that shape how
+each request is sent), ``values`` and ``ranges`` the parsers,
 ``build`` the constructor every front-end calls (a broken rule is a
 :class:`~loadgen.errors.SettingProblem`). Nothing here imports the engine or results:
 reading settings costs no load machinery.
 """
 
 from loadgen.config.build import build_settings, merge, option_key, parse_layer
-from loadgen.config.options import BY_KEY, BY_NAME, DERIVED, LOAD_KEYS, OPTIONS, Option, spell_flag
+from loadgen.config.option import Option
+from loadgen.config.options import BY_KEY, BY_NAME, DERIVED, LOAD_KEYS, OPTIONS, spell_flag
 from loadgen.config.ranges import parse_levels, parse_rates
 from loadgen.config.settings import (
     DEFAULT_GRPC_URL,

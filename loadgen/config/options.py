@@ -8,15 +8,17 @@ flags from this table, plans and ``-m`` look keys up in it, and
 A flag's own name (``--request-timeout`` -> ``request_timeout``) is accepted as the key too.
 
 Adding an option: a field in ``SweepSettings`` (with its rule in ``problems()``), one
-``Option`` here, and its use in the engine.
+``Option`` here (or, for how each request is sent, in :mod:`loadgen.config.request_options`), and
+its use in the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 from loadgen.config import values
+from loadgen.config.option import CHECKS, INPUTS, LOAD, MEASURE, SERVER, TLS, Option
+from loadgen.config.request_options import REQUEST_OPTIONS
 from loadgen.config.settings import (
     DEFAULT_GRPC_URL,
     DEFAULT_HTTP_URL,
@@ -25,38 +27,6 @@ from loadgen.config.settings import (
     MeasurementSettings,
     SweepSettings,
 )
-
-
-@dataclass(frozen=True)
-class Option:
-    """One sweep option (see the module's docstring)."""
-
-    key: str
-    flags: tuple[str, ...]
-    help: str
-    parse: Callable[[object], object] = values.text
-    metavar: str | None = None
-    repeat: bool = False
-    """Given several times on the command line (a list), or as a list or mapping in a plan."""
-    switch: bool = False
-    """A flag without a value on the command line (true/false elsewhere)."""
-    group: str = "sweep"
-    path: bool = False
-    """A file name: a plan resolves it relative to the plan's folder."""
-
-    @property
-    def flag(self) -> str:
-        """The long flag, as messages spell the option on the command line."""
-        return next((f for f in self.flags if f.startswith("--")), self.flags[0])
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The key and each long flag's name: what plans and ``-m`` accept."""
-        spelled = (f.removeprefix("--").replace("-", "_") for f in self.flags if f.startswith("--"))
-        return tuple(dict.fromkeys((self.key, *spelled)))
-
-
-LOAD, MEASURE, INPUTS, SERVER, TLS, CHECKS = "load", "measurement", "inputs", "server", "TLS", "checks"
 
 OPTIONS: tuple[Option, ...] = (
     # -- what and where
@@ -88,50 +58,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="grpc|http",
         group=SERVER,
     ),
-    Option(
-        "streaming",
-        ("--streaming",),
-        "send each request as a stream and time every response (decoupled models: time to first "
-        "response, gaps between responses, responses per request; default: unary): Triton's gRPC "
-        "stream, or over HTTP its generate_stream (server-sent events)",
-        values.boolean,
-        switch=True,
-        group=SERVER,
-    ),
-    Option(
-        "token_output",
-        ("--token-output",),
-        "--streaming: count a response's tokens as the elements of this output (tokens/s for a model "
-        "that sends several tokens per response; default: one token per response)",
-        metavar="NAME",
-        group=LOAD,
-    ),
-    Option(
-        "cancel_after_ms",
-        ("--cancel-after-ms",),
-        "--streaming: cancel requests this long after their send (a duration; plain number: ms), to "
-        "see how the server frees what they held; cancelled requests are counted apart (default: none)",
-        values.duration_ms,
-        metavar="TIME",
-        group=LOAD,
-    ),
-    Option(
-        "cancel_after_responses",
-        ("--cancel-after-responses",),
-        "--streaming: cancel requests at their N-th response (default: none; with --cancel-after-ms, "
-        "whichever comes first)",
-        values.whole,
-        metavar="N",
-        group=LOAD,
-    ),
-    Option(
-        "cancel_share_pct",
-        ("--cancel-share",),
-        "the share of requests cancelled, spread evenly (default 100%%)",
-        values.percent,
-        metavar="PCT",
-        group=LOAD,
-    ),
+    *REQUEST_OPTIONS,
     Option(
         "grpc_client",
         ("--grpc-client",),

@@ -160,6 +160,9 @@ class SweepSettings:
     """``--ssl`` options (file paths only, never contents); None: plain connections."""
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     """``-H``: sent with every request (auth tokens); never stored, only their names."""
+    request_parameters: dict[str, bool | int | str] = field(default_factory=dict)
+    """``--request-parameter``: sent with every request as Triton request parameters (priority,
+    timeout, or what the model reads), in the request built once."""
     scenario: Scenario = "concurrency"
     model_version: str = ""
     metrics_url: str | None = None

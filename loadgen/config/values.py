@@ -256,6 +256,63 @@ def labels(raw: object) -> dict[str, str]:
     return {key: "" if value is None else str(value) for key, value in _items(raw, "=", "KEY=VALUE")}
 
 
+RequestParameter = bool | int | str
+PARAMETER_TYPES = ("bool", "int", "string")
+_RESERVED_PARAMETERS = {
+    "sequence_id": "Triton's sequence id, which a sequence run sets per request",
+    "sequence_start": "Triton's sequence flag, which a sequence run sets per request",
+    "sequence_end": "Triton's sequence flag, which a sequence run sets per request",
+    "binary_data_output": "the HTTP binary-data extension's, which loadgen sets",
+}
+_UNSIGNED_PARAMETERS = {"priority": "1 is the highest level", "timeout": "microseconds"}
+
+
+def _parameter_value(name: str, given: object, mapped: bool) -> RequestParameter:
+    """One parameter's value from ``VALUE:TYPE``; in a plan's mapping (``mapped``) the type may be
+    left out: true/false are a bool, a whole number an int, anything else a string."""
+    expected = f"bad {OPTION} {name!r}: expected NAME:VALUE:TYPE with TYPE {', '.join(PARAMETER_TYPES)}"
+    value, sep, kind = text(given).rpartition(":")
+    if mapped and kind not in PARAMETER_TYPES:
+        value = text(given)
+        whole = re.fullmatch(r"-?\d+", value) is not None
+        kind = "bool" if value.lower() in ("true", "false") else "int" if whole else "string"
+    elif not sep:
+        raise ConfigError(f"{expected}; the type is missing")
+    if kind == "string":
+        return value
+    if kind == "bool" and value.lower() in (*_TRUE, *_FALSE):
+        return value.lower() in _TRUE
+    if kind == "bool":
+        raise ConfigError(f"{expected}; a bool is true or false, got {value!r}")
+    if kind != "int":
+        raise ConfigError(expected)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{expected}; {value!r} is no whole number") from None
+    if not -(2**63) <= number < 2**63:
+        raise ConfigError(f"bad {OPTION} {name!r}: {number} is out of the 64-bit range")
+    return number
+
+
+def request_parameters(raw: object) -> dict[str, RequestParameter]:
+    """``NAME:VALUE:TYPE`` (perf_analyzer's form; repeatable) or a plan's mapping of names to
+    ``VALUE[:TYPE]``."""
+    result: dict[str, RequestParameter] = {}
+    expected = f"NAME:VALUE:TYPE with TYPE {', '.join(PARAMETER_TYPES)}"
+    for name, given in _items(raw, ":", expected):
+        if (why := _RESERVED_PARAMETERS.get(name)) is not None or name.startswith("triton_"):
+            raise ConfigError(f"bad {OPTION} {name!r}: the name is reserved ({why or 'by Triton'})")
+        value = _parameter_value(name, given, isinstance(raw, Mapping))
+        unit = _UNSIGNED_PARAMETERS.get(name)
+        if unit is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(
+                f"bad {OPTION} {name!r}: Triton's {name} is an int >= 0 ({unit}), got {value!r}"
+            )
+        result[name] = value
+    return result
+
+
 def headers(raw: object) -> dict[str, str]:
     """``Name: value`` (repeatable) or a mapping: a field name, and a value of printable ASCII (what both
     HTTP and gRPC metadata carry; a request could not be built with more)."""

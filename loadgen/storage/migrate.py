@@ -12,8 +12,10 @@ bounded waits, and :func:`storage_errors` turns the faults of the database itsel
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import logging
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -177,12 +179,68 @@ def _upgrade(conn: Connection) -> None:
             conn.commit()
 
 
+MIGRATION_LOCK_KEY = 0x6C6F616467656E
+"""PostgreSQL advisory lock that serializes loadgen's schema changes ("loadgen" in hex)."""
+
+
+@contextlib.contextmanager
+def _migration_lock(conn: Connection) -> Iterator[None]:
+    """Holds off every other loadgen changing the same database's schema: two sweeps started at
+    once on a new database would otherwise both create its tables, and one would fail. SQLite:
+    ``flock`` on the database file (independent of SQLite's own locks); PostgreSQL: an advisory
+    lock; an in-memory SQLite database has no other user."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+            conn.commit()
+        return
+    database = conn.engine.url.database if conn.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or not Path(database).is_file():
+        yield
+        return
+    with open(database, "rb") as handle:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StorageError(
+                        f"runs database {shown_url(str(conn.engine.url))}: another loadgen has been "
+                        f"changing its schema for {SQLITE_BUSY_TIMEOUT_S:g} s; run again once it is done"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_schema(conn: Connection, *, auto_upgrade: bool) -> None:
-    """Check the schema behind ``conn``; with ``auto_upgrade``, bring an empty or older one to head.
+    """Check the schema behind ``conn``; with ``auto_upgrade``, bring an empty or older one to head
+    (looking again under :func:`_migration_lock`: another loadgen may have done it meanwhile).
 
     Never drops or recreates anything: a database that is not loadgen's, or that a
     newer loadgen wrote, is refused with :class:`SchemaError`.
     """
+    if _schema_change(conn, auto_upgrade=auto_upgrade) is None:
+        return
+    with _migration_lock(conn):
+        conn.rollback()  # end the read that looked before the lock: look at the database as it is now
+        change = _schema_change(conn, auto_upgrade=auto_upgrade)
+        if change is not None:
+            log.log(*change)
+            _upgrade(conn)
+
+
+def _schema_change(conn: Connection, *, auto_upgrade: bool) -> tuple[int, str] | None:
+    """None when the schema is at head; else what upgrading it means (a log level and message).
+    SchemaError for a database loadgen must not touch, or may not without ``auto_upgrade``."""
     url = conn.engine.url.render_as_string(hide_password=True)
     head = head_revision()
     hint = f"run `loadgen db upgrade --db {url}`"
@@ -190,16 +248,14 @@ def ensure_schema(conn: Connection, *, auto_upgrade: bool) -> None:
     if not tables:
         if not auto_upgrade:
             raise SchemaError(f"database {url} has no loadgen schema, loadgen needs {head}: {hint}")
-        log.info("creating the loadgen schema (revision %s) in %s", head, url)
-        _upgrade(conn)
-        return
+        return logging.INFO, f"creating the loadgen schema (revision {head}) in {url}"
     if VERSION_TABLE not in tables:
         raise SchemaError(
             f"database {url} is not a loadgen database: it has tables but no {VERSION_TABLE} table"
         )
     current = MigrationContext.configure(conn).get_current_revision()
     if current == head:
-        return
+        return None
     known = {script.revision for script in _script().walk_revisions()}
     if current is not None and current not in known:
         raise SchemaError(
@@ -210,8 +266,7 @@ def ensure_schema(conn: Connection, *, auto_upgrade: bool) -> None:
         raise SchemaError(
             f"database {url} is at schema revision {current or 'base'}, loadgen needs {head}: {hint}"
         )
-    log.warning("upgrading database %s from schema revision %s to %s", url, current or "base", head)
-    _upgrade(conn)
+    return logging.WARNING, f"upgrading database {url} from schema revision {current or 'base'} to {head}"
 
 
 def upgrade(url: str) -> None:

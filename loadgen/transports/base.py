@@ -153,6 +153,8 @@ class InferRequestSpec:
     inputs: tuple[InputTensor, ...]
     outputs: tuple[str, ...] = ()
     model_version: str = ""
+    parameters: tuple[tuple[str, bool | int | str], ...] = ()
+    """Request parameters (``--request-parameter``), in the order given."""
 
 
 class Transport(Protocol):

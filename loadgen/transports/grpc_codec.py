@@ -36,6 +36,13 @@ def build_request(spec: InferRequestSpec, *, stream: bool = False) -> bytes:
     request = service_pb2.ModelInferRequest(model_name=spec.model, model_version=spec.model_version)
     if stream:
         request.parameters[EMPTY_FINAL].bool_param = True
+    for name, value in spec.parameters:
+        if isinstance(value, bool):
+            request.parameters[name].bool_param = value
+        elif isinstance(value, int):
+            request.parameters[name].int64_param = value  # what Triton takes for priority and timeout
+        else:
+            request.parameters[name].string_param = value
     for tensor in spec.inputs:
         entry = request.inputs.add()
         entry.name = tensor.name

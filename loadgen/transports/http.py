@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from typing import Any
 
 import httptools
 import numpy as np
@@ -35,7 +36,7 @@ def build_request(
     spec: InferRequestSpec, host: str, port: int, headers: dict[str, str] | None = None
 ) -> bytes:
     """The whole HTTP/1.1 request (headers and body) for ``spec``."""
-    header = {
+    header: dict[str, Any] = {
         "inputs": [
             {
                 "name": t.name,
@@ -47,6 +48,8 @@ def build_request(
         ],
         "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in spec.outputs],
     }
+    if spec.parameters:
+        header["parameters"] = dict(spec.parameters)
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
     body = header_bytes + b"".join(t.data for t in spec.inputs)
     version = f"/versions/{spec.model_version}" if spec.model_version else ""

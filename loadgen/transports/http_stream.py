@@ -96,7 +96,9 @@ def build_generate_request(
     spec: InferRequestSpec, host: str, port: int, headers: dict[str, str] | None = None
 ) -> bytes:
     """The whole HTTP/1.1 generate_stream request (headers and JSON body) for ``spec``."""
-    inputs = {tensor.name: json_value(tensor) for tensor in spec.inputs}
+    inputs: dict[str, Any] = {tensor.name: json_value(tensor) for tensor in spec.inputs}
+    if spec.parameters:
+        inputs["parameters"] = dict(spec.parameters)
     try:
         body = json.dumps(inputs, separators=(",", ":"), allow_nan=False).encode()
     except ValueError:

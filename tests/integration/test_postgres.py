@@ -36,7 +36,7 @@ from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, check_schema, current_revision, head_revision
 from loadgen.storage.migrate import alembic_config
-from tests.cli import loadgen
+from tests.cli import loadgen, open_at_once
 from tests.integration.postgres import PASSWORD, USER, PostgresServer
 
 HISTORY = HISTORY_FILES["postgresql"]
@@ -222,6 +222,15 @@ def test_an_older_postgres_database_is_upgraded_and_keeps_its_runs(postgres: Pos
     with RunStore(url, auto_upgrade=False) as store:
         (run,) = store.list_runs()
     assert run.labels == {"plan": "old"} and run.step_count == 0
+
+
+def test_loadgens_opening_a_new_postgres_database_at_once_all_find_one_schema(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create_database("together")
+    results = open_at_once(url)
+    assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results]
+    assert current_revision(url) == head_revision()
 
 
 def test_a_wrong_password_is_a_one_line_error(postgres: PostgresServer) -> None:

@@ -411,3 +411,23 @@ def test_a_decoupled_model_gets_no_breakdown_hint() -> None:
     (finding,) = component_findings(frame, {"model_transaction_policy": {"decoupled": True}})
     assert "no latency breakdown for a decoupled model" in finding.text
     assert "bottleneck" not in finding.text
+
+
+def test_a_step_the_server_answered_more_requests_in_is_shared_and_gets_no_breakdown() -> None:
+    """Triton's stats are per model: another client's requests would show as this run's queue."""
+    frame = steps(
+        {"p99": 12, **split(10, queue=2, infer=8), "server_success_count": 305},  # window edges: its own
+        {"p99": 90, **split(80, queue=30, infer=10), "server_success_count": 1086},  # another class too
+        {"p99": 95, **split(85, queue=30, infer=10), "server_success_count": 990},
+    )
+    assert dominant_components(frame) == {0: "compute_infer"}
+    found = step_findings(frame)
+    (shared,) = [f for f in found if f.kind is Kind.SHARED_MODEL]
+    assert shared.severity is Severity.WARNING and shared.step_index == 1
+    assert shared.text.startswith(
+        "concurrency 2: the server answered 1086 requests of this model while this run got 300"
+    )
+    assert (
+        "(and 1 more step(s) like it)" in shared.text and "another client loads the model too" in shared.text
+    )
+    assert [f.step_index for f in found if f.kind is Kind.DOMINANT] == [0]

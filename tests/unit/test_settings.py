@@ -80,6 +80,10 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "retry_unavailable_s": (["--retry-unavailable", "30"], "30"),
         "max_error_rate": (["--max-error-rate", "5%"], "5%"),
         "headers": (["-H", "X-A: b", "-H", "X-C: d"], "{X-A: b, X-C: d}"),
+        "request_parameters": (
+            ["--request-parameter", "priority:1:int", "--request-parameter", "mode:a:b:string"],
+            "{priority: 1, mode: 'a:b'}",
+        ),
         "metrics_url": (["--metrics-url", "http://m:1/metrics"], "http://m:1/metrics"),
         "no_metrics": (["--no-metrics"], "true"),
         "metrics_interval_ms": (["--metrics-interval", "250"], "250"),
@@ -161,7 +165,7 @@ def test_every_option_gives_the_same_settings_from_the_command_line_a_plan_and_m
             for name, value in _plan_values(key, argv, yaml_value, pki)
             if name != "protocol"
         )
-        if key in ("headers", "shapes", "tolerances", "labels", "metrics_families"):
+        if key in ("headers", "shapes", "tolerances", "labels", "metrics_families", "request_parameters"):
             override = ",".join(f"{key}={item}" for item in argv[1::2])
         (_, from_m) = _cli("-m", "other", "-m", f"m:{override}", *shared)
         assert from_m == from_cli, key

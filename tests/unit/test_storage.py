@@ -31,6 +31,7 @@ from loadgen.results import (
 from loadgen.storage import RunStore, check_schema, current_revision, db_url, head_revision, upgrade
 from loadgen.storage.migrate import alembic_config
 from loadgen.storage.models import Base
+from tests.cli import open_at_once
 
 T0 = datetime(2024, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -352,3 +353,10 @@ def test_db_option_takes_a_url_or_a_plain_sqlite_path(tmp_path: Path) -> None:
     for bad, fragment in (("", "empty --db"), ("://x", "is not a SQLAlchemy URL")):
         with pytest.raises(ValueError, match=fragment):
             db_url(bad)
+
+
+def test_loadgens_opening_a_new_database_at_once_all_find_one_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    results = open_at_once(url)
+    assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results]
+    assert current_revision(url) == head_revision()

@@ -1,0 +1,65 @@
+"""The options that shape how each request is sent: as a stream (and cancelled midway), and with
+which request parameters. Part of :data:`loadgen.config.options.OPTIONS`."""
+
+from __future__ import annotations
+
+from loadgen.config import values
+from loadgen.config.option import LOAD, SERVER, Option
+
+REQUEST_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "streaming",
+        ("--streaming",),
+        "send each request as a stream and time every response (decoupled models: time to first "
+        "response, gaps between responses, responses per request; default: unary): Triton's gRPC "
+        "stream, or over HTTP its generate_stream (server-sent events)",
+        values.boolean,
+        switch=True,
+        group=SERVER,
+    ),
+    Option(
+        "token_output",
+        ("--token-output",),
+        "--streaming: count a response's tokens as the elements of this output (tokens/s for a model "
+        "that sends several tokens per response; default: one token per response)",
+        metavar="NAME",
+        group=LOAD,
+    ),
+    Option(
+        "cancel_after_ms",
+        ("--cancel-after-ms",),
+        "--streaming: cancel requests this long after their send (a duration; plain number: ms), to "
+        "see how the server frees what they held; cancelled requests are counted apart (default: none)",
+        values.duration_ms,
+        metavar="TIME",
+        group=LOAD,
+    ),
+    Option(
+        "cancel_after_responses",
+        ("--cancel-after-responses",),
+        "--streaming: cancel requests at their N-th response (default: none; with --cancel-after-ms, "
+        "whichever comes first)",
+        values.whole,
+        metavar="N",
+        group=LOAD,
+    ),
+    Option(
+        "cancel_share_pct",
+        ("--cancel-share",),
+        "the share of requests cancelled, spread evenly (default 100%%)",
+        values.percent,
+        metavar="PCT",
+        group=LOAD,
+    ),
+    Option(
+        "request_parameters",
+        ("--request-parameter",),
+        "send this request parameter with every request (repeatable, perf_analyzer's form; TYPE bool, "
+        "int or string): Triton's priority (1 is the highest level) and timeout (microseconds, as the "
+        "model's queue policy allows), or one the model reads; default none",
+        values.request_parameters,
+        metavar="NAME:VALUE:TYPE",
+        repeat=True,
+        group=SERVER,
+    ),
+)

@@ -20,12 +20,14 @@ from typing import Any
 from loadgen import __version__
 from loadgen.config import SweepSettings
 from loadgen.engine.search import SearchResult
+from loadgen.engine.sequences import SequencePlan
 from loadgen.engine.step import StepListener
 from loadgen.engine.sweep import run_sweep
 from loadgen.errors import ConfigError, ServerUnavailable
 from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI
+from loadgen.sequence_setup import sequence_plan
 from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
@@ -57,8 +59,9 @@ def host_info() -> dict[str, Any]:
     }
 
 
-Prepared = tuple[RunInfo, list[InferRequestSpec], Sequence[Reference] | None]
-"""What a run needs from the server before it is recorded: its info, the requests, the references."""
+Prepared = tuple[RunInfo, list[InferRequestSpec], Sequence[Reference] | None, SequencePlan | None]
+"""What a run needs from the server before it is recorded: its info, the requests, the references
+and, for a sequence model, its sequences' plan."""
 
 
 def is_decoupled(config: dict[str, Any]) -> bool:
@@ -116,7 +119,7 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
                     "when the input data has no expected outputs"
                 )
             references = [flatten_stream([reference]) for reference in references]  # one response each
-    return info, requests, references
+    return info, requests, references, sequence_plan(settings, config, len(requests))
 
 
 async def execute_sweep(
@@ -149,9 +152,9 @@ async def execute_sweep(
     )
     try:
         if prepared is None:
-            info, requests, references = await prepare(settings, api)
+            info, requests, references, plan = await prepare(settings, api)
         else:
-            info, requests, references = prepared
+            info, requests, references, plan = prepared
             info = replace(info, started_at=datetime.now(UTC))
         run_id = store.create_run(info)
         if on_run_created is not None:
@@ -175,6 +178,7 @@ async def execute_sweep(
                 listener=listener,
                 on_search=on_search,
                 references=references,
+                sequence_plan=plan,
             )
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")

@@ -1,6 +1,8 @@
 """The demo models of ``model_repository/``, as the server lists them (sorted)."""
 
 DEMO_MODELS = [
+    "accumulate",
+    "accumulate_crossed",
     "custom_metric",
     "drifting",
     "echo_parameters",

@@ -1,5 +1,6 @@
-"""The options that shape how each request is sent: as a stream (and cancelled midway), and with
-which request parameters. Part of :data:`loadgen.config.options.OPTIONS`."""
+"""The options that shape how each request is sent: as a stream (and cancelled midway), with
+which request parameters, and as part of a sequence (stateful models). Part of
+:data:`loadgen.config.options.OPTIONS`."""
 
 from __future__ import annotations
 
@@ -61,5 +62,47 @@ REQUEST_OPTIONS: tuple[Option, ...] = (
         metavar="NAME:VALUE:TYPE",
         repeat=True,
         group=SERVER,
+    ),
+    Option(
+        "sequence_length",
+        ("--sequence-length",),
+        "a sequence model: requests per sequence (default 20, or each input data stream's length)",
+        values.whole,
+        metavar="N",
+        group=LOAD,
+    ),
+    Option(
+        "sequence_length_variation",
+        ("--sequence-length-variation",),
+        "draw each sequence's length uniformly within PCT%% of --sequence-length (default 20%%)",
+        values.percent,
+        metavar="PCT",
+        group=LOAD,
+    ),
+    Option(
+        "num_of_sequences",
+        ("--num-of-sequences",),
+        "a sequence model in open loop: sequences active at once, the sends spread over them (default 4)",
+        values.whole,
+        metavar="N",
+        group=LOAD,
+    ),
+    Option(
+        "sequence_id_range",
+        ("--sequence-id-range",),
+        "correlation ids START up to END (excluded) for this run's sequences, so that several loadgens "
+        "on one server never share one (default: from 1)",
+        values.id_range,
+        metavar="START[:END]",
+        group=LOAD,
+    ),
+    Option(
+        "serial_sequences",
+        ("--serial-sequences",),
+        "in open loop, send a sequence's next request only once the previous one is answered "
+        "(default: on schedule, several in flight)",
+        values.boolean,
+        switch=True,
+        group=LOAD,
     ),
 )

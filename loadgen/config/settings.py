@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from loadgen.config.sequences import sequence_rules
 from loadgen.errors import SettingProblem, check, raise_problems
 from loadgen.tls import GRPC_INSECURE, TlsSettings, url_scheme
 
@@ -160,6 +161,19 @@ class SweepSettings:
     """``--ssl`` options (file paths only, never contents); None: plain connections."""
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     """``-H``: sent with every request (auth tokens); never stored, only their names."""
+    sequence_length: int | None = None
+    """``--sequence-length``: requests per sequence of a sequence model (varied by
+    ``sequence_length_variation``); None: 20, or each input data stream's length."""
+    sequence_length_variation: float | None = None
+    """``--sequence-length-variation``: a sequence's length is drawn uniformly within this percent of
+    ``sequence_length``; None: 20."""
+    num_of_sequences: int | None = None
+    """``--num-of-sequences``: sequences active at once in open loop; None: 4."""
+    sequence_id_range: tuple[int, int] | None = None
+    """``--sequence-id-range``: correlation ids [start, end) this run uses (several loadgens on one
+    server each take their own); None: from 1."""
+    serial_sequences: bool = False
+    """``--serial-sequences``: in open loop, a sequence's next request waits for the previous answer."""
     request_parameters: dict[str, bool | int | str] = field(default_factory=dict)
     """``--request-parameter``: sent with every request as Triton request parameters (priority,
     timeout, or what the model reads), in the request built once."""
@@ -382,6 +396,14 @@ class SweepSettings:
                 not (self.protocol == "grpc" and tls is not None and tls.insecure),
                 "ssl_insecure",
                 GRPC_INSECURE,
+            ),
+            *sequence_rules(
+                self.sequence_length,
+                self.sequence_length_variation,
+                self.num_of_sequences,
+                self.sequence_id_range,
+                self.levels,
+                closed,
             ),
         )
 

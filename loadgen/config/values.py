@@ -256,6 +256,28 @@ def labels(raw: object) -> dict[str, str]:
     return {key: "" if value is None else str(value) for key, value in _items(raw, "=", "KEY=VALUE")}
 
 
+MAX_SEQUENCE_ID = 2**64 - 1
+"""Triton's correlation ids are uint64; 0 means "no sequence"."""
+
+
+def id_range(raw: object) -> tuple[int, int]:
+    """``START[:END]`` (perf_analyzer's ``--sequence-id-range``): ids START up to END, END
+    excluded (default: up to the largest uint64)."""
+    value = text(raw)
+    first, sep, last = value.partition(":")
+    try:
+        start = int(first)
+        end = int(last) if sep else MAX_SEQUENCE_ID + 1
+    except ValueError:
+        raise ConfigError(f"bad {OPTION} {value!r}: expected START[:END], whole numbers") from None
+    if not 1 <= start < end <= MAX_SEQUENCE_ID + 1:
+        raise ConfigError(
+            f"bad {OPTION} {value!r}: ids run from START >= 1 (0 is no sequence) up to END > START, "
+            f"at most 2^64 (END is excluded)"
+        )
+    return start, end
+
+
 RequestParameter = bool | int | str
 PARAMETER_TYPES = ("bool", "int", "string")
 _RESERVED_PARAMETERS = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, Window, drain
+from loadgen.engine.sequences import Sequences
 from loadgen.transports.base import Arrivals, CapturedArrivals, Transport
 from loadgen.transports.reasons import is_connection_failure
 from loadgen.validation import Validator, flatten_stream
@@ -39,6 +40,7 @@ class ClosedLoop:
         validator: Validator | None = None,
         streaming: bool = False,
         canceller: Canceller | None = None,
+        sequences: Sequences | None = None,
     ) -> None:
         if not requests:
             raise ValueError("no prepared requests")
@@ -48,6 +50,7 @@ class ClosedLoop:
         self.validator = validator
         self.streaming = streaming
         self.canceller = canceller
+        self.sequences = sequences
         self.level: float = concurrency
         self.window: Window = Discard()
         self._running = False
@@ -65,6 +68,25 @@ class ClosedLoop:
         )
         while self._running:
             request = next(requests)
+            start = sent_at[index] = clock()
+            error = await send(request)
+            if error is None:
+                self.window.record(clock() - start)
+            else:
+                self.window.error(error)
+                if is_connection_failure(error):
+                    await asyncio.sleep(BACK_OFF_S)
+
+    async def _sequence_slot(self, index: int) -> None:
+        """As :meth:`_slot` for a sequence model: the slot runs one sequence at a time, each request
+        sent after the previous one's answer (:class:`~loadgen.engine.sequences.Cursor`)."""
+        assert self.sequences is not None
+        cursor = self.sequences.cursor(index)
+        send = self.transport.sender(index)
+        clock = time.perf_counter_ns
+        sent_at = self._sent_at
+        while self._running:
+            request, _, _ = cursor.next()
             start = sent_at[index] = clock()
             error = await send(request)
             if error is None:
@@ -152,6 +174,8 @@ class ClosedLoop:
         ]
 
     def _slot_task(self, index: int, validator: Validator | None) -> Coroutine[Any, Any, None]:
+        if self.sequences is not None:
+            return self._sequence_slot(index)
         if self.streaming:
             return (
                 self._stream_slot(index) if validator is None else self._checked_stream_slot(index, validator)

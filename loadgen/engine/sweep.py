@@ -16,6 +16,7 @@ from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
 from loadgen.engine.schedules import Schedule
 from loadgen.engine.search import SearchResult, meets, search
+from loadgen.engine.sequences import SequencePlan, Sequences, end_sequences
 from loadgen.engine.step import LoadGenerator, StepListener, measure_step
 from loadgen.engine.workers import PooledLoad, WorkerPool, WorkerSetup, default_workers
 from loadgen.errors import ServerUnavailable, UnknownModel
@@ -51,6 +52,7 @@ async def run_sweep(
     listener: StepListener | None = None,
     on_search: Callable[[SearchResult], None] | None = None,
     references: Sequence[Reference] | None = None,
+    sequence_plan: SequencePlan | None = None,
 ) -> list[StepResult]:
     """Measure the levels of ``settings`` in order (or search them for the latency limit);
     each step goes to ``on_step`` as soon as it ends, so an exception leaves earlier ones delivered.
@@ -58,6 +60,11 @@ async def run_sweep(
     With ``settings.validate`` every answer is checked against ``references`` (one per request),
     or, if None, against the answers to each request sent alone before the first step."""
     prepared = [transport.prepare(spec) for spec in requests]  # serialized once, cycled by the load
+    sequences = (
+        None
+        if sequence_plan is None
+        else Sequences(sequence_plan, [transport.prepare_sequence(spec) for spec in requests])
+    )
     validator = None
     if settings.validate:
         if references is None:
@@ -81,7 +88,7 @@ async def run_sweep(
 
     results: list[StepResult] = []
     open_loop = settings.scenario == "request_rate"
-    workers = settings.workers or default_workers(settings.levels, open_loop)
+    workers = 1 if sequences is not None else settings.workers or default_workers(settings.levels, open_loop)
     pool = None
     if workers > 1:
         pool = WorkerPool(
@@ -139,6 +146,7 @@ async def run_sweep(
                 validator=validator,
                 streaming=settings.streaming,
                 canceller=canceller_of(settings),
+                sequences=sequences,
             )
         step = await measure_step(
             index,
@@ -206,4 +214,6 @@ async def run_sweep(
             await pool.close()
         if scraper:
             await scraper.close()
+        if sequences is not None:
+            await end_sequences(transport, sequences)
     return results

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
 from importlib import resources
@@ -187,8 +189,8 @@ MIGRATION_LOCK_KEY = 0x6C6F616467656E
 def _migration_lock(conn: Connection) -> Iterator[None]:
     """Holds off every other loadgen changing the same database's schema: two sweeps started at
     once on a new database would otherwise both create its tables, and one would fail. SQLite:
-    ``flock`` on the database file (independent of SQLite's own locks); PostgreSQL: an advisory
-    lock; an in-memory SQLite database has no other user."""
+    ``flock`` on a lock file of its own in the temporary folder, named by the database's path;
+    PostgreSQL: an advisory lock; an in-memory SQLite database has no other user."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
         try:
@@ -202,7 +204,10 @@ def _migration_lock(conn: Connection) -> Iterator[None]:
     if not database or database == ":memory:" or not Path(database).is_file():
         yield
         return
-    with open(database, "rb") as handle:
+    # never a second descriptor on the database file itself: closing it would drop the POSIX locks
+    # SQLite holds through its own (fcntl locks belong to the process, not the descriptor)
+    key = hashlib.sha256(str(Path(database).resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"loadgen-schema-{key}.lock", "a") as handle:
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
         while True:
             try:

@@ -157,11 +157,28 @@ class InferRequestSpec:
     """Request parameters (``--request-parameter``), in the order given."""
 
 
+SequenceId = int | str
+"""A correlation id: uint64, or a string where the model's config asks for one."""
+
+
+class SequenceRequests(Protocol):
+    """A sequence model's request, built once (``Transport.prepare_sequence``): each send adds
+    only its sequence id and start/end flags, as Triton's sequence extension takes them."""
+
+    def request(self, sequence_id: SequenceId, start: bool, end: bool) -> Any:
+        """The prepared request of one send, as the transport's senders take it."""
+        ...
+
+
 class Transport(Protocol):
     name: str
 
     def prepare(self, request: InferRequestSpec) -> Any:
         """Serialize a request once; the result is passed to senders as-is."""
+        ...
+
+    def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
+        """As :meth:`prepare`, for the requests of a sequence model."""
         ...
 
     def sender(self, slot: int) -> Sender:

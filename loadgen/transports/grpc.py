@@ -28,11 +28,13 @@ from loadgen.transports.base import (
     InferRequestSpec,
     OutputTensor,
     Sender,
+    SequenceRequests,
     StreamSender,
     deadline_reason,
 )
 from loadgen.transports.grpc_codec import (
     SLOTS_PER_CHANNEL,
+    MessageSequence,
     build_request,
     error_reason,
     read_outputs,
@@ -95,6 +97,9 @@ class GrpcTransport:
 
     def prepare(self, request: InferRequestSpec) -> bytes:
         return build_request(request, stream=self.streaming)
+
+    def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
+        return MessageSequence(build_request(request))
 
     def _call(self, index: int) -> tuple[Any, grpc.aio.Channel]:
         target = grpc_target(self.url)

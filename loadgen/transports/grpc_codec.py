@@ -55,6 +55,24 @@ def build_request(spec: InferRequestSpec, *, stream: bool = False) -> bytes:
     return data
 
 
+def sequence_parameters(sequence_id: int | str, start: bool, end: bool) -> bytes:
+    """A sequence request's own parameters as a serialized ModelInferRequest holding only them:
+    appended to a request built once, protobuf merges the two (map entries add up), so the
+    inputs are never serialized again. An id above int64 goes as uint64 (Triton takes both)."""
+    request = service_pb2.ModelInferRequest()
+    parameters = request.parameters
+    if isinstance(sequence_id, str):
+        parameters["sequence_id"].string_param = sequence_id
+    elif sequence_id < 2**63:
+        parameters["sequence_id"].int64_param = sequence_id
+    else:
+        parameters["sequence_id"].uint64_param = sequence_id
+    parameters["sequence_start"].bool_param = start
+    parameters["sequence_end"].bool_param = end
+    data: bytes = request.SerializeToString()
+    return data
+
+
 def parse_response(data: bytes) -> dict[str, OutputTensor]:
     """The outputs of a serialized ModelInferResponse (Triton sends them as raw contents)."""
     return _outputs(service_pb2.ModelInferResponse.FromString(data))
@@ -105,3 +123,16 @@ def read_stream_response(data: bytes, token_output: str = "") -> tuple[str | Non
         return None, 1, final
     shape = next((out.shape for out in response.outputs if out.name == token_output), None)
     return None, math.prod(shape) if shape is not None else 0, final
+
+
+class MessageSequence:
+    """A sequence model's ModelInferRequest: serialized once, each send's id and flags appended
+    (:func:`sequence_parameters`)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: bytes) -> None:
+        self.message = message
+
+    def request(self, sequence_id: int | str, start: bool, end: bool) -> bytes:
+        return self.message + sequence_parameters(sequence_id, start, end)

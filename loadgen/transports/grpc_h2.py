@@ -30,11 +30,13 @@ from loadgen.transports.base import (
     InferRequestSpec,
     OutputTensor,
     Sender,
+    SequenceRequests,
     StreamSender,
     Watchdog,
 )
 from loadgen.transports.grpc_codec import (
     SLOTS_PER_CHANNEL,
+    MessageSequence,
     build_request,
     read_outputs,
     read_stream_response,
@@ -196,6 +198,13 @@ class GrpcH2Transport:
         block = encode_headers(request_headers(self.authority, self.metadata, scheme=scheme, path=path))
         return PreparedCall(block, build_request(request, stream=self.streaming))
 
+    def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
+        """A sequence model's call: the HEADERS block and message built once; a send's DATA frame
+        carries the message with its id and flags appended."""
+        scheme = "https" if self.ssl is not None else "http"
+        block = encode_headers(request_headers(self.authority, self.metadata, scheme=scheme))
+        return _CallSequence(block, MessageSequence(build_request(request)))
+
     def channel(self, slot: int) -> _Channel:
         index = slot // self.slots_per_connection
         while len(self._channels) <= index:
@@ -297,3 +306,13 @@ class GrpcH2Transport:
                 if connection.lost in pending and connection.transport is not None:
                     connection.transport.abort()
             await asyncio.sleep(0)
+
+
+class _CallSequence:
+    __slots__ = ("block", "messages")
+
+    def __init__(self, block: bytes, messages: MessageSequence) -> None:
+        self.block, self.messages = block, messages
+
+    def request(self, sequence_id: int | str, start: bool, end: bool) -> PreparedCall:
+        return PreparedCall(self.block, self.messages.request(sequence_id, start, end))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from dataclasses import replace
 from typing import Any
 
 import httptools
@@ -27,6 +28,7 @@ from loadgen.transports.base import (
     InferRequestSpec,
     OutputTensor,
     Sender,
+    SequenceRequests,
     Watchdog,
 )
 from loadgen.transports.reasons import cannot_connect, connection_lost, http_reason, status_reason
@@ -277,6 +279,9 @@ class HttpTransport:
     def prepare(self, request: InferRequestSpec) -> bytes:
         return build_request(request, self.host, self.port, self.headers)
 
+    def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
+        return _HttpSequence(request, self.host, self.port, self.headers)
+
     def sender(self, slot: int) -> Sender:
         """Slot i always uses connection i: steps run one after another, so they can share it."""
         self._watchdog.start()
@@ -305,3 +310,19 @@ class HttpTransport:
             connection.close()
         self._connections.clear()
         self._capturing.clear()
+
+
+class _HttpSequence:
+    """A sequence model's request over HTTP: the sequence parameters sit in the JSON header, whose
+    length the request's headers carry, so each send builds its request (the inputs are joined
+    again: one copy)."""
+
+    __slots__ = ("headers", "host", "port", "spec")
+
+    def __init__(self, spec: InferRequestSpec, host: str, port: int, headers: dict[str, str]) -> None:
+        self.spec, self.host, self.port, self.headers = spec, host, port, headers
+
+    def request(self, sequence_id: int | str, start: bool, end: bool) -> bytes:
+        own = (("sequence_id", sequence_id), ("sequence_start", start), ("sequence_end", end))
+        spec = replace(self.spec, parameters=(*self.spec.parameters, *own))
+        return build_request(spec, self.host, self.port, self.headers)

@@ -38,6 +38,7 @@ from loadgen.transports.base import (
     InputTensor,
     OutputTensor,
     Sender,
+    SequenceRequests,
     StreamSender,
     Watchdog,
 )
@@ -301,6 +302,9 @@ class HttpStreamTransport:
         while len(self._connections) <= slot:
             self._connections.append(_StreamConnection(self.host, self.port, self._ssl, self.token_output))
         return self._connections[slot]
+
+    def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
+        raise ConfigError("a sequence model over --streaming: not supported yet; drop --streaming")
 
     def stream_sender(self, slot: int) -> StreamSender:
         return self._connection(slot).stream

@@ -56,6 +56,10 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("sweep", "--request-timeout"): SECONDS,
     ("sweep", "--retry-unavailable"): SECONDS,
     ("sweep", "-H"): ["", "junk"],
+    ("sweep", "--sequence-length"): [*WHOLE, "0"],
+    ("sweep", "--sequence-length-variation"): [*PERCENT, "101"],
+    ("sweep", "--num-of-sequences"): [*WHOLE, "0"],
+    ("sweep", "--sequence-id-range"): ["", "junk", "0:10", "10:5", "5:5", "1:99999999999999999999999"],
     ("sweep", "--request-parameter"): [
         "",
         "priority",

@@ -80,6 +80,11 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "retry_unavailable_s": (["--retry-unavailable", "30"], "30"),
         "max_error_rate": (["--max-error-rate", "5%"], "5%"),
         "headers": (["-H", "X-A: b", "-H", "X-C: d"], "{X-A: b, X-C: d}"),
+        "sequence_length": (["--sequence-length", "12"], "12"),
+        "sequence_length_variation": (["--sequence-length-variation", "10%"], "10%"),
+        "num_of_sequences": (["--num-of-sequences", "6"], "6"),
+        "sequence_id_range": (["--sequence-id-range", "1000:2000"], "'1000:2000'"),
+        "serial_sequences": (["--serial-sequences"], "true"),
         "request_parameters": (
             ["--request-parameter", "priority:1:int", "--request-parameter", "mode:a:b:string"],
             "{priority: 1, mode: 'a:b'}",

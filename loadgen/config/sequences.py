@@ -1,0 +1,46 @@
+"""A sequence model's settings beyond the sweep's own: defaults (perf_analyzer's) and rules.
+
+Whether a run is a sequence run is the model's to say (``sequence_batching`` in its config), so
+the settings only hold what the user chose; :func:`sequence_rules` checks what can be checked
+without the server, the runner the rest (a sequence option on a model without sequences)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+DEFAULT_LENGTH = 20
+DEFAULT_VARIATION_PCT = 20.0
+DEFAULT_SEQUENCES = 4
+"""perf_analyzer's defaults for ``--sequence-length``, ``--sequence-length-variation`` and
+``--num-of-sequences``."""
+
+Rule = tuple[bool, str, str]
+
+
+def sequence_rules(
+    length: int | None,
+    variation: float | None,
+    count: int | None,
+    id_range: tuple[int, int] | None,
+    levels: Sequence[float],
+    closed: bool,
+) -> list[Rule]:
+    """The rules of the sequence options (``(holds, key, message)``, as ``problems()`` takes them)."""
+    in_flight = int(max(levels, default=1)) if closed else (count or DEFAULT_SEQUENCES)
+    room = id_range[1] - id_range[0] if id_range is not None else in_flight
+    held = "the highest concurrency" if closed else "the sequences active at once ({num_of_sequences})"
+    return [
+        (length is None or length >= 1, "sequence_length", f"{{sequence_length}} must be >= 1, got {length}"),
+        (
+            variation is None or 0.0 <= variation <= 100.0,
+            "sequence_length_variation",
+            f"{{sequence_length_variation}} must be a percentage within 0..100, got {variation}",
+        ),
+        (count is None or count >= 1, "num_of_sequences", f"{{num_of_sequences}} must be >= 1, got {count}"),
+        (
+            room >= in_flight,
+            "sequence_id_range",
+            f"{{sequence_id_range}} holds {room} id(s), fewer than {held}, {in_flight}: each sequence in "
+            "flight needs its own id",
+        ),
+    ]

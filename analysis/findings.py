@@ -279,8 +279,12 @@ def quality_findings(steps: pd.DataFrame) -> list[Finding]:
             text = (
                 f"{_level(row)}: {int(mismatched)} of {int(row['validated_count'])} answers differ from "
                 f"the reference beyond the tolerance, {int(row['swapped_count'])} of them equal to another "
-                f"request's reference (swapped/stale); max abs diff {row['max_abs_diff']:.3g}, "
-                f"max rel diff {row['max_rel_diff']:.3g}"
+                f"request's reference (swapped/stale)"
+                + (  # compared within a tolerance (floats) or not at all (an exact type: no diff)
+                    f"; max abs diff {row['max_abs_diff']:.3g}, max rel diff {row['max_rel_diff']:.3g}"
+                    if row["max_abs_diff"] or row["max_rel_diff"]
+                    else ""
+                )
                 + (f"; first: {detail['example']}" if detail.get("example") else "")
             )
             found.append(Finding(Kind.MISMATCH, Severity.ERROR, text, index))

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import StreamTally
 from loadgen.storage import RunRecord, RunStore, StepRecord
+from loadgen.tallies import StreamTally
 
 _SKIP = {
     "histogram_bytes",
@@ -26,6 +26,9 @@ _SKIP = {
     "first_response_histogram_bytes",
     "inter_response_histogram_bytes",
     "responses_histogram_bytes",
+    "sequence_start_histogram_bytes",
+    "sequence_middle_histogram_bytes",
+    "sequence_end_histogram_bytes",
     "spacing_histogram_bytes",
     "windows",
     "errors",

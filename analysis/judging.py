@@ -11,8 +11,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadgen.results import REPORTED_PERCENTILES, STABILITY_WINDOWS, StreamTally, spread_pct
+from loadgen.results import REPORTED_PERCENTILES, STABILITY_WINDOWS, spread_pct
 from loadgen.storage import StepRecord
+from loadgen.tallies import StreamTally
 
 NO_STREAM_NOISE = "windows keep no stream data: judged by the thresholds alone"
 """Said beside a first-response change: its noise cannot be read from the stored windows."""

@@ -26,7 +26,7 @@ from analysis.plots import (
     new_figure,
     run_label,
 )
-from loadgen.results import StreamTally
+from loadgen.tallies import StreamTally
 
 FIRST_PERCENTILES = ("p50", "p90", "p99")
 GAP_PERCENTILES = ("p50", "p99")

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from loadgen.config.scenarios import SCENARIOS
-from loadgen.results import StreamTally
 from loadgen.storage import StepRecord
+from loadgen.tallies import SequenceTally, StreamTally
 
 LEVEL = SCENARIOS["concurrency"].column
 RATE_LEVEL = SCENARIOS["request_rate"].column
@@ -56,6 +56,9 @@ def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
             columns=["p90 latency (ms)", "p95 latency (ms)", "Server queue (ms)", "Compute infer (ms)"]
         )
         table = pd.concat([table.iloc[:, :at], stream, table.iloc[:, at:]], axis=1)
+    if "sequence_count" in steps and steps["sequence_count"].notna().any():
+        at = list(table.columns).index("Throughput (infer/s)") + 1
+        table = pd.concat([table.iloc[:, :at], sequence_table(steps), table.iloc[:, at:]], axis=1)
     if "cancelled_count" in steps and (steps["cancelled_count"].fillna(0) > 0).any():
         table["Cancelled"] = steps["cancelled_count"].astype("Int64")  # on purpose: not errors
     if "validated_count" in steps and steps["validated_count"].notna().any():
@@ -85,6 +88,15 @@ def stream_table(steps: pd.DataFrame) -> pd.DataFrame:
             "Request output p50 (responses/s)": steps["request_output_rate_p50"].astype("float64"),
         }
     )
+
+
+def sequence_table(steps: pd.DataFrame) -> pd.DataFrame:
+    """A sequence model's columns: sequences ended per second, and the p99 of the requests that
+    start, continue and end a sequence (a start meets cold state)."""
+    columns = {"Sequences/s": steps["sequence_count"].astype("float64") / steps["duration_s"]}
+    for place in ("start", "middle", "end"):
+        columns[f"{place.title()} p99 (ms)"] = steps[f"sequence_{place}_p99_us"].astype("float64") / 1000.0
+    return pd.DataFrame(columns)
 
 
 def open_loop_table(steps: pd.DataFrame) -> pd.DataFrame:
@@ -233,6 +245,9 @@ def benchmark_table(
     streams = [step.stream() for step in steps]
     if any(stream is not None for stream in streams):  # the latency columns: to the final response
         table = pd.concat([table, _stream_columns(steps, streams, percentiles)], axis=1)
+    sequences = [step.sequences() for step in steps]
+    if any(tally is not None for tally in sequences):
+        table = pd.concat([table, _sequence_columns(steps, sequences, percentiles)], axis=1)
     if any(step.cancelled_count for step in steps):
         table["Cancelled"] = [step.cancelled_count or 0 for step in steps]
     if any(step.error_count for step in steps):
@@ -268,6 +283,25 @@ def _stream_columns(
         columns[f"Request output p{100 - p:g} (responses/s)"] = [
             1e6 / s.spacing.percentile_us(p) if s is not None and s.spacing.count else nan for s in streams
         ]
+    return pd.DataFrame(columns)
+
+
+def _sequence_columns(
+    steps: Sequence[StepRecord], tallies: Sequence[SequenceTally | None], percentiles: Sequence[float]
+) -> pd.DataFrame:
+    """A sequence model's steps: sequences ended per second, then each place's percentiles."""
+    nan = float("nan")
+    columns: dict[str, list[float]] = {
+        "Sequences/s": [
+            t.ended / step.duration_s if t is not None and step.duration_s > 0 else nan
+            for step, t in zip(steps, tallies, strict=True)
+        ]
+    }
+    for place in ("start", "middle", "end"):
+        for p in percentiles:
+            columns[f"{place.title()} p{p:g} (ms)"] = [
+                getattr(t, place).percentile_us(p) / 1000.0 if t is not None else nan for t in tallies
+            ]
     return pd.DataFrame(columns)
 
 

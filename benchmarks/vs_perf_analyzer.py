@@ -2,6 +2,7 @@
 
     python benchmarks/vs_perf_analyzer.py                                   # identity, 1,8,64,256, grpc+http
     python benchmarks/vs_perf_analyzer.py --protocols grpc --repeats 3 --output benchmarks/RESULTS.md
+    python benchmarks/vs_perf_analyzer.py --model accumulate --levels 1,8,32 --protocols grpc   # sequences
 
 For each protocol and concurrency level both tools run as subprocesses, alternately (the order
 flips each repeat), with the same window length, stability threshold and trial limit. Reported:
@@ -231,6 +232,7 @@ def run_perf_analyzer(pa: str, url: str, proto: str, c: int, args: argparse.Name
     cmd += ["--max-threads", str(min(c, args.pa_max_threads))]
     if args.input_data != "random":
         cmd += ["--input-data", args.input_data_arg]
+    cmd += shlex.split(args.extra_pa_args)
     child = run_child(cmd, args.timeout_s, args.max_rss_mb)
     passes = [float(x) for x in PASS_RE.findall(child.stdout)]
     requests = sum(passes) * args.measurement_interval / 1000
@@ -355,6 +357,9 @@ def main() -> None:
     ap.add_argument("--max-trials", type=int, default=10, help="both tools")
     ap.add_argument("--repeats", type=int, default=2, help="alternating pairs per cell")
     ap.add_argument("--extra-loadgen-args", default="", help='passed to loadgen sweep, e.g. "--workers 2"')
+    ap.add_argument(
+        "--extra-pa-args", default="", help='passed to perf_analyzer, e.g. "--sequence-length 20"'
+    )
     ap.add_argument(
         "--loadgen-warmup-ms", type=int, default=1000, help="loadgen's --warmup (for the request count)"
     )

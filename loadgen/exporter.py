@@ -37,7 +37,8 @@ from loadgen.engine.recorder import Window
 from loadgen.engine.step import StepListener
 from loadgen.errors import ConfigError
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import RunInfo, StepResult, StreamTally, WindowResult
+from loadgen.results import RunInfo, StepResult, WindowResult
+from loadgen.tallies import StreamTally
 
 DEFAULT_EXPORTER_PORT = 9108
 """The port the docs, docker-compose and Prometheus config use (9108 is free in Prometheus's port list)."""

@@ -22,10 +22,11 @@ from loadgen.config.scenarios import words
 from loadgen.engine.step import Listeners, StepListener
 from loadgen.errors import EXIT_ERRORS, EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, ConfigError
 from loadgen.exporter import SweepExporter
-from loadgen.results import RunStatus, StepResult, ValidationTally
+from loadgen.results import RunStatus, StepResult
 from loadgen.runner import Prepared, SweepOutcome, execute_sweep, prepare
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.storage import RunStore
+from loadgen.tallies import ValidationTally
 
 
 def grouped(sweeps: Sequence[SweepSettings]) -> list[SweepSettings]:

@@ -27,7 +27,7 @@ from loadgen.errors import ConfigError, ServerUnavailable
 from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI
-from loadgen.sequence_setup import sequence_plan
+from loadgen.sequence_setup import data_streams, sequence_plan
 from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
@@ -119,7 +119,8 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
                     "when the input data has no expected outputs"
                 )
             references = [flatten_stream([reference]) for reference in references]  # one response each
-    return info, requests, references, sequence_plan(settings, config, len(requests))
+    plan = sequence_plan(settings, config, len(requests), data_streams(settings.input_data))
+    return info, requests, references, plan
 
 
 async def execute_sweep(

@@ -5,12 +5,16 @@ one, each refused in one line before any run is recorded."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from loadgen.config import SweepSettings
-from loadgen.config.sequences import DEFAULT_LENGTH, DEFAULT_VARIATION_PCT
+from loadgen.config.sequences import DEFAULT_LENGTH, DEFAULT_SEQUENCES, DEFAULT_VARIATION_PCT
 from loadgen.engine.sequences import SequencePlan
+from loadgen.engine.workers import default_workers
 from loadgen.errors import ConfigError
+from loadgen.inputs.batches import NUMPY_SUFFIXES
+from loadgen.inputs.json_data import stream_lengths
 
 SEQUENCE_OPTIONS = {
     "sequence_length": "--sequence-length",
@@ -30,11 +34,35 @@ def string_ids(config: Mapping[str, Any]) -> bool:
     )
 
 
-def sequence_plan(settings: SweepSettings, config: Mapping[str, Any], requests: int) -> SequencePlan | None:
+def data_streams(input_data: str) -> list[int] | None:
+    """The lengths of the input file's sequence streams (perf_analyzer's list per sequence)."""
+    path = Path(input_data)
+    if input_data in ("random", "zero") or path.is_dir() or path.suffix in NUMPY_SUFFIXES:
+        return None
+    return stream_lengths(path)
+
+
+def _streams(lengths: list[int] | None, requests: int) -> tuple[tuple[int, ...], ...]:
+    """Each stream's request indices (consecutive in the flat list); one stream of every request
+    for flat data."""
+    if lengths is None:
+        return (tuple(range(requests)),)
+    starts = [sum(lengths[:k]) for k in range(len(lengths))]
+    streams = [
+        tuple(range(start, min(start + n, requests))) for start, n in zip(starts, lengths, strict=True)
+    ]
+    return tuple(stream for stream in streams if stream)
+
+
+def sequence_plan(
+    settings: SweepSettings, config: Mapping[str, Any], requests: int, lengths: list[int] | None = None
+) -> SequencePlan | None:
     """The plan of a sequence model's run; None for a model without state (ConfigError if a
-    sequence option was given for it)."""
+    sequence option or sequence data streams were given for it). ``lengths``: the input data's
+    streams (:func:`data_streams`)."""
     given = [flag for key, flag in SEQUENCE_OPTIONS.items() if getattr(settings, key) is not None]
     given += ["--serial-sequences"] if settings.serial_sequences else []
+    given += [f"--input-data with sequence streams ({settings.input_data})"] if lengths else []
     if "sequence_batching" not in config:
         if given:
             raise ConfigError(
@@ -44,9 +72,7 @@ def sequence_plan(settings: SweepSettings, config: Mapping[str, Any], requests: 
         return None
     not_yet = {
         "--streaming": settings.streaming,
-        "--validate": settings.validate,
-        "--workers above 1": (settings.workers or 1) > 1,
-        "an open-loop load (--request-rate, --ramp, --request-intervals)": settings.scenario != "concurrency",
+        "--batch-size above 1 with sequence streams": lengths is not None and settings.batch_size > 1,
     }
     for what, asked in not_yet.items():
         if asked:
@@ -54,15 +80,23 @@ def sequence_plan(settings: SweepSettings, config: Mapping[str, Any], requests: 
                 f"model {settings.model!r} is a sequence model: {what} is not supported with one yet"
             )
     start, end = settings.sequence_id_range or (1, 2**64)
+    open_loop = settings.scenario != "concurrency"
+    workers = settings.workers or default_workers(settings.levels, open_loop)
+    in_flight = (settings.num_of_sequences or DEFAULT_SEQUENCES) if open_loop else int(max(settings.levels))
+    if workers > 1 and (end - start) // workers < -(-in_flight // workers):
+        raise ConfigError(
+            f"--sequence-id-range holds {end - start} id(s): split between {workers} workers, each has too "
+            f"few for its share of the {in_flight} sequences in flight; widen the range or use fewer workers"
+        )
     return SequencePlan(
-        streams=(tuple(range(requests)),),
+        streams=_streams(lengths, requests),
         length=settings.sequence_length or DEFAULT_LENGTH,
         variation_pct=(
             DEFAULT_VARIATION_PCT
             if settings.sequence_length_variation is None
             else settings.sequence_length_variation
         ),
-        own_lengths=False,
+        own_lengths=lengths is not None and settings.sequence_length is None,
         id_start=start,
         id_end=end,
         string_ids=string_ids(config),

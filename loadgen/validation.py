@@ -16,7 +16,7 @@ The tally is per window and merges exactly (sums and maxima), like the histogram
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from loadgen.config.values import FLOAT_DATATYPES
-from loadgen.results import ValidationTally
+from loadgen.tallies import ValidationTally
 from loadgen.transports.base import NUMPY_DTYPES, CapturedArrivals, OutputTensor, Transport
 
 MAX_SWAP_CANDIDATES = 256
@@ -97,9 +97,12 @@ class Validator:
         tolerances: Mapping[str, Tolerance] | None = None,
         *,
         streams: bool = False,
+        names: Callable[[int], str] | None = None,
     ) -> None:
         self.references = list(references)
         self.streams = streams
+        self.name = names or (lambda key: f"request {key}")
+        """How a message names the request of a key (a sequence's: its stream and step)."""
         self.tolerances = dict(tolerances or DEFAULT_TOLERANCES)
         # (output, exact bytes) -> requests whose reference it is: finds most swaps in O(1)
         self._by_bytes: dict[tuple[str, bytes], list[int]] = {}
@@ -107,8 +110,14 @@ class Validator:
             for name, tensor in reference.items():
                 self._by_bytes.setdefault((name, tensor.data), []).append(key)
 
-    def check(self, key: int, outputs: Mapping[str, OutputTensor], tally: ValidationTally) -> None:
-        """Counts one answer to request ``key`` into ``tally``."""
+    def check(
+        self,
+        key: int,
+        outputs: Mapping[str, OutputTensor],
+        tally: ValidationTally,
+        sequence_id: int | None = None,
+    ) -> None:
+        """Counts one answer to request ``key`` (of sequence ``sequence_id``) into ``tally``."""
         tally.checked += 1
         reference = self.references[key]
         wrong: list[str] = []
@@ -127,8 +136,9 @@ class Validator:
         if other is not None:
             tally.swapped += 1
         if tally.example is None:
-            what = f"equals the reference of request {other}" if other is not None else "differs"
-            tally.example = f"request {key}: output {', '.join(wrong)} {what}"
+            what = f"equals the reference of {self.name(other)}" if other is not None else "differs"
+            where = self.name(key) if sequence_id is None else f"sequence {sequence_id}, {self.name(key)}"
+            tally.example = f"{where}: output {', '.join(wrong)} {what}"
 
     def _close(
         self, name: str, expected: OutputTensor, got: OutputTensor | None, tally: ValidationTally

@@ -77,20 +77,30 @@ class ClosedLoop:
                 if is_connection_failure(error):
                     await asyncio.sleep(BACK_OFF_S)
 
-    async def _sequence_slot(self, index: int) -> None:
+    async def _sequence_slot(self, index: int, validator: Validator | None) -> None:
         """As :meth:`_slot` for a sequence model: the slot runs one sequence at a time, each request
-        sent after the previous one's answer (:class:`~loadgen.engine.sequences.Cursor`)."""
+        sent after the previous one's answer (:class:`~loadgen.engine.sequences.Cursor`); with
+        ``validator`` each answer is checked against its step's reference."""
         assert self.sequences is not None
         cursor = self.sequences.cursor(index)
-        send = self.transport.sender(index)
+        send: Any = self.transport.capture_sender(index) if validator else self.transport.sender(index)
+        parse = self.transport.parse_outputs
         clock = time.perf_counter_ns
         sent_at = self._sent_at
         while self._running:
-            request, _, _ = cursor.next()
+            request, where, _ = cursor.next()
+            last = cursor.remaining == 0
             start = sent_at[index] = clock()
-            error = await send(request)
+            error: str | None
+            if validator is None:
+                error = await send(request)
+            else:
+                error, response = await send(request)
             if error is None:
-                self.window.record(clock() - start)
+                window = self.window
+                window.record_sequence(clock() - start, where, last)
+                if validator is not None:
+                    window.check(validator, cursor.check_key, parse(response), cursor.id)
             else:
                 self.window.error(error)
                 if is_connection_failure(error):
@@ -175,7 +185,7 @@ class ClosedLoop:
 
     def _slot_task(self, index: int, validator: Validator | None) -> Coroutine[Any, Any, None]:
         if self.sequences is not None:
-            return self._sequence_slot(index)
+            return self._sequence_slot(index, validator)
         if self.streaming:
             return (
                 self._stream_slot(index) if validator is None else self._checked_stream_slot(index, validator)

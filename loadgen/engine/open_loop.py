@@ -26,6 +26,7 @@ import numpy.typing as npt
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
+from loadgen.engine.sequences import OpenSequences
 from loadgen.transports.base import Arrivals, CapturedArrivals, CaptureSender, Sender, StreamSender, Transport
 from loadgen.validation import Validator, flatten_stream
 
@@ -50,12 +51,15 @@ class OpenLoop:
         origin_ns: int | None = None,
         streaming: bool = False,
         canceller: Canceller | None = None,
+        sequences: OpenSequences | None = None,
     ) -> None:
         """``stride``/``offset``: send only the schedule's sends ``offset, offset + stride, ...``
-        (one worker's part of a schedule shared by ``stride`` workers, all from ``origin_ns``)."""
+        (one worker's part of a schedule shared by ``stride`` workers, all from ``origin_ns``).
+        ``sequences``: a sequence model's sends, spread over its active sequences in turn."""
         if not requests:
             raise ValueError("no prepared requests")
         self.transport = transport
+        self.sequences = sequences
         self.validator = validator
         self.streaming = streaming
         self.canceller = canceller
@@ -123,6 +127,31 @@ class OpenLoop:
         else:
             self.window.error(error)
 
+    async def _one_in_sequence(self, send: Any, intended: int, sent: int) -> None:
+        """A sequence model's send: the next request of the next active sequence (with
+        ``--serial-sequences``, once that sequence's previous request is answered: the wait
+        counts, from the intended send)."""
+        assert self.sequences is not None
+        cursor, turn = self.sequences.next_cursor()
+        async with turn:
+            request, where, _ = cursor.next()
+            last, key, sequence_id = cursor.remaining == 0, cursor.check_key, cursor.id
+            validator = self.validator
+            if validator is None:
+                error = await send(request)
+            else:
+                error, response = await send(request)
+        done = time.perf_counter_ns()
+        self.in_flight -= 1
+        self._free.append(send)
+        window = self.window
+        if error is None:
+            window.record_open_sequence(done - intended, done - sent, where, last)
+            if validator is not None:
+                window.check(validator, key, self.transport.parse_outputs(response), sequence_id)
+        else:
+            window.error(error)
+
     async def _one_checked(
         self, send: CaptureSender, validator: Validator, key: int, intended: int, sent: int
     ) -> None:
@@ -173,7 +202,9 @@ class OpenLoop:
                 sent = clock()
                 self.window.record_send(sent - intended)
                 self.in_flight += 1
-                if self.streaming:
+                if self.sequences is not None:
+                    task = loop.create_task(self._one_in_sequence(send, intended, sent))
+                elif self.streaming:
                     task = loop.create_task(self._one_stream(send, index % n, intended, sent))
                 elif validator is None:
                     task = loop.create_task(self._one(send, requests[index % n], intended, sent))

@@ -13,7 +13,8 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import StreamTally, ValidationTally, WindowResult
+from loadgen.results import WindowResult
+from loadgen.tallies import SequenceTally, StreamTally, ValidationTally
 from loadgen.transports.base import Arrivals, OutputTensor
 from loadgen.validation import Validator
 
@@ -26,7 +27,16 @@ def _tokens(arrivals: Sequence[int]) -> int | None:
 class Window:
     """Counts and latency histogram of the requests that *completed* in one window."""
 
-    __slots__ = ("cancelled", "errors", "histogram", "requests", "stalled", "stream", "validation")
+    __slots__ = (
+        "cancelled",
+        "errors",
+        "histogram",
+        "requests",
+        "sequences",
+        "stalled",
+        "stream",
+        "validation",
+    )
 
     def __init__(self) -> None:
         self.histogram = LatencyHistogram()
@@ -41,10 +51,23 @@ class Window:
         """``--streaming`` only: the responses of the requests that completed in this window."""
         self.cancelled = 0
         """``--cancel-after-*``: requests cancelled on purpose, neither answers nor errors."""
+        self.sequences: SequenceTally | None = None
+        """A sequence model only: the latencies by place in the sequence."""
 
     def record(self, latency_ns: int) -> None:
         self.requests += 1
         self.histogram.record_ns(latency_ns)
+
+    def record_sequence(self, latency_ns: int, where: int, last: bool) -> None:
+        """A sequence model's request: ``where`` it sits (:data:`~loadgen.engine.sequences.START`,
+        MIDDLE or END, as an index of the tally's histograms) and whether it ended its sequence."""
+        self.requests += 1
+        self.histogram.record_ns(latency_ns)
+        if self.sequences is None:
+            self.sequences = SequenceTally()
+        tally = self.sequences
+        (tally.start, tally.middle, tally.end)[where].record_ns(latency_ns)
+        tally.ended += last
 
     def record_stream(self, start_ns: int, end_ns: int, arrivals: Sequence[int]) -> None:
         """A streamed request: its end (the final response) in ``histogram``, its responses'
@@ -61,10 +84,16 @@ class Window:
     def cancel(self) -> None:
         self.cancelled += 1
 
-    def check(self, validator: Validator, key: int, outputs: Mapping[str, OutputTensor]) -> None:
+    def check(
+        self,
+        validator: Validator,
+        key: int,
+        outputs: Mapping[str, OutputTensor],
+        sequence_id: int | None = None,
+    ) -> None:
         if self.validation is None:
             self.validation = ValidationTally()
-        validator.check(key, outputs, self.validation)
+        validator.check(key, outputs, self.validation, sequence_id)
 
     def result(self, duration_s: float, batch_size: int) -> WindowResult:
         mean = self.histogram.mean_us if self.requests else math.nan
@@ -112,6 +141,12 @@ class OpenWindow(Window):
             self.stream = StreamTally()
         self.stream.record(intended_ns, arrivals, _tokens(arrivals))
 
+    def record_open_sequence(self, response_ns: int, service_ns: int, where: int, last: bool) -> None:
+        """A sequence model's request: as :meth:`record_open`, and by its place in the sequence
+        (from the intended send, as the main histogram)."""
+        self.record_sequence(response_ns, where, last)
+        self.service.record_ns(service_ns)
+
     def record_send(self, lag_ns: int) -> None:
         self.sent += 1
         self.lag.record_ns(lag_ns)
@@ -131,6 +166,9 @@ class Discard(OpenWindow):
     def record_stream(self, start_ns: int, end_ns: int, arrivals: Sequence[int]) -> None:
         pass
 
+    def record_sequence(self, latency_ns: int, where: int, last: bool) -> None:
+        pass
+
     def error(self, reason: str) -> None:
         pass
 
@@ -145,13 +183,22 @@ class Discard(OpenWindow):
     ) -> None:
         pass
 
+    def record_open_sequence(self, response_ns: int, service_ns: int, where: int, last: bool) -> None:
+        pass
+
     def record_send(self, lag_ns: int) -> None:
         pass
 
     def refuse(self) -> None:
         pass
 
-    def check(self, validator: Validator, key: int, outputs: Mapping[str, OutputTensor]) -> None:
+    def check(
+        self,
+        validator: Validator,
+        key: int,
+        outputs: Mapping[str, OutputTensor],
+        sequence_id: int | None = None,
+    ) -> None:
         pass
 
 
@@ -174,6 +221,10 @@ def merge_windows(windows: Sequence[Window]) -> Window:
             if merged.stream is None:
                 merged.stream = StreamTally()
             merged.stream.merge(window.stream)
+        if window.sequences is not None:
+            if merged.sequences is None:
+                merged.sequences = SequenceTally()
+            merged.sequences.merge(window.sequences)
         if isinstance(merged, OpenWindow) and isinstance(window, OpenWindow):
             merged.service.merge(window.service)
             merged.lag.merge(window.lag)

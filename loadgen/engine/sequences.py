@@ -19,10 +19,11 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from loadgen.transports.base import SequenceRequests, Transport
+from loadgen.transports.base import OutputTensor, SequenceRequests, Transport
+from loadgen.validation import ReferenceFailed
 
 START, MIDDLE, END = 0, 1, 2
 """Where a request sits in its sequence (a one-request sequence counts as a start)."""
@@ -42,6 +43,15 @@ class SequencePlan:
     id_end: int
     string_ids: bool
     seed: int = 0
+
+    def part(self, index: int, parts: int) -> SequencePlan:
+        """Worker ``index`` of ``parts``: its own slice of the id range (no two workers ever share
+        an id) and its own lengths' seed."""
+        size = self.id_end - self.id_start
+        start = self.id_start + size * index // parts
+        return replace(
+            self, id_start=start, id_end=self.id_start + size * (index + 1) // parts, seed=self.seed + index
+        )
 
     def max_length(self) -> int:
         """The longest sequence the plan can draw."""
@@ -72,7 +82,9 @@ class SequenceIds:
 
 
 class Cursor:
-    """One slot's place in its current sequence."""
+    """One slot's place in its current sequence. The id stays taken until the slot begins its next
+    sequence: an id freed as its end request goes out could start another sequence on another
+    connection before that end arrives."""
 
     __slots__ = ("id", "key", "remaining", "sequences", "step", "stream")
 
@@ -86,9 +98,11 @@ class Cursor:
         """The stream's index: with the step, what ``--validate`` compares against."""
 
     def next(self) -> tuple[Any, int, int]:
-        """The next send: its prepared request, where it sits (:data:`START`...) and its request index."""
+        """The next send: its prepared request, where it sits (:data:`START`...) and its step."""
         sequences = self.sequences
         if self.remaining == 0:
+            if self.stream:  # the previous sequence's id, held until now: its end was answered
+                sequences.ids.release(self.id)
             self.id, self.key, self.stream, self.remaining = sequences.begin()
             self.step = 0
         step, self.step, self.remaining = self.step, self.step + 1, self.remaining - 1
@@ -96,9 +110,12 @@ class Cursor:
         index = self.stream[step % len(self.stream)]
         shown: int | str = str(self.id) if sequences.plan.string_ids else self.id
         prepared = sequences.templates[index].request(shown, step == 0, end)
-        if end:
-            sequences.ids.release(self.id)
-        return prepared, START if step == 0 else END if end else MIDDLE, index
+        return prepared, START if step == 0 else END if end else MIDDLE, step
+
+    @property
+    def check_key(self) -> int:
+        """``--validate``: the key of the reference of the step just taken (:meth:`Sequences.key`)."""
+        return self.sequences.key(self.key, self.step - 1)
 
 
 class Sequences:
@@ -112,6 +129,25 @@ class Sequences:
         self._turn = 0
         self.cursors: list[Cursor] = []
         self.begun = 0
+
+    def reference_lengths(self) -> list[int]:
+        """Per stream, the steps its reference sequence runs: the longest any sequence can draw."""
+        plan = self.plan
+        return [len(stream) if plan.own_lengths else plan.max_length() for stream in plan.streams]
+
+    def key(self, stream: int, step: int) -> int:
+        """The reference of a stream's step, in the flat list the validator holds (a longer
+        sequence than its reference can draw has none: the last step's key stands in)."""
+        lengths = self.reference_lengths()
+        return sum(lengths[:stream]) + min(step, lengths[stream] - 1)
+
+    def name(self, key: int) -> str:
+        """A reference key as messages say it: the stream and the step."""
+        for stream, length in enumerate(self.reference_lengths()):
+            if key < length:
+                return f"step {key} of stream {stream}" if len(self.plan.streams) > 1 else f"step {key}"
+            key -= length
+        return f"reference {key}"
 
     def cursor(self, slot: int) -> Cursor:
         while len(self.cursors) <= slot:
@@ -142,6 +178,26 @@ class Sequences:
         return ends
 
 
+class OpenSequences:
+    """Open loop: ``count`` sequences active at once, each send going to the next in turn. With
+    ``serial``, a sequence's next request waits for the previous answer (a FIFO lock per
+    sequence); else it goes out on schedule, several of a sequence in flight, as perf_analyzer
+    sends them."""
+
+    def __init__(self, sequences: Sequences, count: int, serial: bool) -> None:
+        self.sequences = sequences
+        self.cursors = [sequences.cursor(slot) for slot in range(count)]
+        self.turns: list[contextlib.AbstractAsyncContextManager[Any]] = [
+            asyncio.Lock() if serial else contextlib.nullcontext() for _ in range(count)
+        ]
+        self._next = 0
+
+    def next_cursor(self) -> tuple[Cursor, contextlib.AbstractAsyncContextManager[Any]]:
+        turn = self._next
+        self._next = (turn + 1) % len(self.cursors)
+        return self.cursors[turn], self.turns[turn]
+
+
 END_TIMEOUT_S = 10.0
 """How long the requests that end the open sequences may take, all together."""
 
@@ -157,3 +213,26 @@ async def end_sequences(transport: Transport, sequences: Sequences) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(END_TIMEOUT_S):
             await asyncio.gather(*(send(end) for send, end in zip(senders, ends, strict=True)))
+
+
+async def take_sequence_references(
+    transport: Transport, sequences: Sequences
+) -> list[dict[str, OutputTensor]]:
+    """``--validate``: each stream run alone as one sequence as long as any can be (one request at
+    a time), its answers step by step: what every sequence under load must answer, since a
+    sequence's answers depend only on its own requests so far."""
+    plan, send = sequences.plan, transport.capture_sender(0)
+    references: list[dict[str, OutputTensor]] = []
+    for stream, length in zip(plan.streams, sequences.reference_lengths(), strict=True):
+        sequence_id = sequences.ids.take()
+        shown: int | str = str(sequence_id) if plan.string_ids else sequence_id
+        for step in range(length):
+            request = sequences.templates[stream[step % len(stream)]].request(
+                shown, step == 0, step == length - 1
+            )
+            error, response = await send(request)
+            if error is not None:
+                raise ReferenceFailed(f"the reference sequence (alone, step {step}) failed: {error}")
+            references.append(transport.parse_outputs(response))
+        sequences.ids.release(sequence_id)
+    return references

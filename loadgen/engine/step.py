@@ -24,17 +24,9 @@ from loadgen.config import MeasurementSettings
 from loadgen.engine.recorder import OpenWindow, Window
 from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import (
-    STABILITY_WINDOWS,
-    ModelStats,
-    StepResult,
-    StreamTally,
-    ValidationTally,
-    WindowResult,
-    spread_pct,
-    top_reasons,
-)
+from loadgen.results import STABILITY_WINDOWS, ModelStats, StepResult, WindowResult, spread_pct, top_reasons
 from loadgen.scrape.metrics import MetricsScraper
+from loadgen.tallies import SequenceTally, StreamTally, ValidationTally
 
 
 class StepListener:
@@ -215,6 +207,7 @@ async def measure_step(
         interrupted=interrupted,
         stream=StreamTally.merged(w.stream for w in kept),
         cancelled_count=sum(w.cancelled for w in kept),
+        sequences=SequenceTally.merged(w.sequences for w in kept),
     )
     open_windows = [w for w in kept if isinstance(w, OpenWindow)]
     if open_windows:

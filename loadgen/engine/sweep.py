@@ -11,12 +11,19 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from loadgen.config import SweepSettings
+from loadgen.config.sequences import DEFAULT_SEQUENCES
 from loadgen.engine.cancelling import Canceller, canceller_for
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
 from loadgen.engine.schedules import Schedule
 from loadgen.engine.search import SearchResult, meets, search
-from loadgen.engine.sequences import SequencePlan, Sequences, end_sequences
+from loadgen.engine.sequences import (
+    OpenSequences,
+    SequencePlan,
+    Sequences,
+    end_sequences,
+    take_sequence_references,
+)
 from loadgen.engine.step import LoadGenerator, StepListener, measure_step
 from loadgen.engine.workers import PooledLoad, WorkerPool, WorkerSetup, default_workers
 from loadgen.errors import ServerUnavailable, UnknownModel
@@ -66,7 +73,10 @@ async def run_sweep(
         else Sequences(sequence_plan, [transport.prepare_sequence(spec) for spec in requests])
     )
     validator = None
-    if settings.validate:
+    if settings.validate and sequences is not None:
+        references = await take_sequence_references(transport, sequences)
+        validator = Validator(references, tolerances_from(settings.tolerances), names=sequences.name)
+    elif settings.validate:
         if references is None:
             take = take_stream_references if settings.streaming else take_references
             references = await take(transport, prepared)
@@ -88,7 +98,7 @@ async def run_sweep(
 
     results: list[StepResult] = []
     open_loop = settings.scenario == "request_rate"
-    workers = 1 if sequences is not None else settings.workers or default_workers(settings.levels, open_loop)
+    workers = settings.workers or default_workers(settings.levels, open_loop)
     pool = None
     if workers > 1:
         pool = WorkerPool(
@@ -106,6 +116,8 @@ async def run_sweep(
                 streaming=settings.streaming,
                 token_output=settings.token_output,
                 cancel=(settings.cancel_after_ms, settings.cancel_after_responses, settings.cancel_share_pct),
+                sequence_plan=sequence_plan,
+                open_sequences=(settings.num_of_sequences or DEFAULT_SEQUENCES, settings.serial_sequences),
             ),
         )
 
@@ -134,6 +146,11 @@ async def run_sweep(
                     validator=validator,
                     streaming=settings.streaming,
                     canceller=canceller_of(settings),
+                    sequences=None
+                    if sequences is None
+                    else OpenSequences(
+                        sequences, settings.num_of_sequences or DEFAULT_SEQUENCES, settings.serial_sequences
+                    ),
                 )
             rate = schedule.label_rate
         elif pool is not None:

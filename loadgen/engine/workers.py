@@ -27,7 +27,7 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -38,6 +38,7 @@ from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
 from loadgen.engine.recorder import Window, merge_windows
 from loadgen.engine.schedules import Schedule
+from loadgen.engine.sequences import OpenSequences, SequencePlan, Sequences, end_sequences
 from loadgen.tls import TlsSettings
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
@@ -87,6 +88,11 @@ class WorkerSetup:
     token_output: str = ""
     cancel: tuple[int | None, int | None, float] = (None, None, 100.0)
     """``--cancel-after-ms``, ``--cancel-after-responses``, ``--cancel-share``."""
+    sequence_plan: SequencePlan | None = None
+    """A sequence model: the worker's own part of the plan (:meth:`SequencePlan.part`)."""
+    open_sequences: tuple[int, bool] = (1, False)
+    """A sequence model in open loop: the worker's share of ``--num-of-sequences``, and
+    ``--serial-sequences``."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +147,19 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
         token_output=setup.token_output,
     )
     prepared = [transport.prepare(spec) for spec in setup.requests]
+    plan = setup.sequence_plan
+    sequences = (
+        None
+        if plan is None
+        else Sequences(plan, [transport.prepare_sequence(spec) for spec in setup.requests])
+    )
     validator = (
-        Validator(setup.references, tolerances_from(setup.tolerances or {}), streams=setup.streaming)
+        Validator(
+            setup.references,
+            tolerances_from(setup.tolerances or {}),
+            streams=setup.streaming,
+            names=None if sequences is None else sequences.name,
+        )
         if setup.references is not None
         else None
     )
@@ -162,6 +179,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
                             validator=validator,
                             streaming=setup.streaming,
                             canceller=canceller_for(*setup.cancel),
+                            sequences=sequences,
                         )
                         if share.concurrency
                         else None
@@ -178,6 +196,9 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
                         origin_ns=share.origin_ns,
                         streaming=setup.streaming,
                         canceller=canceller_for(*setup.cancel),
+                        sequences=None
+                        if sequences is None
+                        else OpenSequences(sequences, *setup.open_sequences),
                     )
                 if load is not None:
                     load.start()
@@ -192,6 +213,8 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
     finally:
         if load is not None:
             await load.stop()
+        if sequences is not None:
+            await end_sequences(transport, sequences)
         await transport.close()
 
 
@@ -207,12 +230,24 @@ class WorkerPool:
         self._conns: list[Connection] = []
         self._processes: list[BaseProcess] = []
 
+    def part(self, index: int) -> WorkerSetup:
+        """Worker ``index``'s setup: a sequence model's ids and open sequences split between workers."""
+        setup, plan = self.setup, self.setup.sequence_plan
+        if plan is None:
+            return setup
+        count, serial = setup.open_sequences
+        share = max(1, split_evenly(count, self.count)[index])
+        return replace(setup, sequence_plan=plan.part(index, self.count), open_sequences=(share, serial))
+
     async def start(self) -> None:
         context = multiprocessing.get_context("spawn")
         for index in range(self.count):
             parent, child = context.Pipe()
             process = context.Process(
-                target=worker_main, args=(child, self.setup), name=f"loadgen-worker-{index}", daemon=True
+                target=worker_main,
+                args=(child, self.part(index)),
+                name=f"loadgen-worker-{index}",
+                daemon=True,
             )
             process.start()
             child.close()

@@ -59,8 +59,6 @@ def read_document(path: Path) -> dict[str, Any]:
 
 def _entry(entry: Any, specs: Sequence[InputSpec], where: str, noun: str) -> Sample:
     """One entry's values; every non-optional input is required, no output is."""
-    if isinstance(entry, list):
-        raise ConfigError(f"{where} is a list: sequence data streams are not supported yet")
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} is {kind_of(entry)}, not an object of {noun}s")
     by_name = {s.name: s for s in specs}
@@ -76,13 +74,32 @@ def _entry(entry: Any, specs: Sequence[InputSpec], where: str, noun: str) -> Sam
     return {name: decode(value, by_name[name], where) for name, value in entry.items()}
 
 
-def read_json_samples(path: Path, specs: Sequence[InputSpec]) -> list[Sample]:
-    """The samples of ``data``, in order."""
+def stream_lengths(path: Path) -> list[int] | None:
+    """perf_analyzer's data for a sequence model: ``data`` as a list of streams (each a list of
+    entries: one sequence's steps, in order); their lengths, or None for a flat list of entries."""
     entries = read_document(path)["data"]
-    return [
-        _entry(entry, specs, f"{path}: data entry {number}", "input")
-        for number, entry in enumerate(entries[:MAX_SAMPLES])
-    ]
+    if not any(isinstance(entry, list) for entry in entries):
+        return None
+    if not all(isinstance(entry, list) and entry for entry in entries):
+        raise ConfigError(
+            f"{path}: data mixes streams (lists of entries, one per sequence) with single entries, "
+            "or holds an empty stream: give only streams or only entries"
+        )
+    return [len(entry) for entry in entries]
+
+
+def read_json_samples(path: Path, specs: Sequence[InputSpec]) -> list[Sample]:
+    """The samples of ``data``, in order (a stream's entries one after another)."""
+    entries = read_document(path)["data"]
+    if stream_lengths(path) is None:
+        places = [(entry, f"data entry {number}") for number, entry in enumerate(entries)]
+    else:
+        places = [
+            (entry, f"data stream {number} entry {step}")
+            for number, stream in enumerate(entries)
+            for step, entry in enumerate(stream)
+        ]
+    return [_entry(entry, specs, f"{path}: {where}", "input") for entry, where in places[:MAX_SAMPLES]]
 
 
 def read_json_references(path: Path, outputs: Sequence[InputSpec]) -> list[Sample] | None:
@@ -93,6 +110,11 @@ def read_json_references(path: Path, outputs: Sequence[InputSpec]) -> list[Sampl
     if entries is None:
         return None
     data = document["data"]
+    if stream_lengths(path) is not None:
+        raise ConfigError(
+            f"{path}: validation_data with sequence streams is not supported: --validate takes each "
+            "stream's answers run alone as its reference; remove validation_data"
+        )
     if not isinstance(entries, list) or len(entries) != len(data):
         raise ConfigError(
             f"{path}: validation_data needs one entry per data entry ({len(data)}), "

@@ -214,6 +214,18 @@ class StepRow(Base):
     responses_histogram: Mapped[bytes | None]
     spacing_histogram: Mapped[bytes | None]
     """Per request: the time per response after the first (``StreamTally.spacing``)."""
+    # sequence models only (NULL otherwise; 0007): latencies by place in the sequence
+    sequence_count: Mapped[int | None]
+    """Sequences whose last request was answered in the measured windows."""
+    sequence_start_p50_us: Mapped[float | None]
+    sequence_start_p99_us: Mapped[float | None]
+    sequence_middle_p50_us: Mapped[float | None]
+    sequence_middle_p99_us: Mapped[float | None]
+    sequence_end_p50_us: Mapped[float | None]
+    sequence_end_p99_us: Mapped[float | None]
+    sequence_start_histogram: Mapped[bytes | None]
+    sequence_middle_histogram: Mapped[bytes | None]
+    sequence_end_histogram: Mapped[bytes | None]
     """Responses per request, each recorded as that many microseconds (``StreamTally.counts``)."""
 
 

@@ -23,8 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import RunStatus, StepResult, StreamTally, WindowResult
+from loadgen.results import RunStatus, StepResult, WindowResult
 from loadgen.storage.models import RunRow, StepRow
+from loadgen.tallies import SequenceTally, StreamTally
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,28 @@ class StepRecord:
     inter_response_histogram_bytes: bytes | None = None
     responses_histogram_bytes: bytes | None = None
     spacing_histogram_bytes: bytes | None = None
+    sequence_count: int | None = None
+    """A sequence model only (None otherwise): sequences ended, latencies by place in them."""
+    sequence_start_p50_us: float | None = None
+    sequence_start_p99_us: float | None = None
+    sequence_middle_p50_us: float | None = None
+    sequence_middle_p99_us: float | None = None
+    sequence_end_p50_us: float | None = None
+    sequence_end_p99_us: float | None = None
+    sequence_start_histogram_bytes: bytes | None = None
+    sequence_middle_histogram_bytes: bytes | None = None
+    sequence_end_histogram_bytes: bytes | None = None
+
+    def sequences(self) -> SequenceTally | None:
+        """A sequence model's step measures (decoded on each call); None for other models."""
+        if self.sequence_count is None or self.sequence_start_histogram_bytes is None:
+            return None
+        return SequenceTally(
+            start=LatencyHistogram.decode(self.sequence_start_histogram_bytes),
+            middle=LatencyHistogram.decode(self.sequence_middle_histogram_bytes or b""),
+            end=LatencyHistogram.decode(self.sequence_end_histogram_bytes or b""),
+            ended=self.sequence_count,
+        )
 
     def stream(self) -> StreamTally | None:
         """A streamed step's measures (decoded on each call); None for a unary step."""
@@ -176,12 +199,14 @@ _STREAM_BLOBS = (
     "responses_histogram",
     "spacing_histogram",
 )
+_SEQUENCE_PLACES = ("start", "middle", "end")
 _BLOBS = {
     "histogram_bytes",
     "service_histogram_bytes",
     "send_lag_histogram_bytes",
     "windows",
     *(f"{name}_bytes" for name in _STREAM_BLOBS),
+    *(f"sequence_{place}_histogram_bytes" for place in _SEQUENCE_PLACES),
 }
 _STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if f not in _BLOBS)
 
@@ -275,6 +300,13 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         row.spacing_histogram = stream.spacing.encode()
         spacing_p50_us = stream.spacing.percentile_us(50) if stream.spacing.count else math.nan
         row.request_output_rate_p50 = nan_to_none(1e6 / spacing_p50_us if spacing_p50_us > 0 else math.nan)
+    if step.sequences is not None:
+        row.sequence_count = step.sequences.ended
+        for place in _SEQUENCE_PLACES:
+            histogram: LatencyHistogram = getattr(step.sequences, place)
+            setattr(row, f"sequence_{place}_p50_us", nan_to_none(histogram.percentile_us(50)))
+            setattr(row, f"sequence_{place}_p99_us", nan_to_none(histogram.percentile_us(99)))
+            setattr(row, f"sequence_{place}_histogram", histogram.encode())
     if step.validation is not None:
         tally = step.validation
         row.validated_count = tally.checked
@@ -299,6 +331,9 @@ def step_record(row: StepRow) -> StepRecord:
         send_lag_histogram_bytes=row.send_lag_histogram,
         windows=windows,
         **{f"{name}_bytes": getattr(row, name) for name in _STREAM_BLOBS},
+        **{
+            f"sequence_{p}_histogram_bytes": getattr(row, f"sequence_{p}_histogram") for p in _SEQUENCE_PLACES
+        },
     )
 
 

@@ -16,11 +16,12 @@ from loadgen.config import MeasurementSettings, SweepSettings
 from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
-from loadgen.storage import RunStore, StepRecord
+from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import CapturedArrivals, InferRequestSpec, InputTensor
 from loadgen.validation import decode_tensor
 from tests.cli import loadgen_here, one_line_error
+from tests.sweeps import swept
 
 SENT: dict[str, bool | int | str] = {"custom": "a:b", "n": -5, "flag": True, "big": 2**40}
 MEASURE = MeasurementSettings(
@@ -116,21 +117,13 @@ def test_a_high_priority_class_waits_less_than_a_low_one_on_one_overloaded_queue
     assert "traffic=high" in html and "traffic=low" in html  # side by side, each class named
 
 
-def _one_step(triton: EmbeddedServer, db: str, settings: SweepSettings) -> StepRecord:
-    with RunStore(db) as store:
-        outcome = asyncio.run(execute_sweep(settings, store))
-        assert outcome.status is RunStatus.COMPLETED, outcome.error
-        (step,) = store.steps(outcome.run_id)
-        return step
-
-
 def test_a_request_timeout_rejects_requests_that_wait_too_long_in_the_queue(
     triton: EmbeddedServer, tmp_path: Path
 ) -> None:
     """8 slots on 2 instances of 10 ms: a request waits about 30 ms; allowed 5 ms, most are
     rejected by the queue and those that found an instance free are answered."""
     settings = _settings(triton, 8, {"timeout": 5000})
-    step = _one_step(triton, f"sqlite:///{tmp_path}/runs.db", settings)
+    (step,) = swept(settings, f"sqlite:///{tmp_path}/runs.db")
     assert step.request_count > 0 and step.error_count > step.request_count
     assert set(step.errors) == {"UNAVAILABLE: Request timeout expired"}
 
@@ -154,7 +147,7 @@ def test_the_grpc_library_stream_bounds_its_silence_by_the_request_timeout(
         request_parameters={"first_token_ms": 1500},
         measurement=MeasurementSettings(measurement_interval_ms=1000, warmup_ms=100, max_windows=1),
     )
-    step = _one_step(triton, f"sqlite:///{tmp_path}/runs.db", settings)
+    (step,) = swept(settings, f"sqlite:///{tmp_path}/runs.db")
     time.sleep(1.5)  # the timed-out generations hold token_stream's workers until their first token
     assert step.request_count == 0 and step.errors == {
         "DEADLINE_EXCEEDED: no response within 0.4 s": step.error_count

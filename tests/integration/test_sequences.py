@@ -3,18 +3,18 @@ correlation id behind Triton's sequence batcher (oldest strategy, one instance).
 
 from __future__ import annotations
 
-import asyncio
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
 from loadgen.config import MeasurementSettings, SweepSettings
-from loadgen.results import RunStatus
-from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
 from tests.cli import loadgen_here, one_line_error, start_loadgen
+from tests.sweeps import swept
 
 MEASURE = MeasurementSettings(
     measurement_interval_ms=700, warmup_ms=150, max_windows=3, stability_percentage=50
@@ -36,36 +36,57 @@ def _new_trouble(triton: EmbeddedServer, offset: int) -> list[str]:
         return [line for line in log if line[:1] in "EW" and any(word in line for word in SEQUENCE_TROUBLE)]
 
 
-def _sweep(
-    triton: EmbeddedServer, db: str, protocol: Literal["grpc", "http"], client: str
-) -> list[StepRecord]:
-    settings = SweepSettings(
-        model="accumulate",
-        levels=(1, 4, 16),
-        protocol=protocol,
-        url=triton.grpc_url if protocol == "grpc" else triton.http_url,
-        grpc_client=client,
-        metrics_url="",
-        sequence_length=10,
-        measurement=MEASURE,
-    )
-    with RunStore(db) as store:
-        outcome = asyncio.run(execute_sweep(settings, store))
-        assert outcome.status is RunStatus.COMPLETED, outcome.error
-        return store.steps(outcome.run_id)
+def _settings(
+    triton: EmbeddedServer, protocol: Literal["grpc", "http"] = "grpc", **given: Any
+) -> SweepSettings:
+    """accumulate in sequences of 10 (+-20 %) at concurrency 1, 4, 16, unless ``given`` says otherwise."""
+    fields: dict[str, Any] = {
+        "model": "accumulate",
+        "levels": (1, 4, 16),
+        "protocol": protocol,
+        "url": triton.grpc_url if protocol == "grpc" else triton.http_url,
+        "metrics_url": "",
+        "sequence_length": 10,
+        "measurement": MEASURE,
+    }
+    return SweepSettings(**{**fields, **given})
 
 
-@pytest.mark.parametrize(("protocol", "client"), [("grpc", "h2"), ("http", "h2")], ids=["grpc", "http"])
-def test_sequences_run_at_every_concurrency_without_a_single_error(
-    triton: EmbeddedServer, tmp_path: Path, protocol: Literal["grpc", "http"], client: str
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_sequences_keep_their_state_at_every_concurrency_without_a_single_error(
+    triton: EmbeddedServer, tmp_path: Path, protocol: Literal["grpc", "http"]
 ) -> None:
+    """Every answer is checked against its step's reference (its stream run alone): a running
+    sum only matches if the sequence's state was its own from its start."""
     offset = _log_from(triton)
-    steps = _sweep(triton, f"sqlite:///{tmp_path}/runs.db", protocol, client)
+    steps = swept(_settings(triton, protocol, validate=True), f"sqlite:///{tmp_path}/runs.db")
     assert [s.concurrency for s in steps] == [1, 4, 16]
     for step in steps:
         assert step.error_count == 0 and step.request_count > 0, step.errors
+        assert step.validated_count == step.request_count and step.mismatch_count == 0, step.validation
+        tally = step.sequences()
+        assert tally is not None and tally.ended > 0 and step.sequence_count == tally.ended
+        placed = tally.start.count + tally.middle.count + tally.end.count
+        assert placed == step.request_count
+        assert tally.start.count == pytest.approx(placed / 10, rel=0.25)  # 10 requests a sequence (+-20 %)
     assert steps[-1].throughput > steps[0].throughput  # sequences batch together: more in flight, more done
     assert _new_trouble(triton, offset) == []
+
+
+def test_state_crossed_between_sequences_is_caught_naming_the_sequence_and_step(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    """accumulate_crossed keeps one sum per id parity: right alone (the references), wrong as soon
+    as two sequences of one parity run at once."""
+    settings = _settings(triton, model="accumulate_crossed", levels=(4,), validate=True)
+    (step,) = swept(settings, f"sqlite:///{tmp_path}/runs.db")
+    assert step.error_count == 0 and step.validated_count == step.request_count > 0
+    assert step.mismatch_count is not None and step.mismatch_count >= 0.3 * step.request_count
+    assert step.validation is not None and step.validation["outputs"] == {"SUM": step.mismatch_count}
+    example = step.validation["example"]
+    assert re.fullmatch(
+        r"sequence \d+, step \d+: output SUM (differs|equals the reference of step \d+)", example
+    )
 
 
 def _two_at_once(triton: EmbeddedServer, db: str, ranges: tuple[str, str]) -> list[StepRecord]:
@@ -113,4 +134,74 @@ def test_sequence_options_and_models_are_checked_in_one_line(triton: EmbeddedSer
     assert narrow.returncode == 2
     assert "--sequence-id-range holds 4 id(s), fewer than the highest concurrency, 8" in one_line_error(
         narrow
+    )
+
+
+@pytest.mark.parametrize(
+    ("protocol", "serial"), [("grpc", False), ("http", True)], ids=["grpc-on-schedule", "http-serial"]
+)
+def test_open_loop_spreads_its_sends_over_the_active_sequences(
+    triton: EmbeddedServer, tmp_path: Path, protocol: Literal["grpc", "http"], serial: bool
+) -> None:
+    """200 requests/s over 6 sequences of 10: every answer still matches its step's reference,
+    on schedule (several of a sequence in flight, in order on one HTTP/2 connection) or serially."""
+    settings = _settings(
+        triton,
+        protocol,
+        levels=(200.0,),
+        scenario="request_rate",
+        num_of_sequences=6,
+        serial_sequences=serial,
+        validate=True,
+    )
+    (step,) = swept(settings, f"sqlite:///{tmp_path}/runs.db")
+    assert step.error_count == 0 and step.request_count > 0, step.errors
+    assert step.validated_count == step.request_count and step.mismatch_count == 0, step.validation
+    assert step.throughput == pytest.approx(200.0, rel=0.1)
+    tally = step.sequences()
+    assert tally is not None and tally.ended == pytest.approx(step.request_count / 10, rel=0.3)
+
+
+def test_workers_split_the_id_range_and_every_sequence_keeps_its_state(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    """Two worker processes, 4 sequences each, ids from halves of 1:9 (8 ids for 8 sequences: one
+    id shared would show as a Triton error or a wrong sum)."""
+    settings = _settings(triton, levels=(8,), workers=2, sequence_id_range=(1, 9), validate=True)
+    (step,) = swept(settings, f"sqlite:///{tmp_path}/runs.db")
+    assert step.error_count == 0 and step.request_count > 0, step.errors
+    assert step.validated_count == step.request_count and step.mismatch_count == 0, step.validation
+    assert step.sequence_count is not None and step.sequence_count > 0
+    narrow = loadgen_here(
+        "sweep", "-m", "accumulate", "--concurrency", "8", "--workers", "3", "--sequence-id-range", "1:9",
+        "-u", triton.grpc_url, "--db", f"sqlite:///{tmp_path}/runs.db",
+    )  # fmt: skip
+    assert narrow.returncode == 2 and "split between 3 workers" in one_line_error(narrow)
+
+
+def test_perf_analyzers_sequence_streams_each_make_a_sequence(triton: EmbeddedServer, tmp_path: Path) -> None:
+    """Input data as streams (a list of entries per sequence): each sequence runs its stream, whole,
+    the streams taken in turn; every answer is checked against its stream run alone."""
+    data = tmp_path / "streams.json"
+    streams = [[{"INPUT": [v]} for v in (1, 2, 3)], [{"INPUT": [v]} for v in (10, 20, 30, 40, 50)]]
+    data.write_text(json.dumps({"data": streams}))
+    settings = _settings(triton, levels=(4,), input_data=str(data), sequence_length=None, validate=True)
+    (step,) = swept(settings, f"sqlite:///{tmp_path}/runs.db")
+    assert (
+        step.error_count == 0 and step.validated_count == step.request_count > 0 and step.mismatch_count == 0
+    )
+    tally = step.sequences()
+    assert tally is not None
+    # sequences of 3 and 5 in turn: 2 of 8 requests start one, 2 end one, 4 are in the middle
+    assert tally.start.count == pytest.approx(step.request_count / 4, rel=0.15)
+    assert tally.middle.count == pytest.approx(step.request_count / 2, rel=0.15)
+    stateless = tmp_path / "identity-streams.json"
+    stateless.write_text(json.dumps({"data": [[{"INPUT0": [0.0] * 16}] * 2]}))
+    flat = loadgen_here(
+        "sweep", "-m", "identity", "--input-data", str(stateless), "-u", triton.grpc_url,
+        "--db", f"sqlite:///{tmp_path}/runs.db",
+    )  # fmt: skip
+    assert flat.returncode == 2
+    assert "model 'identity' has no sequence batching: --input-data with sequence streams" in one_line_error(
+        flat
     )

@@ -11,6 +11,7 @@ import pytest
 from loadgen.config.values import shapes as parse_shapes
 from loadgen.errors import ConfigError
 from loadgen.inputs import build_requests, model_inputs, read_references
+from loadgen.inputs.json_data import stream_lengths
 from loadgen.transports.base import InferRequestSpec
 
 IDENTITY_META = {
@@ -290,9 +291,10 @@ def test_whole_floats_and_zero_one_integers_are_fine(tmp_path: Path) -> None:
             r"data entry 0 names unknown input\(s\) INPUT1; the model has: INPUT0 \(FP32 \[4\]\)$",
         ),
         (
-            '{"data": [[{"INPUT0": [1, 2, 3, 4]}]]}',
-            "data entry 0 is a list: sequence data streams are not supported",
+            '{"data": [[{"INPUT0": [1, 2, 3, 4]}], {"INPUT0": [1, 2, 3, 4]}]}',
+            "data mixes streams \\(lists of entries, one per sequence\\) with single entries",
         ),
+        ('{"data": [[{"INPUT0": [1, 2, 3]}]]}', "data stream 0 entry 0"),
         ('{"data": [5]}', "data entry 0 is a number \\(5\\), not an object of inputs$"),
         ('{"data": [{"ipc_stream": []}]}', "data entry 0: ipc_stream entries are not supported yet$"),
         ('{"data": [{"INPUT0": [1, 2, 3, 4]}], "ipc_stream": {}}', "ipc_stream data is not supported yet$"),
@@ -439,3 +441,19 @@ def test_bad_shapes_and_batch_sizes() -> None:
         build_requests(IDENTITY_META, BATCHING, batch_size=9, input_data="zero", seed=0)
     with pytest.raises(ConfigError, match="does not support batching"):
         build_requests(IDENTITY_META, {"max_batch_size": 0}, batch_size=2, input_data="zero", seed=0)
+
+
+def test_sequence_streams_are_their_entries_in_order_and_say_their_lengths(tmp_path: Path) -> None:
+    path = tmp_path / "streams.json"
+    path.write_text(json.dumps({"data": [[{"INPUT0": [i] * 4} for i in (1, 2, 3)], [{"INPUT0": [9] * 4}]]}))
+    assert stream_lengths(path) == [3, 1]
+    requests = build_requests(IDENTITY_META, BATCHING, batch_size=1, input_data=str(path), seed=0)
+    assert [_floats(r.inputs[0].data)[0] for r in requests] == [1, 2, 3, 9]
+    path.write_text(
+        json.dumps({"data": [[{"INPUT0": [1] * 4}]], "validation_data": [[{"OUTPUT0": [1] * 4}]]})
+    )
+    with pytest.raises(ConfigError, match="validation_data with sequence streams is not supported"):
+        read_references(path, IDENTITY_META, BATCHING, batch_size=1)
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"data": [{"INPUT0": [1] * 4}]}))
+    assert stream_lengths(flat) is None

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from tritonclient.grpc import service_pb2
 
 from loadgen.config import SweepSettings
-from loadgen.engine.sequences import END, MIDDLE, START, Cursor, SequenceIds, SequencePlan, Sequences
+from loadgen.engine.sequences import (
+    END,
+    MIDDLE,
+    START,
+    Cursor,
+    OpenSequences,
+    SequenceIds,
+    SequencePlan,
+    Sequences,
+)
 from loadgen.errors import ConfigError, SettingsError
 from loadgen.sequence_setup import sequence_plan, string_ids
 from loadgen.transports.base import InferRequestSpec, InputTensor
@@ -52,7 +62,7 @@ def test_a_sequence_starts_runs_its_length_and_ends_then_the_next_takes_a_new_id
         (0, 11, True, False), (1, 11, False, False), (2, 11, False, False), (0, 11, False, True),
     ]  # fmt: skip
     assert [where for _, where, _ in sends] == [START, MIDDLE, MIDDLE, END] * 2
-    assert sequences.ids.in_use == set()  # both ended
+    assert sequences.ids.in_use == {11}  # the first freed when the second began; the second held
 
 
 def test_ids_go_round_robin_over_the_range_and_skip_those_in_use() -> None:
@@ -87,7 +97,7 @@ def test_open_sequences_are_ended_by_one_request_each() -> None:
     _sends(sequences.cursor(0), 2)  # mid-sequence
     _sends(sequences.cursor(1), 4)  # ended exactly
     (end,) = sequences.open_ends()
-    assert end == (2, 10, False, True) and sequences.ids.in_use == set()
+    assert end == (2, 10, False, True) and sequences.ids.in_use == {10, 11}  # held until a next begins
 
 
 def test_grpc_sequence_requests_carry_typed_ids_and_flags_after_the_message_built_once() -> None:
@@ -136,10 +146,28 @@ def test_the_plan_follows_the_models_config_and_refuses_what_is_not_there_yet() 
     assert sequence_plan(SweepSettings(model="m", levels=(1,)), {}, 3) is None
     with pytest.raises(ConfigError, match="model 'm' has no sequence batching: --sequence-length applies"):
         sequence_plan(SweepSettings(model="m", levels=(1,), sequence_length=5), {}, 3)
-    with pytest.raises(ConfigError, match="is a sequence model: --validate is not supported"):
-        sequence_plan(SweepSettings(model="acc", levels=(1,), validate=True), _config(None), 3)
+    with pytest.raises(ConfigError, match="is a sequence model: --streaming is not supported"):
+        sequence_plan(SweepSettings(model="acc", levels=(1,), streaming=True), _config(None), 3)
 
 
 def test_an_id_range_smaller_than_the_sequences_in_flight_is_refused() -> None:
     with pytest.raises(SettingsError, match="holds 3 id.s., fewer than the highest concurrency, 4"):
         SweepSettings(model="m", levels=(1, 4), sequence_id_range=(1, 4))
+
+
+def test_workers_get_disjoint_slices_of_the_id_range() -> None:
+    plan = _plan(id_start=1, id_end=9)
+    parts = [plan.part(i, 3) for i in range(3)]
+    assert [(p.id_start, p.id_end) for p in parts] == [(1, 3), (3, 6), (6, 9)]
+    assert len({p.seed for p in parts}) == 3
+
+
+def test_open_loop_sends_go_to_the_active_sequences_in_turn() -> None:
+    sequences = Sequences(_plan(id_end=20), [Recorded(i) for i in range(3)])
+    spread = OpenSequences(sequences, 3, serial=True)
+    order = [spread.next_cursor()[0] for _ in range(6)]
+    assert order[:3] == sequences.cursors[:3] and order[3:] == order[:3]
+    _, turn = spread.next_cursor()
+    assert isinstance(turn, asyncio.Lock)  # serial: one request of a sequence at a time
+    _, free = OpenSequences(sequences, 3, serial=False).next_cursor()
+    assert not isinstance(free, asyncio.Lock)

@@ -16,6 +16,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from analysis.tables import benchmark_table
+from loadgen.engine.recorder import Window, merge_windows
+from loadgen.engine.sequences import END, MIDDLE, START
 from loadgen.errors import RunNotFound, SchemaError
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import (
@@ -360,3 +363,27 @@ def test_loadgens_opening_a_new_database_at_once_all_find_one_schema(tmp_path: P
     results = open_at_once(url)
     assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results]
     assert current_revision(url) == head_revision()
+
+
+def test_a_sequence_steps_places_are_stored_whole_and_tabled(store: RunStore) -> None:
+    run_id = store.create_run(run_info())
+    window = Window()
+    for latency_ms, where, last in ((9, START, False), (2, MIDDLE, False), (3, END, True), (8, START, True)):
+        window.record_sequence(latency_ms * 1_000_000, where, last)
+    merged = merge_windows([window, window])  # two workers' windows add up
+    assert merged.sequences is not None and merged.sequences.ended == 4 and merged.requests == 8
+    result = step_result(0)
+    result.sequences = merged.sequences
+    store.add_step(run_id, result)
+    store.add_step(run_id, step_result(1))  # a step of a model without sequences
+    with_places, without = store.steps(run_id)
+    tally = with_places.sequences()
+    assert tally is not None and without.sequences() is None and without.sequence_count is None
+    assert (tally.ended, tally.start.count, tally.middle.count, tally.end.count) == (4, 4, 2, 2)
+    assert with_places.sequence_start_p99_us == pytest.approx(9000, rel=0.01)
+    assert with_places.sequence_end_p50_us == pytest.approx(3000, rel=0.01)
+    table = benchmark_table(store.steps(run_id), (50.0, 99.0), scenario="concurrency")
+    assert table["Sequences/s"].iloc[0] == pytest.approx(4 / result.duration_s)
+    assert table["Start p99 (ms)"].iloc[0] == pytest.approx(9.0, rel=0.01) and math.isnan(
+        table["End p50 (ms)"].iloc[1]
+    )

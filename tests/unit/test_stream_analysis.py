@@ -28,8 +28,9 @@ from analysis.stream_plots import (
     stream_points,
 )
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import RunInfo, RunStatus, StepResult, StreamTally, WindowResult
+from loadgen.results import RunInfo, RunStatus, StepResult, WindowResult
 from loadgen.storage import RunStore
+from loadgen.tallies import StreamTally
 
 T0 = datetime(2024, 11, 28, 12, 0, 0, tzinfo=UTC)
 DURATION_S = 4.0

@@ -11,7 +11,7 @@ from tritonclient.grpc import service_pb2
 from loadgen.config import SweepSettings
 from loadgen.engine.recorder import Window, merge_windows
 from loadgen.errors import SettingsError
-from loadgen.results import StreamTally
+from loadgen.tallies import StreamTally
 from loadgen.transports.base import InferRequestSpec, InputTensor
 from loadgen.transports.grpc_codec import EMPTY_FINAL, FINAL_FLAG, build_request, read_stream_response
 
@@ -89,7 +89,7 @@ def test_a_stream_request_asks_for_the_empty_final_response() -> None:
 
 
 def test_a_stream_is_checked_whole_and_a_mixed_in_response_is_a_swap() -> None:
-    from loadgen.results import ValidationTally
+    from loadgen.tallies import ValidationTally
     from loadgen.transports.base import OutputTensor
     from loadgen.validation import Validator, flatten_stream
 

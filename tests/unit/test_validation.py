@@ -11,7 +11,7 @@ from tritonclient.grpc import service_pb2
 
 from loadgen.config.values import tolerances as parse_tolerances
 from loadgen.errors import ConfigError
-from loadgen.results import ValidationTally
+from loadgen.tallies import ValidationTally
 from loadgen.transports.base import OutputTensor
 from loadgen.transports.grpc_codec import parse_response as parse_grpc
 from loadgen.transports.http import parse_response as parse_http

@@ -9,7 +9,7 @@ import numpy as np
 from loadgen.engine.recorder import OpenWindow, Window, merge_windows
 from loadgen.engine.workers import default_workers, split_evenly
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import ValidationTally
+from loadgen.tallies import ValidationTally
 
 
 def test_the_merged_histogram_of_n_workers_equals_the_histogram_of_all_their_samples() -> None:

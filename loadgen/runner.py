@@ -7,6 +7,7 @@ status so that every way a run can end leaves the finished steps and a reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import socket
@@ -28,6 +29,7 @@ from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.sequence_setup import data_streams, sequence_plan
+from loadgen.shared_memory import shared_inputs
 from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
@@ -151,12 +153,15 @@ async def execute_sweep(
         streaming=settings.streaming,
         token_output=settings.token_output,
     )
+    held = contextlib.AsyncExitStack()  # what the sweep holds on the server (shared memory)
     try:
         if prepared is None:
             info, requests, references, plan = await prepare(settings, api)
         else:
             info, requests, references, plan = prepared
             info = replace(info, started_at=datetime.now(UTC))
+        if settings.shared_memory == "system":
+            requests = await held.enter_async_context(shared_inputs(api, requests))
         run_id = store.create_run(info)
         if on_run_created is not None:
             on_run_created(run_id, info)
@@ -196,5 +201,6 @@ async def execute_sweep(
         store.finish_run(run_id, outcome.status, outcome.error)
         return outcome
     finally:
+        await held.aclose()
         await transport.close()
         await api.close()

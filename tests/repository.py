@@ -10,6 +10,7 @@ DEMO_MODELS = [
     "fixed_latency",
     "identity",
     "image_classifier",
+    "large_input",
     "mixed",
     "optional_input",
     "priority_queue",

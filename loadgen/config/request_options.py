@@ -105,4 +105,12 @@ REQUEST_OPTIONS: tuple[Option, ...] = (
         switch=True,
         group=LOAD,
     ),
+    Option(
+        "shared_memory",
+        ("--shared-memory",),
+        "where the inputs travel: none (in each request, default) or system (placed once in POSIX "
+        "shared memory that Triton maps: the server must run on this machine); cuda is not supported",
+        metavar="none|system|cuda",
+        group=SERVER,
+    ),
 )

@@ -172,6 +172,9 @@ class SweepSettings:
     sequence_id_range: tuple[int, int] | None = None
     """``--sequence-id-range``: correlation ids [start, end) this run uses (several loadgens on one
     server each take their own); None: from 1."""
+    shared_memory: str = "none"
+    """``--shared-memory``: ``system`` places the inputs in a registered POSIX shared-memory
+    region (:mod:`loadgen.shared_memory`); ``cuda`` is refused (no GPU here)."""
     serial_sequences: bool = False
     """``--serial-sequences``: in open loop, a sequence's next request waits for the previous answer."""
     request_parameters: dict[str, bool | int | str] = field(default_factory=dict)
@@ -396,6 +399,20 @@ class SweepSettings:
                 not (self.protocol == "grpc" and tls is not None and tls.insecure),
                 "ssl_insecure",
                 GRPC_INSECURE,
+            ),
+            (
+                self.shared_memory in ("none", "system"),
+                "shared_memory",
+                "{shared_memory} cuda needs a GPU and is not supported: use system (inputs in POSIX "
+                "shared memory) or none"
+                if self.shared_memory == "cuda"
+                else f"{{shared_memory}} must be none, system or cuda, got {self.shared_memory!r}",
+            ),
+            (
+                not (self.shared_memory == "system" and self.streaming and self.protocol == "http"),
+                "shared_memory",
+                "{shared_memory} system cannot go with HTTP {streaming}: generate_stream carries inputs as "
+                "JSON values; use gRPC",
             ),
             *sequence_rules(
                 self.sequence_length,

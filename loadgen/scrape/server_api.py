@@ -18,7 +18,7 @@ import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException
 
-from loadgen.errors import ServerUnavailable, UnknownModel
+from loadgen.errors import ConfigError, ServerUnavailable, UnknownModel
 from loadgen.results import BatchStat, DurationStat, ModelStats
 from loadgen.tls import TlsSettings, tls_for_url
 from loadgen.transports.addresses import GRPC_PORTS, HTTP_PORTS, grpc_target, split_host_port
@@ -241,6 +241,38 @@ class ServerAPI:
         for entry in entries:  # several ready versions: counters add
             total = total + entry
         return total
+
+    async def register_system_memory(self, region: str, key: str, byte_size: int) -> None:
+        """Register a POSIX shared-memory region (``key``: its ``/name``) under ``region``;
+        :class:`ConfigError` in one line when the server refuses it (another host, no access)."""
+        try:
+            await self._call(
+                "a shared-memory registration",
+                self._client.register_system_shared_memory(region, key, byte_size, **self._headers()),
+            )
+        except InferenceServerException as exc:
+            raise ConfigError(
+                f"Triton at {self.url} refused the system shared-memory region {region!r}: "
+                f"{' '.join(str(exc.message()).split())} (--shared-memory system needs the server on "
+                "this machine, sharing its /dev/shm)"
+            ) from None
+
+    async def unregister_system_memory(self, region: str) -> None:
+        await self._call(
+            "a shared-memory unregistration",
+            self._client.unregister_system_shared_memory(region, **self._headers()),
+        )
+
+    async def system_memory_regions(self) -> list[str]:
+        """The names of the system shared-memory regions the server holds."""
+        status = await self._call(
+            "the shared-memory status", self._client.get_system_shared_memory_status(**self._json)
+        )
+        regions = status.get("regions", status) if isinstance(status, dict) else status
+        return sorted(r["name"] for r in (regions.values() if isinstance(regions, dict) else regions))
+
+    def _headers(self) -> dict[str, Any]:
+        return {"headers": self._json["headers"]} if "headers" in self._json else {}
 
     async def close(self) -> None:
         await self._client.close()

@@ -63,6 +63,9 @@ class InputTensor:
     shape: tuple[int, ...]
     data: bytes
     """Raw little-endian tensor bytes (BYTES tensors: 4-byte length-prefixed elements)."""
+    shared_memory: tuple[str, int] | None = None
+    """``--shared-memory system``: (region, offset) where ``data`` already lies in a registered
+    system shared-memory region; the request then names it instead of carrying the bytes."""
 
 
 NUMPY_DTYPES: dict[str, str] = {

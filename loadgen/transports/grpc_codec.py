@@ -48,7 +48,13 @@ def build_request(spec: InferRequestSpec, *, stream: bool = False) -> bytes:
         entry.name = tensor.name
         entry.datatype = tensor.datatype
         entry.shape.extend(tensor.shape)
-        request.raw_input_contents.append(tensor.data)
+        if tensor.shared_memory is None:
+            request.raw_input_contents.append(tensor.data)
+            continue
+        region, offset = tensor.shared_memory
+        entry.parameters["shared_memory_region"].string_param = region
+        entry.parameters["shared_memory_offset"].int64_param = offset
+        entry.parameters["shared_memory_byte_size"].int64_param = len(tensor.data)
     for name in spec.outputs:
         request.outputs.add().name = name
     data: bytes = request.SerializeToString()

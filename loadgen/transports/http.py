@@ -26,6 +26,7 @@ from loadgen.transports.base import (
     NUMPY_DTYPES,
     CaptureSender,
     InferRequestSpec,
+    InputTensor,
     OutputTensor,
     Sender,
     SequenceRequests,
@@ -34,18 +35,26 @@ from loadgen.transports.base import (
 from loadgen.transports.reasons import cannot_connect, connection_lost, http_reason, status_reason
 
 
+def _where(tensor: InputTensor) -> dict[str, Any]:
+    """Where an input's bytes are: after the JSON header (the binary-data extension), or in a
+    registered shared-memory region."""
+    if tensor.shared_memory is None:
+        return {"binary_data_size": len(tensor.data)}
+    region, offset = tensor.shared_memory
+    return {
+        "shared_memory_region": region,
+        "shared_memory_offset": offset,
+        "shared_memory_byte_size": len(tensor.data),
+    }
+
+
 def build_request(
     spec: InferRequestSpec, host: str, port: int, headers: dict[str, str] | None = None
 ) -> bytes:
     """The whole HTTP/1.1 request (headers and body) for ``spec``."""
     header: dict[str, Any] = {
         "inputs": [
-            {
-                "name": t.name,
-                "shape": list(t.shape),
-                "datatype": t.datatype,
-                "parameters": {"binary_data_size": len(t.data)},
-            }
+            {"name": t.name, "shape": list(t.shape), "datatype": t.datatype, "parameters": _where(t)}
             for t in spec.inputs
         ],
         "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in spec.outputs],
@@ -53,7 +62,7 @@ def build_request(
     if spec.parameters:
         header["parameters"] = dict(spec.parameters)
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    body = header_bytes + b"".join(t.data for t in spec.inputs)
+    body = header_bytes + b"".join(t.data for t in spec.inputs if t.shared_memory is None)
     version = f"/versions/{spec.model_version}" if spec.model_version else ""
     lines = [
         f"POST /v2/models/{spec.model}{version}/infer HTTP/1.1",

@@ -56,6 +56,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("sweep", "--request-timeout"): SECONDS,
     ("sweep", "--retry-unavailable"): SECONDS,
     ("sweep", "-H"): ["", "junk"],
+    ("sweep", "--shared-memory"): ["", "junk", "cuda"],
     ("sweep", "--sequence-length"): [*WHOLE, "0"],
     ("sweep", "--sequence-length-variation"): [*PERCENT, "101"],
     ("sweep", "--num-of-sequences"): [*WHOLE, "0"],

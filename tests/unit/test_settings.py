@@ -80,6 +80,7 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "retry_unavailable_s": (["--retry-unavailable", "30"], "30"),
         "max_error_rate": (["--max-error-rate", "5%"], "5%"),
         "headers": (["-H", "X-A: b", "-H", "X-C: d"], "{X-A: b, X-C: d}"),
+        "shared_memory": (["--shared-memory", "system"], "system"),
         "sequence_length": (["--sequence-length", "12"], "12"),
         "sequence_length_variation": (["--sequence-length-variation", "10%"], "10%"),
         "num_of_sequences": (["--num-of-sequences", "6"], "6"),

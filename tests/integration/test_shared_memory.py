@@ -1,0 +1,135 @@
+"""``--shared-memory system`` against the real server: the same answers as inputs sent in the
+request, and no region left behind (in /dev/shm or in the server's list) whether the sweep
+ends, fails or is interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from loadgen.config import MeasurementSettings, SweepSettings
+from loadgen.errors import ConfigError
+from loadgen.runner import prepare
+from loadgen.scrape.server_api import ServerAPI
+from loadgen.server import EmbeddedServer
+from loadgen.shared_memory import leftover_regions, shared_inputs
+from loadgen.transports import make_transport
+from loadgen.transports.base import InferRequestSpec, OutputTensor
+from tests.cli import loadgen, start_loadgen, wait_for_steps
+from tests.sweeps import swept
+
+QUICK = ["-p", "700", "--warmup", "150", "-r", "3", "--no-metrics", "-q"]
+
+
+Answers = list[dict[str, OutputTensor]]
+
+
+async def _answers(url: str, protocol: str, requests: list[InferRequestSpec]) -> Answers:
+    transport = make_transport(protocol, url)
+    send = transport.capture_sender(0)
+    answers = []
+    try:
+        for request in requests:
+            error, response = await send(transport.prepare(request))
+            assert error is None, error
+            answers.append(transport.parse_outputs(response))
+    finally:
+        await transport.close()
+    return answers
+
+
+async def _plain_and_shared(
+    triton: EmbeddedServer, protocol: Literal["grpc", "http"]
+) -> tuple[Answers, Answers, list[str]]:
+    url = triton.grpc_url if protocol == "grpc" else triton.http_url
+    settings = SweepSettings(model="resnet", levels=(1,), url=url, protocol=protocol, validate=True)
+    api = ServerAPI(url, protocol)
+    try:
+        _, requests, _, _ = await prepare(settings, api)
+        plain = await _answers(url, protocol, requests)
+        async with shared_inputs(api, requests) as placed:
+            assert all(t.shared_memory is not None for spec in placed for t in spec.inputs)
+            held = await api.system_memory_regions()
+            shared = await _answers(url, protocol, placed)
+        return plain, shared, held
+    finally:
+        await api.close()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_inputs_in_shared_memory_give_the_same_answers(
+    triton: EmbeddedServer, protocol: Literal["grpc", "http"]
+) -> None:
+    plain, shared, held = asyncio.run(_plain_and_shared(triton, protocol))
+    assert len(plain) > 1 and shared == plain  # resnet's 1000 scores, byte for byte, per request
+    assert len(held) == 1 and held[0].startswith("loadgen-")  # registered while in use
+    assert leftover_regions() == []
+    assert asyncio.run(_regions(triton)) == []
+
+
+async def _regions(triton: EmbeddedServer) -> list[str]:
+    api = ServerAPI(triton.grpc_url)
+    try:
+        return await api.system_memory_regions()
+    finally:
+        await api.close()
+
+
+def test_no_region_is_left_after_a_sweep_that_ends_fails_or_is_interrupted(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path}/runs.db"
+    settings = SweepSettings(
+        model="identity",
+        levels=(2,),
+        url=triton.grpc_url,
+        metrics_url="",
+        shared_memory="system",
+        validate=True,
+        measurement=MeasurementSettings(measurement_interval_ms=700, warmup_ms=150, max_windows=1),
+    )
+    (step,) = swept(settings, db)
+    assert (
+        step.error_count == 0 and step.validated_count == step.request_count > 0 and step.mismatch_count == 0
+    )
+    assert leftover_regions() == [] and asyncio.run(_regions(triton)) == []
+
+    failing = tmp_path / "raise.json"
+    failing.write_text(json.dumps({"data": [{"CODE": [-1]}]}))  # error_code raises on every request
+    result = loadgen(
+        "sweep", "-m", "error_code", "--input-data", str(failing), "--shared-memory", "system",
+        "-u", triton.grpc_url, "--concurrency", "1", *QUICK, "--db", db,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert leftover_regions() == [] and asyncio.run(_regions(triton)) == []
+
+    interrupted = f"sqlite:///{tmp_path}/interrupted.db"
+    proc = start_loadgen(
+        "sweep", "-m", "identity", "--shared-memory", "system", "-u", triton.grpc_url,
+        "--concurrency", "1,2,4,8", *QUICK, "--db", interrupted,
+    )  # fmt: skip
+    wait_for_steps(interrupted, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert leftover_regions() == [] and asyncio.run(_regions(triton)) == []
+
+
+def test_a_region_the_server_cannot_map_is_one_line(triton: EmbeddedServer) -> None:
+    async def refused() -> str:
+        api = ServerAPI(triton.grpc_url)
+        try:
+            with pytest.raises(ConfigError) as error:
+                await api.register_system_memory("loadgen-nowhere", "/loadgen-nowhere", 64)
+            return str(error.value)
+        finally:
+            await api.close()
+
+    said = asyncio.run(refused())
+    assert "refused the system shared-memory region 'loadgen-nowhere'" in said and "\n" not in said
+    assert "needs the server on this machine" in said

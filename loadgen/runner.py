@@ -29,7 +29,7 @@ from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.sequence_setup import data_streams, sequence_plan
-from loadgen.shared_memory import shared_inputs
+from loadgen.shared_memory import shared_inputs, shared_outputs
 from loadgen.storage import RunStore
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
@@ -160,8 +160,13 @@ async def execute_sweep(
         else:
             info, requests, references, plan = prepared
             info = replace(info, started_at=datetime.now(UTC))
+        slot_requests = None
         if settings.shared_memory == "system":
             requests = await held.enter_async_context(shared_inputs(api, requests))
+        if settings.output_shared_memory_size:
+            slots = int(max(settings.levels))
+            size = settings.output_shared_memory_size
+            slot_requests = await held.enter_async_context(shared_outputs(api, requests, slots, size))
         run_id = store.create_run(info)
         if on_run_created is not None:
             on_run_created(run_id, info)
@@ -185,6 +190,7 @@ async def execute_sweep(
                 on_search=on_search,
                 references=references,
                 sequence_plan=plan,
+                slot_requests=slot_requests,
             )
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")

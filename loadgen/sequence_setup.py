@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.config import SweepSettings
-from loadgen.config.sequences import DEFAULT_LENGTH, DEFAULT_SEQUENCES, DEFAULT_VARIATION_PCT
+from loadgen.config.request_rules import DEFAULT_LENGTH, DEFAULT_SEQUENCES, DEFAULT_VARIATION_PCT
 from loadgen.engine.sequences import SequencePlan
 from loadgen.engine.workers import default_workers
 from loadgen.errors import ConfigError

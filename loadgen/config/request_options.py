@@ -113,4 +113,13 @@ REQUEST_OPTIONS: tuple[Option, ...] = (
         metavar="none|system|cuda",
         group=SERVER,
     ),
+    Option(
+        "output_shared_memory_size",
+        ("--output-shared-memory-size",),
+        "with --shared-memory system: the server writes each output to a slice of BYTES of a "
+        "shared-memory region, one slice per in-flight slot (default: outputs come in the response)",
+        values.whole,
+        metavar="BYTES",
+        group=SERVER,
+    ),
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from loadgen.config.sequences import sequence_rules
+from loadgen.config.request_rules import sequence_rules, shared_memory_rules
 from loadgen.errors import SettingProblem, check, raise_problems
 from loadgen.tls import GRPC_INSECURE, TlsSettings, url_scheme
 
@@ -175,6 +175,9 @@ class SweepSettings:
     shared_memory: str = "none"
     """``--shared-memory``: ``system`` places the inputs in a registered POSIX shared-memory
     region (:mod:`loadgen.shared_memory`); ``cuda`` is refused (no GPU here)."""
+    output_shared_memory_size: int | None = None
+    """``--output-shared-memory-size``: bytes per output per in-flight slot, in a registered region
+    the server writes outputs to (with ``shared_memory`` system, closed loop)."""
     serial_sequences: bool = False
     """``--serial-sequences``: in open loop, a sequence's next request waits for the previous answer."""
     request_parameters: dict[str, bool | int | str] = field(default_factory=dict)
@@ -400,19 +403,13 @@ class SweepSettings:
                 "ssl_insecure",
                 GRPC_INSECURE,
             ),
-            (
-                self.shared_memory in ("none", "system"),
-                "shared_memory",
-                "{shared_memory} cuda needs a GPU and is not supported: use system (inputs in POSIX "
-                "shared memory) or none"
-                if self.shared_memory == "cuda"
-                else f"{{shared_memory}} must be none, system or cuda, got {self.shared_memory!r}",
-            ),
-            (
-                not (self.shared_memory == "system" and self.streaming and self.protocol == "http"),
-                "shared_memory",
-                "{shared_memory} system cannot go with HTTP {streaming}: generate_stream carries inputs as "
-                "JSON values; use gRPC",
+            *shared_memory_rules(
+                self.shared_memory,
+                self.output_shared_memory_size,
+                closed=closed,
+                http_stream=self.streaming and self.protocol == "http",
+                streaming=self.streaming,
+                validate=self.validate,
             ),
             *sequence_rules(
                 self.sequence_length,

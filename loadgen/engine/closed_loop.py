@@ -41,6 +41,7 @@ class ClosedLoop:
         streaming: bool = False,
         canceller: Canceller | None = None,
         sequences: Sequences | None = None,
+        slot_requests: Sequence[Sequence[Any]] | None = None,
     ) -> None:
         if not requests:
             raise ValueError("no prepared requests")
@@ -51,6 +52,8 @@ class ClosedLoop:
         self.streaming = streaming
         self.canceller = canceller
         self.sequences = sequences
+        self.slot_requests = slot_requests
+        """Per slot, its own prepared requests (each slot's output slice); None: ``requests``."""
         self.level: float = concurrency
         self.window: Window = Discard()
         self._running = False
@@ -63,9 +66,8 @@ class ClosedLoop:
         send = self.transport.sender(index)
         clock = time.perf_counter_ns
         sent_at = self._sent_at
-        requests = itertools.cycle(
-            self.requests[index % len(self.requests) :] + self.requests[: index % len(self.requests)]
-        )
+        own = list(self.slot_requests[index]) if self.slot_requests is not None else self.requests
+        requests = itertools.cycle(own[index % len(own) :] + own[: index % len(own)])
         while self._running:
             request = next(requests)
             start = sent_at[index] = clock()

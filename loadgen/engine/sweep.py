@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from loadgen.config import SweepSettings
-from loadgen.config.sequences import DEFAULT_SEQUENCES
+from loadgen.config.request_rules import DEFAULT_SEQUENCES
 from loadgen.engine.cancelling import Canceller, canceller_for
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
@@ -60,6 +60,7 @@ async def run_sweep(
     on_search: Callable[[SearchResult], None] | None = None,
     references: Sequence[Reference] | None = None,
     sequence_plan: SequencePlan | None = None,
+    slot_requests: Callable[[int], Sequence[InferRequestSpec]] | None = None,
 ) -> list[StepResult]:
     """Measure the levels of ``settings`` in order (or search them for the latency limit);
     each step goes to ``on_step`` as soon as it ends, so an exception leaves earlier ones delivered.
@@ -98,7 +99,13 @@ async def run_sweep(
 
     results: list[StepResult] = []
     open_loop = settings.scenario == "request_rate"
-    workers = settings.workers or default_workers(settings.levels, open_loop)
+    by_slot = None
+    if slot_requests is not None:  # --output-shared-memory-size: each slot's own output slice
+        by_slot = [
+            [transport.prepare(spec) for spec in slot_requests(slot)]
+            for slot in range(int(max(settings.levels)))
+        ]
+    workers = 1 if by_slot else settings.workers or default_workers(settings.levels, open_loop)
     pool = None
     if workers > 1:
         pool = WorkerPool(
@@ -164,6 +171,7 @@ async def run_sweep(
                 streaming=settings.streaming,
                 canceller=canceller_of(settings),
                 sequences=sequences,
+                slot_requests=by_slot,
             )
         step = await measure_step(
             index,

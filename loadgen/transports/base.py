@@ -158,6 +158,9 @@ class InferRequestSpec:
     model_version: str = ""
     parameters: tuple[tuple[str, bool | int | str], ...] = ()
     """Request parameters (``--request-parameter``), in the order given."""
+    output_memory: tuple[tuple[str, int, int], ...] = ()
+    """``--output-shared-memory-size``: per output (as ``outputs``), the (region, offset, size)
+    the server writes it to instead of into the response."""
 
 
 SequenceId = int | str

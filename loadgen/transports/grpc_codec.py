@@ -55,8 +55,14 @@ def build_request(spec: InferRequestSpec, *, stream: bool = False) -> bytes:
         entry.parameters["shared_memory_region"].string_param = region
         entry.parameters["shared_memory_offset"].int64_param = offset
         entry.parameters["shared_memory_byte_size"].int64_param = len(tensor.data)
-    for name in spec.outputs:
-        request.outputs.add().name = name
+    for i, name in enumerate(spec.outputs):
+        output = request.outputs.add()
+        output.name = name
+        if spec.output_memory:
+            region, offset, size = spec.output_memory[i]
+            output.parameters["shared_memory_region"].string_param = region
+            output.parameters["shared_memory_offset"].int64_param = offset
+            output.parameters["shared_memory_byte_size"].int64_param = size
     data: bytes = request.SerializeToString()
     return data
 

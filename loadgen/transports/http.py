@@ -48,6 +48,14 @@ def _where(tensor: InputTensor) -> dict[str, Any]:
     }
 
 
+def _output_where(spec: InferRequestSpec, index: int) -> dict[str, Any]:
+    """Where the server puts an output: in the response (binary), or in a shared-memory slice."""
+    if not spec.output_memory:
+        return {"binary_data": True}
+    region, offset, size = spec.output_memory[index]
+    return {"shared_memory_region": region, "shared_memory_offset": offset, "shared_memory_byte_size": size}
+
+
 def build_request(
     spec: InferRequestSpec, host: str, port: int, headers: dict[str, str] | None = None
 ) -> bytes:
@@ -57,7 +65,9 @@ def build_request(
             {"name": t.name, "shape": list(t.shape), "datatype": t.datatype, "parameters": _where(t)}
             for t in spec.inputs
         ],
-        "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in spec.outputs],
+        "outputs": [
+            {"name": name, "parameters": _output_where(spec, i)} for i, name in enumerate(spec.outputs)
+        ],
     }
     if spec.parameters:
         header["parameters"] = dict(spec.parameters)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,7 @@ from loadgen.runner import prepare
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer
 from loadgen.shared_memory import leftover_regions, shared_inputs
+from loadgen.storage import StepRecord
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec, OutputTensor
 from tests.cli import loadgen, start_loadgen, wait_for_steps
@@ -133,3 +135,54 @@ def test_a_region_the_server_cannot_map_is_one_line(triton: EmbeddedServer) -> N
     said = asyncio.run(refused())
     assert "refused the system shared-memory region 'loadgen-nowhere'" in said and "\n" not in said
     assert "needs the server on this machine" in said
+
+
+def test_no_region_is_left_in_dev_shm_when_the_server_is_killed(
+    small_triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path}/runs.db"
+    proc = start_loadgen(
+        "sweep", "-m", "identity", "--shared-memory", "system", "-u", small_triton.grpc_url,
+        "--concurrency", "1,2,4,8", *QUICK, "--db", db,
+    )  # fmt: skip
+    wait_for_steps(db, 1, proc)
+    small_triton.kill()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "server lost mid-run" in err and "Traceback" not in err
+    assert leftover_regions() == []
+
+
+def test_outputs_go_to_one_slice_per_slot_and_a_slice_too_small_fails_each_request(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    """identity answers 16 FP32 (64 bytes) per request: slices of 64 bytes hold them, 32 do not."""
+    regions: list[list[str]] = []
+
+    async def held_during(settings: SweepSettings) -> list[StepRecord]:
+        api = ServerAPI(triton.grpc_url)
+        try:
+            steps = await asyncio.to_thread(swept, settings, f"sqlite:///{tmp_path}/runs-{len(regions)}.db")
+            regions.append(await api.system_memory_regions())
+            return steps
+        finally:
+            await api.close()
+
+    base = SweepSettings(
+        model="identity",
+        levels=(1, 4),
+        url=triton.grpc_url,
+        metrics_url="",
+        shared_memory="system",
+        output_shared_memory_size=64,
+        measurement=MeasurementSettings(measurement_interval_ms=700, warmup_ms=150, max_windows=1),
+    )
+    steps = asyncio.run(held_during(base))
+    assert all(step.error_count == 0 and step.request_count > 0 for step in steps), [s.errors for s in steps]
+    (small,) = asyncio.run(held_during(replace(base, levels=(2,), output_shared_memory_size=32)))
+    assert small.request_count == 0 and small.error_count > 0
+    (reason,) = small.errors
+    assert "for output 'OUTPUT0' (32 bytes) should be at least 64 bytes" in reason, (
+        reason
+    )  # the server wrote there
+    assert regions == [[], []] and leftover_regions() == []  # after each sweep: none left

@@ -57,6 +57,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("sweep", "--retry-unavailable"): SECONDS,
     ("sweep", "-H"): ["", "junk"],
     ("sweep", "--shared-memory"): ["", "junk", "cuda"],
+    ("sweep", "--output-shared-memory-size"): [*WHOLE, "0"],
     ("sweep", "--sequence-length"): [*WHOLE, "0"],
     ("sweep", "--sequence-length-variation"): [*PERCENT, "101"],
     ("sweep", "--num-of-sequences"): [*WHOLE, "0"],

@@ -81,6 +81,10 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "max_error_rate": (["--max-error-rate", "5%"], "5%"),
         "headers": (["-H", "X-A: b", "-H", "X-C: d"], "{X-A: b, X-C: d}"),
         "shared_memory": (["--shared-memory", "system"], "system"),
+        "output_shared_memory_size": (
+            ["--shared-memory", "system", "--output-shared-memory-size", "4096"],
+            "4096",
+        ),
         "sequence_length": (["--sequence-length", "12"], "12"),
         "sequence_length_variation": (["--sequence-length-variation", "10%"], "10%"),
         "num_of_sequences": (["--num-of-sequences", "6"], "6"),
@@ -145,6 +149,7 @@ _COMPANIONS = {
     "token_output": ("streaming",),
     "cancel_after_responses": ("streaming",),
     "cancel_share_pct": ("streaming", "cancel_after_responses"),
+    "output_shared_memory_size": ("shared_memory",),
 }
 """Options a sample needs beside it (in the plan, the same values as on the command line)."""
 

@@ -1,4 +1,5 @@
-"""A sequence model's settings beyond the sweep's own: defaults (perf_analyzer's) and rules.
+"""The rules of the options that shape each request: a sequence model's (with perf_analyzer's
+defaults) and shared memory's.
 
 Whether a run is a sequence run is the model's to say (``sequence_batching`` in its config), so
 the settings only hold what the user chose; :func:`sequence_rules` checks what can be checked
@@ -42,5 +43,37 @@ def sequence_rules(
             "sequence_id_range",
             f"{{sequence_id_range}} holds {room} id(s), fewer than {held}, {in_flight}: each sequence in "
             "flight needs its own id",
+        ),
+    ]
+
+
+def shared_memory_rules(
+    where: str, output_size: int | None, *, closed: bool, http_stream: bool, streaming: bool, validate: bool
+) -> list[Rule]:
+    """The rules of ``--shared-memory`` and ``--output-shared-memory-size``."""
+    return [
+        (
+            where in ("none", "system"),
+            "shared_memory",
+            "{shared_memory} cuda needs a GPU and is not supported: use system (inputs in POSIX shared "
+            "memory) or none"
+            if where == "cuda"
+            else f"{{shared_memory}} must be none, system or cuda, got {where!r}",
+        ),
+        (
+            not (where == "system" and http_stream),
+            "shared_memory",
+            "{shared_memory} system cannot go with HTTP {streaming}: generate_stream carries inputs as "
+            "JSON values; use gRPC",
+        ),
+        (
+            output_size is None or (output_size > 0 and where == "system"),
+            "output_shared_memory_size",
+            "{output_shared_memory_size} goes with {shared_memory} system and must be > 0 bytes",
+        ),
+        (
+            output_size is None or (closed and not streaming and not validate),
+            "output_shared_memory_size",
+            "{output_shared_memory_size} works in closed loop without {streaming} and {validate} for now",
         ),
     ]

@@ -93,7 +93,11 @@ def stream_table(steps: pd.DataFrame) -> pd.DataFrame:
 def sequence_table(steps: pd.DataFrame) -> pd.DataFrame:
     """A sequence model's columns: sequences ended per second, and the p99 of the requests that
     start, continue and end a sequence (a start meets cold state)."""
-    columns = {"Sequences/s": steps["sequence_count"].astype("float64") / steps["duration_s"]}
+    ended = steps["sequence_count"].astype("float64")
+    columns = {
+        "Sequences/s": ended / steps["duration_s"],
+        "Requests per sequence": steps["request_count"] / ended.where(ended > 0),
+    }
     for place in ("start", "middle", "end"):
         columns[f"{place.title()} p99 (ms)"] = steps[f"sequence_{place}_p99_us"].astype("float64") / 1000.0
     return pd.DataFrame(columns)
@@ -297,6 +301,10 @@ def _sequence_columns(
             for step, t in zip(steps, tallies, strict=True)
         ]
     }
+    columns["Requests per sequence"] = [
+        (t.start.count + t.middle.count + t.end.count) / t.ended if t is not None and t.ended else nan
+        for t in tallies
+    ]
     for place in ("start", "middle", "end"):
         for p in percentiles:
             columns[f"{place.title()} p{p:g} (ms)"] = [

@@ -160,13 +160,14 @@ async def execute_sweep(
         else:
             info, requests, references, plan = prepared
             info = replace(info, started_at=datetime.now(UTC))
-        slot_requests = None
+        slot_outputs = None
         if settings.shared_memory == "system":
             requests = await held.enter_async_context(shared_inputs(api, requests))
         if settings.output_shared_memory_size:
-            slots = int(max(settings.levels))
+            closed = settings.scenario == "concurrency"
+            slots = int(max(settings.levels)) if closed else settings.max_in_flight
             size = settings.output_shared_memory_size
-            slot_requests = await held.enter_async_context(shared_outputs(api, requests, slots, size))
+            slot_outputs = await held.enter_async_context(shared_outputs(api, requests, slots, size))
         run_id = store.create_run(info)
         if on_run_created is not None:
             on_run_created(run_id, info)
@@ -190,7 +191,7 @@ async def execute_sweep(
                 on_search=on_search,
                 references=references,
                 sequence_plan=plan,
-                slot_requests=slot_requests,
+                slot_outputs=slot_outputs,
             )
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")

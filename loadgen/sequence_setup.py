@@ -72,6 +72,7 @@ def sequence_plan(
         return None
     not_yet = {
         "--streaming": settings.streaming,
+        "--output-shared-memory-size": settings.output_shared_memory_size is not None,
         "--batch-size above 1 with sequence streams": lengths is not None and settings.batch_size > 1,
     }
     for what, asked in not_yet.items():

@@ -2,9 +2,10 @@
 that Triton maps, so a request carries only where its bytes are (region, offset, size), not the
 bytes: the copy through the socket that large inputs (images, audio) cost is gone.
 
-The region holds every distinct input tensor of the requests once, 64-byte aligned. Inputs are
-only read (by the server), so every in-flight request may point into it at once; nothing the
-server writes lands there. It is registered through Triton's shared-memory API (the sweep's
+The input region holds every distinct input tensor of the requests once, 64-byte aligned.
+Inputs are only read (by the server), so every in-flight request may point into it at once.
+Outputs (``--output-shared-memory-size``) are written, so each in-flight slot has a region of
+its own. Each region is registered through Triton's shared-memory API (the sweep's
 protocol) before the run is recorded, and unregistered and unlinked when the sweep ends,
 fails or is interrupted (Ctrl-C); a loadgen killed outright leaves it to Python's resource
 tracker, which unlinks it when the process is gone. A server that refuses it (another host,
@@ -15,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from multiprocessing.shared_memory import SharedMemory
 
 from loadgen.errors import ConfigError, ServerUnavailable
 from loadgen.scrape.server_api import ServerAPI
-from loadgen.transports.base import InferRequestSpec
+from loadgen.transports.base import InferRequestSpec, OutputTensor
 
 log = logging.getLogger(__name__)
 
@@ -75,49 +77,92 @@ async def shared_inputs(
         yield placed
 
 
-MAX_OUTPUT_REGION = 1 << 30
+MAX_OUTPUT_MEMORY = 1 << 30
 """The most memory ``--output-shared-memory-size`` may take (slots x outputs x size)."""
+
+
+class SlotOutputs:
+    """``--output-shared-memory-size``: each in-flight slot's region, the requests that write their
+    outputs there, and (``--validate``) reading an answer back from it."""
+
+    def __init__(
+        self, requests: Sequence[InferRequestSpec], memories: Sequence[SharedMemory], size: int
+    ) -> None:
+        self._requests = list(requests)
+        self._memories = list(memories)
+        self._stride = _aligned(size)
+        self._size = size
+        self.slots = len(self._memories)
+
+    def requests(self, slot: int) -> list[InferRequestSpec]:
+        """The requests writing their outputs into ``slot``'s region (one place per output)."""
+        region = self._memories[slot].name
+        return [
+            replace(
+                spec,
+                output_memory=tuple((region, i * self._stride, self._size) for i in range(len(spec.outputs))),
+            )
+            for spec in self._requests
+        ]
+
+    def read(self, slot: int, key: int, reference: Mapping[str, OutputTensor]) -> dict[str, OutputTensor]:
+        """The answer to request ``key`` as the server wrote it into ``slot``'s region, read with
+        the reference's datatype and shape (a wrong answer then differs from it, as it must)."""
+        buffer = self._memories[slot].buf
+        assert buffer is not None
+        outputs = {}
+        for i, name in enumerate(self._requests[key].outputs):
+            expected = reference.get(name)
+            if expected is None:
+                continue
+            place = bytes(buffer[i * self._stride : i * self._stride + self._size])
+            size = (
+                _bytes_size(place, math.prod(expected.shape))
+                if expected.datatype == "BYTES"
+                else len(expected.data)
+            )
+            outputs[name] = OutputTensor(name, expected.datatype, expected.shape, place[:size])
+        return outputs
+
+
+def _bytes_size(place: bytes, elements: int) -> int:
+    """The bytes ``elements`` length-prefixed BYTES elements take at the start of ``place``."""
+    offset = 0
+    for _ in range(elements):
+        if offset + 4 > len(place):
+            break
+        offset += 4 + int.from_bytes(place[offset : offset + 4], "little")
+    return min(offset, len(place))
 
 
 @contextlib.asynccontextmanager
 async def shared_outputs(
     api: ServerAPI, requests: Sequence[InferRequestSpec], slots: int, size: int
-) -> AsyncIterator[Callable[[int], list[InferRequestSpec]]]:
-    """``--output-shared-memory-size``: one registered region of ``slots`` disjoint slices, each
-    ``size`` bytes per output, so that no two requests in flight ever share an output buffer;
-    yields, for a slot, the requests writing their outputs into its slice."""
+) -> AsyncIterator[SlotOutputs]:
+    """``--output-shared-memory-size``: one registered region per in-flight slot, ``size`` bytes per
+    output, so that no two requests in flight ever share an output buffer."""
     outputs = max((len(spec.outputs) for spec in requests), default=0)
     per_slot = outputs * _aligned(size)
-    total = slots * per_slot
     if not outputs:
         raise ConfigError("--output-shared-memory-size: the requests ask for no output")
-    if total > MAX_OUTPUT_REGION:
+    if slots * per_slot > MAX_OUTPUT_MEMORY:
         raise ConfigError(
-            f"--output-shared-memory-size {size} x {outputs} output(s) x {slots} slots is {total} bytes, "
-            f"over {MAX_OUTPUT_REGION >> 20} MiB: give a smaller size or a lower concurrency"
+            f"--output-shared-memory-size {size} x {outputs} output(s) x {slots} slots is "
+            f"{slots * per_slot} bytes, over {MAX_OUTPUT_MEMORY >> 20} MiB: give a smaller size or a "
+            "lower concurrency"
         )
-    region = _new_region()
-    async with _region(api, region, total, "output"):
-
-        def slot_requests(slot: int) -> list[InferRequestSpec]:
-            base = slot * per_slot
-            return [
-                replace(
-                    spec,
-                    output_memory=tuple(
-                        (region, base + i * _aligned(size), size) for i in range(len(spec.outputs))
-                    ),
-                )
-                for spec in requests
-            ]
-
-        yield slot_requests
+    async with contextlib.AsyncExitStack() as held:
+        memories = [
+            await held.enter_async_context(_region(api, _new_region(), per_slot, "output"))
+            for _ in range(slots)
+        ]
+        yield SlotOutputs(requests, memories, size)
 
 
 @contextlib.asynccontextmanager
 async def _region(
     api: ServerAPI, region: str, size: int, what: str, contents: bytes = b""
-) -> AsyncIterator[None]:
+) -> AsyncIterator[SharedMemory]:
     """A POSIX region of ``size`` bytes (starting with ``contents``), registered with the server
     for as long as the context lasts; unregistered and unlinked however it ends."""
     try:
@@ -131,7 +176,7 @@ async def _region(
         memory.buf[: len(contents)] = contents
         await api.register_system_memory(region, f"/{region}", size)
         try:
-            yield
+            yield memory
         finally:
             with contextlib.suppress(ServerUnavailable, ConfigError, OSError):  # a server gone keeps nothing
                 await api.unregister_system_memory(region)

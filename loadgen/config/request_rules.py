@@ -48,7 +48,7 @@ def sequence_rules(
 
 
 def shared_memory_rules(
-    where: str, output_size: int | None, *, closed: bool, http_stream: bool, streaming: bool, validate: bool
+    where: str, output_size: int | None, *, http_stream: bool, streaming: bool
 ) -> list[Rule]:
     """The rules of ``--shared-memory`` and ``--output-shared-memory-size``."""
     return [
@@ -72,8 +72,8 @@ def shared_memory_rules(
             "{output_shared_memory_size} goes with {shared_memory} system and must be > 0 bytes",
         ),
         (
-            output_size is None or (closed and not streaming and not validate),
+            output_size is None or not streaming,
             "output_shared_memory_size",
-            "{output_shared_memory_size} works in closed loop without {streaming} and {validate} for now",
+            "{output_shared_memory_size} does not work with {streaming} yet",
         ),
     ]

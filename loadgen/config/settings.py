@@ -406,10 +406,8 @@ class SweepSettings:
             *shared_memory_rules(
                 self.shared_memory,
                 self.output_shared_memory_size,
-                closed=closed,
                 http_stream=self.streaming and self.protocol == "http",
                 streaming=self.streaming,
-                validate=self.validate,
             ),
             *sequence_rules(
                 self.sequence_length,

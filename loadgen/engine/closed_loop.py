@@ -18,6 +18,7 @@ from typing import Any
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, Window, drain
 from loadgen.engine.sequences import Sequences
+from loadgen.shared_memory import SlotOutputs
 from loadgen.transports.base import Arrivals, CapturedArrivals, Transport
 from loadgen.transports.reasons import is_connection_failure
 from loadgen.validation import Validator, flatten_stream
@@ -42,6 +43,7 @@ class ClosedLoop:
         canceller: Canceller | None = None,
         sequences: Sequences | None = None,
         slot_requests: Sequence[Sequence[Any]] | None = None,
+        slot_outputs: SlotOutputs | None = None,
     ) -> None:
         if not requests:
             raise ValueError("no prepared requests")
@@ -53,7 +55,9 @@ class ClosedLoop:
         self.canceller = canceller
         self.sequences = sequences
         self.slot_requests = slot_requests
-        """Per slot, its own prepared requests (each slot's output slice); None: ``requests``."""
+        """Per slot, its own prepared requests (each slot's output region); None: ``requests``."""
+        self.slot_outputs = slot_outputs
+        """``--output-shared-memory-size``: where ``--validate`` reads each slot's answers."""
         self.level: float = concurrency
         self.window: Window = Discard()
         self._running = False
@@ -155,22 +159,32 @@ class ClosedLoop:
                     await asyncio.sleep(BACK_OFF_S)
 
     async def _checked_slot(self, index: int, validator: Validator) -> None:
-        """As :meth:`_slot`, also checking each answer against its request's reference."""
-        send = self.transport.capture_sender(index)
+        """As :meth:`_slot`, also checking each answer against its request's reference (read
+        from the slot's output region when the server writes outputs to shared memory)."""
+        shared = self.slot_outputs
+        send: Any = self.transport.capture_sender(index) if shared is None else self.transport.sender(index)
         parse = self.transport.parse_outputs
         clock = time.perf_counter_ns
         sent_at = self._sent_at
-        n = len(self.requests)
+        own = self.requests if self.slot_requests is None else list(self.slot_requests[index])
+        n = len(own)
         keys = itertools.cycle([(index + k) % n for k in range(n)])
+        response: Any = None
         while self._running:
             key = next(keys)
             start = sent_at[index] = clock()
-            error, response = await send(self.requests[key])
+            if shared is None:
+                error, response = await send(own[key])
+            else:
+                error = await send(own[key])
             latency = clock() - start
             window = self.window
             if error is None:
                 window.record(latency)
-                window.check(validator, key, parse(response))
+                if shared is None:
+                    window.check(validator, key, parse(response))
+                else:
+                    window.check(validator, key, shared.read(index, key, validator.references[key]))
             else:
                 window.error(error)
                 if is_connection_failure(error):

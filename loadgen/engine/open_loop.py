@@ -27,6 +27,7 @@ from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
 from loadgen.engine.sequences import OpenSequences
+from loadgen.shared_memory import SlotOutputs
 from loadgen.transports.base import Arrivals, CapturedArrivals, CaptureSender, Sender, StreamSender, Transport
 from loadgen.validation import Validator, flatten_stream
 
@@ -52,6 +53,8 @@ class OpenLoop:
         streaming: bool = False,
         canceller: Canceller | None = None,
         sequences: OpenSequences | None = None,
+        slot_requests: Sequence[Sequence[Any]] | None = None,
+        slot_outputs: SlotOutputs | None = None,
     ) -> None:
         """``stride``/``offset``: send only the schedule's sends ``offset, offset + stride, ...``
         (one worker's part of a schedule shared by ``stride`` workers, all from ``origin_ns``).
@@ -60,6 +63,9 @@ class OpenLoop:
             raise ValueError("no prepared requests")
         self.transport = transport
         self.sequences = sequences
+        self.slot_requests = slot_requests
+        """``--output-shared-memory-size``: per sender, its own prepared requests (its region)."""
+        self.slot_outputs = slot_outputs
         self.validator = validator
         self.streaming = streaming
         self.canceller = canceller
@@ -94,6 +100,8 @@ class OpenLoop:
                 if canceller is not None:
                     return stream_call(canceller, send), canceller.arrivals()
                 return send, Arrivals() if self.validator is None else CapturedArrivals()
+            if self.slot_requests is not None:  # validating reads the sender's region, not the answer
+                return self.transport.sender(self._created - 1), self._created - 1
             if self.validator is not None:
                 return self.transport.capture_sender(self._created - 1)
             return self.transport.sender(self._created - 1)
@@ -152,6 +160,23 @@ class OpenLoop:
         else:
             window.error(error)
 
+    async def _one_in_region(self, entry: tuple[Sender, int], key: int, intended: int, sent: int) -> None:
+        """A send whose outputs the server writes to the sender's own region; ``--validate`` reads
+        them back from there before the sender is free again."""
+        send, slot = entry
+        assert self.slot_requests is not None
+        error = await send(self.slot_requests[slot][key])
+        done = time.perf_counter_ns()
+        window, validator = self.window, self.validator
+        if error is None:
+            window.record_open(done - intended, done - sent)
+            if validator is not None and self.slot_outputs is not None:
+                window.check(validator, key, self.slot_outputs.read(slot, key, validator.references[key]))
+        else:
+            window.error(error)
+        self.in_flight -= 1
+        self._free.append(entry)
+
     async def _one_checked(
         self, send: CaptureSender, validator: Validator, key: int, intended: int, sent: int
     ) -> None:
@@ -204,6 +229,8 @@ class OpenLoop:
                 self.in_flight += 1
                 if self.sequences is not None:
                     task = loop.create_task(self._one_in_sequence(send, intended, sent))
+                elif self.slot_requests is not None:
+                    task = loop.create_task(self._one_in_region(send, index % n, intended, sent))
                 elif self.streaming:
                     task = loop.create_task(self._one_stream(send, index % n, intended, sent))
                 elif validator is None:

@@ -30,6 +30,7 @@ from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.results import ModelStats, StepResult
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
+from loadgen.shared_memory import SlotOutputs
 from loadgen.transports.base import InferRequestSpec, Transport
 from loadgen.validation import (
     Reference,
@@ -60,7 +61,7 @@ async def run_sweep(
     on_search: Callable[[SearchResult], None] | None = None,
     references: Sequence[Reference] | None = None,
     sequence_plan: SequencePlan | None = None,
-    slot_requests: Callable[[int], Sequence[InferRequestSpec]] | None = None,
+    slot_outputs: SlotOutputs | None = None,
 ) -> list[StepResult]:
     """Measure the levels of ``settings`` in order (or search them for the latency limit);
     each step goes to ``on_step`` as soon as it ends, so an exception leaves earlier ones delivered.
@@ -100,10 +101,9 @@ async def run_sweep(
     results: list[StepResult] = []
     open_loop = settings.scenario == "request_rate"
     by_slot = None
-    if slot_requests is not None:  # --output-shared-memory-size: each slot's own output slice
+    if slot_outputs is not None:  # --output-shared-memory-size: each slot's own output region
         by_slot = [
-            [transport.prepare(spec) for spec in slot_requests(slot)]
-            for slot in range(int(max(settings.levels)))
+            [transport.prepare(spec) for spec in slot_outputs.requests(s)] for s in range(slot_outputs.slots)
         ]
     workers = 1 if by_slot else settings.workers or default_workers(settings.levels, open_loop)
     pool = None
@@ -153,6 +153,8 @@ async def run_sweep(
                     validator=validator,
                     streaming=settings.streaming,
                     canceller=canceller_of(settings),
+                    slot_requests=by_slot,
+                    slot_outputs=slot_outputs,
                     sequences=None
                     if sequences is None
                     else OpenSequences(
@@ -172,6 +174,7 @@ async def run_sweep(
                 canceller=canceller_of(settings),
                 sequences=sequences,
                 slot_requests=by_slot,
+                slot_outputs=slot_outputs,
             )
         step = await measure_step(
             index,

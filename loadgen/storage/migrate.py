@@ -235,8 +235,10 @@ def ensure_schema(conn: Connection, *, auto_upgrade: bool) -> None:
     """
     if _schema_change(conn, auto_upgrade=auto_upgrade) is None:
         return
+    # end the read that looked before waiting: held across the wait, it would keep the loadgen
+    # that holds the lock from committing its schema (a deadlock until SQLite's busy timeout)
+    conn.rollback()
     with _migration_lock(conn):
-        conn.rollback()  # end the read that looked before the lock: look at the database as it is now
         change = _schema_change(conn, auto_upgrade=auto_upgrade)
         if change is not None:
             log.log(*change)

@@ -153,10 +153,11 @@ def test_no_region_is_left_in_dev_shm_when_the_server_is_killed(
     assert leftover_regions() == []
 
 
-def test_outputs_go_to_one_slice_per_slot_and_a_slice_too_small_fails_each_request(
+def test_outputs_go_to_a_region_per_slot_and_a_place_too_small_fails_each_request(
     triton: EmbeddedServer, tmp_path: Path
 ) -> None:
-    """identity answers 16 FP32 (64 bytes) per request: slices of 64 bytes hold them, 32 do not."""
+    """identity answers 16 FP32 (64 bytes) per request: places of 64 bytes hold them (and
+    --validate reads each answer back from its slot's region), 32 do not."""
     regions: list[list[str]] = []
 
     async def held_during(settings: SweepSettings) -> list[StepRecord]:
@@ -175,10 +176,12 @@ def test_outputs_go_to_one_slice_per_slot_and_a_slice_too_small_fails_each_reque
         metrics_url="",
         shared_memory="system",
         output_shared_memory_size=64,
+        validate=True,
         measurement=MeasurementSettings(measurement_interval_ms=700, warmup_ms=150, max_windows=1),
     )
     steps = asyncio.run(held_during(base))
     assert all(step.error_count == 0 and step.request_count > 0 for step in steps), [s.errors for s in steps]
+    assert all(step.validated_count == step.request_count and step.mismatch_count == 0 for step in steps)
     (small,) = asyncio.run(held_during(replace(base, levels=(2,), output_shared_memory_size=32)))
     assert small.request_count == 0 and small.error_count > 0
     (reason,) = small.errors
@@ -186,3 +189,24 @@ def test_outputs_go_to_one_slice_per_slot_and_a_slice_too_small_fails_each_reque
         reason
     )  # the server wrote there
     assert regions == [[], []] and leftover_regions() == []  # after each sweep: none left
+
+
+def test_open_loop_senders_each_write_outputs_to_their_own_region(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    settings = SweepSettings(
+        model="identity",
+        levels=(200.0,),
+        scenario="request_rate",
+        max_in_flight=16,
+        url=triton.grpc_url,
+        metrics_url="",
+        shared_memory="system",
+        output_shared_memory_size=64,
+        validate=True,
+        measurement=MeasurementSettings(measurement_interval_ms=700, warmup_ms=150, max_windows=1),
+    )
+    (step,) = swept(settings, f"sqlite:///{tmp_path}/runs.db")
+    assert step.error_count == 0 and step.request_count > 0 and step.refused_count == 0
+    assert step.validated_count == step.request_count and step.mismatch_count == 0
+    assert leftover_regions() == []

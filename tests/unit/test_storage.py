@@ -384,6 +384,7 @@ def test_a_sequence_steps_places_are_stored_whole_and_tabled(store: RunStore) ->
     assert with_places.sequence_end_p50_us == pytest.approx(3000, rel=0.01)
     table = benchmark_table(store.steps(run_id), (50.0, 99.0), scenario="concurrency")
     assert table["Sequences/s"].iloc[0] == pytest.approx(4 / result.duration_s)
+    assert table["Requests per sequence"].iloc[0] == pytest.approx(8 / 4)
     assert table["Start p99 (ms)"].iloc[0] == pytest.approx(9.0, rel=0.01) and math.isnan(
         table["End p50 (ms)"].iloc[1]
     )

@@ -149,9 +149,9 @@ def test_sweep_show_runs_and_csv(triton: EmbeddedServer, tmp_path: Path) -> None
     assert all(float(r["Inferences/Second"]) > 0 for r in rows)
     assert all(int(r["p50 latency"]) <= int(r["p99 latency"]) for r in rows)
 
-    listing = loadgen("runs", "--db", db)
+    listing = loadgen_here("runs", "--db", db)
     assert listing.returncode == 0 and "identity" in listing.stdout and "completed" in listing.stdout
-    shown = loadgen("show", "1", "--db", db)
+    shown = loadgen_here("show", "1", "--db", db)
     assert shown.returncode == 0 and "run 1: identity" in shown.stdout
     with RunStore(db) as store:
         assert store.get_run(1).labels == {"team": "perf"}

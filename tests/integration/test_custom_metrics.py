@@ -9,12 +9,12 @@ from analysis import load_run_data
 from analysis.plots import server_metrics_figure
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, loadgen_here, one_line_error
+from tests.cli import loadgen_here, one_line_error
 
 
 def test_a_models_own_metrics_are_kept_and_plotted(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "custom_metric", "-u", triton.grpc_url, "--metrics-url", triton.metrics_url,
         "--metrics-family", "custom_.*", "--metrics-interval", "100",
         "-p", "600", "--warmup", "200", "-r", "3", "-q", "--db", db,

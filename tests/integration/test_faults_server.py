@@ -15,7 +15,7 @@ from loadgen.errors import EXIT_ERRORS, EXIT_FAILED
 from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, start_loadgen, wait_for_steps
+from tests.cli import loadgen_here, start_loadgen, wait_for_steps
 from tests.integration.conftest import start_server
 
 pytestmark = pytest.mark.faults
@@ -119,7 +119,7 @@ def test_a_run_whose_every_request_failed_exits_4_and_says_so(triton: EmbeddedSe
     data.write_text(json.dumps({"data": [{"CODE": [-1]}]}))  # error_code raises on every request
     db = f"sqlite:///{tmp_path}/r.db"
     common = ["-m", "error_code", "-u", triton.grpc_url, "--input-data", str(data), *QUICK, "--db", db]
-    result = loadgen("sweep", *common, "--concurrency", "1,2")
+    result = loadgen_here("sweep", *common, "--concurrency", "1,2")
     assert result.returncode == EXIT_ERRORS, result.stderr
     assert "every request of its 2 step(s) failed" in result.stderr
     assert "every one of its" in result.stdout  # each step called out under the table
@@ -130,7 +130,7 @@ def test_a_run_whose_every_request_failed_exits_4_and_says_so(triton: EmbeddedSe
     mixed.write_text(json.dumps({"data": [{"CODE": [0]}, {"CODE": [1]}]}))  # half the requests fail
     common = ["-m", "error_code", "-u", triton.grpc_url, "--input-data", str(mixed), *QUICK, "--db", db]
     # by default a run with some successes exits 0 (test_error_accounting's sweeps fail 5 in 6)
-    strict = loadgen("sweep", *common, "--max-error-rate", "10%")
+    strict = loadgen_here("sweep", *common, "--max-error-rate", "10%")
     assert strict.returncode == EXIT_ERRORS, strict.stderr
     assert "1 step(s) above --max-error-rate 10%: concurrency 1: 50.0% failed" in strict.stderr
-    assert loadgen("sweep", *common, "--max-error-rate", "60").returncode == 0
+    assert loadgen_here("sweep", *common, "--max-error-rate", "60").returncode == 0

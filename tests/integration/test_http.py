@@ -82,12 +82,12 @@ def test_http_control_plane_reports_unknown_models_and_unreachable_servers(trito
 
 
 def test_headers_are_sent_but_never_stored(triton: EmbeddedServer, tmp_path: Path) -> None:
-    from tests.cli import loadgen, loadgen_here, one_line_error
+    from tests.cli import loadgen_here, one_line_error
 
     db_path = tmp_path / "r.db"
     db = f"sqlite:///{db_path}"
     for protocol, url in (("http", triton.http_url), ("grpc", triton.grpc_url)):
-        result = loadgen(
+        result = loadgen_here(
             "sweep",
             "-m",
             "identity",

@@ -38,7 +38,7 @@ def test_perf_analyzer_json_with_bytes_images_runs(triton: EmbeddedServer, tmp_p
     path.write_text(json.dumps(data))
     db = f"sqlite:///{tmp_path}/r.db"
     for protocol, url in (("grpc", triton.grpc_url), ("http", triton.http_url)):
-        result = loadgen(
+        result = loadgen_here(
             "sweep",
             "-m",
             "image_classifier",
@@ -68,7 +68,7 @@ def test_mixed_types_with_a_variable_dimension(triton: EmbeddedServer, tmp_path:
     db = f"sqlite:///{tmp_path}/r.db"
     missing = loadgen_here("sweep", "-m", "mixed", "-u", triton.grpc_url, "--db", db)
     assert missing.returncode == 2 and "--shape TOKENS" in one_line_error(missing)
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "mixed",
@@ -97,7 +97,7 @@ def test_a_sample_the_model_rejects_is_counted_with_its_message(
     path = tmp_path / "mixed.json"
     path.write_text(json.dumps({"data": [{"TOKENS": [1, 2, 3], "SCALE": [1.0], "MASK": [True, False]}]}))
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "mixed",
@@ -179,7 +179,7 @@ def test_an_optional_input_may_be_left_out(triton: EmbeddedServer, tmp_path: Pat
     path.write_text(json.dumps({"data": data, "validation_data": expected}))
     db = f"sqlite:///{tmp_path}/r.db"
     for protocol, url in (("grpc", triton.grpc_url), ("http", triton.http_url)):
-        result = loadgen(
+        result = loadgen_here(
             "sweep", "-m", "optional_input", "-i", protocol, "-u", url, "--input-data", str(path),
             "--validate", "--concurrency", "2", *QUICK, "--db", db,
         )  # fmt: skip
@@ -202,7 +202,7 @@ def test_variable_shapes_per_entry_with_their_expected_outputs(
     path = tmp_path / "variable.json"
     path.write_text(json.dumps({"data": data, "validation_data": expected}))
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "mixed", "-u", triton.grpc_url, "--input-data", str(path), "--validate",
         "--concurrency", "1", *QUICK, "--db", db,
     )  # fmt: skip
@@ -242,7 +242,7 @@ def test_each_model_of_a_sweep_has_its_own_input_data(triton: EmbeddedServer, tm
     optional = tmp_path / "optional.json"
     optional.write_text(json.dumps({"data": [{"INPUT0": [1, 2, 3, 4]}]}))
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         f"identity:input-data={identity}",

@@ -12,7 +12,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
-from tests.cli import loadgen, loadgen_here, one_line_error
+from tests.cli import loadgen_here, one_line_error
 
 FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
 
@@ -105,7 +105,7 @@ def test_rate_cli_and_its_usage_errors(triton: EmbeddedServer, tmp_path: Path) -
 
     intervals = tmp_path / "intervals.txt"
     intervals.write_text("5000\n15000\n")  # 100 requests/s on average
-    replay = loadgen(
+    replay = loadgen_here(
         "sweep",
         "-m",
         "identity",
@@ -143,7 +143,7 @@ def test_ramp_rises_over_the_step(triton: EmbeddedServer, tmp_path: Path) -> Non
     db = f"sqlite:///{tmp_path}/r.db"
     bad = loadgen_here("sweep", "-m", "identity", "-u", triton.grpc_url, "--ramp", "100:400", "--db", db)
     assert bad.returncode == 2 and "bad --ramp '100:400'" in one_line_error(bad)
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "identity",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen
+from tests.cli import loadgen_here
 
 QUICK = ["-p", "500", "--warmup", "150", "-r", "3", "--no-metrics", "-q"]
 
@@ -14,7 +14,7 @@ QUICK = ["-p", "500", "--warmup", "150", "-r", "3", "--no-metrics", "-q"]
 def test_search_finds_the_known_capacity_of_fixed_latency(triton: EmbeddedServer, tmp_path: Path) -> None:
     # closed loop on a single-server queue: latency = C x 10.1 ms, so p99 <= 55 ms holds up to C = 5
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "fixed_latency",
@@ -43,7 +43,7 @@ def test_search_finds_the_known_capacity_of_fixed_latency(triton: EmbeddedServer
 
 def test_search_says_when_even_the_lowest_load_misses(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "fixed_latency",
@@ -66,7 +66,7 @@ def test_latency_limit_alone_stops_the_sweep_after_the_first_miss(
     triton: EmbeddedServer, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "fixed_latency",

@@ -8,7 +8,7 @@ from pathlib import Path
 from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, loadgen_here, one_line_error
+from tests.cli import loadgen_here, one_line_error
 
 QUICK = ["-p", "700", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 
@@ -16,7 +16,7 @@ QUICK = ["-p", "700", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 def test_two_models_run_together_each_with_its_own_load(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
     out = tmp_path / "out.csv"
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "identity",

@@ -22,7 +22,7 @@ from loadgen.shared_memory import leftover_regions, shared_inputs
 from loadgen.storage import StepRecord
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec, OutputTensor
-from tests.cli import loadgen, start_loadgen, wait_for_steps
+from tests.cli import loadgen_here, start_loadgen, wait_for_steps
 from tests.sweeps import swept
 
 QUICK = ["-p", "700", "--warmup", "150", "-r", "3", "--no-metrics", "-q"]
@@ -103,7 +103,7 @@ def test_no_region_is_left_after_a_sweep_that_ends_fails_or_is_interrupted(
 
     failing = tmp_path / "raise.json"
     failing.write_text(json.dumps({"data": [{"CODE": [-1]}]}))  # error_code raises on every request
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "error_code", "--input-data", str(failing), "--shared-memory", "system",
         "-u", triton.grpc_url, "--concurrency", "1", *QUICK, "--db", db,
     )  # fmt: skip

@@ -97,7 +97,7 @@ def test_the_cli_streams_and_tables_show_it(triton: EmbeddedServer, tmp_path: Pa
     assert unary.returncode == 2
     assert "is decoupled" in one_line_error(unary) and "add --streaming" in one_line_error(unary)
     csv_path = tmp_path / "out.csv"
-    streamed = loadgen(
+    streamed = loadgen_here(
         "sweep", "-m", "token_stream", "--streaming", "--input-data", str(prompts), "-u", triton.grpc_url,
         "--db", db, "--csv", str(csv_path), *quick,
     )  # fmt: skip
@@ -231,7 +231,7 @@ def test_a_deadline_before_the_first_response_cancels_every_request(
     triton: EmbeddedServer, tmp_path: Path, prompts: Path
 ) -> None:
     db = f"sqlite:///{tmp_path}/runs.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep", "-m", "token_stream", "--streaming", "--cancel-after-ms", "20ms", "-u", triton.grpc_url,
         "--input-data", str(prompts), "-p", "700ms", "--warmup", "150ms", "-r", "3", "--no-metrics", "-q",
         "--db", db,

@@ -25,7 +25,7 @@ def _steps(db: str) -> list[StepRecord]:
 
 def test_drifting_model_is_exact_alone_and_caught_under_load(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "drifting",
@@ -80,7 +80,7 @@ def test_deterministic_models_have_no_mismatch(
     db = f"sqlite:///{tmp_path}/r.db"
     url = triton.http_url if protocol == "http" else triton.grpc_url
     extra = ["--shape", "TOKENS:5", "--shape", "MASK:5"] if model == "mixed" else []
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         model,
@@ -105,7 +105,7 @@ def test_deterministic_models_have_no_mismatch(
 
 def test_open_loop_answers_are_checked(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
-    result = loadgen(
+    result = loadgen_here(
         "sweep",
         "-m",
         "identity",

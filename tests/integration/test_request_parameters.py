@@ -24,6 +24,8 @@ from tests.cli import loadgen_here, one_line_error
 from tests.sweeps import swept
 
 SENT: dict[str, bool | int | str] = {"custom": "a:b", "n": -5, "flag": True, "big": 2**40}
+STALL_US = 400_000
+"""A latency no request of priority_queue comes near unless Triton's batcher stalled."""
 MEASURE = MeasurementSettings(
     measurement_interval_ms=700, warmup_ms=200, max_windows=3, stability_percentage=50
 )
@@ -91,7 +93,11 @@ def test_a_high_priority_class_waits_less_than_a_low_one_on_one_overloaded_queue
     triton: EmbeddedServer, tmp_path: Path
 ) -> None:
     """2 high-priority slots and 6 of the default (low) level on 2 instances: a high request waits
-    at most for an instance to free, a low one for every high request too."""
+    at most for an instance to free, a low one for every high request too.
+
+    Triton 2.51's batcher stall (a request waiting out 500 ms: see queue_of_one in the README)
+    strikes priority queues too, now and then, and then tops both classes' p99 alike; a pair it
+    struck is measured again, once."""
     db = f"sqlite:///{tmp_path}/runs.db"
 
     async def both() -> list[int]:
@@ -103,10 +109,13 @@ def test_a_high_priority_class_waits_less_than_a_low_one_on_one_overloaded_queue
         assert high.status is low.status is RunStatus.COMPLETED, (high.error, low.error)
         return [high.run_id, low.run_id]
 
-    run_ids = asyncio.run(both())
-    with RunStore(db) as store:
-        (high,), (low,) = (store.steps(run_id) for run_id in run_ids)
-        assert store.get_run(run_ids[0]).settings["request_parameters"] == {"priority": 1}
+    for _ in range(2):
+        run_ids = asyncio.run(both())
+        with RunStore(db) as store:
+            (high,), (low,) = (store.steps(run_id) for run_id in run_ids)
+            assert store.get_run(run_ids[0]).settings["request_parameters"] == {"priority": 1}
+        if max(high.lat_max_us or 0, low.lat_max_us or 0) < STALL_US:
+            break
     assert high.error_count == low.error_count == 0 and high.request_count > 0 and low.request_count > 0
     assert high.lat_p99_us is not None and low.lat_p99_us is not None
     assert high.lat_p99_us < low.lat_p99_us / 2, (high.lat_p99_us, low.lat_p99_us)

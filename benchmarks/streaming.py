@@ -64,20 +64,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import vs_perf_analyzer  # noqa: E402 - benchmarks/vs_perf_analyzer.py: run_child, perf_analyzer_path, machine
 
+from analysis.tables import PERF_ANALYZER_COLUMNS  # noqa: E402
 from loadgen.server import EmbeddedServer, ServerPorts  # noqa: E402
 from loadgen.storage import RunStore  # noqa: E402
 
 MODEL = "token_stream"
-# perf_analyzer's CSV splits its mean latency into these parts (they add up to it)
-PA_LATENCY_COLUMNS = (
-    "Client Send",
-    "Network+Server Send/Recv",
-    "Server Queue",
-    "Server Compute Input",
-    "Server Compute Infer",
-    "Server Compute Output",
-    "Client Recv",
-)
+PA_LATENCY_COLUMNS = PERF_ANALYZER_COLUMNS[2:9]
+"""perf_analyzer's CSV splits its mean latency into these parts (they add up to it)."""
 TOOLS = ("pa", "lg-grpc", "aiperf", "lg-http")
 PAIRS = (("lg-grpc", "pa"), ("lg-http", "aiperf"))
 LABELS = {"pa": "perf_analyzer", "aiperf": "AIPerf", "lg-grpc": "loadgen", "lg-http": "loadgen"}

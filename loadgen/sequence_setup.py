@@ -8,20 +8,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loadgen.config import SweepSettings
-from loadgen.config.request_rules import DEFAULT_LENGTH, DEFAULT_SEQUENCES, DEFAULT_VARIATION_PCT
+from loadgen.config import SweepSettings, spell_flag
+from loadgen.config.request_rules import (
+    DEFAULT_LENGTH,
+    DEFAULT_SEQUENCES,
+    DEFAULT_VARIATION_PCT,
+    sequences_in_flight,
+)
 from loadgen.engine.sequences import SequencePlan
 from loadgen.engine.workers import default_workers
 from loadgen.errors import ConfigError
 from loadgen.inputs.batches import NUMPY_SUFFIXES
 from loadgen.inputs.json_data import stream_lengths
 
-SEQUENCE_OPTIONS = {
-    "sequence_length": "--sequence-length",
-    "sequence_length_variation": "--sequence-length-variation",
-    "num_of_sequences": "--num-of-sequences",
-    "sequence_id_range": "--sequence-id-range",
-}
+SEQUENCE_OPTIONS = ("sequence_length", "sequence_length_variation", "num_of_sequences", "sequence_id_range")
+"""The sequence options that have no meaning unless given (None), for a model without state."""
 
 
 def string_ids(config: Mapping[str, Any]) -> bool:
@@ -60,8 +61,8 @@ def sequence_plan(
     """The plan of a sequence model's run; None for a model without state (ConfigError if a
     sequence option or sequence data streams were given for it). ``lengths``: the input data's
     streams (:func:`data_streams`)."""
-    given = [flag for key, flag in SEQUENCE_OPTIONS.items() if getattr(settings, key) is not None]
-    given += ["--serial-sequences"] if settings.serial_sequences else []
+    given = [spell_flag(key) for key in SEQUENCE_OPTIONS if getattr(settings, key) is not None]
+    given += [spell_flag("serial_sequences")] if settings.serial_sequences else []
     given += [f"--input-data with sequence streams ({settings.input_data})"] if lengths else []
     if "sequence_batching" not in config:
         if given:
@@ -81,9 +82,9 @@ def sequence_plan(
                 f"model {settings.model!r} is a sequence model: {what} is not supported with one yet"
             )
     start, end = settings.sequence_id_range or (1, 2**64)
-    open_loop = settings.scenario != "concurrency"
-    workers = settings.workers or default_workers(settings.levels, open_loop)
-    in_flight = (settings.num_of_sequences or DEFAULT_SEQUENCES) if open_loop else int(max(settings.levels))
+    closed = settings.scenario == "concurrency"
+    workers = settings.workers or default_workers(settings.levels, not closed)
+    in_flight = sequences_in_flight(settings.levels, closed, settings.num_of_sequences)
     if workers > 1 and (end - start) // workers < -(-in_flight // workers):
         raise ConfigError(
             f"--sequence-id-range holds {end - start} id(s): split between {workers} workers, each has too "
@@ -102,4 +103,6 @@ def sequence_plan(
         id_end=end,
         string_ids=string_ids(config),
         seed=settings.seed,
+        active=settings.num_of_sequences or DEFAULT_SEQUENCES,
+        serial=settings.serial_sequences,
     )

@@ -15,7 +15,6 @@ no access to /dev/shm) is one line before the run starts.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import secrets
@@ -26,8 +25,6 @@ from multiprocessing.shared_memory import SharedMemory
 from loadgen.errors import ConfigError, ServerUnavailable
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.transports.base import InferRequestSpec, OutputTensor
-
-log = logging.getLogger(__name__)
 
 REGION_PREFIX = "loadgen-"
 """Every region loadgen creates is named ``loadgen-<pid>-<random>``: in /dev/shm and in the

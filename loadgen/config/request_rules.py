@@ -18,6 +18,12 @@ DEFAULT_SEQUENCES = 4
 Rule = tuple[bool, str, str]
 
 
+def sequences_in_flight(levels: Sequence[float], closed: bool, count: int | None) -> int:
+    """The most sequences a run has open at once, each needing its own id: the highest concurrency
+    in closed loop, the active sequences (``--num-of-sequences``) in open loop."""
+    return int(max(levels, default=1)) if closed else (count or DEFAULT_SEQUENCES)
+
+
 def sequence_rules(
     length: int | None,
     variation: float | None,
@@ -27,7 +33,7 @@ def sequence_rules(
     closed: bool,
 ) -> list[Rule]:
     """The rules of the sequence options (``(holds, key, message)``, as ``problems()`` takes them)."""
-    in_flight = int(max(levels, default=1)) if closed else (count or DEFAULT_SEQUENCES)
+    in_flight = sequences_in_flight(levels, closed, count)
     room = id_range[1] - id_range[0] if id_range is not None else in_flight
     held = "the highest concurrency" if closed else "the sequences active at once ({num_of_sequences})"
     return [

@@ -43,21 +43,30 @@ class SequencePlan:
     id_end: int
     string_ids: bool
     seed: int = 0
+    active: int = 1
+    """Open loop: the sequences active at once (``--num-of-sequences``)."""
+    serial: bool = False
+    """Open loop: a sequence's next request waits for the previous answer (``--serial-sequences``)."""
 
-    def part(self, index: int, parts: int) -> SequencePlan:
+    def part(self, index: int, parts: int, active: int) -> SequencePlan:
         """Worker ``index`` of ``parts``: its own slice of the id range (no two workers ever share
-        an id) and its own lengths' seed."""
+        an id), ``active`` sequences of its own and its own lengths' seed."""
         size = self.id_end - self.id_start
-        start = self.id_start + size * index // parts
         return replace(
-            self, id_start=start, id_end=self.id_start + size * (index + 1) // parts, seed=self.seed + index
+            self,
+            id_start=self.id_start + size * index // parts,
+            id_end=self.id_start + size * (index + 1) // parts,
+            active=active,
+            seed=self.seed + index,
         )
 
-    def max_length(self) -> int:
-        """The longest sequence the plan can draw."""
+    def reference_lengths(self) -> list[int]:
+        """Per stream, the steps its reference sequence runs (``--validate``): the stream's own
+        length, or the longest a drawn length can be."""
         if self.own_lengths:
-            return max(len(stream) for stream in self.streams)
-        return max(1, round(self.length * (1.0 + self.variation_pct / 100.0)))
+            return [len(stream) for stream in self.streams]
+        longest = max(1, round(self.length * (1.0 + self.variation_pct / 100.0)))
+        return [longest] * len(self.streams)
 
 
 class SequenceIds:
@@ -128,24 +137,20 @@ class Sequences:
         self._random = random.Random(plan.seed)
         self._turn = 0
         self.cursors: list[Cursor] = []
-        self.begun = 0
-
-    def reference_lengths(self) -> list[int]:
-        """Per stream, the steps its reference sequence runs: the longest any sequence can draw."""
-        plan = self.plan
-        return [len(stream) if plan.own_lengths else plan.max_length() for stream in plan.streams]
+        self._lengths = plan.reference_lengths()
+        self._offsets = [sum(self._lengths[:stream]) for stream in range(len(self._lengths))]
+        """Where each stream's references start in the flat list the validator holds."""
 
     def key(self, stream: int, step: int) -> int:
         """The reference of a stream's step, in the flat list the validator holds (a longer
         sequence than its reference can draw has none: the last step's key stands in)."""
-        lengths = self.reference_lengths()
-        return sum(lengths[:stream]) + min(step, lengths[stream] - 1)
+        return self._offsets[stream] + min(step, self._lengths[stream] - 1)
 
     def name(self, key: int) -> str:
         """A reference key as messages say it: the stream and the step."""
-        for stream, length in enumerate(self.reference_lengths()):
+        for stream, length in enumerate(self._lengths):
             if key < length:
-                return f"step {key} of stream {stream}" if len(self.plan.streams) > 1 else f"step {key}"
+                return f"step {key} of stream {stream}" if len(self._lengths) > 1 else f"step {key}"
             key -= length
         return f"reference {key}"
 
@@ -159,7 +164,6 @@ class Sequences:
         plan = self.plan
         key = self._turn % len(plan.streams)
         self._turn += 1
-        self.begun += 1
         stream = plan.streams[key]
         if plan.own_lengths:
             length = len(stream)
@@ -179,12 +183,13 @@ class Sequences:
 
 
 class OpenSequences:
-    """Open loop: ``count`` sequences active at once, each send going to the next in turn. With
-    ``serial``, a sequence's next request waits for the previous answer (a FIFO lock per
+    """Open loop: the plan's ``active`` sequences at once, each send going to the next in turn.
+    With ``serial``, a sequence's next request waits for the previous answer (a FIFO lock per
     sequence); else it goes out on schedule, several of a sequence in flight, as perf_analyzer
     sends them."""
 
-    def __init__(self, sequences: Sequences, count: int, serial: bool) -> None:
+    def __init__(self, sequences: Sequences) -> None:
+        count, serial = sequences.plan.active, sequences.plan.serial
         self.sequences = sequences
         self.cursors = [sequences.cursor(slot) for slot in range(count)]
         self.turns: list[contextlib.AbstractAsyncContextManager[Any]] = [
@@ -223,7 +228,7 @@ async def take_sequence_references(
     sequence's answers depend only on its own requests so far."""
     plan, send = sequences.plan, transport.capture_sender(0)
     references: list[dict[str, OutputTensor]] = []
-    for stream, length in zip(plan.streams, sequences.reference_lengths(), strict=True):
+    for stream, length in zip(plan.streams, plan.reference_lengths(), strict=True):
         sequence_id = sequences.ids.take()
         shown: int | str = str(sequence_id) if plan.string_ids else sequence_id
         for step in range(length):

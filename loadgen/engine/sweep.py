@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from loadgen.config import SweepSettings
-from loadgen.config.request_rules import DEFAULT_SEQUENCES
 from loadgen.engine.cancelling import Canceller, canceller_for
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
@@ -124,7 +123,6 @@ async def run_sweep(
                 token_output=settings.token_output,
                 cancel=(settings.cancel_after_ms, settings.cancel_after_responses, settings.cancel_share_pct),
                 sequence_plan=sequence_plan,
-                open_sequences=(settings.num_of_sequences or DEFAULT_SEQUENCES, settings.serial_sequences),
             ),
         )
 
@@ -155,11 +153,7 @@ async def run_sweep(
                     canceller=canceller_of(settings),
                     slot_requests=by_slot,
                     slot_outputs=slot_outputs,
-                    sequences=None
-                    if sequences is None
-                    else OpenSequences(
-                        sequences, settings.num_of_sequences or DEFAULT_SEQUENCES, settings.serial_sequences
-                    ),
+                    sequences=OpenSequences(sequences) if sequences else None,
                 )
             rate = schedule.label_rate
         elif pool is not None:

@@ -90,9 +90,6 @@ class WorkerSetup:
     """``--cancel-after-ms``, ``--cancel-after-responses``, ``--cancel-share``."""
     sequence_plan: SequencePlan | None = None
     """A sequence model: the worker's own part of the plan (:meth:`SequencePlan.part`)."""
-    open_sequences: tuple[int, bool] = (1, False)
-    """A sequence model in open loop: the worker's share of ``--num-of-sequences``, and
-    ``--serial-sequences``."""
 
 
 @dataclass(frozen=True)
@@ -196,9 +193,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
                         origin_ns=share.origin_ns,
                         streaming=setup.streaming,
                         canceller=canceller_for(*setup.cancel),
-                        sequences=None
-                        if sequences is None
-                        else OpenSequences(sequences, *setup.open_sequences),
+                        sequences=OpenSequences(sequences) if sequences else None,
                     )
                 if load is not None:
                     load.start()
@@ -232,12 +227,11 @@ class WorkerPool:
 
     def part(self, index: int) -> WorkerSetup:
         """Worker ``index``'s setup: a sequence model's ids and open sequences split between workers."""
-        setup, plan = self.setup, self.setup.sequence_plan
+        plan = self.setup.sequence_plan
         if plan is None:
-            return setup
-        count, serial = setup.open_sequences
-        share = max(1, split_evenly(count, self.count)[index])
-        return replace(setup, sequence_plan=plan.part(index, self.count), open_sequences=(share, serial))
+            return self.setup
+        active = max(1, split_evenly(plan.active, self.count)[index])
+        return replace(self.setup, sequence_plan=plan.part(index, self.count, active))
 
     async def start(self) -> None:
         context = multiprocessing.get_context("spawn")

@@ -77,7 +77,11 @@ def _entry(entry: Any, specs: Sequence[InputSpec], where: str, noun: str) -> Sam
 def stream_lengths(path: Path) -> list[int] | None:
     """perf_analyzer's data for a sequence model: ``data`` as a list of streams (each a list of
     entries: one sequence's steps, in order); their lengths, or None for a flat list of entries."""
-    entries = read_document(path)["data"]
+    return _lengths(read_document(path)["data"], path)
+
+
+def _lengths(entries: list[Any], path: Path) -> list[int] | None:
+    """:func:`stream_lengths` of a document already read."""
     if not any(isinstance(entry, list) for entry in entries):
         return None
     if not all(isinstance(entry, list) and entry for entry in entries):
@@ -91,7 +95,7 @@ def stream_lengths(path: Path) -> list[int] | None:
 def read_json_samples(path: Path, specs: Sequence[InputSpec]) -> list[Sample]:
     """The samples of ``data``, in order (a stream's entries one after another)."""
     entries = read_document(path)["data"]
-    if stream_lengths(path) is None:
+    if _lengths(entries, path) is None:
         places = [(entry, f"data entry {number}") for number, entry in enumerate(entries)]
     else:
         places = [
@@ -110,7 +114,7 @@ def read_json_references(path: Path, outputs: Sequence[InputSpec]) -> list[Sampl
     if entries is None:
         return None
     data = document["data"]
-    if stream_lengths(path) is not None:
+    if _lengths(data, path) is not None:
         raise ConfigError(
             f"{path}: validation_data with sequence streams is not supported: --validate takes each "
             "stream's answers run alone as its reference; remove validation_data"

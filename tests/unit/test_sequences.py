@@ -157,17 +157,32 @@ def test_an_id_range_smaller_than_the_sequences_in_flight_is_refused() -> None:
 
 def test_workers_get_disjoint_slices_of_the_id_range() -> None:
     plan = _plan(id_start=1, id_end=9)
-    parts = [plan.part(i, 3) for i in range(3)]
+    parts = [plan.part(i, 3, 1) for i in range(3)]
     assert [(p.id_start, p.id_end) for p in parts] == [(1, 3), (3, 6), (6, 9)]
     assert len({p.seed for p in parts}) == 3
 
 
 def test_open_loop_sends_go_to_the_active_sequences_in_turn() -> None:
-    sequences = Sequences(_plan(id_end=20), [Recorded(i) for i in range(3)])
-    spread = OpenSequences(sequences, 3, serial=True)
+    sequences = Sequences(_plan(id_end=20, active=3, serial=True), [Recorded(i) for i in range(3)])
+    spread = OpenSequences(sequences)
     order = [spread.next_cursor()[0] for _ in range(6)]
     assert order[:3] == sequences.cursors[:3] and order[3:] == order[:3]
     _, turn = spread.next_cursor()
     assert isinstance(turn, asyncio.Lock)  # serial: one request of a sequence at a time
-    _, free = OpenSequences(sequences, 3, serial=False).next_cursor()
+    free_running = Sequences(_plan(id_end=20, active=3, serial=False), [Recorded(i) for i in range(3)])
+    _, free = OpenSequences(free_running).next_cursor()
     assert not isinstance(free, asyncio.Lock)
+
+
+def test_a_worker_pool_gives_each_worker_its_ids_and_its_share_of_the_active_sequences() -> None:
+    from loadgen.engine.workers import WorkerPool, WorkerSetup
+
+    setup = WorkerSetup(
+        protocol="grpc", url="x:1", requests=(), sequence_plan=_plan(id_start=1, id_end=9, active=4)
+    )
+    plans = [WorkerPool(3, setup).part(i).sequence_plan for i in range(3)]
+    assert [(p.id_start, p.id_end, p.active) for p in plans if p is not None] == [
+        (1, 3, 2),
+        (3, 6, 1),
+        (6, 9, 1),
+    ]

@@ -11,7 +11,8 @@ from analysis.compare import (
 )
 from analysis.differences import SettingDifference
 from analysis.failures import StepFailures, failure_lines, step_failures
-from analysis.findings import Finding, run_findings
+from analysis.finding_kinds import Finding
+from analysis.findings import run_findings
 from analysis.frames import RunData, batch_stats_frame, load_run, load_run_data, metrics_frame, steps_frame
 from analysis.hgrm import SpectrumRow, format_hgrm, percentile_spectrum, write_hgrm
 from analysis.junit import junit_xml, write_junit

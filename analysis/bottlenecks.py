@@ -43,6 +43,9 @@ def _instances(batching: Batching) -> str:
 def hint(component: str, batching: Batching | None, avg_batch: float | None) -> str:
     """What the dominant part suggests, given the model's batching config and the batches the
     server executed: the queue has a different cure when batches are full than when they are not."""
+    if batching is not None and batching.ensemble and component != "client":
+        dominates = HINTS[component].split(":")[0]
+        return f"{dominates}: an ensemble's time is its composing models': see which one in their breakdown"
     if batching is None or component not in ("queue", "compute_infer"):
         return HINTS[component]
     size, more = batching.max_batch_size, f"add instances{_instances(batching)}"

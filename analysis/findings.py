@@ -8,7 +8,6 @@ did not complete) is called out beside them.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -17,7 +16,9 @@ from typing import Any
 import pandas as pd
 
 from analysis.bottlenecks import avg_batch, hint
+from analysis.finding_kinds import Finding, Kind, Severity, ranked
 from analysis.frames import latency_components, load_level
+from analysis.model_breakdown import model_findings
 from analysis.model_config import read_batching
 from analysis.sharing import other_requests, shared_text
 from loadgen.config import parse_latency_limit
@@ -36,61 +37,6 @@ FALL_TOLERANCE = 0.05
 
 FIRST_RESPONSE_GROWTH = 1.5
 """Streams: a first-response p50 above this many times the lowest load's is requests queueing."""
-
-
-class Severity(enum.StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-class Kind(enum.StrEnum):
-    STATUS = "status"
-    NO_STEPS = "no_steps"
-    KNEE = "knee"
-    SLO = "slo"
-    ERRORS = "errors"
-    UNSTABLE = "unstable"
-    STATS_MISSING = "stats_missing"
-    DOMINANT = "dominant"
-    MISMATCH = "mismatch"
-    UNANSWERED = "unanswered"
-    INTERRUPTED = "interrupted"
-    METRICS_GAP = "metrics_gap"
-    THROUGHPUT_FALLS = "throughput_falls"
-    FIRST_RESPONSE = "first_response"
-    SHARED_MODEL = "shared_model"
-
-
-RANK = (
-    Kind.STATUS,
-    Kind.NO_STEPS,
-    Kind.MISMATCH,
-    Kind.ERRORS,
-    Kind.INTERRUPTED,
-    Kind.SLO,
-    Kind.KNEE,
-    Kind.THROUGHPUT_FALLS,
-    Kind.FIRST_RESPONSE,
-    Kind.SHARED_MODEL,
-    Kind.DOMINANT,
-    Kind.UNANSWERED,
-    Kind.UNSTABLE,
-    Kind.STATS_MISSING,
-    Kind.METRICS_GAP,
-)
-"""The order a reader needs findings in: what makes the numbers wrong, then what the numbers say
-(capacity, saturation, the bottleneck), then what makes them less sure."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: Kind
-    severity: Severity
-    text: str
-    step_index: int | None = None
-    component: str | None = None
-    """For :attr:`Kind.DOMINANT`: the dominant part of the latency (one of ``COMPONENTS``)."""
 
 
 @dataclass(frozen=True)
@@ -432,11 +378,6 @@ def step_findings(
     return ranked(found)
 
 
-def ranked(found: list[Finding]) -> list[Finding]:
-    """By :data:`RANK`, then by step (a stable sort keeps each kind's own order)."""
-    return sorted(found, key=lambda f: RANK.index(f.kind))
-
-
 def status_findings(run: RunRecord) -> list[Finding]:
     """A run that did not complete, or has no finished step, is called out first."""
     kept = f"the report shows its {run.step_count} finished step(s)"
@@ -455,6 +396,12 @@ def status_findings(run: RunRecord) -> list[Finding]:
     return found
 
 
-def run_findings(run: RunRecord, steps: pd.DataFrame, slo: Slo | None = None) -> list[Finding]:
-    """All findings of one run, the most serious kinds first."""
-    return status_findings(run) + step_findings(steps, slo, run.model_config)
+def run_findings(
+    run: RunRecord, steps: pd.DataFrame, slo: Slo | None = None, *, composing: pd.DataFrame | None = None
+) -> list[Finding]:
+    """All findings of one run, the most serious kinds first; ``composing``: the composing models'
+    frame (:func:`~analysis.model_breakdown.composing_frame`) of an ensemble or BLS model."""
+    found = step_findings(steps, slo, run.model_config)
+    if composing is not None:
+        found = ranked(found + model_findings(composing))
+    return status_findings(run) + found

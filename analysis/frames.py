@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from loadgen.histogram import LatencyHistogram
+from loadgen.results import DurationStat, ModelStats
 from loadgen.storage import RunRecord, RunStore, StepRecord
 from loadgen.tallies import StreamTally
 
@@ -49,6 +50,62 @@ BATCH_COLUMNS = (
 METRIC_COLUMNS = ("step_index", "concurrency", "timestamp", "name", "labels", "value")
 COMPONENTS = ("client", "queue", "compute_input", "compute_infer", "compute_output")
 """Parts of a request's mean latency, in the order they are stacked (client first)."""
+
+
+COMPOSING_COLUMNS = (
+    "step_index",
+    "concurrency",
+    "request_rate",
+    "model",
+    "inference_count",
+    "execution_count",
+    "success_count",
+    "server_ns",
+    "queue_us",
+    "compute_input_us",
+    "compute_infer_us",
+    "compute_output_us",
+    "request_us",
+    "share",
+)
+"""One row per (step, composing model); ``*_us`` are per-request averages, ``server_ns`` the total
+time in the model, ``share`` its part of all composing models' time at that step (0..1)."""
+
+
+def _avg_us(stat: DurationStat) -> float:
+    return stat.ns / stat.count / 1000.0 if stat.count else float("nan")
+
+
+def composing_frame(
+    steps: Sequence[StepRecord], stats: Mapping[int, Mapping[str, ModelStats]]
+) -> pd.DataFrame:
+    """``stats`` (step id -> model -> delta, as ``RunStore.composing_stats``) as one long frame."""
+    rows = []
+    for step in steps:
+        models = stats.get(step.id, {})
+        total = sum(s.success.ns for s in models.values())
+        for name, s in models.items():
+            rows.append(
+                (
+                    step.step_index,
+                    step.concurrency,
+                    step.request_rate,
+                    name,
+                    s.inference_count,
+                    s.execution_count,
+                    s.success.count,
+                    s.success.ns,
+                    _avg_us(s.queue),
+                    _avg_us(s.compute_input),
+                    _avg_us(s.compute_infer),
+                    _avg_us(s.compute_output),
+                    _avg_us(s.success),
+                    s.success.ns / total if total > 0 else float("nan"),
+                )
+            )
+    return pd.DataFrame(rows, columns=list(COMPOSING_COLUMNS)).astype(
+        {"request_rate": "float64", "share": "float64", "request_us": "float64", "queue_us": "float64"}
+    )
 
 
 def load_level(step: Mapping[Hashable, Any]) -> tuple[str, float]:
@@ -175,6 +232,8 @@ class RunData:
     """Each step's full latency histogram, by step index."""
     streams: Mapping[int, StreamTally] = field(default_factory=dict)
     """``--streaming``: each step's decoded stream measures, by step index (none for unary runs)."""
+    composing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """An ensemble or BLS model: :func:`~analysis.model_breakdown.composing_frame` (else empty)."""
 
 
 def read_run_data(store: RunStore, run_id: int) -> RunData:
@@ -188,6 +247,7 @@ def read_run_data(store: RunStore, run_id: int) -> RunData:
         metrics=_metrics_frame(store, run_id, steps),
         histograms={step.step_index: step.histogram() for step in steps},
         streams={step.step_index: tally for step in steps if (tally := step.stream()) is not None},
+        composing=composing_frame(steps, store.composing_stats(run_id)),
     )
 
 

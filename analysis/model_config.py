@@ -28,6 +28,8 @@ class Batching:
     decoupled: bool = False
     """``model_transaction_policy { decoupled: true }``: the model answers from its own threads, so
     Triton's compute times cover only the call that starts each stream."""
+    ensemble: bool = False
+    """``platform: "ensemble"``: its time is spent in its composing models, which batch on their own."""
 
 
 def _int(value: Any) -> int:
@@ -53,4 +55,5 @@ def read_batching(config: Mapping[str, Any] | None) -> Batching | None:
         instances=sum(counts) if counts else None,
         sequence=isinstance(config.get("sequence_batching"), Mapping),
         decoupled=(config.get("model_transaction_policy") or {}).get("decoupled") is True,
+        ensemble=config.get("platform") == "ensemble",
     )

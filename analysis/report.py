@@ -24,8 +24,11 @@ import plotly.io as pio
 import plotly.offline
 from markupsafe import Markup
 
-from analysis.findings import Finding, Slo, run_findings
+from analysis.breakdown_plots import composing_figure
+from analysis.finding_kinds import Finding
+from analysis.findings import Slo, run_findings
 from analysis.frames import RunData, latency_components
+from analysis.model_breakdown import model_table
 from analysis.plots import (
     batching_figure,
     has_server_metrics,
@@ -106,7 +109,10 @@ def _cell(value: object) -> str:
 
 
 def _table_html(steps: pd.DataFrame, scenario: str) -> Markup:
-    table = latency_table(steps, scenario=scenario)
+    return _html(latency_table(steps, scenario=scenario))
+
+
+def _html(table: pd.DataFrame) -> Markup:
     shown = table.astype(object).map(_cell) if not table.empty else table
     return Markup(shown.to_html(index=False, border=0, classes="latency", escape=True))
 
@@ -177,6 +183,8 @@ def _run_figures(data: RunData) -> tuple[list[tuple[str, str, go.Figure]], list[
         figures.append(("breakdown", "Latency breakdown", latency_breakdown_figure(data)))
     else:
         notes.append("no latency breakdown: the server's statistics were not available for any step")
+    if not data.composing.empty:
+        figures.append(("models", "Time per composing model", composing_figure(data)))
     if not data.batches.empty:
         figures.append(("batching", "Batching", batching_figure(data)))
     if has_server_metrics(data):
@@ -215,7 +223,7 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
     sections = []
     for data in runs:
         run = data.run
-        findings[run.id] = tuple(run_findings(run, data.steps, slo))
+        findings[run.id] = tuple(run_findings(run, data.steps, slo, composing=data.composing))
         figures, notes = _run_figures(data)
         sections.append(
             {
@@ -226,6 +234,9 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
                 "metadata": _metadata(data),
                 "findings": findings[run.id],
                 "table": _table_html(data.steps, data.run.scenario) if not data.steps.empty else None,
+                "models_table": None
+                if data.composing.empty
+                else _html(model_table(data.composing, data.steps)),
                 "figures": [
                     {"title": title, "html": place(f"run{run.id}-{key}", title, fig)}
                     for key, title, fig in figures

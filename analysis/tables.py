@@ -10,6 +10,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from analysis.model_breakdown import composing_csv_columns
 from loadgen.config.scenarios import SCENARIOS
 from loadgen.storage import StepRecord
 from loadgen.tallies import SequenceTally, StreamTally
@@ -207,8 +208,15 @@ def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_perf_analyzer_csv(steps: pd.DataFrame, path: Path | str) -> None:
-    perf_analyzer_frame(steps).to_csv(path, index=False)
+def write_perf_analyzer_csv(
+    steps: pd.DataFrame, path: Path | str, composing: pd.DataFrame | None = None
+) -> None:
+    """perf_analyzer's CSV; with ``composing`` (an ensemble's or BLS model's composing models), each
+    one's server columns follow, named ``MODEL Server Queue`` and so on."""
+    frame = perf_analyzer_frame(steps)
+    if composing is not None and not composing.empty:
+        frame = pd.concat([frame, composing_csv_columns(composing, steps)], axis=1)
+    frame.to_csv(path, index=False)
 
 
 def percentile_column(percentile: float) -> str:

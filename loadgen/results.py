@@ -166,6 +166,15 @@ class ModelStats:
         return any(c < 0 for c in counters)
 
 
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """``/stats`` of the measured model and of the models it composes (an ensemble's steps, the
+    models a BLS model calls), taken together at one window boundary."""
+
+    model: ModelStats
+    composing: Mapping[str, ModelStats] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricSample:
     """One Prometheus sample scraped from the server's metrics endpoint."""
@@ -213,6 +222,9 @@ class StepResult:
     """The ``/stats`` delta over the measured windows; None if unavailable or reset."""
     server_stats_reset: bool = False
     """The server's counters went down during the step (model reloaded): delta discarded."""
+    composing_stats: dict[str, ModelStats] = field(default_factory=dict)
+    """An ensemble or BLS model: each composing model's ``/stats`` delta over the same windows
+    (a model whose counters went down meanwhile is left out)."""
     metrics: list[MetricSample] = field(default_factory=list)
     request_rate: float | None = None
     """Open loop: the target rate (requests/s); None for closed-loop steps."""
@@ -299,3 +311,5 @@ class RunInfo:
     host: dict[str, Any]
     started_at: datetime
     labels: dict[str, str] = field(default_factory=dict)
+    composing_models: tuple[str, ...] = ()
+    """An ensemble's or BLS model's composing models, whose ``/stats`` each step keeps too."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import __version__
+from loadgen.composing import composing_models
 from loadgen.config import SweepSettings
 from loadgen.engine.search import SearchResult
 from loadgen.engine.sequences import SequencePlan
@@ -109,6 +110,7 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
         host=host_info(),
         started_at=datetime.now(UTC),
         labels=dict(settings.labels),
+        composing_models=await composing_models(api, settings.model, config, settings.composing_models),
     )
     references = None
     if settings.validate and settings.input_data not in ("random", "zero"):
@@ -192,6 +194,7 @@ async def execute_sweep(
                 references=references,
                 sequence_plan=plan,
                 slot_outputs=slot_outputs,
+                composing=info.composing_models,
             )
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")

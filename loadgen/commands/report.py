@@ -85,7 +85,7 @@ def write_run_report(
     Runs that failed, were interrupted, are still running or have no steps are reported
     with what they have and marked as such in the report (and on stderr).
     """
-    from analysis.findings import Kind, Severity
+    from analysis.finding_kinds import Kind, Severity
     from analysis.frames import read_run_data
     from analysis.report import ImageExportError, build_report, export_images, write_report
 

@@ -76,13 +76,20 @@ CONSOLE_FINDINGS = 4
 """Findings shown under a run's table; the report lists them all."""
 
 
-def print_findings(run: RunRecord, frame: pd.DataFrame, console: Console) -> None:
+def print_findings(
+    run: RunRecord, frame: pd.DataFrame, console: Console, composing: pd.DataFrame | None = None
+) -> None:
     """The run's most telling findings, ranked, under its table: failures are listed above it and
     the end of a sweep says what to do about unstable steps, so those are left to the report."""
-    from analysis.findings import Kind, step_findings
+    from analysis.finding_kinds import Kind, ranked
+    from analysis.findings import step_findings
+    from analysis.model_breakdown import model_findings
 
     said_elsewhere = {Kind.ERRORS, Kind.UNSTABLE, Kind.UNANSWERED}
-    found = [f for f in step_findings(frame, config=run.model_config) if f.kind not in said_elsewhere]
+    found = step_findings(frame, config=run.model_config)
+    if composing is not None and not composing.empty:
+        found = ranked(found + model_findings(composing))
+    found = [f for f in found if f.kind not in said_elsewhere]
     if not found:
         return
     console.print("[bold]findings[/] (most telling first):")
@@ -94,14 +101,15 @@ def print_findings(run: RunRecord, frame: pd.DataFrame, console: Console) -> Non
 
 def print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
     """The stored table of one run on stdout, and perf_analyzer's CSV when asked for."""
-    from analysis import failure_lines, latency_table, load_run, step_failures, write_perf_analyzer_csv
+    from analysis import failure_lines, latency_table, load_run_data, step_failures, write_perf_analyzer_csv
     from loadgen.console.tables import print_failures, print_latency_table
 
-    run, frame = load_run(store_url, run_id)
+    data = load_run_data(store_url, run_id)
+    run, frame = data.run, data.steps
     console = stdout_console()
     print_latency_table(run, latency_table(frame, scenario=run.scenario), console)
     print_failures(failure_lines(step_failures(frame.to_dict("records"), run.scenario)), console)
-    print_findings(run, frame, console)
+    print_findings(run, frame, console, data.composing)
     if csv_path is not None:
-        write_perf_analyzer_csv(frame, csv_path)
+        write_perf_analyzer_csv(frame, csv_path, data.composing)
         print(f"wrote {csv_path}", file=sys.stderr)

@@ -20,6 +20,8 @@ from loadgen.results import RunStatus
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
 if TYPE_CHECKING:  # analysis imports pandas: loaded only by the commands that use it
+    import pandas as pd
+
     from analysis.compare import Comparison
 
 _PERCENTILES_HELP = "numbers within 0..100 separated by commas, such as 50,99,99.9"
@@ -74,6 +76,12 @@ def register(sub: Any) -> None:
         default=None,
         metavar="STEP_INDEX",
         help="instead of the table, the step's full percentile spectrum in HdrHistogram's .hgrm form",
+    )
+    table.add_argument(
+        "--models",
+        action="store_true",
+        help="instead of the latency table, each composing model's share of the time per step (an "
+        "ensemble, or a BLS model swept with --composing-models)",
     )
     table.add_argument(
         "-o", "--output", type=arguments.output_file, default=None, help="write to FILE instead of stdout"
@@ -163,13 +171,28 @@ def _hgrm(run: RunRecord, steps: list[StepRecord], index: int) -> str:
     return format_hgrm(hist)
 
 
+def _models(db: str, run: RunRecord) -> pd.DataFrame:
+    from analysis.frames import load_run_data
+    from analysis.model_breakdown import model_table
+
+    data = load_run_data(db, run.id)
+    if data.composing.empty:
+        raise ConfigError(
+            f"run {run.id} ({run.model}) has no composing models' statistics: it is neither an ensemble "
+            "nor a BLS model swept with --composing-models"
+        )
+    return model_table(data.composing, data.steps)
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     """Print (or write) the run's table, or one step's ``.hgrm`` with ``--hgrm``."""
     from analysis.tables import DEFAULT_PERCENTILES, benchmark_table, format_table
 
     percentiles = DEFAULT_PERCENTILES if args.percentiles is None else parse_percentiles(args.percentiles)
-    if args.hgrm is not None and (args.format is not None or args.percentiles is not None):
-        raise ConfigError("--hgrm writes one step's whole spectrum: drop --format and --percentiles")
+    if args.hgrm is not None and (args.format is not None or args.percentiles is not None or args.models):
+        raise ConfigError(
+            "--hgrm writes one step's whole spectrum: drop --format, --percentiles and --models"
+        )
     run, steps = _load(args.db, args.run_id)
     if not steps:
         raise ConfigError(f"run {run.id} has no steps ({_status_text(run)})")
@@ -177,6 +200,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         _warn(f"run {run.id} is {_status_text(run)}: showing its {len(steps)} finished step(s)")
     if args.hgrm is not None:
         text = _hgrm(run, steps, args.hgrm)
+    elif args.models:
+        text = format_table(_models(args.db, run), args.format or "markdown")
     else:
         from analysis.failures import failure_lines, step_failures
 

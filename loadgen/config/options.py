@@ -46,6 +46,16 @@ OPTIONS: tuple[Option, ...] = (
         group=SERVER,
     ),
     Option(
+        "composing_models",
+        ("--composing-models", "--bls-composing-models"),
+        "the models a BLS model calls, comma-separated: each one's /stats is kept per step beside the "
+        "model's own (an ensemble's are read from its config; default: none)",
+        values.model_names,
+        metavar="MODEL,MODEL",
+        repeat=True,
+        group=SERVER,
+    ),
+    Option(
         "url",
         ("-u", "--url"),
         f"server address (default {DEFAULT_GRPC_URL} for gRPC, {DEFAULT_HTTP_URL} for HTTP)",

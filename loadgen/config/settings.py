@@ -185,6 +185,8 @@ class SweepSettings:
     timeout, or what the model reads), in the request built once."""
     scenario: Scenario = "concurrency"
     model_version: str = ""
+    composing_models: tuple[str, ...] = ()
+    """``--composing-models``: the models a BLS model calls (an ensemble's come from its config)."""
     metrics_url: str | None = None
     """None: derived from ``url`` (same host, port 8002). Empty string: no scraping."""
     metrics_families: tuple[str, ...] = ()

@@ -160,6 +160,19 @@ def patterns(raw: object) -> tuple[str, ...]:
     return tuple(result)
 
 
+def model_names(raw: object) -> tuple[str, ...]:
+    """Model names, comma-separated (or a list in a plan; repeatable), each once, in order."""
+    names: list[str] = []
+    for item in raw if isinstance(raw, list | tuple) else [raw]:
+        for name in (part.strip() for part in text(item).split(",")):
+            if not name or any(c.isspace() or c == "/" for c in name):
+                expected = "expected model names such as preprocess,resnet"
+                raise ConfigError(f"bad {OPTION} {text(item)!r}: {expected}")
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
 def metrics_url(raw: object) -> str:
     """A URL, or ``off`` (empty string: no scraping)."""
     if isinstance(raw, bool) and not raw:  # YAML's `metrics_url: off` read as a value

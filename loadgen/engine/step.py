@@ -24,7 +24,15 @@ from loadgen.config import MeasurementSettings
 from loadgen.engine.recorder import OpenWindow, Window
 from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import STABILITY_WINDOWS, ModelStats, StepResult, WindowResult, spread_pct, top_reasons
+from loadgen.results import (
+    STABILITY_WINDOWS,
+    ModelStats,
+    StatsSnapshot,
+    StepResult,
+    WindowResult,
+    spread_pct,
+    top_reasons,
+)
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.tallies import SequenceTally, StreamTally, ValidationTally
 
@@ -85,10 +93,10 @@ def is_stable(windows: Sequence[WindowResult], percentage: float) -> bool:
     return True
 
 
-StatsSource = Callable[[], Awaitable[ModelStats]]
+StatsSource = Callable[[], Awaitable[StatsSnapshot]]
 
 
-async def _snapshot(stats: StatsSource | None) -> ModelStats | None:
+async def _snapshot(stats: StatsSource | None) -> StatsSnapshot | None:
     """The server's counters now; None without a source or while the model is not loaded.
     ServerUnavailable (the server went away) propagates."""
     if stats is None:
@@ -142,7 +150,7 @@ async def measure_step(
     in_flight_at_end = 0
     results: list[WindowResult] = []
     windows: list[Window] = []
-    snapshots: list[ModelStats | None] = []
+    snapshots: list[StatsSnapshot | None] = []
     stable, interrupted = False, None
     lost: Window | None = None
     """The window the server went away in: dropped, but its errors say what the outage did."""
@@ -181,9 +189,13 @@ async def measure_step(
         for reason, count in window.errors.items():
             merged_errors[reason] = merged_errors.get(reason, 0) + count
     span = snapshots[-len(kept) - 1 :] if kept else []
-    server, reset = _server_delta(span[0], span[-1]) if span else (None, False)
+    first, last = (span[0], span[-1]) if span else (None, None)
+    server, reset = _server_delta(
+        None if first is None else first.model, None if last is None else last.model
+    )
     if stats is not None and span and any(s is None for s in span):
         server, reset = None, True  # the model was unloaded in between: no trustworthy delta
+    composing = _composing_deltas(first, last) if server is not None else {}
     step = StepResult(
         index=index,
         concurrency=load.concurrency,
@@ -198,6 +210,7 @@ async def measure_step(
         windows=results,
         server_stats=server,
         server_stats_reset=reset,
+        composing_stats=composing,
         metrics=scraper.drain() if scraper else [],
         metrics_failed_scrapes=scraper.failures - failed_scrapes if scraper else None,
         request_rate=request_rate,
@@ -226,3 +239,15 @@ def _server_delta(first: ModelStats | None, last: ModelStats | None) -> tuple[Mo
     if delta.went_down():
         return None, True
     return delta, False
+
+
+def _composing_deltas(first: StatsSnapshot | None, last: StatsSnapshot | None) -> dict[str, ModelStats]:
+    """Each composing model's delta; one reloaded meanwhile (a counter went down) is left out."""
+    if first is None or last is None:
+        return {}
+    deltas = {}
+    for name, later in last.composing.items():
+        earlier = first.composing.get(name)
+        if earlier is not None and not (delta := later - earlier).went_down():
+            deltas[name] = delta
+    return deltas

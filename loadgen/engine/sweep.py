@@ -26,7 +26,7 @@ from loadgen.engine.sequences import (
 from loadgen.engine.step import LoadGenerator, StepListener, measure_step
 from loadgen.engine.workers import PooledLoad, WorkerPool, WorkerSetup, default_workers
 from loadgen.errors import ServerUnavailable, UnknownModel
-from loadgen.results import ModelStats, StepResult
+from loadgen.results import StatsSnapshot, StepResult
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.shared_memory import SlotOutputs
@@ -61,6 +61,7 @@ async def run_sweep(
     references: Sequence[Reference] | None = None,
     sequence_plan: SequencePlan | None = None,
     slot_outputs: SlotOutputs | None = None,
+    composing: Sequence[str] = (),
 ) -> list[StepResult]:
     """Measure the levels of ``settings`` in order (or search them for the latency limit);
     each step goes to ``on_step`` as soon as it ends, so an exception leaves earlier ones delivered.
@@ -87,15 +88,15 @@ async def run_sweep(
         MetricsScraper(
             metrics_url,
             settings.measurement.metrics_interval_ms / 1000.0,
-            models=frozenset({settings.model}),
+            models=frozenset({settings.model, *composing}),
             families=settings.metrics_families,
         )
         if metrics_url
         else None
     )
 
-    async def stats() -> ModelStats:
-        return await api.model_stats(settings.model, settings.model_version)
+    async def stats() -> StatsSnapshot:
+        return await api.stats_snapshot(settings.model, settings.model_version, composing)
 
     results: list[StepResult] = []
     open_loop = settings.scenario == "request_rate"

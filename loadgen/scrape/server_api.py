@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,7 @@ import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException
 
 from loadgen.errors import ConfigError, ServerUnavailable, UnknownModel
-from loadgen.results import BatchStat, DurationStat, ModelStats
+from loadgen.results import BatchStat, DurationStat, ModelStats, StatsSnapshot
 from loadgen.tls import TlsSettings, tls_for_url
 from loadgen.transports.addresses import GRPC_PORTS, HTTP_PORTS, grpc_target, split_host_port
 from loadgen.transports.sniff import Speaks, sniff
@@ -228,6 +229,13 @@ class ServerAPI:
             if stats.is_consistent():
                 break
         return stats
+
+    async def stats_snapshot(self, model: str, version: str, composing: Sequence[str]) -> StatsSnapshot:
+        """The model's statistics and those of its ``composing`` models, asked for together."""
+        top, *parts = await asyncio.gather(
+            self.model_stats(model, version), *(self.model_stats(name) for name in composing)
+        )
+        return StatsSnapshot(top, dict(zip(composing, parts, strict=True)))
 
     async def _model_stats_once(self, model: str, version: str) -> ModelStats:
         data = await self._model_call(

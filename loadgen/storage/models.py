@@ -244,6 +244,38 @@ class BatchStatRow(Base):
     compute_output_ns: Mapped[int]
 
 
+class ComposingStatRow(Base):
+    """An ensemble's or BLS model's composing model: its ``/stats`` delta over the step (0008).
+
+    Raw ``{count, ns}`` pairs rather than averages, so that steps and models add up exactly."""
+
+    __tablename__ = "composing_stats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[int] = mapped_column(Integer, ForeignKey("steps.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(255))
+    inference_count: Mapped[int]
+    execution_count: Mapped[int]
+    success_count: Mapped[int]
+    success_ns: Mapped[int]
+    fail_count: Mapped[int]
+    fail_ns: Mapped[int]
+    queue_count: Mapped[int]
+    queue_ns: Mapped[int]
+    compute_input_count: Mapped[int]
+    compute_input_ns: Mapped[int]
+    compute_infer_count: Mapped[int]
+    compute_infer_ns: Mapped[int]
+    compute_output_count: Mapped[int]
+    compute_output_ns: Mapped[int]
+    cache_hit_count: Mapped[int]
+    cache_hit_ns: Mapped[int]
+    cache_miss_count: Mapped[int]
+    cache_miss_ns: Mapped[int]
+    batch_stats: Mapped[list[dict[str, Any]]]
+    """``[{batch_size, compute_input: [count, ns], compute_infer: [...], compute_output: [...]}]``."""
+
+
 class MetricSampleRow(Base):
     __tablename__ = "metric_samples"
 

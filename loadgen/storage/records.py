@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import RunStatus, StepResult, WindowResult
-from loadgen.storage.models import RunRow, StepRow
+from loadgen.results import BatchStat, DurationStat, ModelStats, RunStatus, StepResult, WindowResult
+from loadgen.storage.models import ComposingStatRow, RunRow, StepRow
 from loadgen.tallies import SequenceTally, StreamTally
 
 
@@ -356,4 +356,62 @@ def run_record(row: RunRow, step_count: int) -> RunRecord:
         host=row.host,
         labels=row.labels,
         step_count=step_count,
+    )
+
+
+_DURATIONS = (
+    "success",
+    "fail",
+    "queue",
+    "compute_input",
+    "compute_infer",
+    "compute_output",
+    "cache_hit",
+    "cache_miss",
+)
+"""``ModelStats``' ``{count, ns}`` fields, each two columns of ``composing_stats``."""
+
+
+def composing_row(step_id: int, model: str, stats: ModelStats) -> dict[str, Any]:
+    """A composing model's step delta as a ``composing_stats`` row."""
+    row: dict[str, Any] = {
+        "step_id": step_id,
+        "model": model,
+        "inference_count": stats.inference_count,
+        "execution_count": stats.execution_count,
+        "batch_stats": [
+            {
+                "batch_size": b.batch_size,
+                "compute_input": [b.compute_input.count, b.compute_input.ns],
+                "compute_infer": [b.compute_infer.count, b.compute_infer.ns],
+                "compute_output": [b.compute_output.count, b.compute_output.ns],
+            }
+            for b in stats.batch_stats
+        ],
+    }
+    for name in _DURATIONS:
+        duration: DurationStat = getattr(stats, name)
+        row[f"{name}_count"], row[f"{name}_ns"] = duration.count, duration.ns
+    return row
+
+
+def composing_stats(row: ComposingStatRow) -> ModelStats:
+    """A ``composing_stats`` row read back."""
+    durations = {
+        name: DurationStat(getattr(row, f"{name}_count"), getattr(row, f"{name}_ns")) for name in _DURATIONS
+    }
+    batches = tuple(
+        BatchStat(
+            int(b["batch_size"]),
+            DurationStat(*b["compute_input"]),
+            DurationStat(*b["compute_infer"]),
+            DurationStat(*b["compute_output"]),
+        )
+        for b in row.batch_stats
+    )
+    return ModelStats(
+        inference_count=row.inference_count,
+        execution_count=row.execution_count,
+        batch_stats=batches,
+        **durations,
     )

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from loadgen.errors import RunNotFound, StorageError
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import BatchStat, DurationStat, RunInfo, RunStatus, StepResult
+from loadgen.results import BatchStat, DurationStat, ModelStats, RunInfo, RunStatus, StepResult
 from loadgen.storage.migrate import ensure_schema, open_engine, shown_url, storage_errors
 from loadgen.storage.models import (
     DEFAULT_DB_URL,
     BatchStatRow,
+    ComposingStatRow,
     MetricSampleRow,
     RunRow,
     StepRow,
@@ -30,6 +31,8 @@ from loadgen.storage.records import (
     MetricSampleRecord,
     RunRecord,
     StepRecord,
+    composing_row,
+    composing_stats,
     nan_to_none,
     none_to_nan,
     run_record,
@@ -134,6 +137,11 @@ class RunStore:
                         for b in stats.batch_stats
                     ],
                 )
+            if step.composing_stats:
+                session.execute(
+                    insert(ComposingStatRow),
+                    [composing_row(row.id, name, stats) for name, stats in step.composing_stats.items()],
+                )
             if step.metrics:
                 session.execute(
                     insert(MetricSampleRow),
@@ -223,6 +231,20 @@ class RunStore:
                 )
                 for r in session.scalars(query)
             ]
+
+    def composing_stats(self, run_id: int) -> dict[int, dict[str, ModelStats]]:
+        """Step id -> each composing model's ``/stats`` delta (steps without any are absent)."""
+        query = (
+            select(ComposingStatRow)
+            .join(StepRow, StepRow.id == ComposingStatRow.step_id)
+            .where(StepRow.run_id == run_id)
+            .order_by(StepRow.step_index, ComposingStatRow.id)
+        )
+        found: dict[int, dict[str, ModelStats]] = {}
+        with storage_errors(self.url), self._sessions() as session:
+            for row in session.scalars(query):
+                found.setdefault(row.step_id, {})[row.model] = composing_stats(row)
+        return found
 
     def metric_samples(
         self, *, run_id: int | None = None, step_id: int | None = None, name: str | None = None

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from analysis.findings import Kind, Severity, Slo, dominant_components, run_findings
+from analysis.finding_kinds import Kind, Severity
+from analysis.findings import Slo, dominant_components, run_findings
 from analysis.frames import load_run_data
 from analysis.report import image_engine_available
 from loadgen.cli import main

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.findings import Kind, quality_findings
+from analysis.finding_kinds import Kind
+from analysis.findings import quality_findings
 from analysis.frames import steps_frame
 from analysis.tables import latency_table
 from loadgen.commands.sweep import warn_unanswered

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from analysis import load_run_data
-from analysis.findings import Kind, run_findings
+from analysis.finding_kinds import Kind
+from analysis.findings import run_findings
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
 from tests.cli import loadgen, loadgen_here, one_line_error

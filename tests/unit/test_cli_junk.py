@@ -77,6 +77,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ],
     ("sweep", "--metrics-url"): ["junk", "ftp://h/metrics"],
     ("sweep", "--metrics-family"): ["", "("],
+    ("sweep", "--composing-models"): ["", ",", "a b", "x/y"],
     ("sweep", "--metrics-interval"): [*MILLISECONDS, "10"],
     ("sweep", "--ssl-ca"): MISSING_FILE,
     ("sweep", "--ssl-cert"): MISSING_FILE,

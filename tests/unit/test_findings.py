@@ -10,10 +10,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from analysis.finding_kinds import Finding, Kind, Severity
 from analysis.findings import (
-    Finding,
-    Kind,
-    Severity,
     Slo,
     best_under_slo,
     component_findings,

@@ -94,6 +94,7 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
             ["--request-parameter", "priority:1:int", "--request-parameter", "mode:a:b:string"],
             "{priority: 1, mode: 'a:b'}",
         ),
+        "composing_models": (["--composing-models", "preprocess,resnet"], "preprocess,resnet"),
         "metrics_url": (["--metrics-url", "http://m:1/metrics"], "http://m:1/metrics"),
         "no_metrics": (["--no-metrics"], "true"),
         "metrics_interval_ms": (["--metrics-interval", "250"], "250"),

@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 import pytest
 
 from analysis import Thresholds, Verdict, load_comparison
-from analysis.findings import RANK, Finding, Kind, Severity, run_findings
+from analysis.finding_kinds import RANK, Finding, Kind, Severity
+from analysis.findings import run_findings
 from analysis.frames import RunData, read_run_data
 from analysis.plots import log_ticks
 from analysis.report import build_report

@@ -1,5 +1,5 @@
 """Figures of where the time goes beyond one model's averages: a composite model's time stacked by
-composing model."""
+composing model, and the slowest requests' time by where they spent it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from plotly.colors import qualitative
 from analysis.frames import RunData, load_level
 from analysis.model_breakdown import models_of
 from analysis.plots import new_figure, run_label
+from analysis.tail import PARTS, tail_frame
 
 MODEL_COLORS = qualitative.Safe
 OUTSIDE_COLOR = "#9aa5b1"
@@ -51,4 +52,35 @@ def composing_figure(data: RunData) -> go.Figure:
     fig.update_layout(barmode="stack", legend={"traceorder": "normal"})
     fig.update_xaxes(title_text="load level", type="category")
     fig.update_yaxes(title_text="mean latency (ms)")
+    return fig
+
+
+PART_STYLE = {  # label, colour: stacked from the bottom
+    "queue": ("server queue", "#ef553b"),
+    "compute": ("compute", "#636efa"),
+    "server_other": ("rest of the server", "#ffa15a"),
+    "outside": ("outside the server", OUTSIDE_COLOR),
+}
+
+
+def tail_figure(data: RunData) -> go.Figure:
+    """Per step, the median request beside the slowest 1% and 0.1% (from Triton's traces): the mean
+    time of each group split into queue, compute, the rest of the server and outside the server."""
+    fig = new_figure(f"What the slowest requests waited for: {run_label(data)}")
+    tail = tail_frame(data.traces, data.steps)
+    x = [tail["load"].tolist(), tail["group"].tolist()]
+    for part in PARTS:
+        label, color = PART_STYLE[part]
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=tail[f"{part}_us"].to_numpy(dtype=np.float64) / 1000.0,
+                name=label,
+                marker_color=color,
+                hovertemplate=f"%{{x}}<br>{label} %{{y:.3f}} ms<extra></extra>",
+            )
+        )
+    fig.update_layout(barmode="stack", legend={"traceorder": "normal"})
+    fig.update_xaxes(title_text="load level, requests")
+    fig.update_yaxes(title_text="mean latency of the group (ms)")
     return fig

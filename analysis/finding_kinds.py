@@ -33,6 +33,7 @@ class Kind(enum.StrEnum):
     FIRST_RESPONSE = "first_response"
     SHARED_MODEL = "shared_model"
     COMPOSING = "composing"
+    TAIL = "tail"
 
 
 RANK = (
@@ -46,6 +47,7 @@ RANK = (
     Kind.THROUGHPUT_FALLS,
     Kind.FIRST_RESPONSE,
     Kind.SHARED_MODEL,
+    Kind.TAIL,
     Kind.COMPOSING,
     Kind.DOMINANT,
     Kind.UNANSWERED,

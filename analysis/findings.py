@@ -21,6 +21,7 @@ from analysis.frames import latency_components, load_level
 from analysis.model_breakdown import model_findings
 from analysis.model_config import read_batching
 from analysis.sharing import other_requests, shared_text
+from analysis.tail import overhead_findings, tail_findings, tail_frame
 from loadgen.config import parse_latency_limit
 from loadgen.errors import ConfigError, SettingsError
 from loadgen.results import RunStatus
@@ -397,11 +398,26 @@ def status_findings(run: RunRecord) -> list[Finding]:
 
 
 def run_findings(
-    run: RunRecord, steps: pd.DataFrame, slo: Slo | None = None, *, composing: pd.DataFrame | None = None
+    run: RunRecord,
+    steps: pd.DataFrame,
+    slo: Slo | None = None,
+    *,
+    composing: pd.DataFrame | None = None,
+    traces: pd.DataFrame | None = None,
 ) -> list[Finding]:
     """All findings of one run, the most serious kinds first; ``composing``: the composing models'
-    frame (:func:`~analysis.model_breakdown.composing_frame`) of an ensemble or BLS model."""
-    found = step_findings(steps, slo, run.model_config)
-    if composing is not None:
-        found = ranked(found + model_findings(composing))
-    return status_findings(run) + found
+    frame of an ensemble or BLS model, ``traces``: the joined traces of ``--trace-rate``."""
+    return status_findings(run) + ranked(
+        step_findings(steps, slo, run.model_config) + detail_findings(run, steps, composing, traces)
+    )
+
+
+def detail_findings(
+    run: RunRecord, steps: pd.DataFrame, composing: pd.DataFrame | None, traces: pd.DataFrame | None
+) -> list[Finding]:
+    """What a composite model's breakdown and the traces of sampled requests say."""
+    found = [] if composing is None or composing.empty else model_findings(composing)
+    if traces is not None and not traces.empty:
+        found += tail_findings(tail_frame(traces, steps))
+        found += overhead_findings(steps, int(run.settings.get("trace_rate") or 0))
+    return found

@@ -19,6 +19,7 @@ from loadgen.histogram import LatencyHistogram
 from loadgen.results import DurationStat, ModelStats
 from loadgen.storage import RunRecord, RunStore, StepRecord
 from loadgen.tallies import StreamTally
+from loadgen.tracing import TraceSample
 
 _SKIP = {
     "histogram_bytes",
@@ -106,6 +107,26 @@ def composing_frame(
     return pd.DataFrame(rows, columns=list(COMPOSING_COLUMNS)).astype(
         {"request_rate": "float64", "share": "float64", "request_us": "float64", "queue_us": "float64"}
     )
+
+
+TRACE_COLUMNS = (
+    "step_index",
+    "concurrency",
+    "request_rate",
+    *(f.name for f in dataclasses.fields(TraceSample)),
+)
+
+
+def traces_frame(steps: Sequence[StepRecord], samples: Mapping[int, Sequence[TraceSample]]) -> pd.DataFrame:
+    """``--trace-rate``: one row per joined trace (``RunStore.trace_samples``), with its step;
+    ``parent_id`` NaN for the requests loadgen sent, set for those an ensemble or BLS model made."""
+    rows = [
+        (step.step_index, step.concurrency, step.request_rate, *dataclasses.astuple(sample))
+        for step in steps
+        for sample in samples.get(step.id, ())
+    ]
+    frame = pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
+    return frame.astype({"parent_id": "float64", "request_rate": "float64"})
 
 
 def load_level(step: Mapping[Hashable, Any]) -> tuple[str, float]:
@@ -233,7 +254,9 @@ class RunData:
     streams: Mapping[int, StreamTally] = field(default_factory=dict)
     """``--streaming``: each step's decoded stream measures, by step index (none for unary runs)."""
     composing: pd.DataFrame = field(default_factory=pd.DataFrame)
-    """An ensemble or BLS model: :func:`~analysis.model_breakdown.composing_frame` (else empty)."""
+    """An ensemble or BLS model: :func:`composing_frame` (else empty)."""
+    traces: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """``--trace-rate``: :func:`traces_frame` (else empty)."""
 
 
 def read_run_data(store: RunStore, run_id: int) -> RunData:
@@ -248,6 +271,7 @@ def read_run_data(store: RunStore, run_id: int) -> RunData:
         histograms={step.step_index: step.histogram() for step in steps},
         streams={step.step_index: tally for step in steps if (tally := step.stream()) is not None},
         composing=composing_frame(steps, store.composing_stats(run_id)),
+        traces=traces_frame(steps, store.trace_samples(run_id)),
     )
 
 

@@ -44,22 +44,42 @@ def model_table(frame: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def composing_csv_columns(frame: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
-    """perf_analyzer's server columns again for each composing model (``MODEL Server Queue``, ...,
-    microseconds), one row per step of ``steps``: appended after the run's own CSV columns."""
-    columns: dict[str, object] = {}
-    duration = steps.set_index("step_index")["duration_s"]
+def composing_csv_frames(frame: pd.DataFrame, steps: pd.DataFrame, scenario: str) -> dict[str, pd.DataFrame]:
+    """Each composing model's CSV in perf_analyzer's layout (the files it writes beside its ``-f``
+    file for an ensemble's models): its load column, Inferences/Second (the client's, scaled by the
+    model's share of the requests, as perf_analyzer does), Client Send 0, Network+Server Send/Recv
+    (the model's own time beyond queue and compute), Server Queue, Server Compute Input/Infer/Output
+    (us) and Client Recv 0."""
+    ordered = steps.sort_values("step_index")
+    load = (
+        ("Request Rate", ordered["request_rate"])
+        if scenario == "request_rate"
+        else ("Concurrency", ordered["concurrency"])
+    )
+    found = {}
     for model in models_of(frame):
-        rows = frame[frame["model"] == model].set_index("step_index").reindex(steps["step_index"])
-        columns[f"{model} Inferences/Second"] = (rows["inference_count"] / duration).to_numpy()
-        for name, column in (
-            ("Server Queue", "queue_us"),
-            ("Server Compute Input", "compute_input_us"),
-            ("Server Compute Infer", "compute_infer_us"),
-            ("Server Compute Output", "compute_output_us"),
-        ):
-            columns[f"{model} {name}"] = rows[column].round().astype("Int64").to_numpy()
-    return pd.DataFrame(columns, index=steps.index)
+        rows = frame[frame["model"] == model].set_index("step_index").reindex(ordered["step_index"])
+        compute = rows["compute_input_us"] + rows["compute_infer_us"] + rows["compute_output_us"]
+        requests = ordered["server_success_count"].replace(0, np.nan).to_numpy()
+        share = rows["success_count"].to_numpy() / requests
+        columns = {
+            load[0]: load[1].to_numpy(),
+            "Inferences/Second": share * ordered["throughput"].to_numpy(),
+            "Client Send": 0,
+            "Network+Server Send/Recv": np.maximum(
+                (rows["request_us"] - rows["queue_us"] - compute).to_numpy(), 0
+            ),
+            "Server Queue": rows["queue_us"].to_numpy(),
+            "Server Compute Input": rows["compute_input_us"].to_numpy(),
+            "Server Compute Infer": rows["compute_infer_us"].to_numpy(),
+            "Server Compute Output": rows["compute_output_us"].to_numpy(),
+            "Client Recv": 0,
+        }
+        table = pd.DataFrame(columns)
+        times = [c for c in table.columns if c.startswith(("Server", "Network"))]
+        table[times] = table[times].round().astype("Int64")
+        found[model] = table
+    return found
 
 
 def dominant_models(frame: pd.DataFrame) -> list[tuple[int, str, str, float, float, float]]:

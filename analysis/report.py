@@ -24,7 +24,7 @@ import plotly.io as pio
 import plotly.offline
 from markupsafe import Markup
 
-from analysis.breakdown_plots import composing_figure
+from analysis.breakdown_plots import composing_figure, tail_figure
 from analysis.finding_kinds import Finding
 from analysis.findings import Slo, run_findings
 from analysis.frames import RunData, latency_components
@@ -40,6 +40,7 @@ from analysis.plots import (
 )
 from analysis.stream_plots import STREAM_FIGURES, streamed
 from analysis.tables import latency_table
+from analysis.tail import overhead_table, tail_frame, tail_table
 from loadgen import __version__
 
 ImageFormat = Literal["png", "svg"]
@@ -185,6 +186,8 @@ def _run_figures(data: RunData) -> tuple[list[tuple[str, str, go.Figure]], list[
         notes.append("no latency breakdown: the server's statistics were not available for any step")
     if not data.composing.empty:
         figures.append(("models", "Time per composing model", composing_figure(data)))
+    if not data.traces.empty:
+        figures.append(("tail", "What the slowest requests waited for", tail_figure(data)))
     if not data.batches.empty:
         figures.append(("batching", "Batching", batching_figure(data)))
     if has_server_metrics(data):
@@ -223,7 +226,9 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
     sections = []
     for data in runs:
         run = data.run
-        findings[run.id] = tuple(run_findings(run, data.steps, slo, composing=data.composing))
+        findings[run.id] = tuple(
+            run_findings(run, data.steps, slo, composing=data.composing, traces=data.traces)
+        )
         figures, notes = _run_figures(data)
         sections.append(
             {
@@ -237,6 +242,12 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
                 "models_table": None
                 if data.composing.empty
                 else _html(model_table(data.composing, data.steps)),
+                "tail_table": None
+                if data.traces.empty
+                else _html(tail_table(tail_frame(data.traces, data.steps))),
+                "overhead_table": None
+                if data.traces.empty
+                else _html(overhead_table(data.steps, data.traces)),
                 "figures": [
                     {"title": title, "html": place(f"run{run.id}-{key}", title, fig)}
                     for key, title, fig in figures

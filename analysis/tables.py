@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
-from analysis.model_breakdown import composing_csv_columns
+from analysis.model_breakdown import composing_csv_frames
 from loadgen.config.scenarios import SCENARIOS
 from loadgen.storage import StepRecord
 from loadgen.tallies import SequenceTally, StreamTally
@@ -209,14 +209,26 @@ def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_perf_analyzer_csv(
-    steps: pd.DataFrame, path: Path | str, composing: pd.DataFrame | None = None
-) -> None:
-    """perf_analyzer's CSV; with ``composing`` (an ensemble's or BLS model's composing models), each
-    one's server columns follow, named ``MODEL Server Queue`` and so on."""
-    frame = perf_analyzer_frame(steps)
+    steps: pd.DataFrame,
+    path: Path | str,
+    composing: pd.DataFrame | None = None,
+    *,
+    scenario: str = "concurrency",
+    versions: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """perf_analyzer's CSV at ``path``; with ``composing`` (an ensemble's or BLS model's composing
+    models) also one file per composing model beside it, as perf_analyzer names them:
+    ``<model>_v<version>.<name>`` (``versions``: as the ensemble's steps ask, "-1" for the latest;
+    "" for a model named on the command line). Returns the files written."""
+    path = Path(path)
+    perf_analyzer_frame(steps).to_csv(path, index=False)
+    written = [path]
     if composing is not None and not composing.empty:
-        frame = pd.concat([frame, composing_csv_columns(composing, steps)], axis=1)
-    frame.to_csv(path, index=False)
+        for model, frame in composing_csv_frames(composing, steps, scenario).items():
+            extra = path.with_name(f"{model}_v{(versions or {}).get(model, '')}.{path.name}")
+            frame.to_csv(extra, index=False)
+            written.append(extra)
+    return written
 
 
 def percentile_column(percentile: float) -> str:

@@ -28,6 +28,17 @@ def ensemble_steps(config: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def ensemble_versions(config: dict[str, Any]) -> dict[str, str]:
+    """The version each of an ensemble's steps asks for ("-1": the latest), by model name."""
+    scheduling = config.get("ensemble_scheduling")
+    steps = scheduling.get("step", []) if isinstance(scheduling, dict) else []
+    return {
+        str(step["model_name"]): str(step.get("model_version", -1))
+        for step in steps
+        if isinstance(step, dict) and step.get("model_name")
+    }
+
+
 async def composing_models(
     api: ConfigSource, model: str, config: dict[str, Any], named: Sequence[str]
 ) -> tuple[str, ...]:

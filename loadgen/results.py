@@ -255,6 +255,12 @@ class StepResult:
     ``request_count`` nor in ``errors``)."""
     sequences: SequenceTally | None = None
     """A sequence model: latencies of start, middle and end requests apart, sequences ended."""
+    traces: Sequence[Any] = ()
+    """``--trace-rate``: the sampled requests' traces joined to the client's times
+    (:class:`~loadgen.tracing.TraceSample`), children of ensembles and BLS models included."""
+    untraced_throughput: float | None = None
+    """``--trace-rate``: throughput of one more window of the same load with tracing off, measured
+    right after the step's: what tracing costs."""
 
     @property
     def send_rate(self) -> float:

@@ -32,6 +32,7 @@ from loadgen.scrape.server_api import ServerAPI
 from loadgen.sequence_setup import data_streams, sequence_plan
 from loadgen.shared_memory import shared_inputs, shared_outputs
 from loadgen.storage import RunStore
+from loadgen.tracing import TraceSession
 from loadgen.transports import make_transport
 from loadgen.transports.base import InferRequestSpec
 from loadgen.validation import Reference, ReferenceFailed, flatten_stream
@@ -127,6 +128,41 @@ async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
     return info, requests, references, plan
 
 
+async def _traced(
+    settings: SweepSettings, api: ServerAPI, plan: SequencePlan | None, held: contextlib.AsyncExitStack
+) -> TraceSession | None:
+    """``--trace-rate``: tracing on for the model, and put back as it was however the sweep ends."""
+    if not settings.trace_rate:
+        return None
+    if plan is not None:
+        raise ConfigError("--trace-rate with a sequence model: not supported yet")
+    tracing = TraceSession(
+        api, settings.model, settings.trace_rate, settings.trace_file, settings.trace_count
+    )
+    await tracing.start()
+
+    async def restore() -> None:
+        try:
+            await tracing.restore()
+        except (ServerUnavailable, ConfigError) as exc:  # a server gone took its settings with it
+            print(
+                f"loadgen: warning: trace settings of {settings.model!r} not restored: {exc}", file=sys.stderr
+            )
+
+    held.push_async_callback(restore)
+    return tracing
+
+
+def _traced_loss(tracing: TraceSession | None) -> str:
+    """What to know when a traced sweep loses its server: Triton 2.51 crashes under heavy tracing."""
+    if tracing is None:
+        return ""
+    return (
+        f"; it was tracing one request in {tracing.rate}: Triton 2.51 can crash (SIGSEGV) tracing many "
+        "requests a second, see its log; a larger --trace-rate makes that rarer"
+    )
+
+
 async def execute_sweep(
     settings: SweepSettings,
     store: RunStore,
@@ -170,6 +206,7 @@ async def execute_sweep(
             slots = int(max(settings.levels)) if closed else settings.max_in_flight
             size = settings.output_shared_memory_size
             slot_outputs = await held.enter_async_context(shared_outputs(api, requests, slots, size))
+        tracing = await _traced(settings, api, plan, held)
         run_id = store.create_run(info)
         if on_run_created is not None:
             on_run_created(run_id, info)
@@ -195,12 +232,16 @@ async def execute_sweep(
                 sequence_plan=plan,
                 slot_outputs=slot_outputs,
                 composing=info.composing_models,
+                tracing=tracing,
             )
         except asyncio.CancelledError:
             store.finish_run(run_id, RunStatus.INTERRUPTED, "interrupted by the user")
             raise
         except ServerUnavailable as exc:
-            outcome.status, outcome.error = RunStatus.FAILED, f"server lost mid-run: {exc}"
+            outcome.status, outcome.error = (
+                RunStatus.FAILED,
+                f"server lost mid-run: {exc}{_traced_loss(tracing)}",
+            )
         except ReferenceFailed as exc:
             outcome.status, outcome.error = RunStatus.FAILED, str(exc)
         except Exception as exc:

@@ -77,18 +77,21 @@ CONSOLE_FINDINGS = 4
 
 
 def print_findings(
-    run: RunRecord, frame: pd.DataFrame, console: Console, composing: pd.DataFrame | None = None
+    run: RunRecord,
+    frame: pd.DataFrame,
+    console: Console,
+    composing: pd.DataFrame | None = None,
+    traces: pd.DataFrame | None = None,
 ) -> None:
     """The run's most telling findings, ranked, under its table: failures are listed above it and
     the end of a sweep says what to do about unstable steps, so those are left to the report."""
     from analysis.finding_kinds import Kind, ranked
-    from analysis.findings import step_findings
-    from analysis.model_breakdown import model_findings
+    from analysis.findings import detail_findings, step_findings
 
     said_elsewhere = {Kind.ERRORS, Kind.UNSTABLE, Kind.UNANSWERED}
-    found = step_findings(frame, config=run.model_config)
-    if composing is not None and not composing.empty:
-        found = ranked(found + model_findings(composing))
+    found = ranked(
+        step_findings(frame, config=run.model_config) + detail_findings(run, frame, composing, traces)
+    )
     found = [f for f in found if f.kind not in said_elsewhere]
     if not found:
         return
@@ -109,7 +112,12 @@ def print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
     console = stdout_console()
     print_latency_table(run, latency_table(frame, scenario=run.scenario), console)
     print_failures(failure_lines(step_failures(frame.to_dict("records"), run.scenario)), console)
-    print_findings(run, frame, console, data.composing)
+    print_findings(run, frame, console, data.composing, data.traces)
     if csv_path is not None:
-        write_perf_analyzer_csv(frame, csv_path, data.composing)
-        print(f"wrote {csv_path}", file=sys.stderr)
+        from loadgen.composing import ensemble_versions
+
+        versions = ensemble_versions(run.model_config)
+        for path in write_perf_analyzer_csv(
+            frame, csv_path, data.composing, scenario=run.scenario, versions=versions
+        ):
+            print(f"wrote {path}", file=sys.stderr)

@@ -84,6 +84,12 @@ def register(sub: Any) -> None:
         "ensemble, or a BLS model swept with --composing-models)",
     )
     table.add_argument(
+        "--tail",
+        action="store_true",
+        help="instead of the latency table, what the median request and the slowest 1%% and 0.1%% spent "
+        "their time on, from Triton's traces (a sweep with --trace-rate)",
+    )
+    table.add_argument(
         "-o", "--output", type=arguments.output_file, default=None, help="write to FILE instead of stdout"
     )
     add_db_option(table)
@@ -184,15 +190,33 @@ def _models(db: str, run: RunRecord) -> pd.DataFrame:
     return model_table(data.composing, data.steps)
 
 
+def _tail(db: str, run: RunRecord) -> pd.DataFrame:
+    from analysis.frames import load_run_data
+    from analysis.tail import tail_frame, tail_table
+
+    data = load_run_data(db, run.id)
+    if data.traces.empty:
+        raise ConfigError(f"run {run.id} has no traces: sweep with --trace-rate N to sample requests")
+    tail = tail_frame(data.traces, data.steps)
+    if tail.empty:
+        raise ConfigError(f"run {run.id}'s traces are too few for a tail: lower --trace-rate N")
+    return tail_table(tail)
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     """Print (or write) the run's table, or one step's ``.hgrm`` with ``--hgrm``."""
     from analysis.tables import DEFAULT_PERCENTILES, benchmark_table, format_table
 
     percentiles = DEFAULT_PERCENTILES if args.percentiles is None else parse_percentiles(args.percentiles)
-    if args.hgrm is not None and (args.format is not None or args.percentiles is not None or args.models):
-        raise ConfigError(
-            "--hgrm writes one step's whole spectrum: drop --format, --percentiles and --models"
-        )
+    views = [
+        n
+        for n, on in (("--hgrm", args.hgrm is not None), ("--models", args.models), ("--tail", args.tail))
+        if on
+    ]
+    if len(views) > 1:
+        raise ConfigError(f"give one of {' and '.join(views)}: each replaces the latency table")
+    if args.hgrm is not None and (args.format is not None or args.percentiles is not None):
+        raise ConfigError("--hgrm writes one step's whole spectrum: drop --format and --percentiles")
     run, steps = _load(args.db, args.run_id)
     if not steps:
         raise ConfigError(f"run {run.id} has no steps ({_status_text(run)})")
@@ -202,6 +226,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         text = _hgrm(run, steps, args.hgrm)
     elif args.models:
         text = format_table(_models(args.db, run), args.format or "markdown")
+    elif args.tail:
+        text = format_table(_tail(args.db, run), args.format or "markdown")
     else:
         from analysis.failures import failure_lines, step_failures
 

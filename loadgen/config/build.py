@@ -129,6 +129,8 @@ def _derive(typed: Mapping[str, Any], problems: list[SettingProblem]) -> dict[st
     if "distribution" in typed and load not in OPEN_LOOP_KEYS:
         message = "{distribution} applies to {request_rate} and {ramp} only"
         problems.append(SettingProblem("distribution", message))
+    if typed.get("trace_rate") and "grpc_client" not in typed:
+        fields["grpc_client"] = "aio"  # Triton 2.51 crashes tracing the lean client's calls (trace_rules)
     protocol = typed.get("protocol", "grpc")
     fields["url"] = typed.get("url") or DEFAULT_URLS.get(protocol, DEFAULT_URLS["grpc"])
     if typed.get("no_metrics"):

@@ -294,6 +294,33 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
         group=MEASURE,
     ),
+    Option(
+        "trace_rate",
+        ("--trace-rate",),
+        "trace one request in N with Triton's own tracing, each trace joined to loadgen's timing of "
+        "the same request: where the slowest requests' time goes (default 0: off)",
+        values.whole,
+        metavar="N",
+        group=MEASURE,
+    ),
+    Option(
+        "trace_count",
+        ("--trace-count",),
+        "with --trace-rate: Triton traces at most N requests per step, its warm-up included "
+        "(default -1: no limit)",
+        values.whole,
+        metavar="N",
+        group=MEASURE,
+    ),
+    Option(
+        "trace_file",
+        ("--trace-file",),
+        "Triton's trace file as this machine sees it (default: the path the server reports, read "
+        "where the server runs on this machine)",
+        values.path,
+        metavar="PATH",
+        group=MEASURE,
+    ),
     # -- inputs
     Option(
         "batch_size",

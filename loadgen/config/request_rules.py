@@ -8,6 +8,7 @@ without the server, the runner the rest (a sequence option on a model without se
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 DEFAULT_LENGTH = 20
 DEFAULT_VARIATION_PCT = 20.0
@@ -83,3 +84,75 @@ def shared_memory_rules(
             "{output_shared_memory_size} does not work with {streaming} yet",
         ),
     ]
+
+
+class Traced(Protocol):
+    """The settings :func:`trace_rules` reads."""
+
+    @property
+    def trace_rate(self) -> int: ...
+    @property
+    def trace_count(self) -> int: ...
+    @property
+    def trace_file(self) -> str | None: ...
+    @property
+    def scenario(self) -> str: ...
+    @property
+    def workers(self) -> int | None: ...
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def grpc_client(self) -> str: ...
+    @property
+    def streaming(self) -> bool: ...
+    @property
+    def validate(self) -> bool: ...
+    @property
+    def output_shared_memory_size(self) -> int | None: ...
+
+
+def trace_rules(s: Traced) -> list[Rule]:
+    """The rules of ``--trace-rate``: a closed-loop sweep in one process, for now. Over gRPC it
+    sends with grpc.aio: Triton 2.51 crashes under heavy tracing (SIGSEGV in
+    ``TRITONBACKEND_RequestRelease``), most often with loadgen's faster lean client (README)."""
+    traced = s.trace_rate > 0
+    rules: list[Rule] = [
+        (
+            not (traced and s.protocol == "grpc" and s.grpc_client == "h2"),
+            "grpc_client",
+            "{trace_rate} over gRPC needs {grpc_client} aio: Triton 2.51 crashes tracing calls from "
+            "loadgen's lean client (left out, {trace_rate} picks aio)",
+        ),
+        (
+            s.trace_rate >= 0,
+            "trace_rate",
+            f"{{trace_rate}} must be a number of requests >= 1 (0: off), got {s.trace_rate}",
+        ),
+        (
+            s.trace_count == -1 or s.trace_count >= 1,
+            "trace_count",
+            f"{{trace_count}} must be >= 1 (or -1: no limit), got {s.trace_count}",
+        ),
+        (s.trace_file is None or traced, "trace_file", "{trace_file} goes with {trace_rate}"),
+        (s.trace_count == -1 or traced, "trace_count", "{trace_count} goes with {trace_rate}"),
+        (
+            not traced or s.scenario == "concurrency",
+            "trace_rate",
+            "{trace_rate} works with --concurrency for now, not an open loop",
+        ),
+        (
+            not traced or s.workers in (None, 1),
+            "trace_rate",
+            "{trace_rate} joins traces to one process's sends: drop {workers}",
+        ),
+    ]
+    others = (
+        (s.streaming, "streaming"),
+        (s.validate, "validate"),
+        (s.output_shared_memory_size is not None, "output_shared_memory_size"),
+    )
+    rules += [
+        (not (traced and given), key, f"{{trace_rate}} does not work with {{{key}}} yet")
+        for given, key in others
+    ]
+    return rules

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from loadgen.config.request_rules import sequence_rules, shared_memory_rules
+from loadgen.config.request_rules import sequence_rules, shared_memory_rules, trace_rules
 from loadgen.errors import SettingProblem, check, raise_problems
 from loadgen.tls import GRPC_INSECURE, TlsSettings, url_scheme
 
@@ -187,6 +187,12 @@ class SweepSettings:
     model_version: str = ""
     composing_models: tuple[str, ...] = ()
     """``--composing-models``: the models a BLS model calls (an ensemble's come from its config)."""
+    trace_rate: int = 0
+    """``--trace-rate``: Triton traces one request in this many (0: off), joined to loadgen's sends."""
+    trace_count: int = -1
+    """``--trace-count``: at most this many traced requests per step (-1: no limit)."""
+    trace_file: str | None = None
+    """``--trace-file``: Triton's trace file where this machine reads it (None: the server's path)."""
     metrics_url: str | None = None
     """None: derived from ``url`` (same host, port 8002). Empty string: no scraping."""
     metrics_families: tuple[str, ...] = ()
@@ -411,6 +417,7 @@ class SweepSettings:
                 http_stream=self.streaming and self.protocol == "http",
                 streaming=self.streaming,
             ),
+            *trace_rules(self),
             *sequence_rules(
                 self.sequence_length,
                 self.sequence_length_variation,

@@ -19,7 +19,8 @@ from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, Window, drain
 from loadgen.engine.sequences import Sequences
 from loadgen.shared_memory import SlotOutputs
-from loadgen.transports.base import Arrivals, CapturedArrivals, Transport
+from loadgen.tracing import SendLog
+from loadgen.transports.base import Arrivals, CapturedArrivals, TaggedRequests, Transport
 from loadgen.transports.reasons import is_connection_failure
 from loadgen.validation import Validator, flatten_stream
 
@@ -44,6 +45,7 @@ class ClosedLoop:
         sequences: Sequences | None = None,
         slot_requests: Sequence[Sequence[Any]] | None = None,
         slot_outputs: SlotOutputs | None = None,
+        traced: tuple[Sequence[TaggedRequests], SendLog] | None = None,
     ) -> None:
         if not requests:
             raise ValueError("no prepared requests")
@@ -58,6 +60,8 @@ class ClosedLoop:
         """Per slot, its own prepared requests (each slot's output region); None: ``requests``."""
         self.slot_outputs = slot_outputs
         """``--output-shared-memory-size``: where ``--validate`` reads each slot's answers."""
+        self.traced = traced
+        """``--trace-rate``: the requests with room for an id, and the log of each send's times."""
         self.level: float = concurrency
         self.window: Window = Discard()
         self._running = False
@@ -65,6 +69,7 @@ class ClosedLoop:
         self._sent_at = [0] * concurrency
         """Per slot: perf_counter_ns of its request in flight (or of its last one)."""
         self._window_opened = 0
+        self._warmed_up = False
 
     async def _slot(self, index: int) -> None:
         send = self.transport.sender(index)
@@ -78,6 +83,29 @@ class ClosedLoop:
             error = await send(request)
             if error is None:
                 self.window.record(clock() - start)
+            else:
+                self.window.error(error)
+                if is_connection_failure(error):
+                    await asyncio.sleep(BACK_OFF_S)
+
+    async def _traced_slot(self, index: int) -> None:
+        """As :meth:`_slot`, each send with an id of its own (``--trace-rate``), its send and answer
+        times logged so that Triton's trace of it can be joined."""
+        assert self.traced is not None
+        tagged, log = self.traced
+        send = self.transport.sender(index)
+        clock = time.perf_counter_ns
+        sent_at = self._sent_at
+        requests = itertools.cycle(list(tagged[index % len(tagged) :]) + list(tagged[: index % len(tagged)]))
+        while self._running:
+            at, request_id = log.next_id()
+            request = next(requests).request(request_id)
+            start = sent_at[index] = clock()
+            error = await send(request)
+            if error is None:
+                end = clock()
+                self.window.record(end - start)
+                log.answered(at, start, end)
             else:
                 self.window.error(error)
                 if is_connection_failure(error):
@@ -202,6 +230,8 @@ class ClosedLoop:
     def _slot_task(self, index: int, validator: Validator | None) -> Coroutine[Any, Any, None]:
         if self.sequences is not None:
             return self._sequence_slot(index, validator)
+        if self.traced is not None:
+            return self._traced_slot(index)
         if self.streaming:
             return (
                 self._stream_slot(index) if validator is None else self._checked_stream_slot(index, validator)
@@ -220,6 +250,8 @@ class ClosedLoop:
     async def cut(self) -> Window:
         """Start a new window; returns the one that ends, with its stalled slots counted."""
         ending = self.swap(Window())
+        if self.traced is not None and self._running and not self._warmed_up:
+            self.traced[1].measuring = self._warmed_up = True  # the first cut ends the warm-up
         opened, self._window_opened = self._window_opened, time.perf_counter_ns()
         ending.stalled = sum(1 for t in self._sent_at if t < opened) if self._running else 0
         return ending
@@ -228,6 +260,8 @@ class ClosedLoop:
         """Let in-flight requests finish (their results are discarded); returns how many were in flight."""
         in_flight = self.in_flight
         self._running = False
+        if self.traced is not None:
+            self.traced[1].measuring = False
         self.window = Discard()
         if self._tasks:
             await drain(self._tasks)

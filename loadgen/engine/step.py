@@ -133,11 +133,13 @@ async def measure_step(
     scraper: MetricsScraper | None = None,
     listener: StepListener | None = None,
     request_rate: float | None = None,
+    untraced: Callable[[], Awaitable[None]] | None = None,
 ) -> StepResult:
     """Run ``load`` through warm-up and windows; returns the measured step.
 
     A server that went away ends the step early, marked ``interrupted`` (see the module
-    docstring): the caller decides the run's fate.
+    docstring): the caller decides the run's fate. ``untraced`` (``--trace-rate``) turns tracing
+    off for one more window of the same load, whose throughput says what tracing costs.
     """
     started_at = datetime.now(UTC)
     if listener:
@@ -154,6 +156,7 @@ async def measure_step(
     stable, interrupted = False, None
     lost: Window | None = None
     """The window the server went away in: dropped, but its errors say what the outage did."""
+    untraced_throughput = None
     try:
         await asyncio.sleep(settings.warmup_ms / 1000.0)
         snapshots.append(await _snapshot(stats))
@@ -175,6 +178,8 @@ async def measure_step(
             stable = is_stable(results, settings.stability_percentage)
             if stable or len(results) >= settings.max_windows:
                 break
+        if untraced is not None:
+            untraced_throughput = await _untraced_window(load, untraced, interval, batch_size)
     except ServerUnavailable as exc:  # the window it went away in is dropped with it
         interrupted = str(exc)
     finally:
@@ -221,6 +226,7 @@ async def measure_step(
         stream=StreamTally.merged(w.stream for w in kept),
         cancelled_count=sum(w.cancelled for w in kept),
         sequences=SequenceTally.merged(w.sequences for w in kept),
+        untraced_throughput=untraced_throughput,
     )
     open_windows = [w for w in kept if isinstance(w, OpenWindow)]
     if open_windows:
@@ -230,6 +236,18 @@ async def measure_step(
         step.refused_count = sum(w.refused for w in open_windows)
         step.scheduled_count = sum(w.due for w in open_windows)
     return step
+
+
+async def _untraced_window(
+    load: LoadGenerator, untraced: Callable[[], Awaitable[None]], interval_s: float, batch_size: int
+) -> float:
+    """Throughput of one more window with tracing off (``untraced`` switches it)."""
+    await untraced()
+    start = time.perf_counter()
+    await load.cut()
+    await asyncio.sleep(interval_s)
+    window = await load.cut()
+    return window.result(time.perf_counter() - start, batch_size).throughput
 
 
 def _server_delta(first: ModelStats | None, last: ModelStats | None) -> tuple[ModelStats | None, bool]:

@@ -30,6 +30,7 @@ from loadgen.results import StatsSnapshot, StepResult
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.shared_memory import SlotOutputs
+from loadgen.tracing import SendLog, TraceSession
 from loadgen.transports.base import InferRequestSpec, Transport
 from loadgen.validation import (
     Reference,
@@ -62,6 +63,7 @@ async def run_sweep(
     sequence_plan: SequencePlan | None = None,
     slot_outputs: SlotOutputs | None = None,
     composing: Sequence[str] = (),
+    tracing: TraceSession | None = None,
 ) -> list[StepResult]:
     """Measure the levels of ``settings`` in order (or search them for the latency limit);
     each step goes to ``on_step`` as soon as it ends, so an exception leaves earlier ones delivered.
@@ -105,7 +107,9 @@ async def run_sweep(
         by_slot = [
             [transport.prepare(spec) for spec in slot_outputs.requests(s)] for s in range(slot_outputs.slots)
         ]
-    workers = 1 if by_slot else settings.workers or default_workers(settings.levels, open_loop)
+    workers = 1 if by_slot or tracing else settings.workers or default_workers(settings.levels, open_loop)
+    tagged = None if tracing is None else [transport.prepare_tagged(spec) for spec in requests]
+    trace_base = 0  # traced sends are numbered across the run: their ids never repeat
     pool = None
     if workers > 1:
         pool = WorkerPool(
@@ -128,9 +132,18 @@ async def run_sweep(
         )
 
     async def probe(level: float) -> StepResult:
+        nonlocal trace_base
         index = len(results)
         load: LoadGenerator
         rate = None
+        log = None if tracing is None else SendLog(tracing.tag, trace_base)
+        untraced = None
+        if tracing is not None and log is not None:
+
+            async def untraced() -> None:
+                log.measuring = False
+                await tracing.pause()
+
         if settings.scenario == "request_rate":
             ramp = settings.ramp_from is not None
             schedule = Schedule(
@@ -170,6 +183,7 @@ async def run_sweep(
                 sequences=sequences,
                 slot_requests=by_slot,
                 slot_outputs=slot_outputs,
+                traced=None if tagged is None or log is None else (tagged, log),
             )
         step = await measure_step(
             index,
@@ -180,7 +194,11 @@ async def run_sweep(
             scraper=scraper,
             listener=listener,
             request_rate=rate,
+            untraced=untraced,
         )
+        if tracing is not None and log is not None and step.interrupted is None:
+            step.traces = await tracing.collect(log)
+            trace_base = log.end
         on_step(step)
         results.append(step)
         if listener:

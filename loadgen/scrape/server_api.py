@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -66,6 +66,13 @@ def parse_model_stats(entry: dict[str, Any]) -> ModelStats:
         cache_miss=_duration(inference.get("cache_miss")),
         batch_stats=batches,
     )
+
+
+def _trace_values(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """gRPC's ``{"settings": {key: {"value": [...]}}}`` and HTTP's ``{key: value or [values]}`` alike."""
+    if isinstance(data.get("settings"), dict):
+        return {k: tuple(str(x) for x in v.get("value", [])) for k, v in data["settings"].items()}
+    return {k: tuple(str(x) for x in (v if isinstance(v, list) else [v])) for k, v in data.items()}
 
 
 def _is_unavailable(exc: InferenceServerException) -> bool:
@@ -278,6 +285,28 @@ class ServerAPI:
         )
         regions = status.get("regions", status) if isinstance(status, dict) else status
         return sorted(r["name"] for r in (regions.values() if isinstance(regions, dict) else regions))
+
+    async def trace_settings(self, model: str | None) -> dict[str, tuple[str, ...]]:
+        """A model's trace settings (the server's with ``model`` None), each as a tuple of values."""
+        data = await self._call(
+            "the trace settings", self._client.get_trace_settings(model_name=model, **self._json)
+        )
+        return _trace_values(data)
+
+    async def update_trace_settings(self, model: str, settings: Mapping[str, Any]) -> None:
+        """Change a model's trace settings (a None value clears it: the server's applies again)."""
+        try:
+            await self._call(
+                "a trace settings change",
+                self._client.update_trace_settings(
+                    model_name=model, settings=dict(settings), **self._headers()
+                ),
+            )
+        except InferenceServerException as exc:
+            raise ConfigError(
+                f"Triton at {self.url} refused trace settings {settings} for {model!r}: "
+                f"{' '.join(str(exc.message()).split())}"
+            ) from None
 
     def _headers(self) -> dict[str, Any]:
         return {"headers": self._json["headers"]} if "headers" in self._json else {}

@@ -264,6 +264,7 @@ class EmbeddedServer:
             f"--grpc-address={self.host}",
             f"--metrics-address={self.host}",
             f"--log-verbose={self.log_verbose}",
+            *self._trace_args(),
             *self.extra_args,
         ]
         log_fd = self._open_log()
@@ -281,6 +282,15 @@ class EmbeddedServer:
         finally:
             os.close(log_fd)  # the child has its own copy
         register_live(self)
+
+    def _trace_args(self) -> list[str]:
+        """A trace file in the server's temp dir, tracing off: ``--trace-rate`` turns it on per model
+        (Triton cannot be given a trace file over the network). None if the caller set tracing up."""
+        if self._tmpdir is None or any(
+            a.startswith(("--trace-config", "--trace-file")) for a in self.extra_args
+        ):
+            return []
+        return [f"--trace-config=triton,file={self._tmpdir / 'trace.json'}", "--trace-config=level=OFF"]
 
     def _wait_ready(self) -> None:
         proc = self._proc

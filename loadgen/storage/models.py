@@ -226,6 +226,8 @@ class StepRow(Base):
     sequence_start_histogram: Mapped[bytes | None]
     sequence_middle_histogram: Mapped[bytes | None]
     sequence_end_histogram: Mapped[bytes | None]
+    untraced_throughput: Mapped[float | None]
+    """``--trace-rate`` only (0009): throughput of one more window of the same load, tracing off."""
     """Responses per request, each recorded as that many microseconds (``StreamTally.counts``)."""
 
 
@@ -274,6 +276,29 @@ class ComposingStatRow(Base):
     cache_miss_ns: Mapped[int]
     batch_stats: Mapped[list[dict[str, Any]]]
     """``[{batch_size, compute_input: [count, ns], compute_infer: [...], compute_output: [...]}]``."""
+
+
+class TraceSampleRow(Base):
+    """``--trace-rate``: one sampled request's trace joined to the client's time of it, or a request
+    an ensemble or BLS model made for it (``parent_id`` its trace), in microseconds (0009)."""
+
+    __tablename__ = "trace_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[int] = mapped_column(Integer, ForeignKey("steps.id", ondelete="CASCADE"), index=True)
+    trace_id: Mapped[int]
+    parent_id: Mapped[int | None]
+    model: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[str] = mapped_column(String(64))
+    client_us: Mapped[float | None]
+    """NULL for a child: the client never saw it."""
+    server_us: Mapped[float | None]
+    queue_us: Mapped[float | None]
+    compute_us: Mapped[float | None]
+    compute_input_us: Mapped[float | None]
+    compute_infer_us: Mapped[float | None]
+    compute_output_us: Mapped[float | None]
+    outside_us: Mapped[float | None]
 
 
 class MetricSampleRow(Base):

@@ -24,8 +24,9 @@ from typing import Any
 
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import BatchStat, DurationStat, ModelStats, RunStatus, StepResult, WindowResult
-from loadgen.storage.models import ComposingStatRow, RunRow, StepRow
+from loadgen.storage.models import ComposingStatRow, RunRow, StepRow, TraceSampleRow
 from loadgen.tallies import SequenceTally, StreamTally
+from loadgen.tracing import TraceSample
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ class StepRecord:
     inter_response_histogram_bytes: bytes | None = None
     responses_histogram_bytes: bytes | None = None
     spacing_histogram_bytes: bytes | None = None
+    untraced_throughput: float | None = None
+    """``--trace-rate`` only (0009): one more window's throughput with tracing off."""
     sequence_count: int | None = None
     """A sequence model only (None otherwise): sequences ended, latencies by place in them."""
     sequence_start_p50_us: float | None = None
@@ -300,6 +303,8 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         row.spacing_histogram = stream.spacing.encode()
         spacing_p50_us = stream.spacing.percentile_us(50) if stream.spacing.count else math.nan
         row.request_output_rate_p50 = nan_to_none(1e6 / spacing_p50_us if spacing_p50_us > 0 else math.nan)
+    if step.untraced_throughput is not None:
+        row.untraced_throughput = step.untraced_throughput
     if step.sequences is not None:
         row.sequence_count = step.sequences.ended
         for place in _SEQUENCE_PLACES:
@@ -414,4 +419,39 @@ def composing_stats(row: ComposingStatRow) -> ModelStats:
         execution_count=row.execution_count,
         batch_stats=batches,
         **durations,
+    )
+
+
+_TRACE_TIMES = (
+    "client_us",
+    "server_us",
+    "queue_us",
+    "compute_us",
+    "compute_input_us",
+    "compute_infer_us",
+    "compute_output_us",
+    "outside_us",
+)
+
+
+def trace_row(step_id: int, sample: TraceSample) -> dict[str, Any]:
+    """A joined trace as a ``trace_samples`` row (NaN times as NULL)."""
+    row: dict[str, Any] = {
+        "step_id": step_id,
+        "trace_id": sample.trace_id,
+        "parent_id": sample.parent_id,
+        "model": sample.model,
+        "request_id": sample.request_id,
+    }
+    row.update({name: nan_to_none(getattr(sample, name)) for name in _TRACE_TIMES})
+    return row
+
+
+def trace_sample(row: TraceSampleRow) -> TraceSample:
+    return TraceSample(
+        trace_id=row.trace_id,
+        parent_id=row.parent_id,
+        model=row.model,
+        request_id=row.request_id,
+        **{name: none_to_nan(getattr(row, name)) for name in _TRACE_TIMES},
     )

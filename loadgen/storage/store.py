@@ -26,6 +26,7 @@ from loadgen.storage.models import (
     MetricSampleRow,
     RunRow,
     StepRow,
+    TraceSampleRow,
 )
 from loadgen.storage.records import (
     MetricSampleRecord,
@@ -38,7 +39,10 @@ from loadgen.storage.records import (
     run_record,
     step_record,
     step_row,
+    trace_row,
+    trace_sample,
 )
+from loadgen.tracing import TraceSample
 
 
 class RunStore:
@@ -142,6 +146,8 @@ class RunStore:
                     insert(ComposingStatRow),
                     [composing_row(row.id, name, stats) for name, stats in step.composing_stats.items()],
                 )
+            if step.traces:
+                session.execute(insert(TraceSampleRow), [trace_row(row.id, t) for t in step.traces])
             if step.metrics:
                 session.execute(
                     insert(MetricSampleRow),
@@ -244,6 +250,20 @@ class RunStore:
         with storage_errors(self.url), self._sessions() as session:
             for row in session.scalars(query):
                 found.setdefault(row.step_id, {})[row.model] = composing_stats(row)
+        return found
+
+    def trace_samples(self, run_id: int) -> dict[int, list[TraceSample]]:
+        """Step id -> its joined traces (``--trace-rate``), in trace order; steps without any absent."""
+        query = (
+            select(TraceSampleRow)
+            .join(StepRow, StepRow.id == TraceSampleRow.step_id)
+            .where(StepRow.run_id == run_id)
+            .order_by(StepRow.step_index, TraceSampleRow.id)
+        )
+        found: dict[int, list[TraceSample]] = {}
+        with storage_errors(self.url), self._sessions() as session:
+            for row in session.scalars(query):
+                found.setdefault(row.step_id, []).append(trace_sample(row))
         return found
 
     def metric_samples(

@@ -176,6 +176,36 @@ class SequenceRequests(Protocol):
         ...
 
 
+ID_WIDTH = 16
+"""Bytes of the id each traced request carries (``--trace-rate``): requests are built with room
+for exactly this many, so a send only puts its own in."""
+
+
+class TaggedRequests(Protocol):
+    """A request built once with room for an id (``Transport.prepare_tagged``): each send of a
+    traced sweep puts in its own, which Triton's trace records as the request id."""
+
+    def request(self, request_id: bytes) -> Any:
+        """The prepared request of one send (``request_id``: :data:`ID_WIDTH` ASCII bytes)."""
+        ...
+
+
+class SplicedRequest:
+    """Serialized bytes around a placeholder id: a send joins the two halves around its own id
+    (one copy, no serialization)."""
+
+    __slots__ = ("head", "tail")
+
+    PLACEHOLDER = b"~" * ID_WIDTH
+
+    def __init__(self, serialized: bytes) -> None:
+        at = serialized.index(self.PLACEHOLDER)
+        self.head, self.tail = serialized[:at], serialized[at + ID_WIDTH :]
+
+    def request(self, request_id: bytes) -> bytes:
+        return self.head + request_id + self.tail
+
+
 class Transport(Protocol):
     name: str
 
@@ -185,6 +215,10 @@ class Transport(Protocol):
 
     def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
         """As :meth:`prepare`, for the requests of a sequence model."""
+        ...
+
+    def prepare_tagged(self, request: InferRequestSpec) -> TaggedRequests:
+        """As :meth:`prepare`, each send with an id of its own (``--trace-rate``)."""
         ...
 
     def sender(self, slot: int) -> Sender:

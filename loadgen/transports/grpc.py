@@ -30,11 +30,13 @@ from loadgen.transports.base import (
     Sender,
     SequenceRequests,
     StreamSender,
+    TaggedRequests,
     deadline_reason,
 )
 from loadgen.transports.grpc_codec import (
     SLOTS_PER_CHANNEL,
     MessageSequence,
+    TaggedMessage,
     build_request,
     error_reason,
     read_outputs,
@@ -100,6 +102,9 @@ class GrpcTransport:
 
     def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
         return MessageSequence(build_request(request))
+
+    def prepare_tagged(self, request: InferRequestSpec) -> TaggedRequests:
+        return TaggedMessage(build_request(request, stream=self.streaming))
 
     def _call(self, index: int) -> tuple[Any, grpc.aio.Channel]:
         target = grpc_target(self.url)

@@ -137,6 +137,19 @@ def read_stream_response(data: bytes, token_output: str = "") -> tuple[str | Non
     return None, math.prod(shape) if shape is not None else 0, final
 
 
+class TaggedMessage:
+    """A ModelInferRequest serialized once; a send appends its ``id`` (field 3): protobuf takes a
+    field in any position, so the rest is never serialized again."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: bytes) -> None:
+        self.message = message
+
+    def request(self, request_id: bytes) -> bytes:
+        return self.message + b"\x1a" + bytes((len(request_id),)) + request_id
+
+
 class MessageSequence:
     """A sequence model's ModelInferRequest: serialized once, each send's id and flags appended
     (:func:`sequence_parameters`)."""

@@ -32,11 +32,13 @@ from loadgen.transports.base import (
     Sender,
     SequenceRequests,
     StreamSender,
+    TaggedRequests,
     Watchdog,
 )
 from loadgen.transports.grpc_codec import (
     SLOTS_PER_CHANNEL,
     MessageSequence,
+    TaggedMessage,
     build_request,
     read_outputs,
     read_stream_response,
@@ -205,6 +207,11 @@ class GrpcH2Transport:
         block = encode_headers(request_headers(self.authority, self.metadata, scheme=scheme))
         return _CallSequence(block, MessageSequence(build_request(request)))
 
+    def prepare_tagged(self, request: InferRequestSpec) -> TaggedRequests:
+        """As :meth:`prepare`; a send's DATA frame carries the message with its id appended."""
+        call = self.prepare(request)
+        return _CallTagged(call.block, TaggedMessage(build_request(request, stream=self.streaming)))
+
     def channel(self, slot: int) -> _Channel:
         index = slot // self.slots_per_connection
         while len(self._channels) <= index:
@@ -306,6 +313,16 @@ class GrpcH2Transport:
                 if connection.lost in pending and connection.transport is not None:
                     connection.transport.abort()
             await asyncio.sleep(0)
+
+
+class _CallTagged:
+    __slots__ = ("block", "messages")
+
+    def __init__(self, block: bytes, messages: TaggedMessage) -> None:
+        self.block, self.messages = block, messages
+
+    def request(self, request_id: bytes) -> PreparedCall:
+        return PreparedCall(self.block, self.messages.request(request_id))
 
 
 class _CallSequence:

@@ -30,6 +30,8 @@ from loadgen.transports.base import (
     OutputTensor,
     Sender,
     SequenceRequests,
+    SplicedRequest,
+    TaggedRequests,
     Watchdog,
 )
 from loadgen.transports.reasons import cannot_connect, connection_lost, http_reason, status_reason
@@ -57,10 +59,12 @@ def _output_where(spec: InferRequestSpec, index: int) -> dict[str, Any]:
 
 
 def build_request(
-    spec: InferRequestSpec, host: str, port: int, headers: dict[str, str] | None = None
+    spec: InferRequestSpec, host: str, port: int, headers: dict[str, str] | None = None, request_id: str = ""
 ) -> bytes:
-    """The whole HTTP/1.1 request (headers and body) for ``spec``."""
-    header: dict[str, Any] = {
+    """The whole HTTP/1.1 request (headers and body) for ``spec``; ``request_id``: the header's
+    ``id`` (a traced request's, see :class:`~loadgen.transports.base.SplicedRequest`)."""
+    header: dict[str, Any] = {"id": request_id} if request_id else {}
+    header |= {
         "inputs": [
             {"name": t.name, "shape": list(t.shape), "datatype": t.datatype, "parameters": _where(t)}
             for t in spec.inputs
@@ -300,6 +304,10 @@ class HttpTransport:
 
     def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
         return _HttpSequence(request, self.host, self.port, self.headers)
+
+    def prepare_tagged(self, request: InferRequestSpec) -> TaggedRequests:
+        placeholder = SplicedRequest.PLACEHOLDER.decode()
+        return SplicedRequest(build_request(request, self.host, self.port, self.headers, placeholder))
 
     def sender(self, slot: int) -> Sender:
         """Slot i always uses connection i: steps run one after another, so they can share it."""

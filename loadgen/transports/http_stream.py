@@ -40,6 +40,7 @@ from loadgen.transports.base import (
     Sender,
     SequenceRequests,
     StreamSender,
+    TaggedRequests,
     Watchdog,
 )
 from loadgen.transports.http import SlotConnection, answer_reason
@@ -305,6 +306,9 @@ class HttpStreamTransport:
 
     def prepare_sequence(self, request: InferRequestSpec) -> SequenceRequests:
         raise ConfigError("a sequence model over --streaming: not supported yet; drop --streaming")
+
+    def prepare_tagged(self, request: InferRequestSpec) -> TaggedRequests:
+        raise ConfigError("--trace-rate with --streaming: not supported yet; drop one of them")
 
     def stream_sender(self, slot: int) -> StreamSender:
         return self._connection(slot).stream

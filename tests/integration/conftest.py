@@ -15,7 +15,7 @@ from loadgen.server import EmbeddedServer, ServerPorts, server_installed
 from loadgen.server.install import default_model_repository
 from tests.integration.postgres import postgres  # noqa: F401  (session fixture: a private PostgreSQL)
 
-SERVER_FIXTURES = ("triton", "fresh_triton", "small_triton")
+SERVER_FIXTURES = ("triton", "small_triton", "traced_triton")
 NOT_INSTALLED = "embedded Triton not installed: pip install 'loadgen[server]' (nvidia-pytriton)"
 
 
@@ -76,16 +76,6 @@ def small_triton(tmp_path: Path) -> Iterator[EmbeddedServer]:
     """A private server of the identity model only, for tests that stop or kill it: it starts
     in about 2 s where the whole demo repository takes 8."""
     server = start_server(tmp_path, "small-tritonserver", ("identity",))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def fresh_triton(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    """A private server for tests that stop or kill it."""
-    server = start_server(tmp_path, "fresh-tritonserver")
     try:
         yield server
     finally:

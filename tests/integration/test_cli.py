@@ -160,7 +160,7 @@ def test_sweep_show_runs_and_csv(triton: EmbeddedServer, tmp_path: Path) -> None
 
 
 def test_server_killed_mid_sweep_fails_the_run_and_keeps_finished_steps(
-    fresh_triton: EmbeddedServer, tmp_path: Path
+    small_triton: EmbeddedServer, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
     proc = start_loadgen(
@@ -168,9 +168,9 @@ def test_server_killed_mid_sweep_fails_the_run_and_keeps_finished_steps(
         "-m",
         "identity",
         "-u",
-        fresh_triton.grpc_url,
+        small_triton.grpc_url,
         "--metrics-url",
-        fresh_triton.metrics_url,
+        small_triton.metrics_url,
         "--concurrency",
         "1,2,4,8,16,32",
         *QUICK,
@@ -179,7 +179,7 @@ def test_server_killed_mid_sweep_fails_the_run_and_keeps_finished_steps(
         "-q",
     )
     run_id = wait_for_steps(db, 1, proc)
-    fresh_triton.kill()
+    small_triton.kill()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert "Traceback" not in stderr

@@ -19,7 +19,8 @@ import pytest
 
 from loadgen.errors import EmbeddedServerError
 from loadgen.server import EmbeddedServer, ServerPorts, serve_forever, server_installed
-from tests.repository import DEMO_MODELS, LISTED
+from loadgen.server.install import default_model_repository
+from tests.repository import DEMO_MODELS
 
 pytestmark = [
     pytest.mark.server,
@@ -181,37 +182,40 @@ def test_stop_is_clean_and_frees_ports(small_triton: EmbeddedServer) -> None:
     assert small_triton.list_models() == []
 
 
-def test_kill_is_a_crash_that_serve_forever_reports(fresh_triton: EmbeddedServer) -> None:
-    pgid = fresh_triton.pid
+def test_kill_is_a_crash_that_serve_forever_reports(small_triton: EmbeddedServer) -> None:
+    pgid = small_triton.pid
     assert pgid is not None
     out = io.StringIO()
     result: list[int] = []
     # Off the main thread serve_forever installs no signal handlers: fine, we kill the server.
-    watcher = threading.Thread(target=lambda: result.append(serve_forever(fresh_triton, out=out)))
+    watcher = threading.Thread(target=lambda: result.append(serve_forever(small_triton, out=out)))
     watcher.start()
     deadline = time.monotonic() + 30
     while not out.getvalue().startswith("ready:") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert f"(models: {LISTED})" in out.getvalue()
+    assert "(models: identity)" in out.getvalue()
 
     regions = _shm_regions_of_group(pgid)
     assert regions and all(r.exists() for r in regions)
-    fresh_triton.kill()
-    assert not fresh_triton.running
+    small_triton.kill()
+    assert not small_triton.running
     assert not [r for r in regions if r.exists()], "kill() leaked /dev/shm regions"
     assert _group_gone(pgid), "kill() left backend stubs behind"
     watcher.join(timeout=30)
     assert result == [128 + signal.SIGKILL]
-    assert fresh_triton.stop() == -signal.SIGKILL
-    _assert_ports_free(fresh_triton.ports)
+    assert small_triton.stop() == -signal.SIGKILL
+    _assert_ports_free(small_triton.ports)
 
 
 def test_serve_forever_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     ports = ServerPorts.free()
+    repo = tmp_path / "repo"  # one small model: the whole demo repository takes seconds to load
+    repo.mkdir()
+    (repo / "identity").symlink_to(default_model_repository() / "identity")
     script = textwrap.dedent(f"""\
         import sys
         from loadgen.server import EmbeddedServer, ServerPorts, serve_forever
-        server = EmbeddedServer(ports=ServerPorts{(ports.http, ports.grpc, ports.metrics)!r},
+        server = EmbeddedServer({str(repo)!r}, ports=ServerPorts{(ports.http, ports.grpc, ports.metrics)!r},
                                 log_file={str(tmp_path / "serve.log")!r})
         sys.exit(serve_forever(server))
     """)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from analysis.frames import composing_frame
-from analysis.model_breakdown import composing_csv_columns, model_findings, model_table
-from loadgen.composing import composing_models, ensemble_steps
+from analysis.model_breakdown import composing_csv_frames, model_findings, model_table
+from loadgen.composing import composing_models, ensemble_steps, ensemble_versions
 from loadgen.engine.step import _composing_deltas
 from loadgen.errors import ConfigError, UnknownModel
 from loadgen.results import DurationStat, ModelStats, StatsSnapshot
@@ -52,6 +52,7 @@ def _resolve(model: str, config: dict[str, Any], named: tuple[str, ...] = ()) ->
 
 def test_an_ensembles_steps_are_followed_down_nested_ensembles() -> None:
     assert ensemble_steps(ENSEMBLE) == ["preprocess", "inner"]
+    assert ensemble_versions(ENSEMBLE) == {"preprocess": "-1", "inner": "-1"}
     assert ensemble_steps({"backend": "python"}) == []
     assert _resolve("pipeline", ENSEMBLE) == ("preprocess", "inner", "resnet")
     assert _resolve("pipeline", ENSEMBLE, ("tokenizer", "resnet")) == (
@@ -113,9 +114,27 @@ def test_the_breakdown_names_the_model_that_takes_the_time(store: RunStore) -> N
     )
     assert "mostly compute" in found[0].text
     assert found[1].text.startswith("preprocess dominates: 74%") and "mostly queueing" in found[1].text
-    steps_frame = pd.DataFrame({"step_index": [0, 1], "duration_s": [15.0, 15.0]})
+    steps_frame = pd.DataFrame(
+        {
+            "step_index": [0, 1],
+            "duration_s": [15.0, 15.0],
+            "concurrency": [1, 2],
+            "request_rate": [float("nan")] * 2,
+            "throughput": [50.0, 40.0],
+            "server_success_count": [200, 100],
+        }
+    )
     table = model_table(frame, steps_frame)
     assert table["Queue (ms)"].tolist() == pytest.approx([0.0001, 0.0002, 0.008, 0.0002])
-    csv = composing_csv_columns(frame, steps_frame)
-    assert list(csv.columns)[:2] == ["preprocess Inferences/Second", "preprocess Server Queue"]
-    assert csv["preprocess Server Queue"].tolist() == [0, 8]
+    csv = composing_csv_frames(frame, steps_frame, "concurrency")
+    assert list(csv) == ["preprocess", "resnet"]
+    preprocess = csv["preprocess"]
+    assert list(preprocess.columns) == [
+        "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
+        "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
+    ]  # fmt: skip
+    assert preprocess["Server Queue"].tolist() == [0, 8] and preprocess["Server Compute Infer"].tolist() == [
+        1,
+        1,
+    ]
+    assert preprocess["Inferences/Second"].tolist() == [25.0, 40.0]  # 100 of the 200 requests, then all 100

@@ -95,6 +95,9 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
             "{priority: 1, mode: 'a:b'}",
         ),
         "composing_models": (["--composing-models", "preprocess,resnet"], "preprocess,resnet"),
+        "trace_rate": (["--trace-rate", "10"], "10"),
+        "trace_file": (["--trace-file", "/srv/trace.json", "--trace-rate", "5"], "/srv/trace.json"),
+        "trace_count": (["--trace-count", "200", "--trace-rate", "5"], "200"),
         "metrics_url": (["--metrics-url", "http://m:1/metrics"], "http://m:1/metrics"),
         "no_metrics": (["--no-metrics"], "true"),
         "metrics_interval_ms": (["--metrics-interval", "250"], "250"),
@@ -151,6 +154,8 @@ _COMPANIONS = {
     "cancel_after_responses": ("streaming",),
     "cancel_share_pct": ("streaming", "cancel_after_responses"),
     "output_shared_memory_size": ("shared_memory",),
+    "trace_file": ("trace_rate",),
+    "trace_count": ("trace_rate",),
 }
 """Options a sample needs beside it (in the plan, the same values as on the command line)."""
 

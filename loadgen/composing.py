@@ -42,7 +42,8 @@ def ensemble_versions(config: dict[str, Any]) -> dict[str, str]:
 async def composing_models(
     api: ConfigSource, model: str, config: dict[str, Any], named: Sequence[str]
 ) -> tuple[str, ...]:
-    """``model``'s composing models: its ensemble steps (nested ensembles' too), then ``named``.
+    """``model``'s composing models: its ensemble steps (a nested ensemble's steps in its place, as
+    its own time would count theirs twice), then ``named``.
 
     Each named model must be on the server (:class:`~loadgen.errors.UnknownModel` names the ones it
     has otherwise); naming the measured model itself is refused in one line.
@@ -57,9 +58,11 @@ async def composing_models(
         for name in ensemble_steps(config):
             if name in found or name == model:
                 continue
-            found.append(name)
-            if depth < MAX_DEPTH:
-                await follow(await api.model_config(name), depth + 1)
+            inner = await api.model_config(name)
+            if not ensemble_steps(inner):
+                found.append(name)
+            elif depth < MAX_DEPTH:  # a nested ensemble's time is its steps': they stand for it
+                await follow(inner, depth + 1)
 
     await follow(config, 1)
     for name in named:

@@ -88,7 +88,7 @@ class SendLog:
     Arrays, not objects, so that a traced send costs two stores; one log per step, whose counters
     start at ``base`` so that ids never repeat within a run."""
 
-    __slots__ = ("base", "done", "measuring", "sent", "tag")
+    __slots__ = ("base", "cuts", "done", "measuring", "sent", "span", "tag")
 
     def __init__(self, tag: str, base: int) -> None:
         self.tag, self.base = tag, base
@@ -96,6 +96,15 @@ class SendLog:
         self.done = array("q")
         self.measuring = False
         """Set while the step's measured windows run: sends answered outside them are not kept."""
+        self.cuts: list[int] = []
+        """When each measured window began and ended (``perf_counter_ns``)."""
+        self.span = (0, 2**63 - 1)
+        """The windows the step's numbers come from (:meth:`keep_last`): only their sends join."""
+
+    def keep_last(self, windows: int) -> None:
+        """Join only the sends of the last ``windows`` measured windows, those the step keeps."""
+        if len(self.cuts) > windows:
+            self.span = (self.cuts[-windows - 1], self.cuts[-1])
 
     def next_id(self) -> tuple[int, bytes]:
         """The next send's index in this log and its request id."""
@@ -112,7 +121,9 @@ class SendLog:
         """(sent, answered) of the send with this run-wide counter; None if not kept."""
         index = counter - self.base
         if 0 <= index < len(self.sent) and self.done[index]:
-            return self.sent[index], self.done[index]
+            sent, done = self.sent[index], self.done[index]
+            if self.span[0] <= sent and done <= self.span[1]:
+                return sent, done
         return None
 
     @property
@@ -197,18 +208,23 @@ def _sample(
 
 
 def _with_children(samples: list[TraceSample]) -> list[TraceSample]:
-    """An ensemble's own trace has no queue or compute stamps: its steps' traces add up to them."""
+    """An ensemble's own trace has no queue or compute stamps: its steps' traces add up to them
+    (an inner ensemble's first, so that nested ones add up too)."""
     by_parent: dict[int, list[TraceSample]] = {}
     for sample in samples:
         if sample.parent_id is not None:
             by_parent.setdefault(sample.parent_id, []).append(sample)
-    result = []
-    for sample in samples:
-        kids = by_parent.get(sample.trace_id, [])
-        if kids and math.isnan(sample.compute_us):
-            sample = _summed(sample, kids)
-        result.append(sample)
-    return result
+    done: dict[int, TraceSample] = {}
+
+    def filled(sample: TraceSample) -> TraceSample:
+        if sample.trace_id not in done:
+            kids = [filled(kid) for kid in by_parent.get(sample.trace_id, [])]
+            done[sample.trace_id] = (
+                _summed(sample, kids) if kids and math.isnan(sample.compute_us) else sample
+            )
+        return done[sample.trace_id]
+
+    return [filled(sample) for sample in samples]
 
 
 def _summed(sample: TraceSample, kids: list[TraceSample]) -> TraceSample:
@@ -241,7 +257,9 @@ class TraceSession:
         self.inherited = False
         self.file = Path()
         self.tag = run_tag()
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, int]] = set()
+        """The parts read (or there before): by name and time written, as a restarted Triton numbers
+        its parts from 0 again."""
         self._warned = False
 
     async def start(self) -> None:
@@ -263,7 +281,7 @@ class TraceSession:
         self.file = Path(self.user_file or where)
         if not self.file.parent.is_dir():
             raise ConfigError(
-                f"cannot read Triton's trace file {where} from this machine: give --trace-file with "
+                f"cannot read Triton's trace file {self.file} from this machine: give --trace-file with "
                 "the path where this machine sees it (a shared volume)"
             )
         self.previous = {k: own.get(k, ()) for k in TRACE_KEYS}
@@ -271,12 +289,18 @@ class TraceSession:
         self._seen = set(self._parts())
         await self._post()
 
-    def _parts(self) -> list[str]:
+    def _parts(self) -> list[tuple[str, int]]:
+        """The trace file's numbered parts (name, time written), in number order."""
         prefix = self.file.name + "."
-        return sorted(
-            (p.name for p in self.file.parent.glob(f"{self.file.name}.*") if p.name[len(prefix) :].isdigit()),
-            key=lambda name: int(name[len(prefix) :]),
-        )
+        found = []
+        for path in self.file.parent.glob(f"{self.file.name}.*"):
+            number = path.name[len(prefix) :]
+            if number.isdigit():
+                try:
+                    found.append((int(number), path.name, path.stat().st_mtime_ns))
+                except OSError:  # gone meanwhile
+                    continue
+        return [(name, written) for _, name, written in sorted(found)]
 
     async def _post(self) -> None:
         await self.api.update_trace_settings(
@@ -293,24 +317,34 @@ class TraceSession:
         """Tracing off (the traces held are written out); :meth:`collect` turns it on again."""
         await self.api.update_trace_settings(self.model, {"trace_level": ["OFF"]})
 
+    async def resume(self) -> None:
+        """Tracing on again (after a server that went away came back: its settings are new)."""
+        await self._post()
+
     async def collect(self, log: SendLog) -> list[TraceSample]:
-        """Flush what Triton holds, read the new parts, join them to the client's times."""
+        """Flush what Triton holds, read the new parts, join them to the client's times.
+
+        Triton writes a flushed part when the post returns; a part that does not parse yet (still
+        being written) is read again until :data:`FLUSH_WAIT_S`."""
         await self._post()  # new settings: the old ones write their traces out
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FLUSH_WAIT_S
         records: list[dict[str, Any]] = []
-        deadline = asyncio.get_running_loop().time() + FLUSH_WAIT_S
+        read_any = False
         while True:
-            new = [name for name in self._parts() if name not in self._seen]
-            if new or asyncio.get_running_loop().time() > deadline:
+            for part in [p for p in self._parts() if p not in self._seen]:
+                try:
+                    records += json.loads((self.file.parent / part[0]).read_text())
+                except (OSError, ValueError):
+                    continue  # still being written: read again below
+                self._seen.add(part)
+                read_any = True
+            pending = [p for p in self._parts() if p not in self._seen]
+            if (read_any and not pending) or loop.time() > deadline:
                 break
             await asyncio.sleep(0.05)
-        for name in new:
-            try:
-                records += json.loads((self.file.parent / name).read_text())
-            except (OSError, ValueError):
-                continue  # a part still being written is read at the next step
-            self._seen.add(name)
         answered = sum(1 for done in log.done if done)
-        if not new and answered >= 2 * self.rate and not self._warned:
+        if not read_any and answered >= 2 * self.rate and not self._warned:
             self._warned = True
             print(
                 f"loadgen: warning: {answered} requests answered while Triton traced one in "

@@ -250,8 +250,12 @@ class ClosedLoop:
     async def cut(self) -> Window:
         """Start a new window; returns the one that ends, with its stalled slots counted."""
         ending = self.swap(Window())
-        if self.traced is not None and self._running and not self._warmed_up:
-            self.traced[1].measuring = self._warmed_up = True  # the first cut ends the warm-up
+        if self.traced is not None and self._running:
+            log = self.traced[1]
+            if not self._warmed_up:
+                log.measuring = self._warmed_up = True  # the first cut ends the warm-up
+            if log.measuring:
+                log.cuts.append(time.perf_counter_ns())
         opened, self._window_opened = self._window_opened, time.perf_counter_ns()
         ending.stalled = sum(1 for t in self._sent_at if t < opened) if self._running else 0
         return ending

@@ -8,6 +8,7 @@ ServerUnavailable, its finished steps already stored.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Sequence
 
 from loadgen.config import SweepSettings
@@ -25,12 +26,12 @@ from loadgen.engine.sequences import (
 )
 from loadgen.engine.step import LoadGenerator, StepListener, measure_step
 from loadgen.engine.workers import PooledLoad, WorkerPool, WorkerSetup, default_workers
-from loadgen.errors import ServerUnavailable, UnknownModel
-from loadgen.results import StatsSnapshot, StepResult
+from loadgen.errors import ConfigError, ServerUnavailable, UnknownModel
+from loadgen.results import STABILITY_WINDOWS, StatsSnapshot, StepResult
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.shared_memory import SlotOutputs
-from loadgen.tracing import SendLog, TraceSession
+from loadgen.tracing import SendLog, TraceSample, TraceSession
 from loadgen.transports.base import InferRequestSpec, Transport
 from loadgen.validation import (
     Reference,
@@ -196,15 +197,18 @@ async def run_sweep(
             request_rate=rate,
             untraced=untraced,
         )
-        if tracing is not None and log is not None and step.interrupted is None:
-            step.traces = await tracing.collect(log)
-            trace_base = log.end
+        if tracing is not None and log is not None:
+            trace_base = log.end  # whatever happened: an id is never sent twice in a run
+            if step.interrupted is None:
+                step.traces = await _traces(tracing, log, min(STABILITY_WINDOWS, step.window_count))
         on_step(step)
         results.append(step)
         if listener:
             listener.step_done(step)
         if step.interrupted is not None:
             await wait_for_server(step.interrupted)
+            if tracing is not None:
+                await tracing.resume()  # a server started again traces nothing until told
         return step
 
     async def wait_for_server(reason: str) -> None:
@@ -258,3 +262,14 @@ async def run_sweep(
         if sequences is not None:
             await end_sequences(transport, sequences)
     return results
+
+
+async def _traces(tracing: TraceSession, log: SendLog, kept: int) -> list[TraceSample]:
+    """The step's joined traces, of the ``kept`` windows its numbers come from; none (said on
+    stderr) when they cannot be read: the step itself is measured and is stored regardless."""
+    log.keep_last(kept)
+    try:
+        return await tracing.collect(log)
+    except (ServerUnavailable, ConfigError) as exc:
+        print(f"loadgen: warning: this step's traces are lost: {exc}", file=sys.stderr)
+        return []

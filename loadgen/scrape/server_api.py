@@ -240,9 +240,19 @@ class ServerAPI:
     async def stats_snapshot(self, model: str, version: str, composing: Sequence[str]) -> StatsSnapshot:
         """The model's statistics and those of its ``composing`` models, asked for together."""
         top, *parts = await asyncio.gather(
-            self.model_stats(model, version), *(self.model_stats(name) for name in composing)
+            self.model_stats(model, version),
+            *(self.model_stats(name) for name in composing),
+            return_exceptions=True,
         )
-        return StatsSnapshot(top, dict(zip(composing, parts, strict=True)))
+        if isinstance(top, BaseException):
+            raise top
+        for part in parts:  # an unavailable composing model leaves only itself out
+            if isinstance(part, BaseException) and not isinstance(part, UnknownModel):
+                raise part
+        found = {
+            name: part for name, part in zip(composing, parts, strict=True) if isinstance(part, ModelStats)
+        }
+        return StatsSnapshot(top, found)
 
     async def _model_stats_once(self, model: str, version: str) -> ModelStats:
         data = await self._model_call(
@@ -288,9 +298,15 @@ class ServerAPI:
 
     async def trace_settings(self, model: str | None) -> dict[str, tuple[str, ...]]:
         """A model's trace settings (the server's with ``model`` None), each as a tuple of values."""
-        data = await self._call(
-            "the trace settings", self._client.get_trace_settings(model_name=model, **self._json)
-        )
+        try:
+            data = await self._call(
+                "the trace settings", self._client.get_trace_settings(model_name=model, **self._json)
+            )
+        except InferenceServerException as exc:
+            raise ConfigError(
+                f"Triton at {self.url} gave no trace settings for {model or 'the server'}: "
+                f"{' '.join(str(exc.message()).split())}"
+            ) from None
         return _trace_values(data)
 
     async def update_trace_settings(self, model: str, settings: Mapping[str, Any]) -> None:

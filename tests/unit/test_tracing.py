@@ -172,3 +172,27 @@ def test_the_tail_says_where_the_slowest_requests_spent_their_time() -> None:
     assert tail_frame(samples.head(99), steps).group.tolist() == ["median"]  # too few for a 1% group
     (costly,) = overhead_findings(steps, 10)
     assert "cost 20% of the throughput at concurrency 4" in costly.text
+
+
+def test_nested_ensembles_add_up_from_the_innermost_and_only_kept_windows_join() -> None:
+    log = SendLog("ab12cd34", base=0)
+    first, rid = log.next_id()
+    second, other = log.next_id()
+    log.measuring = True
+    log.cuts += [0, 100_000_000, 200_000_000]  # two windows; the step keeps the last one
+    log.answered(first, 10_000_000, 20_000_000)
+    log.answered(second, 110_000_000, 170_000_000)
+    log.keep_last(1)
+    bare = {"GRPC_WAITREAD_END": 111_000_000, "REQUEST_START": 112_000_000, "GRPC_SEND_START": 160_000_000}
+    records = [
+        *_records(1, {**bare, "GRPC_WAITREAD_END": 11_000_000}, model="outer", request_id=rid.decode()),
+        *_records(2, bare, model="outer", request_id=other.decode()),
+        *_records(3, bare, model="inner", parent_id=2),  # a nested ensemble: no stamps of its own
+        *_records(4, _served(113_000_000, queue=2_000_000, compute=5_000_000), model="a", parent_id=3),
+        *_records(5, _served(121_000_000, queue=1_000_000, compute=7_000_000), model="b", parent_id=3),
+        *_records(6, _served(130_000_000, queue=0, compute=3_000_000), model="c", parent_id=2),
+    ]
+    samples = {s.trace_id: s for s in join(read_traces(records), "ab12cd34", log)}
+    assert sorted(samples) == [2, 3, 4, 5, 6]  # the first send was in a window the step dropped
+    assert (samples[3].queue_us, samples[3].compute_us) == (3_000, 12_000)
+    assert (samples[2].queue_us, samples[2].compute_us) == (3_000, 15_000)

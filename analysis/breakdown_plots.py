@@ -25,7 +25,7 @@ def composing_figure(data: RunData) -> go.Figure:
     inside = np.zeros(len(steps))
     for i, model in enumerate(models_of(frame)):
         rows = frame[frame["model"] == model].set_index("step_index").reindex(steps["step_index"])
-        compute = rows["compute_input_us"] + rows["compute_infer_us"] + rows["compute_output_us"]
+        compute = rows["compute_us"]
         color = MODEL_COLORS[i % len(MODEL_COLORS)]
         for part, values, opacity in (("queue", rows["queue_us"], 0.45), ("compute", compute, 1.0)):
             ms = values.to_numpy(dtype=np.float64) / 1000.0

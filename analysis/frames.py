@@ -66,11 +66,13 @@ COMPOSING_COLUMNS = (
     "compute_input_us",
     "compute_infer_us",
     "compute_output_us",
+    "compute_us",
     "request_us",
     "share",
 )
-"""One row per (step, composing model); ``*_us`` are per-request averages, ``server_ns`` the total
-time in the model, ``share`` its part of all composing models' time at that step (0..1)."""
+"""One row per (step, composing model); ``*_us`` are per-request averages (``compute_us`` the three
+compute parts'), ``server_ns`` the total time in the model, ``share`` its part of all composing
+models' time at that step (0..1)."""
 
 
 def _avg_us(stat: DurationStat) -> float:
@@ -86,6 +88,7 @@ def composing_frame(
         models = stats.get(step.id, {})
         total = sum(s.success.ns for s in models.values())
         for name, s in models.items():
+            compute = (_avg_us(s.compute_input), _avg_us(s.compute_infer), _avg_us(s.compute_output))
             rows.append(
                 (
                     step.step_index,
@@ -97,9 +100,8 @@ def composing_frame(
                     s.success.count,
                     s.success.ns,
                     _avg_us(s.queue),
-                    _avg_us(s.compute_input),
-                    _avg_us(s.compute_infer),
-                    _avg_us(s.compute_output),
+                    *compute,
+                    sum(compute),
                     _avg_us(s.success),
                     s.success.ns / total if total > 0 else float("nan"),
                 )

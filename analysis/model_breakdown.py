@@ -27,7 +27,6 @@ def model_table(frame: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     """Per step and composing model: rates, mean batch, queue and compute (ms), share of the time."""
     duration = dict(zip(steps["step_index"], steps["duration_s"], strict=True))
     seconds = frame["step_index"].map(duration).astype("float64")
-    compute = frame["compute_input_us"] + frame["compute_infer_us"] + frame["compute_output_us"]
     loads = [load_level(row)[0] for row in frame.to_dict("records")]
     return pd.DataFrame(
         {
@@ -37,7 +36,7 @@ def model_table(frame: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
             "Executions/s": frame["execution_count"] / seconds,
             "Avg batch": frame["inference_count"] / frame["execution_count"].replace(0, np.nan),
             "Queue (ms)": frame["queue_us"] / 1000.0,
-            "Compute (ms)": compute / 1000.0,
+            "Compute (ms)": frame["compute_us"] / 1000.0,
             "In model (ms)": frame["request_us"] / 1000.0,
             "Share of server time": [f"{v:.0%}" if v == v else "-" for v in frame["share"]],
         }
@@ -59,7 +58,6 @@ def composing_csv_frames(frame: pd.DataFrame, steps: pd.DataFrame, scenario: str
     found = {}
     for model in models_of(frame):
         rows = frame[frame["model"] == model].set_index("step_index").reindex(ordered["step_index"])
-        compute = rows["compute_input_us"] + rows["compute_infer_us"] + rows["compute_output_us"]
         requests = ordered["server_success_count"].replace(0, np.nan).to_numpy()
         share = rows["success_count"].to_numpy() / requests
         columns = {
@@ -67,7 +65,7 @@ def composing_csv_frames(frame: pd.DataFrame, steps: pd.DataFrame, scenario: str
             "Inferences/Second": share * ordered["throughput"].to_numpy(),
             "Client Send": 0,
             "Network+Server Send/Recv": np.maximum(
-                (rows["request_us"] - rows["queue_us"] - compute).to_numpy(), 0
+                (rows["request_us"] - rows["queue_us"] - rows["compute_us"]).to_numpy(), 0
             ),
             "Server Queue": rows["queue_us"].to_numpy(),
             "Server Compute Input": rows["compute_input_us"].to_numpy(),
@@ -90,7 +88,7 @@ def dominant_models(frame: pd.DataFrame) -> list[tuple[int, str, str, float, flo
         if group["share"].isna().all():
             continue
         top = group.sort_values("share", ascending=False).to_dict("records")[0]
-        compute = float(top["compute_input_us"] + top["compute_infer_us"] + top["compute_output_us"])
+        compute = float(top["compute_us"])
         load, model = load_level(top)[0].replace("c=", "concurrency "), str(top["model"])
         found.append(
             (int(str(step_index)), load, model, float(top["share"]), float(top["queue_us"]), compute)

@@ -88,23 +88,29 @@ class SendLog:
     Arrays, not objects, so that a traced send costs two stores; one log per step, whose counters
     start at ``base`` so that ids never repeat within a run."""
 
-    __slots__ = ("base", "cuts", "done", "measuring", "sent", "span", "tag")
+    __slots__ = ("base", "closed", "cuts", "done", "sent", "span", "tag")
 
     def __init__(self, tag: str, base: int) -> None:
         self.tag, self.base = tag, base
         self.sent = array("q")
         self.done = array("q")
-        self.measuring = False
-        """Set while the step's measured windows run: sends answered outside them are not kept."""
         self.cuts: list[int] = []
-        """When each measured window began and ended (``perf_counter_ns``)."""
-        self.span = (0, 2**63 - 1)
+        """When each measured window began and ended (``perf_counter_ns``; the first: the warm-up's end)."""
+        self.closed = False
+        """The measured windows are over (the untraced one is not one of them)."""
+        self.span = (1, 0)
         """The windows the step's numbers come from (:meth:`keep_last`): only their sends join."""
 
+    def cut(self, now_ns: int) -> None:
+        """A window boundary of the load, while the measured windows run."""
+        if not self.closed:
+            self.cuts.append(now_ns)
+
     def keep_last(self, windows: int) -> None:
-        """Join only the sends of the last ``windows`` measured windows, those the step keeps."""
-        if len(self.cuts) > windows:
-            self.span = (self.cuts[-windows - 1], self.cuts[-1])
+        """Join only the sends of the last ``windows`` measured windows, those the step keeps
+        (the warm-up's and the others' are left out; without a measured window, all are)."""
+        if len(self.cuts) >= 2:
+            self.span = (self.cuts[-min(windows, len(self.cuts) - 1) - 1], self.cuts[-1])
 
     def next_id(self) -> tuple[int, bytes]:
         """The next send's index in this log and its request id."""
@@ -114,8 +120,7 @@ class SendLog:
         return index, request_id(self.tag, self.base + index)
 
     def answered(self, index: int, sent_ns: int, done_ns: int) -> None:
-        if self.measuring:
-            self.sent[index], self.done[index] = sent_ns, done_ns
+        self.sent[index], self.done[index] = sent_ns, done_ns
 
     def times(self, counter: int) -> tuple[int, int] | None:
         """(sent, answered) of the send with this run-wide counter; None if not kept."""
@@ -313,8 +318,10 @@ class TraceSession:
             },
         )
 
-    async def pause(self) -> None:
-        """Tracing off (the traces held are written out); :meth:`collect` turns it on again."""
+    async def pause(self, log: SendLog) -> None:
+        """The step's measured windows are over: tracing off (the traces held are written out) for
+        its untraced window; :meth:`collect` turns it on again."""
+        log.closed = True
         await self.api.update_trace_settings(self.model, {"trace_level": ["OFF"]})
 
     async def resume(self) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
 from loadgen.engine.recorder import Discard, Window, drain
@@ -28,6 +28,15 @@ BACK_OFF_S = 0.01
 """A slot's pause after its connection failed: a server that is gone refuses at once, and a slot
 that reconnected at once would spin. Any answer the server sends, errors included, is followed by
 the next request at once, on every transport (:func:`is_connection_failure`)."""
+
+
+T = TypeVar("T")
+
+
+def _from_slot(items: Sequence[T], index: int) -> Iterator[T]:
+    """``items`` over and over, slot ``index`` starting at its own place, so that the slots of a
+    step do not all send the same request at once."""
+    return itertools.cycle([*items[index % len(items) :], *items[: index % len(items)]])
 
 
 class ClosedLoop:
@@ -69,14 +78,13 @@ class ClosedLoop:
         self._sent_at = [0] * concurrency
         """Per slot: perf_counter_ns of its request in flight (or of its last one)."""
         self._window_opened = 0
-        self._warmed_up = False
 
     async def _slot(self, index: int) -> None:
         send = self.transport.sender(index)
         clock = time.perf_counter_ns
         sent_at = self._sent_at
         own = list(self.slot_requests[index]) if self.slot_requests is not None else self.requests
-        requests = itertools.cycle(own[index % len(own) :] + own[: index % len(own)])
+        requests = _from_slot(own, index)
         while self._running:
             request = next(requests)
             start = sent_at[index] = clock()
@@ -96,7 +104,7 @@ class ClosedLoop:
         send = self.transport.sender(index)
         clock = time.perf_counter_ns
         sent_at = self._sent_at
-        requests = itertools.cycle(list(tagged[index % len(tagged) :]) + list(tagged[: index % len(tagged)]))
+        requests = _from_slot(tagged, index)
         while self._running:
             at, request_id = log.next_id()
             request = next(requests).request(request_id)
@@ -147,9 +155,7 @@ class ClosedLoop:
         clock = time.perf_counter_ns
         sent_at = self._sent_at
         arrivals = self.canceller.arrivals() if self.canceller is not None else Arrivals()
-        requests = itertools.cycle(
-            self.requests[index % len(self.requests) :] + self.requests[: index % len(self.requests)]
-        )
+        requests = _from_slot(self.requests, index)
         while self._running:
             request = next(requests)
             arrivals.clear()
@@ -251,11 +257,7 @@ class ClosedLoop:
         """Start a new window; returns the one that ends, with its stalled slots counted."""
         ending = self.swap(Window())
         if self.traced is not None and self._running:
-            log = self.traced[1]
-            if not self._warmed_up:
-                log.measuring = self._warmed_up = True  # the first cut ends the warm-up
-            if log.measuring:
-                log.cuts.append(time.perf_counter_ns())
+            self.traced[1].cut(time.perf_counter_ns())
         opened, self._window_opened = self._window_opened, time.perf_counter_ns()
         ending.stalled = sum(1 for t in self._sent_at if t < opened) if self._running else 0
         return ending
@@ -264,8 +266,6 @@ class ClosedLoop:
         """Let in-flight requests finish (their results are discarded); returns how many were in flight."""
         in_flight = self.in_flight
         self._running = False
-        if self.traced is not None:
-            self.traced[1].measuring = False
         self.window = Discard()
         if self._tasks:
             await drain(self._tasks)

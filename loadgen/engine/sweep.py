@@ -8,6 +8,7 @@ ServerUnavailable, its finished steps already stored.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import Callable, Sequence
 
@@ -138,12 +139,7 @@ async def run_sweep(
         load: LoadGenerator
         rate = None
         log = None if tracing is None else SendLog(tracing.tag, trace_base)
-        untraced = None
-        if tracing is not None and log is not None:
-
-            async def untraced() -> None:
-                log.measuring = False
-                await tracing.pause()
+        untraced = None if tracing is None or log is None else functools.partial(tracing.pause, log)
 
         if settings.scenario == "request_rate":
             ramp = settings.ramp_from is not None

@@ -47,10 +47,12 @@ def test_request_ids_are_fixed_width_and_unique_within_a_run() -> None:
 def test_traces_join_the_sends_answered_while_measuring() -> None:
     log = SendLog("ab12cd34", base=0)
     sends = [log.next_id() for _ in range(4)]
-    log.answered(0, 1_000_000, 9_000_000)  # not measuring yet: a warm-up send
-    log.measuring = True
+    log.answered(0, 1_000_000, 9_000_000)  # a warm-up send: before the first cut
+    for cut in (10_000_000, 50_000_000):  # the warm-up ends, then one measured window
+        log.cut(cut)
     log.answered(1, 10_000_000, 30_000_000)
     log.answered(3, 40_000_000, 45_000_000)
+    log.keep_last(1)
     records = [
         *_records(1, _served(1_200_000, queue=0, compute=5_000_000), request_id=sends[0][1].decode()),
         *_records(
@@ -79,7 +81,9 @@ def test_traces_join_the_sends_answered_while_measuring() -> None:
 def test_an_ensembles_steps_add_up_to_its_request_and_keep_their_parent() -> None:
     log = SendLog("ab12cd34", base=100)
     index, rid = log.next_id()
-    log.measuring = True
+    log.cut(0)
+    log.cut(70_000_000)
+    log.keep_last(3)  # fewer windows than asked for: all of them
     log.answered(index, 0, 60_000_000)
     top = {
         "GRPC_WAITREAD_END": 100_000,
@@ -178,8 +182,10 @@ def test_nested_ensembles_add_up_from_the_innermost_and_only_kept_windows_join()
     log = SendLog("ab12cd34", base=0)
     first, rid = log.next_id()
     second, other = log.next_id()
-    log.measuring = True
-    log.cuts += [0, 100_000_000, 200_000_000]  # two windows; the step keeps the last one
+    for cut in (0, 100_000_000, 200_000_000):  # two windows; the step keeps the last one
+        log.cut(cut)
+    log.closed = True
+    log.cut(300_000_000)  # the untraced window's: not a measured one
     log.answered(first, 10_000_000, 20_000_000)
     log.answered(second, 110_000_000, 170_000_000)
     log.keep_last(1)

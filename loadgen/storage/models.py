@@ -8,6 +8,8 @@ that later revisions can refer to them, SQLite's batch mode included.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -314,13 +316,34 @@ class MetricSampleRow(Base):
     """NULL stands for NaN, which not every backend stores (SQLite turns it into NULL anyway)."""
 
 
+WAL_SWITCH_WAIT_S = 30.0
+"""How long opening waits for the switch to WAL while another connection holds the new file."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets a report read while a run writes; SQLite enforces foreign keys (and so
     # ON DELETE CASCADE) only when asked, per connection.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    try:
+        _switch_to_wal(cursor)
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """SQLite answers "database is locked" at once, without its busy wait, when two connections
+    switch a new file to WAL together (two sweeps started on a new database): try again."""
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def make_engine(url: str) -> Engine:

@@ -359,10 +359,11 @@ def test_db_option_takes_a_url_or_a_plain_sqlite_path(tmp_path: Path) -> None:
 
 
 def test_loadgens_opening_a_new_database_at_once_all_find_one_schema(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'new.db'}"
-    results = open_at_once(url)
+    """Two at once, on six new databases in turn: SQLite refuses a second switch to WAL at once."""
+    urls = [f"sqlite:///{tmp_path / f'new{n}.db'}" for n in range(6)]
+    results = open_at_once(*urls, processes=2)
     assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results]
-    assert current_revision(url) == head_revision()
+    assert {current_revision(url) for url in urls} == {head_revision()}
 
 
 def test_a_sequence_steps_places_are_stored_whole_and_tabled(store: RunStore) -> None:

@@ -34,6 +34,7 @@ class Kind(enum.StrEnum):
     SHARED_MODEL = "shared_model"
     COMPOSING = "composing"
     TAIL = "tail"
+    CLOCKS = "clocks"
 
 
 RANK = (
@@ -52,6 +53,7 @@ RANK = (
     Kind.DOMINANT,
     Kind.UNANSWERED,
     Kind.UNSTABLE,
+    Kind.CLOCKS,
     Kind.STATS_MISSING,
     Kind.METRICS_GAP,
 )

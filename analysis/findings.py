@@ -22,6 +22,7 @@ from analysis.model_breakdown import model_findings
 from analysis.model_config import read_batching
 from analysis.sharing import other_requests, shared_text
 from analysis.tail import overhead_findings, tail_findings, tail_frame
+from analysis.worker_table import clock_findings
 from loadgen.config import parse_latency_limit
 from loadgen.errors import ConfigError, SettingsError
 from loadgen.results import RunStatus
@@ -404,19 +405,27 @@ def run_findings(
     *,
     composing: pd.DataFrame | None = None,
     traces: pd.DataFrame | None = None,
+    workers: pd.DataFrame | None = None,
 ) -> list[Finding]:
     """All findings of one run, the most serious kinds first; ``composing``: the composing models'
-    frame of an ensemble or BLS model, ``traces``: the joined traces of ``--trace-rate``."""
+    frame of an ensemble or BLS model, ``traces``: the joined traces of ``--trace-rate``,
+    ``workers``: each worker's part of each step."""
     return status_findings(run) + ranked(
-        step_findings(steps, slo, run.model_config) + detail_findings(run, steps, composing, traces)
+        step_findings(steps, slo, run.model_config) + detail_findings(run, steps, composing, traces, workers)
     )
 
 
 def detail_findings(
-    run: RunRecord, steps: pd.DataFrame, composing: pd.DataFrame | None, traces: pd.DataFrame | None
+    run: RunRecord,
+    steps: pd.DataFrame,
+    composing: pd.DataFrame | None,
+    traces: pd.DataFrame | None,
+    workers: pd.DataFrame | None = None,
 ) -> list[Finding]:
-    """What a composite model's breakdown and the traces of sampled requests say."""
+    """What a composite model's breakdown, the traces of sampled requests and the workers say."""
     found = [] if composing is None or composing.empty else model_findings(composing)
+    if workers is not None and not workers.empty:
+        found += clock_findings(workers)
     if traces is not None and not traces.empty:
         found += tail_findings(tail_frame(traces, steps))
         found += overhead_findings(steps, int(run.settings.get("trace_rate") or 0))

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import DurationStat, ModelStats
+from loadgen.results import DurationStat, ModelStats, WorkerRow
 from loadgen.storage import RunRecord, RunStore, StepRecord
 from loadgen.tallies import StreamTally
 from loadgen.tracing import TraceSample
@@ -129,6 +129,25 @@ def traces_frame(steps: Sequence[StepRecord], samples: Mapping[int, Sequence[Tra
     ]
     frame = pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
     return frame.astype({"parent_id": "float64", "request_rate": "float64"})
+
+
+WORKER_COLUMNS = (
+    "step_index",
+    "concurrency",
+    "request_rate",
+    *(f.name for f in dataclasses.fields(WorkerRow)),
+)
+
+
+def workers_frame(steps: Sequence[StepRecord], rows: Mapping[int, Sequence[WorkerRow]]) -> pd.DataFrame:
+    """``rows`` (step id -> its workers, as ``RunStore.step_workers``) as one frame, with each step."""
+    data = [
+        (step.step_index, step.concurrency, step.request_rate, *dataclasses.astuple(row))
+        for step in steps
+        for row in rows.get(step.id, ())
+    ]
+    frame = pd.DataFrame(data, columns=list(WORKER_COLUMNS))
+    return frame.astype({"request_rate": "float64", "clock_uncertainty_us": "float64"})
 
 
 def load_level(step: Mapping[Hashable, Any]) -> tuple[str, float]:
@@ -259,6 +278,8 @@ class RunData:
     """An ensemble or BLS model: :func:`composing_frame` (else empty)."""
     traces: pd.DataFrame = field(default_factory=pd.DataFrame)
     """``--trace-rate``: :func:`traces_frame` (else empty)."""
+    workers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """``--workers``/``--ray``: :func:`workers_frame` (else empty)."""
 
 
 def read_run_data(store: RunStore, run_id: int) -> RunData:
@@ -274,6 +295,7 @@ def read_run_data(store: RunStore, run_id: int) -> RunData:
         streams={step.step_index: tally for step in steps if (tally := step.stream()) is not None},
         composing=composing_frame(steps, store.composing_stats(run_id)),
         traces=traces_frame(steps, store.trace_samples(run_id)),
+        workers=workers_frame(steps, store.step_workers(run_id)),
     )
 
 

@@ -227,7 +227,9 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
     for data in runs:
         run = data.run
         findings[run.id] = tuple(
-            run_findings(run, data.steps, slo, composing=data.composing, traces=data.traces)
+            run_findings(
+                run, data.steps, slo, composing=data.composing, traces=data.traces, workers=data.workers
+            )
         )
         figures, notes = _run_figures(data)
         sections.append(

@@ -94,6 +94,13 @@ class ServerUnavailable(LoadgenError, RuntimeError):
     """The server cannot be reached or is not ready."""
 
 
+class WorkerFailed(LoadgenError, RuntimeError):
+    """A worker (a process of ``--workers``, an actor of ``--ray``) died, failed or missed a
+    deadline: its step is not stored (never a smaller, silently averaged step), the run fails."""
+
+    exit_code = EXIT_FAILED
+
+
 class UnknownModel(LoadgenError, LookupError):
     """The model is not on the server (the message lists what is)."""
 

@@ -201,6 +201,24 @@ class WindowResult:
         return self.inference_count / self.duration_s if self.duration_s > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class WorkerRow:
+    """One worker's part of a step (``--workers``, ``--ray``): where it ran and what it did in
+    the measured windows. The step's numbers are the exact merge of all of them."""
+
+    worker: int
+    node: str
+    share: str
+    """What it was given: ``"8 in flight"``, ``"1 send in 4, from #2"``."""
+    requests: int
+    errors: int
+    send_lag_p99_us: float | None = None
+    """Open loop: how late its sends left, 99th percentile."""
+    clock_offset_us: float | None = None
+    """``--ray``: its clock minus the coordinator's, measured before the step (None: same host)."""
+    clock_uncertainty_us: float | None = None
+
+
 @dataclass
 class StepResult:
     """One load level, measured: the unit the engine emits and storage commits."""
@@ -261,6 +279,8 @@ class StepResult:
     untraced_throughput: float | None = None
     """``--trace-rate``: throughput of one more window of the same load with tracing off, measured
     right after the step's: what tracing costs."""
+    workers: Sequence[WorkerRow] = ()
+    """``--workers``/``--ray``: each worker's part (none for a step run in one process)."""
 
     @property
     def send_rate(self) -> float:

@@ -21,11 +21,12 @@ from typing import Any
 from loadgen import __version__
 from loadgen.composing import composing_models
 from loadgen.config import SweepSettings
+from loadgen.distributed.connect import check_reachable
 from loadgen.engine.search import SearchResult
 from loadgen.engine.sequences import SequencePlan
 from loadgen.engine.step import StepListener
 from loadgen.engine.sweep import run_sweep
-from loadgen.errors import ConfigError, ServerUnavailable
+from loadgen.errors import ConfigError, ServerUnavailable, WorkerFailed
 from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
 from loadgen.scrape.server_api import ServerAPI
@@ -77,6 +78,8 @@ def is_decoupled(config: dict[str, Any]) -> bool:
 async def prepare(settings: SweepSettings, api: ServerAPI) -> Prepared:
     """Check the server and model, build the requests (and the references of the input file's
     ``validation_data`` when validating); raises before any run is recorded."""
+    if settings.ray:
+        check_reachable(settings.ray)  # Ray missing, or no cluster there: said before anything runs
     await api.check_ready()
     server = await api.server_metadata()
     metadata = await api.model_metadata(settings.model, settings.model_version)
@@ -244,6 +247,8 @@ async def execute_sweep(
             )
         except ReferenceFailed as exc:
             outcome.status, outcome.error = RunStatus.FAILED, str(exc)
+        except WorkerFailed as exc:  # the step it failed is not stored: never a smaller step
+            outcome.status, outcome.error = RunStatus.FAILED, f"a worker was lost mid-run: {exc}"
         except Exception as exc:
             store.finish_run(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise

@@ -16,7 +16,7 @@ from loadgen.config.request_rules import (
     sequences_in_flight,
 )
 from loadgen.engine.sequences import SequencePlan
-from loadgen.engine.workers import default_workers
+from loadgen.engine.workers import workers_for
 from loadgen.errors import ConfigError
 from loadgen.inputs.batches import NUMPY_SUFFIXES
 from loadgen.inputs.json_data import stream_lengths
@@ -83,7 +83,7 @@ def sequence_plan(
             )
     start, end = settings.sequence_id_range or (1, 2**64)
     closed = settings.scenario == "concurrency"
-    workers = settings.workers or default_workers(settings.levels, not closed)
+    workers = workers_for(settings)
     in_flight = sequences_in_flight(settings.levels, closed, settings.num_of_sequences)
     if workers > 1 and (end - start) // workers < -(-in_flight // workers):
         raise ConfigError(

@@ -90,6 +90,12 @@ def register(sub: Any) -> None:
         "their time on, from Triton's traces (a sweep with --trace-rate)",
     )
     table.add_argument(
+        "--workers",
+        action="store_true",
+        help="instead of the latency table, each worker's part of each step: its node, share, requests, "
+        "errors, send lag and clock offset (a sweep with --workers or --ray)",
+    )
+    table.add_argument(
         "-o", "--output", type=arguments.output_file, default=None, help="write to FILE instead of stdout"
     )
     add_db_option(table)
@@ -203,6 +209,16 @@ def _tail(db: str, run: RunRecord) -> pd.DataFrame:
     return tail_table(tail)
 
 
+def _workers(db: str, run: RunRecord) -> pd.DataFrame:
+    from analysis.frames import load_run_data
+    from analysis.worker_table import worker_table
+
+    data = load_run_data(db, run.id)
+    if data.workers.empty:
+        raise ConfigError(f"run {run.id} ran in one process: sweep with --workers N or --ray ADDRESS")
+    return worker_table(data.workers)
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     """Print (or write) the run's table, or one step's ``.hgrm`` with ``--hgrm``."""
     from analysis.tables import DEFAULT_PERCENTILES, benchmark_table, format_table
@@ -210,7 +226,12 @@ def cmd_table(args: argparse.Namespace) -> int:
     percentiles = DEFAULT_PERCENTILES if args.percentiles is None else parse_percentiles(args.percentiles)
     views = [
         n
-        for n, on in (("--hgrm", args.hgrm is not None), ("--models", args.models), ("--tail", args.tail))
+        for n, on in (
+            ("--hgrm", args.hgrm is not None),
+            ("--models", args.models),
+            ("--tail", args.tail),
+            ("--workers", args.workers),
+        )
         if on
     ]
     if len(views) > 1:
@@ -228,6 +249,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         text = format_table(_models(args.db, run), args.format or "markdown")
     elif args.tail:
         text = format_table(_tail(args.db, run), args.format or "markdown")
+    elif args.workers:
+        text = format_table(_workers(args.db, run), args.format or "markdown")
     else:
         from analysis.failures import failure_lines, step_failures
 

@@ -245,6 +245,16 @@ OPTIONS: tuple[Option, ...] = (
         group=LOAD,
     ),
     Option(
+        "ray",
+        ("--ray",),
+        "run the workers as Ray actors on the cluster at ADDRESS (auto, HOST:PORT, ray://HOST:10001), "
+        "spread over its nodes, one CPU each; --workers counts them (default: off, workers are local "
+        "processes; needs pip install 'loadgen[ray]')",
+        values.text,
+        metavar="ADDRESS",
+        group=LOAD,
+    ),
+    Option(
         "latency_limit",
         ("--latency-limit",),
         "e.g. p99=50ms: stop at the first step over it, or with --search find the highest load under it "

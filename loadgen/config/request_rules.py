@@ -100,6 +100,8 @@ class Traced(Protocol):
     @property
     def workers(self) -> int | None: ...
     @property
+    def ray(self) -> str: ...
+    @property
     def protocol(self) -> str: ...
     @property
     def grpc_client(self) -> str: ...
@@ -141,9 +143,9 @@ def trace_rules(s: Traced) -> list[Rule]:
             "{trace_rate} works with --concurrency for now, not an open loop",
         ),
         (
-            not traced or s.workers in (None, 1),
+            not traced or (s.workers in (None, 1) and not s.ray),
             "trace_rate",
-            "{trace_rate} joins traces to one process's sends: drop {workers}",
+            "{trace_rate} joins traces to one process's sends: drop {workers} and {ray}",
         ),
     ]
     others = (
@@ -156,3 +158,14 @@ def trace_rules(s: Traced) -> list[Rule]:
         for given, key in others
     ]
     return rules
+
+
+def ray_rules(s: Traced) -> list[Rule]:
+    """What ``--ray`` cannot carry to another host."""
+    return [
+        (
+            not (s.ray and s.output_shared_memory_size is not None),
+            "output_shared_memory_size",
+            "{output_shared_memory_size} places each slot's outputs in this host's memory: not with {ray}",
+        ),
+    ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from loadgen.config.request_rules import sequence_rules, shared_memory_rules, trace_rules
+from loadgen.config.request_rules import ray_rules, sequence_rules, shared_memory_rules, trace_rules
 from loadgen.errors import SettingProblem, check, raise_problems
 from loadgen.tls import GRPC_INSECURE, TlsSettings, url_scheme
 
@@ -226,6 +226,8 @@ class SweepSettings:
     workers: int | None = None
     """``--workers``: processes that share each step's load; None: chosen from the cores and the
     heaviest level (:func:`loadgen.engine.workers.default_workers`); 1 runs in-process."""
+    ray: str = ""
+    """``--ray ADDRESS``: the workers are Ray actors on that cluster (``auto``, ``host:port``, ``ray://...``)."""
     request_timeout_s: float = REQUEST_TIMEOUT_S
     """``--request-timeout``: a request unanswered this long fails as DEADLINE_EXCEEDED; 0: never."""
     retry_unavailable_s: float = 0.0
@@ -418,6 +420,7 @@ class SweepSettings:
                 streaming=self.streaming,
             ),
             *trace_rules(self),
+            *ray_rules(self),
             *sequence_rules(
                 self.sequence_length,
                 self.sequence_length_variation,

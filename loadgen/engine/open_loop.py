@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,25 @@ from loadgen.validation import Validator, flatten_stream
 COARSE_SLEEP_NS = 2_000_000  # sleep while the next send is further away than this
 WAKE_EARLY_S = 0.0015  # asyncio timers fire late by up to ~1 ms: wake this early, then spin
 DEFAULT_MAX_IN_FLIGHT = 1024
+
+
+def shared_send_times(
+    schedule: Schedule, origin_ns: int, stride: int = 1, offset: int = 0
+) -> Iterator[npt.NDArray[np.int64]]:
+    """One worker's intended send times, chunk by chunk: sends ``offset, offset + stride, ...`` of
+    ``schedule`` started at ``origin_ns``. Workers given offsets ``0 .. stride-1`` each compute the
+    whole schedule from its seed and so, between them, send every send of it exactly once."""
+    sends_before = 0  # sends of the whole schedule before this chunk
+    for chunk in schedule.gaps_ns():
+        times = origin_ns + np.cumsum(chunk)
+        origin_ns = int(times[-1])
+        if stride > 1:
+            first = (offset - sends_before) % stride
+            sends_before += len(times)
+            times = times[first::stride]
+            if not len(times):
+                continue
+        yield times
 
 
 class OpenLoop:
@@ -200,16 +219,7 @@ class OpenLoop:
         validator = self.validator
         index = self.offset  # the send's place in the whole schedule: which request it sends
         origin = clock() if self.origin_ns is None else self.origin_ns
-        sends_before = 0  # sends of the whole schedule before this chunk
-        for chunk in self.schedule.gaps_ns():
-            times = origin + np.cumsum(chunk)
-            origin = int(times[-1])
-            if stride > 1:
-                first = (self.offset - sends_before) % stride
-                sends_before += len(times)
-                times = times[first::stride]
-                if not len(times):
-                    continue
+        for times in shared_send_times(self.schedule, origin, stride, self.offset):
             self._chunk_base += len(self._chunk_times)
             self._chunk_times = times
             for intended in times.tolist():

@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from loadgen.config import MeasurementSettings
 from loadgen.engine.recorder import OpenWindow, Window
@@ -30,6 +30,7 @@ from loadgen.results import (
     StatsSnapshot,
     StepResult,
     WindowResult,
+    WorkerRow,
     spread_pct,
     top_reasons,
 )
@@ -121,6 +122,13 @@ class LoadGenerator(Protocol):
         ...
 
     async def stop(self) -> int: ...
+
+
+@runtime_checkable
+class SplitLoad(Protocol):
+    """A load spread over workers, which says what each did in the kept windows."""
+
+    def worker_rows(self, kept: Sequence[Window]) -> list[WorkerRow]: ...
 
 
 async def measure_step(
@@ -228,6 +236,8 @@ async def measure_step(
         sequences=SequenceTally.merged(w.sequences for w in kept),
         untraced_throughput=untraced_throughput,
     )
+    if isinstance(load, SplitLoad):
+        step.workers = load.worker_rows(kept)
     open_windows = [w for w in kept if isinstance(w, OpenWindow)]
     if open_windows:
         step.service_histogram = LatencyHistogram.merged(w.service for w in open_windows)

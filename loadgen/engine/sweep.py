@@ -16,6 +16,7 @@ from loadgen.config import SweepSettings
 from loadgen.engine.cancelling import Canceller, canceller_for
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
+from loadgen.engine.pooled import Pool, PooledLoad
 from loadgen.engine.schedules import Schedule
 from loadgen.engine.search import SearchResult, meets, search
 from loadgen.engine.sequences import (
@@ -26,7 +27,8 @@ from loadgen.engine.sequences import (
     take_sequence_references,
 )
 from loadgen.engine.step import LoadGenerator, StepListener, measure_step
-from loadgen.engine.workers import PooledLoad, WorkerPool, WorkerSetup, default_workers
+from loadgen.engine.worker_engine import WorkerSetup
+from loadgen.engine.workers import WorkerPool, workers_for
 from loadgen.errors import ConfigError, ServerUnavailable, UnknownModel
 from loadgen.results import STABILITY_WINDOWS, StatsSnapshot, StepResult
 from loadgen.scrape.metrics import MetricsScraper
@@ -103,35 +105,37 @@ async def run_sweep(
         return await api.stats_snapshot(settings.model, settings.model_version, composing)
 
     results: list[StepResult] = []
-    open_loop = settings.scenario == "request_rate"
     by_slot = None
     if slot_outputs is not None:  # --output-shared-memory-size: each slot's own output region
         by_slot = [
             [transport.prepare(spec) for spec in slot_outputs.requests(s)] for s in range(slot_outputs.slots)
         ]
-    workers = 1 if by_slot or tracing else settings.workers or default_workers(settings.levels, open_loop)
+    workers = 1 if by_slot or tracing else workers_for(settings)
     tagged = None if tracing is None else [transport.prepare_tagged(spec) for spec in requests]
     trace_base = 0  # traced sends are numbered across the run: their ids never repeat
-    pool = None
-    if workers > 1:
-        pool = WorkerPool(
-            workers,
-            WorkerSetup(
-                protocol=settings.protocol,
-                url=settings.url,
-                requests=tuple(requests),
-                headers=settings.headers or None,
-                tls=settings.tls,
-                references=None if validator is None else tuple(validator.references),
-                tolerances=settings.tolerances,
-                grpc_client=settings.grpc_client,
-                request_timeout_s=settings.request_timeout_s,
-                streaming=settings.streaming,
-                token_output=settings.token_output,
-                cancel=(settings.cancel_after_ms, settings.cancel_after_responses, settings.cancel_share_pct),
-                sequence_plan=sequence_plan,
-            ),
+    pool: Pool | None = None
+    if workers > 1 or settings.ray:
+        setup = WorkerSetup(
+            protocol=settings.protocol,
+            url=settings.url,
+            requests=tuple(requests),
+            headers=settings.headers or None,
+            tls=settings.tls,
+            references=None if validator is None else tuple(validator.references),
+            tolerances=settings.tolerances,
+            grpc_client=settings.grpc_client,
+            request_timeout_s=settings.request_timeout_s,
+            streaming=settings.streaming,
+            token_output=settings.token_output,
+            cancel=(settings.cancel_after_ms, settings.cancel_after_responses, settings.cancel_share_pct),
+            sequence_plan=sequence_plan,
         )
+        if settings.ray:
+            from loadgen.distributed.ray_pool import RayPool  # it imports the engine: not at the top
+
+            pool = RayPool(workers, setup, settings.ray)
+        else:
+            pool = WorkerPool(workers, setup)
 
     async def probe(level: float) -> StepResult:
         nonlocal trace_base
@@ -140,6 +144,8 @@ async def run_sweep(
         rate = None
         log = None if tracing is None else SendLog(tracing.tag, trace_base)
         untraced = None if tracing is None or log is None else functools.partial(tracing.pause, log)
+        if pool is not None:
+            await pool.measure_clocks()  # Ray: each actor's clock offset, before the step
 
         if settings.scenario == "request_rate":
             ramp = settings.ramp_from is not None

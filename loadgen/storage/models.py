@@ -303,6 +303,24 @@ class TraceSampleRow(Base):
     outside_us: Mapped[float | None]
 
 
+class StepWorkerRow(Base):
+    """``--workers``/``--ray``: one worker's part of a step (:class:`~loadgen.results.WorkerRow`:
+    the same field names), its node and clock offset (0010)."""
+
+    __tablename__ = "step_workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[int] = mapped_column(Integer, ForeignKey("steps.id", ondelete="CASCADE"), index=True)
+    worker: Mapped[int]
+    node: Mapped[str] = mapped_column(String(255))
+    share: Mapped[str] = mapped_column(String(255))
+    requests: Mapped[int]
+    errors: Mapped[int]
+    send_lag_p99_us: Mapped[float | None]
+    clock_offset_us: Mapped[float | None]
+    clock_uncertainty_us: Mapped[float | None]
+
+
 class MetricSampleRow(Base):
     __tablename__ = "metric_samples"
 

@@ -8,6 +8,7 @@ is a one-line :class:`~loadgen.errors.StorageError` that says what was kept and 
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from loadgen.errors import RunNotFound, StorageError
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import BatchStat, DurationStat, ModelStats, RunInfo, RunStatus, StepResult
+from loadgen.results import BatchStat, DurationStat, ModelStats, RunInfo, RunStatus, StepResult, WorkerRow
 from loadgen.storage.migrate import ensure_schema, open_engine, shown_url, storage_errors
 from loadgen.storage.models import (
     DEFAULT_DB_URL,
@@ -26,6 +27,7 @@ from loadgen.storage.models import (
     MetricSampleRow,
     RunRow,
     StepRow,
+    StepWorkerRow,
     TraceSampleRow,
 )
 from loadgen.storage.records import (
@@ -148,6 +150,10 @@ class RunStore:
                 )
             if step.traces:
                 session.execute(insert(TraceSampleRow), [trace_row(row.id, t) for t in step.traces])
+            if step.workers:
+                session.execute(
+                    insert(StepWorkerRow), [{"step_id": row.id, **asdict(w)} for w in step.workers]
+                )
             if step.metrics:
                 session.execute(
                     insert(MetricSampleRow),
@@ -238,33 +244,38 @@ class RunStore:
                 for r in session.scalars(query)
             ]
 
-    def composing_stats(self, run_id: int) -> dict[int, dict[str, ModelStats]]:
-        """Step id -> each composing model's ``/stats`` delta (steps without any are absent)."""
+    def _per_step(self, run_id: int, table: Any) -> dict[int, list[Any]]:
+        """Step id -> the run's rows of ``table`` (a per-step child table), in step and row order."""
         query = (
-            select(ComposingStatRow)
-            .join(StepRow, StepRow.id == ComposingStatRow.step_id)
+            select(table)
+            .join(StepRow, StepRow.id == table.step_id)
             .where(StepRow.run_id == run_id)
-            .order_by(StepRow.step_index, ComposingStatRow.id)
+            .order_by(StepRow.step_index, table.id)
         )
-        found: dict[int, dict[str, ModelStats]] = {}
+        found: dict[int, list[Any]] = {}
         with storage_errors(self.url), self._sessions() as session:
             for row in session.scalars(query):
-                found.setdefault(row.step_id, {})[row.model] = composing_stats(row)
+                found.setdefault(row.step_id, []).append(row)
         return found
+
+    def composing_stats(self, run_id: int) -> dict[int, dict[str, ModelStats]]:
+        """Step id -> each composing model's ``/stats`` delta (steps without any are absent)."""
+        found = self._per_step(run_id, ComposingStatRow)
+        return {step: {row.model: composing_stats(row) for row in rows} for step, rows in found.items()}
 
     def trace_samples(self, run_id: int) -> dict[int, list[TraceSample]]:
         """Step id -> its joined traces (``--trace-rate``), in trace order; steps without any absent."""
-        query = (
-            select(TraceSampleRow)
-            .join(StepRow, StepRow.id == TraceSampleRow.step_id)
-            .where(StepRow.run_id == run_id)
-            .order_by(StepRow.step_index, TraceSampleRow.id)
-        )
-        found: dict[int, list[TraceSample]] = {}
-        with storage_errors(self.url), self._sessions() as session:
-            for row in session.scalars(query):
-                found.setdefault(row.step_id, []).append(trace_sample(row))
-        return found
+        found = self._per_step(run_id, TraceSampleRow)
+        return {step: [trace_sample(row) for row in rows] for step, rows in found.items()}
+
+    def step_workers(self, run_id: int) -> dict[int, list[WorkerRow]]:
+        """Step id -> each worker's part (``--workers``, ``--ray``); steps run in one process absent."""
+        names = [f.name for f in fields(WorkerRow)]
+        found = self._per_step(run_id, StepWorkerRow)
+        return {
+            step: [WorkerRow(**{name: getattr(row, name) for name in names}) for row in rows]
+            for step, rows in found.items()
+        }
 
     def metric_samples(
         self, *, run_id: int | None = None, step_id: int | None = None, name: str | None = None

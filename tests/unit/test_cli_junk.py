@@ -92,6 +92,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("sweep", "--distribution"): ["", "junk"],
     ("sweep", "--max-in-flight"): [*WHOLE, "0"],
     ("sweep", "--workers"): [*WHOLE, "0", "-1"],
+    ("sweep", "--ray"): [""],
     ("sweep", "--latency-limit"): ["", "junk", "p101=5ms", "-5ms"],
     ("sweep", "-p"): [*MILLISECONDS, "10", "10ms"],
     ("sweep", "--warmup"): [*MILLISECONDS, "-1", "-1s"],

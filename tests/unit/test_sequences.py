@@ -175,12 +175,12 @@ def test_open_loop_sends_go_to_the_active_sequences_in_turn() -> None:
 
 
 def test_a_worker_pool_gives_each_worker_its_ids_and_its_share_of_the_active_sequences() -> None:
-    from loadgen.engine.workers import WorkerPool, WorkerSetup
+    from loadgen.engine.worker_engine import WorkerSetup, setup_part
 
     setup = WorkerSetup(
         protocol="grpc", url="x:1", requests=(), sequence_plan=_plan(id_start=1, id_end=9, active=4)
     )
-    plans = [WorkerPool(3, setup).part(i).sequence_plan for i in range(3)]
+    plans = [setup_part(setup, i, 3).sequence_plan for i in range(3)]
     assert [(p.id_start, p.id_end, p.active) for p in plans if p is not None] == [
         (1, 3, 2),
         (3, 6, 1),

@@ -117,6 +117,7 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "distribution": (["--request-rate", "10", "--distribution", "poisson"], "poisson"),
         "max_in_flight": (["--max-in-flight", "7"], "7"),
         "workers": (["--workers", "3"], "3"),
+        "ray": (["--ray", "auto"], "auto"),
         "latency_limit": (["--latency-limit", "p95=20ms"], "p95=20ms"),
         "search": (["--latency-limit", "50ms", "--search"], "true"),
         "measurement_interval_ms": (["-p", "700"], "700"),

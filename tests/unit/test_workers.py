@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from loadgen.engine.clocks import ClockOffset, best_offset, too_uncertain
 from loadgen.engine.recorder import OpenWindow, Window, merge_windows
-from loadgen.engine.workers import default_workers, split_evenly
+from loadgen.engine.worker_engine import split_evenly
+from loadgen.engine.workers import default_workers
 from loadgen.histogram import LatencyHistogram
+from loadgen.storage import RunStore
 from loadgen.tallies import ValidationTally
+from tests.cli import free_port, loadgen_here, one_line_error
 
 
 def test_the_merged_histogram_of_n_workers_equals_the_histogram_of_all_their_samples() -> None:
@@ -67,3 +74,40 @@ def test_split_and_default_worker_counts() -> None:
     assert default_workers([1, 256], open_loop=False, cpu_count=16) == 8
     assert default_workers([1, 8], open_loop=False, cpu_count=16) == 1
     assert default_workers([10_000.0], open_loop=True, cpu_count=16) == 5
+
+
+def test_a_clock_offset_comes_from_the_shortest_round_trip() -> None:
+    # (sent, remote, received) on the coordinator's clock and the worker's: the worker runs 5 ms ahead
+    samples = [(0, 5_000_900, 2_000), (10_000, 5_010_200, 10_400), (20_000, 5_021_000, 23_000)]
+    clock = best_offset(samples)
+    assert clock == ClockOffset(offset_ns=5_000_000, uncertainty_ns=200)
+    with pytest.raises(ValueError, match="before it was sent"):
+        best_offset([(10, 0, 5)])
+    # half the mean gap between sends is the bound: 1000 req/s -> 0.5 ms
+    assert not too_uncertain(400_000, 1000.0) and too_uncertain(600_000, 1000.0)
+    assert not too_uncertain(10**9, 0.0)
+
+
+def test_without_ray_the_option_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: import raises ImportError
+    result = loadgen_here(
+        "sweep", "-m", "identity", "-u", "127.0.0.1:1", "--ray", "auto", "--db", "sqlite://"
+    )
+    assert result.returncode == 2
+    assert "--ray needs Ray, which is not installed here: pip install 'loadgen[ray]'" in one_line_error(
+        result
+    )
+    listed = loadgen_here("workers", "--ray", "auto")
+    assert listed.returncode == 2 and "pip install 'loadgen[ray]'" in one_line_error(listed)
+
+
+def test_a_ray_address_that_nothing_answers_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    port = free_port()
+    result = loadgen_here(
+        "sweep", "-m", "identity", "-u", "127.0.0.1:1", "--ray", f"127.0.0.1:{port}", "--db", db
+    )
+    assert result.returncode == 2
+    assert f"--ray 127.0.0.1:{port}: no Ray cluster answers there" in one_line_error(result)
+    with RunStore(db) as store:
+        assert store.list_runs() == []  # refused before a run was recorded

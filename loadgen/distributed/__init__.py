@@ -1,0 +1,1 @@
+"""Load from many hosts: a sweep's workers as Ray actors (``--ray``)."""

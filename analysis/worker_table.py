@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis.finding_kinds import Finding, Kind, Severity
 from analysis.frames import load_level
-from loadgen.engine.clocks import too_uncertain
+from loadgen.results import clock_too_uncertain
 
 
 def _uncertain(row: Mapping[Hashable, Any]) -> bool:
@@ -25,7 +25,7 @@ def _uncertain(row: Mapping[Hashable, Any]) -> bool:
         return False
     if math.isnan(rate) or math.isnan(uncertainty):
         return False
-    return too_uncertain(int(uncertainty * 1000), rate)
+    return clock_too_uncertain(uncertainty, rate)
 
 
 def _ms(us: object) -> str:

@@ -219,6 +219,12 @@ class WorkerRow:
     clock_uncertainty_us: float | None = None
 
 
+def clock_too_uncertain(uncertainty_us: float, rate: float) -> bool:
+    """An open-loop step's workers may send out of the schedule's order when their start
+    instants are uncertain by more than half the mean gap between sends."""
+    return rate > 0 and uncertainty_us > 0.5e6 / rate
+
+
 @dataclass
 class StepResult:
     """One load level, measured: the unit the engine emits and storage commits."""

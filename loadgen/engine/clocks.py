@@ -31,9 +31,3 @@ def best_offset(samples: Iterable[tuple[int, int, int]]) -> ClockOffset:
     if received < sent:
         raise ValueError("a clock sample was received before it was sent")
     return ClockOffset(remote - (sent + received) // 2, (received - sent + 1) // 2)
-
-
-def too_uncertain(uncertainty_ns: int, rate: float) -> bool:
-    """An open-loop step's workers may send out of the schedule's order when their start
-    instants are uncertain by more than half the mean gap between sends."""
-    return rate > 0 and uncertainty_ns > 0.5e9 / rate

@@ -93,6 +93,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("sweep", "--max-in-flight"): [*WHOLE, "0"],
     ("sweep", "--workers"): [*WHOLE, "0", "-1"],
     ("sweep", "--ray"): [""],
+    ("workers", "--ray"): ["", "127.0.0.1:1"],
     ("sweep", "--latency-limit"): ["", "junk", "p101=5ms", "-5ms"],
     ("sweep", "-p"): [*MILLISECONDS, "10", "10ms"],
     ("sweep", "--warmup"): [*MILLISECONDS, "-1", "-1s"],
@@ -261,6 +262,7 @@ def _argv(command: str, option: str, value: str, world: dict[str, str]) -> list[
         "plan run": [world["plan"], "--db", new_db],
         "schedule": [world["plan"], "--db", new_db],
         "export grafana": ["-o", f"{world['tmp']}/grafana", "--db", world["db"]],
+        "workers": [],
     }
     argv = base[command]
     positionals = {"run_id": 0, "base_run": 0, "new_run": 1, "run_ids": 0, "plan": 0}

@@ -248,7 +248,7 @@ async def execute_sweep(
         except ReferenceFailed as exc:
             outcome.status, outcome.error = RunStatus.FAILED, str(exc)
         except WorkerFailed as exc:  # the step it failed is not stored: never a smaller step
-            outcome.status, outcome.error = RunStatus.FAILED, f"a worker was lost mid-run: {exc}"
+            outcome.status, outcome.error = RunStatus.FAILED, str(exc)
         except Exception as exc:
             store.finish_run(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise

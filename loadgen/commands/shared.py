@@ -82,6 +82,7 @@ def print_findings(
     console: Console,
     composing: pd.DataFrame | None = None,
     traces: pd.DataFrame | None = None,
+    workers: pd.DataFrame | None = None,
 ) -> None:
     """The run's most telling findings, ranked, under its table: failures are listed above it and
     the end of a sweep says what to do about unstable steps, so those are left to the report."""
@@ -90,7 +91,8 @@ def print_findings(
 
     said_elsewhere = {Kind.ERRORS, Kind.UNSTABLE, Kind.UNANSWERED}
     found = ranked(
-        step_findings(frame, config=run.model_config) + detail_findings(run, frame, composing, traces)
+        step_findings(frame, config=run.model_config)
+        + detail_findings(run, frame, composing, traces, workers)
     )
     found = [f for f in found if f.kind not in said_elsewhere]
     if not found:
@@ -112,7 +114,7 @@ def print_run(store_url: str, run_id: int, csv_path: Path | None) -> None:
     console = stdout_console()
     print_latency_table(run, latency_table(frame, scenario=run.scenario), console)
     print_failures(failure_lines(step_failures(frame.to_dict("records"), run.scenario)), console)
-    print_findings(run, frame, console, data.composing, data.traces)
+    print_findings(run, frame, console, data.composing, data.traces, data.workers)
     if csv_path is not None:
         from loadgen.composing import ensemble_versions
 

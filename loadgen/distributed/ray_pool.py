@@ -24,7 +24,7 @@ from typing import Any
 
 from loadgen import __version__
 from loadgen.distributed.connect import connect, disconnect, import_ray
-from loadgen.engine.clocks import CLOCK_SAMPLES, ClockOffset, best_offset
+from loadgen.engine.clocks import ClockOffset, measure_offset
 from loadgen.engine.recorder import Window
 from loadgen.engine.worker_engine import Share, WorkerEngine, WorkerSetup, setup_part
 from loadgen.errors import ConfigError, WorkerFailed
@@ -96,8 +96,9 @@ class RayPool:
         self._starting: list[Any] = []
         """The last start calls: their failures show at the next cut."""
         self._lost: WorkerFailed | None = None
-        """The first failure: the step ends with it, without waiting on that worker again."""
-        self._lost_index: int | None = None
+        """The first failure: the step ends with it, without waiting on a worker again."""
+        self._lost_workers: set[int] = set()
+        """Workers that failed a call: closing does not wait for them."""
 
     async def start(self) -> None:
         self._owns = connect(self.address)
@@ -145,25 +146,26 @@ class RayPool:
         try:
             return await asyncio.wait_for(_awaitable(ref), timeout_s)
         except TimeoutError:
-            self._lost = WorkerFailed(f"{where} missed the {call} deadline ({timeout_s:g} s)")
+            lost = WorkerFailed(f"{where} missed the {call} deadline ({timeout_s:g} s)")
         except ray.exceptions.RayActorError as exc:
-            self._lost = WorkerFailed(f"{where} died during {call}: {_why(exc)}")
+            lost = WorkerFailed(f"{where} died during {call}: {_why(exc)}")
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if exc.cause is not None else exc
-            self._lost = WorkerFailed(f"{where} failed in {call}: {type(cause).__name__}: {cause}")
-        self._lost_index = index
-        raise self._lost
+            lost = WorkerFailed(f"{where} failed in {call}: {type(cause).__name__}: {cause}")
+        except ray.exceptions.RayError as exc:  # out of memory, an object lost with its node, ...
+            lost = WorkerFailed(f"{where} failed in {call}: {type(exc).__name__}: {_why(exc)}")
+        self._lost_workers.add(index)
+        if self._lost is None:
+            self._lost = lost
+        raise lost
 
     async def measure_clocks(self) -> None:
-        """Each actor's clock offset, from the shortest of several bracketed calls."""
+        """Each actor's offset (:mod:`loadgen.engine.clocks`), before each step: clocks drift."""
 
         async def offset(index: int, actor: Any) -> ClockOffset:
-            samples = []
-            for _ in range(CLOCK_SAMPLES):
-                sent = time.time_ns()
-                remote = await self._one(index, "clock", actor.clock.remote(), CALL_TIMEOUT_S)
-                samples.append((sent, remote, time.time_ns()))
-            return best_offset(samples)
+            return await measure_offset(
+                lambda: self._one(index, "clock", actor.clock.remote(), CALL_TIMEOUT_S)
+            )
 
         self.clocks = list(await asyncio.gather(*(offset(i, a) for i, a in enumerate(self._actors))))
 
@@ -186,7 +188,13 @@ class RayPool:
         self._starting = []
         if self._lost is not None:  # the step fails with that; the actors are killed at close
             return 0
-        return sum(await self._all("stop", [a.stop.remote() for a in self._actors], STOP_TIMEOUT_S))
+        task = asyncio.current_task()
+        try:
+            return sum(await self._all("stop", [a.stop.remote() for a in self._actors], STOP_TIMEOUT_S))
+        except WorkerFailed:
+            if task is not None and task.cancelling():
+                return 0  # Ctrl-C: the run is interrupted, not failed; close() kills the actors
+            raise
 
     async def close(self) -> None:
         """Ends every actor and gives their CPUs back, however the sweep ended (Ctrl-C included)."""
@@ -199,7 +207,7 @@ class RayPool:
                 closing = [
                     asyncio.ensure_future(_awaitable(a.close.remote()))
                     for index, a in enumerate(self._actors)
-                    if index != self._lost_index
+                    if index not in self._lost_workers
                 ]
                 if closing:
                     await asyncio.wait(closing, timeout=CLOSE_TIMEOUT_S)

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadgen.distributed.connect import connect, disconnect, import_ray
-from loadgen.engine.clocks import CLOCK_SAMPLES, ClockOffset, best_offset
+from loadgen.engine.clocks import ClockOffset, measure_offset
 
-SURVEY_TIMEOUT_S = 60.0
+PROBE_TIMEOUT_S = 20.0
+"""A node whose probe does not answer a call this long is listed with no clock."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,7 @@ async def survey(address: str) -> list[NodeInfo]:
         probe = ray.remote(num_cpus=0)(_Clock)
         actors = [probe.options(scheduling_strategy=_on(node["NodeID"])).remote() for node in nodes]
         try:
-            clocks = await asyncio.wait_for(
-                asyncio.gather(*(_offset(actor) for actor in actors), return_exceptions=True),
-                SURVEY_TIMEOUT_S,
-            )
+            clocks = await asyncio.gather(*(_offset(actor) for actor in actors), return_exceptions=True)
         finally:
             for actor in actors:
                 ray.kill(actor)
@@ -63,12 +61,17 @@ async def survey(address: str) -> list[NodeInfo]:
 
 
 async def _offset(actor: Any) -> ClockOffset:
-    samples = []
-    for _ in range(CLOCK_SAMPLES):
-        sent = time.time_ns()
-        remote: int = await actor.now.remote()
-        samples.append((sent, remote, time.time_ns()))
-    return best_offset(samples)
+    """The node's offset; TimeoutError when its probe does not answer (a node too busy or lost)."""
+
+    async def now() -> int:
+        remote: int = await asyncio.wait_for(_awaitable(actor.now.remote()), PROBE_TIMEOUT_S)
+        return remote
+
+    return await measure_offset(now)
+
+
+async def _awaitable(ref: Any) -> Any:
+    return await ref
 
 
 def _on(node_id: str) -> Any:

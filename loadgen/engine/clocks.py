@@ -9,7 +9,8 @@ with the shortest round trip is kept, and half that round trip bounds the error.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 CLOCK_SAMPLES = 7
@@ -31,3 +32,14 @@ def best_offset(samples: Iterable[tuple[int, int, int]]) -> ClockOffset:
     if received < sent:
         raise ValueError("a clock sample was received before it was sent")
     return ClockOffset(remote - (sent + received) // 2, (received - sent + 1) // 2)
+
+
+async def measure_offset(remote_now: Callable[[], Awaitable[int]]) -> ClockOffset:
+    """A worker's offset from :data:`CLOCK_SAMPLES` calls of ``remote_now`` (its wall clock, ns),
+    each bracketed by the coordinator's."""
+    samples = []
+    for _ in range(CLOCK_SAMPLES):
+        sent = time.time_ns()
+        remote = await remote_now()
+        samples.append((sent, remote, time.time_ns()))
+    return best_offset(samples)

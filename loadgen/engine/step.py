@@ -110,7 +110,7 @@ async def _snapshot(stats: StatsSource | None) -> StatsSnapshot | None:
 
 class LoadGenerator(Protocol):
     """What a step needs of a load: closed (:class:`ClosedLoop`), open (:class:`OpenLoop`), or
-    either spread over worker processes (:class:`~loadgen.engine.workers.PooledLoad`)."""
+    either spread over workers, processes or Ray actors (:class:`~loadgen.engine.pooled.PooledLoad`)."""
 
     level: float
     concurrency: int

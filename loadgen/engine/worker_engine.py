@@ -66,6 +66,12 @@ class OpenShare:
     max_in_flight: int
     wall_clock: bool = False
 
+    def local_origin_ns(self) -> int:
+        """The shared start on this host's monotonic clock, which the open loop paces by."""
+        if not self.wall_clock:
+            return self.origin_ns
+        return time.perf_counter_ns() + (self.origin_ns - time.time_ns())
+
     def describe(self) -> str:
         return f"1 send in {self.stride}, from #{self.offset}" if self.stride > 1 else "every send"
 
@@ -138,9 +144,6 @@ class WorkerEngine:
                 else None
             )
         else:
-            origin = share.origin_ns
-            if share.wall_clock:  # this host's monotonic instant of the shared start
-                origin = time.perf_counter_ns() + (origin - time.time_ns())
             self.load = OpenLoop(
                 self.transport,
                 self.prepared,
@@ -149,7 +152,7 @@ class WorkerEngine:
                 validator=self.validator,
                 stride=share.stride,
                 offset=share.offset,
-                origin_ns=origin,
+                origin_ns=share.local_origin_ns(),
                 streaming=setup.streaming,
                 canceller=canceller_for(*setup.cancel),
                 sequences=OpenSequences(self.sequences) if self.sequences else None,

@@ -175,7 +175,8 @@ class WorkerPool:
 
     def send_all(self, *message: Any) -> None:
         for conn in self._conns:
-            conn.send(message)
+            with contextlib.suppress(OSError):  # a dead worker: its receive says so, naming it
+                conn.send(message)
 
     def start_load(self, shares: Sequence[Share]) -> None:
         for conn, share in zip(self._conns, shares, strict=True):

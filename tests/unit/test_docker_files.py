@@ -183,3 +183,25 @@ def test_promtool_accepts_the_prometheus_config() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_kuberay_examples_agree_with_their_image() -> None:
+    """docker/kuberay/: a RayCluster and a RayJob whose Ray is the Ray of docker/Dockerfile.ray."""
+    image_file = (DOCKER / "Dockerfile.ray").read_text("utf-8")
+    (base,) = re.findall(r"^FROM (\S+)", image_file, flags=re.M)
+    name, _, tag = base.rpartition(":")
+    assert name == "rayproject/ray" and tag.split("-")[0].count(".") == 2, base
+    for sources in re.findall(r"^COPY (?:--\S+ )?(.+) \S+$", image_file, flags=re.M):
+        for source in sources.split():
+            assert (ROOT / source).exists(), source
+    assert "'.[ray," in image_file  # the optional extra --ray needs
+    cluster, job = (_yaml(DOCKER / "kuberay" / f) for f in ("raycluster.yaml", "rayjob.yaml"))
+    assert (cluster["kind"], job["kind"]) == ("RayCluster", "RayJob")
+    for spec in (cluster["spec"], job["spec"]["rayClusterSpec"]):
+        assert spec["rayVersion"] == tag.split("-")[0]
+        head = spec["headGroupSpec"]
+        assert head["rayStartParams"]["num-cpus"] == "0"  # the driver's node generates no load
+        groups = [head["template"], *(g["template"] for g in spec["workerGroupSpecs"])]
+        images = {c["image"] for group in groups for c in group["spec"]["containers"]}
+        assert len(images) == 1  # every node runs the same loadgen
+    assert job["spec"]["entrypoint"].split()[:3] == ["loadgen", "plan", "run"]

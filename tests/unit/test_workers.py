@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pickle
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from loadgen.distributed.ray_pool import ORIGIN_LEAD_NS, RayPool
 from loadgen.engine.clocks import ClockOffset, best_offset
 from loadgen.engine.recorder import OpenWindow, Window, merge_windows
-from loadgen.engine.worker_engine import split_evenly
+from loadgen.engine.schedules import Schedule
+from loadgen.engine.worker_engine import OpenShare, WorkerSetup, split_evenly
 from loadgen.engine.workers import default_workers
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import clock_too_uncertain
@@ -112,3 +115,18 @@ def test_a_ray_address_that_nothing_answers_is_refused_before_anything_runs(tmp_
     assert f"--ray 127.0.0.1:{port}: no Ray cluster answers there" in one_line_error(result)
     with RunStore(db) as store:
         assert store.list_runs() == []  # refused before a run was recorded
+
+
+def test_each_actor_starts_the_shared_schedule_at_the_drivers_instant_read_on_its_own_clock() -> None:
+    pool = RayPool(2, WorkerSetup(protocol="grpc", url="x:1", requests=()), "x:1")
+    pool.clocks = [ClockOffset(5_000_000, 100), ClockOffset(-3_000_000, 100)]  # 5 ms ahead, 3 ms behind
+    before = time.time_ns()
+    (ahead, on_wall), (behind, _) = pool.origins()
+    after = time.time_ns()
+    assert on_wall and ahead - behind == 8_000_000
+    assert before + ORIGIN_LEAD_NS + 5_000_000 <= ahead <= after + ORIGIN_LEAD_NS + 5_000_000
+    # on the actor, that wall-clock instant becomes the same moment on its monotonic clock
+    share = OpenShare(Schedule(rate=100.0), 2, 0, time.time_ns() + 50_000_000, 8, wall_clock=True)
+    assert abs(share.local_origin_ns() - (time.perf_counter_ns() + 50_000_000)) < 5_000_000
+    local = OpenShare(Schedule(rate=100.0), 2, 0, 123, 8)  # one host's workers: monotonic as given
+    assert local.local_origin_ns() == 123

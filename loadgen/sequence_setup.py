@@ -25,6 +25,11 @@ SEQUENCE_OPTIONS = ("sequence_length", "sequence_length_variation", "num_of_sequ
 """The sequence options that have no meaning unless given (None), for a model without state."""
 
 
+DEFAULT_ID_END = 2**63
+"""Ids below 2**63 by default: Triton takes a gRPC ``sequence_id`` as ``int64_param`` (or a
+string), so the upper half of the uint64 range, which a second worker's slice of the whole
+range would start in, is refused as "invalid value type"."""
+
 def string_ids(config: Mapping[str, Any]) -> bool:
     """The model takes string correlation ids (its CORRID control input is TYPE_STRING)."""
     controls = (config.get("sequence_batching") or {}).get("control_input") or []
@@ -81,7 +86,7 @@ def sequence_plan(
             raise ConfigError(
                 f"model {settings.model!r} is a sequence model: {what} is not supported with one yet"
             )
-    start, end = settings.sequence_id_range or (1, 2**64)
+    start, end = settings.sequence_id_range or (1, DEFAULT_ID_END)
     closed = settings.scenario == "concurrency"
     workers = workers_for(settings)
     in_flight = sequences_in_flight(settings.levels, closed, settings.num_of_sequences)

@@ -64,7 +64,8 @@ def test_finished_steps_stay_on_screen_with_an_eta_and_the_end_says_what_next(
     db = tmp_path / "runs.db"
     command = [
         sys.executable, "-m", "loadgen", "sweep", "-m", "identity", "-u", triton.grpc_url,
-        "--concurrency", "1..4", "-p", "1s", "--warmup", "200ms", "-r", "3", "--no-metrics", "--db", str(db),
+        "--concurrency", "1..4", "-p", "600ms", "--warmup", "200ms", "-r", "3", "--no-metrics",
+        "--db", str(db),
     ]  # fmt: skip
     pane.tmux("send-keys", "-t", "t", f"{shlex.join(command)}; echo EXIT=$?", "Enter")
 

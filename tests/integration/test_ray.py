@@ -36,6 +36,8 @@ from tests.cli import loadgen_here, start_loadgen, stop_loadgen, wait_for_steps
 ray = pytest.importorskip("ray")
 
 FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=300, max_windows=3)
+QUICK = MeasurementSettings(measurement_interval_ms=400, warmup_ms=200, max_windows=2)
+"""For the tests of what fails: a step only has to exist."""
 SERVICE_S = 0.010  # SERVICE_TIME_MS of model_repository/fixed_latency
 
 
@@ -134,9 +136,9 @@ def test_a_ray_sweep_of_fixed_latency_obeys_theory_and_matches_a_local_one(
     cluster: str, triton: EmbeddedServer, tmp_path: Path
 ) -> None:
     store = RunStore(f"sqlite:///{tmp_path}/runs.db")
-    spread = asyncio.run(execute_sweep(_settings(triton, cluster), store))
+    spread = asyncio.run(execute_sweep(_settings(triton, cluster, levels=(4,)), store))
     assert spread.status is RunStatus.COMPLETED, spread.error
-    local = asyncio.run(execute_sweep(_settings(triton, "", workers=1), store))
+    local = asyncio.run(execute_sweep(_settings(triton, "", levels=(4,), workers=1), store))
     assert local.status is RunStatus.COMPLETED, local.error
     workers = store.step_workers(spread.run_id)
     for step, alone in zip(store.steps(spread.run_id), store.steps(local.run_id), strict=True):
@@ -177,6 +179,20 @@ def test_an_open_loop_step_over_actors_keeps_the_schedule(
     assert rows[0].requests == pytest.approx(rows[1].requests, rel=0.15)
 
 
+def test_sequences_split_their_ids_between_actors_and_keep_their_state(
+    cluster: str, triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    """Each actor takes its own slice of the id range: a shared id would cross two sequences'
+    running sums, and the check of every answer against its reference would catch it."""
+    settings = _settings(triton, cluster, model="accumulate", levels=(6,), sequence_length=10, validate=True)
+    store = RunStore(f"sqlite:///{tmp_path}/runs.db")
+    outcome = asyncio.run(execute_sweep(settings, store))
+    assert outcome.status is RunStatus.COMPLETED, outcome.error
+    (step,) = store.steps(outcome.run_id)
+    assert step.error_count == 0 and step.request_count > 0, step.errors
+    assert step.validated_count == step.request_count and step.mismatch_count == 0, step.validation
+
+
 class _LosesAWorker(StepListener):
     """Kills (or stops) actor 1 in the first window of step 1, once step 0 is stored."""
 
@@ -204,7 +220,7 @@ def test_a_lost_actor_fails_its_step_naming_its_node_and_keeps_the_earlier_steps
 ) -> None:
     monkeypatch.setattr(ray_pool, "CALL_TIMEOUT_S", 2.0)
     store = RunStore(f"sqlite:///{tmp_path}/runs.db")
-    settings = _settings(triton, cluster, model="identity", levels=(2, 4, 8))
+    settings = _settings(triton, cluster, model="identity", levels=(2, 4, 8), measurement=QUICK)
     lose = _LosesAWorker(how)
     try:
         outcome = asyncio.run(execute_sweep(settings, store, listener=lose))
@@ -230,7 +246,7 @@ def test_ctrl_c_leaves_no_actor_and_workers_lists_the_nodes(
     db = f"sqlite:///{tmp_path}/runs.db"
     proc = start_loadgen(
         "sweep", "-m", "identity", "-u", triton.grpc_url, "--concurrency", "2,4,8,16", "--ray", cluster,
-        "--workers", "3", "-p", "700", "--warmup", "200", "-r", "3", "--no-metrics", "-q", "--db", db,
+        "--workers", "3", "-p", "400", "--warmup", "200", "-r", "2", "--no-metrics", "-q", "--db", db,
     )  # fmt: skip
     run_id = wait_for_steps(db, 1, proc)
     _, err = stop_loadgen(proc, signal.SIGINT)

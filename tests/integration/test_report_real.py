@@ -31,7 +31,7 @@ from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.cli import loadgen
 
-FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=3)
+FAST = MeasurementSettings(measurement_interval_ms=500, warmup_ms=200, max_windows=3)
 BROWSER_MISSING = "headless Chromium not installed (Debian: apt-get install chromium)"
 
 

@@ -30,6 +30,7 @@ DEFAULT_ID_END = 2**63
 string), so the upper half of the uint64 range, which a second worker's slice of the whole
 range would start in, is refused as "invalid value type"."""
 
+
 def string_ids(config: Mapping[str, Any]) -> bool:
     """The model takes string correlation ids (its CORRID control input is TYPE_STRING)."""
     controls = (config.get("sequence_batching") or {}).get("control_input") or []

@@ -56,12 +56,14 @@ def cmd_workers(args: argparse.Namespace) -> int:
             if node.clock is None
             else f"{node.clock.offset_ns / 1e6:+.3f} ± {node.clock.uncertainty_ns / 1e6:.3f}"
         )
-        table.add_row(node.node_id[:8], node.address, f"{node.cpus:g}", f"{node.free_cpus:g}", clock)
+        free = "?" if node.free_cpus is None else f"{node.free_cpus:g}"
+        table.add_row(node.node_id[:8], node.address, f"{node.cpus:g}", free, clock)
     console.print(table)
     total = sum(node.cpus for node in nodes)
-    free = sum(node.free_cpus for node in nodes)
+    known = [node.free_cpus for node in nodes if node.free_cpus is not None]
+    free_said = f"{sum(known):g} free" if len(known) == len(nodes) else "free CPUs unknown"
     console.print(
-        f"{len(nodes)} node(s), {total:g} CPUs ({free:g} free): a --ray sweep places one worker per CPU "
+        f"{len(nodes)} node(s), {total:g} CPUs ({free_said}): a --ray sweep places one worker per CPU "
         f"(--workers N; default {rule}), spread over the nodes",
         highlight=False,
     )

@@ -20,7 +20,8 @@ class NodeInfo:
     node_id: str
     address: str
     cpus: float
-    free_cpus: float
+    free_cpus: float | None
+    """None where Ray cannot say (through a ``ray://`` client)."""
     clock: ClockOffset | None
     """None: no probe could run there in time."""
 
@@ -51,7 +52,7 @@ async def survey(address: str) -> list[NodeInfo]:
                 node_id=node["NodeID"],
                 address=node.get("NodeManagerAddress", "?"),
                 cpus=float(node.get("Resources", {}).get("CPU", 0)),
-                free_cpus=free.get(node["NodeID"], 0.0),
+                free_cpus=free.get(node["NodeID"]),
                 clock=clock if isinstance(clock, ClockOffset) else None,
             )
             for node, clock in zip(nodes, clocks, strict=True)

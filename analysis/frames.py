@@ -122,13 +122,21 @@ TRACE_COLUMNS = (
 def traces_frame(steps: Sequence[StepRecord], samples: Mapping[int, Sequence[TraceSample]]) -> pd.DataFrame:
     """``--trace-rate``: one row per joined trace (``RunStore.trace_samples``), with its step;
     ``parent_id`` NaN for the requests loadgen sent, set for those an ensemble or BLS model made."""
-    rows = [
-        (step.step_index, step.concurrency, step.request_rate, *dataclasses.astuple(sample))
+    return _with_steps(steps, samples, TRACE_COLUMNS).astype(
+        {"parent_id": "float64", "request_rate": "float64"}
+    )
+
+
+def _with_steps(
+    steps: Sequence[StepRecord], rows: Mapping[int, Sequence[Any]], columns: Sequence[str]
+) -> pd.DataFrame:
+    """Each step's dataclass rows (step id -> rows) as one frame, each row after its step's load."""
+    data = [
+        (step.step_index, step.concurrency, step.request_rate, *dataclasses.astuple(row))
         for step in steps
-        for sample in samples.get(step.id, ())
+        for row in rows.get(step.id, ())
     ]
-    frame = pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
-    return frame.astype({"parent_id": "float64", "request_rate": "float64"})
+    return pd.DataFrame(data, columns=list(columns))
 
 
 WORKER_COLUMNS = (
@@ -141,12 +149,7 @@ WORKER_COLUMNS = (
 
 def workers_frame(steps: Sequence[StepRecord], rows: Mapping[int, Sequence[WorkerRow]]) -> pd.DataFrame:
     """``rows`` (step id -> its workers, as ``RunStore.step_workers``) as one frame, with each step."""
-    data = [
-        (step.step_index, step.concurrency, step.request_rate, *dataclasses.astuple(row))
-        for step in steps
-        for row in rows.get(step.id, ())
-    ]
-    frame = pd.DataFrame(data, columns=list(WORKER_COLUMNS))
+    frame = _with_steps(steps, rows, WORKER_COLUMNS)
     return frame.astype({"request_rate": "float64", "clock_uncertainty_us": "float64"})
 
 

@@ -19,7 +19,7 @@ from loadgen.storage import RunStore
 from tests.cli import loadgen_here
 from tests.integration.test_report_real import _parse, _render_offline
 
-FAST = MeasurementSettings(measurement_interval_ms=800, warmup_ms=300, max_windows=3)
+FAST = MeasurementSettings(measurement_interval_ms=600, warmup_ms=200, max_windows=3)
 
 
 @dataclass(frozen=True)

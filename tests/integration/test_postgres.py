@@ -54,11 +54,11 @@ class Stored:
 
 @pytest.fixture(scope="module")
 def stored(triton: EmbeddedServer, postgres: PostgresServer) -> Stored:
-    """A short sweep (concurrency 1, 2; 1 s windows) labelled plan=ops, job=nightly, into a new database."""
+    """A short sweep (concurrency 1, 2; 0.6 s windows) labelled plan=ops, job=nightly, into a new database."""
     url = postgres.create_database("sweeps")
     sweep = loadgen(
         "sweep", "-m", "identity", "-u", triton.grpc_url, "--metrics-url", triton.metrics_url,
-        "--concurrency", "1,2", "-p", "1000", "--warmup", "500", "-r", "3",
+        "--concurrency", "1,2", "-p", "600", "--warmup", "200", "-r", "3",
         "--label", "plan=ops", "--label", "job=nightly", "--db", url,
     )  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr

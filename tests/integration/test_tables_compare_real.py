@@ -26,7 +26,7 @@ from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.cli import loadgen, loadgen_here, one_line_error
 
-FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
+FAST = MeasurementSettings(measurement_interval_ms=500, warmup_ms=200, max_windows=3)
 
 
 @dataclass(frozen=True)

@@ -71,23 +71,9 @@ def percentile_interval(
         return None
     low, high = ranks
     # ranks of the smaller effective sample, as fractions of the real one
-    low_value, _ = _bucket_at(histogram, max(1, math.floor(low * n / size)))
-    _, high_value = _bucket_at(histogram, min(n, math.ceil(high * n / size)))
+    low_value, _ = histogram.bucket_of_rank(max(1, math.floor(low * n / size)))
+    _, high_value = histogram.bucket_of_rank(min(n, math.ceil(high * n / size)))
     return Interval(low_value, high_value, confidence, float(size))
-
-
-def _bucket_at(histogram: LatencyHistogram, rank: int) -> tuple[float, float]:
-    """The (low, high) edges, microseconds, of the bucket holding the ``rank``-th smallest
-    value, clamped to the exact minimum and maximum."""
-    if rank <= histogram.underflow:
-        return histogram.min_us, histogram.min_us
-    seen = histogram.underflow
-    for low, high, count in histogram.iter_buckets():
-        seen += count
-        if seen >= rank:
-            low_us = min(max(float(low), histogram.min_us), histogram.max_us)
-            return low_us, min(max(float(high), histogram.min_us), histogram.max_us)
-    return histogram.max_us, histogram.max_us
 
 
 def inflation(exceedances: Sequence[int], sizes: Sequence[int]) -> float:

@@ -194,15 +194,21 @@ class LatencyHistogram:
         n = self.count
         if n == 0:
             return math.nan
-        rank = max(1, math.ceil(percentile / 100.0 * n - 1e-9))
+        return self.bucket_of_rank(max(1, math.ceil(percentile / 100.0 * n - 1e-9)))[1]
+
+    def bucket_of_rank(self, rank: int) -> tuple[float, float]:
+        """The (lowest, highest) values, microseconds, of the bucket holding the ``rank``-th
+        smallest value (1-based), clamped to the exact min and max; the out-of-range values
+        are the min or the max themselves."""
         if rank <= self.underflow:
-            return self.min_us
+            return self.min_us, self.min_us
         cumulative = np.cumsum(self.counts)
         in_range = rank - self.underflow
         if in_range > int(cumulative[-1]):
-            return self.max_us
+            return self.max_us, self.max_us
         index = int(np.searchsorted(cumulative, in_range))
-        return float(min(max(float(_HIGH[index]), self.min_us), self.max_us))
+        low = min(max(float(_LOW[index]), self.min_us), self.max_us)
+        return low, float(min(max(float(_HIGH[index]), self.min_us), self.max_us))
 
     def percentiles_us(self, percentiles: Sequence[float]) -> dict[float, float]:
         return {p: self.percentile_us(p) for p in percentiles}

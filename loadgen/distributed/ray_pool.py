@@ -108,7 +108,7 @@ class RayPool:
 
         self._group = placement_group([{"CPU": 1}] * self.count, strategy="SPREAD", name=self.token)
         try:
-            await asyncio.wait_for(_awaitable(self._group.ready()), PLACEMENT_TIMEOUT_S)
+            await asyncio.wait_for(self._group.ready(), PLACEMENT_TIMEOUT_S)
         except TimeoutError:
             total = ray.cluster_resources().get("CPU", 0)
             free = ray.available_resources().get("CPU", 0)
@@ -144,7 +144,7 @@ class RayPool:
         ray = import_ray()
         where = f"worker {index} on {self.nodes[index]}"
         try:
-            return await asyncio.wait_for(_awaitable(ref), timeout_s)
+            return await asyncio.wait_for(ref, timeout_s)
         except TimeoutError:
             lost = WorkerFailed(f"{where} missed the {call} deadline ({timeout_s:g} s)")
         except ray.exceptions.RayActorError as exc:
@@ -205,7 +205,7 @@ class RayPool:
         try:
             if self._actors:  # let each end its sequences and close its connections, briefly
                 closing = [
-                    asyncio.ensure_future(_awaitable(a.close.remote()))
+                    asyncio.ensure_future(a.close.remote())
                     for index, a in enumerate(self._actors)
                     if index not in self._lost_workers
                 ]
@@ -227,10 +227,6 @@ class RayPool:
                     remove_placement_group(self._group)
             self._actors, self._group = [], None
             disconnect(self._owns)
-
-
-async def _awaitable(ref: Any) -> Any:
-    return await ref
 
 
 _RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt): .+")

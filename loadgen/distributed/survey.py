@@ -65,14 +65,10 @@ async def _offset(actor: Any) -> ClockOffset:
     """The node's offset; TimeoutError when its probe does not answer (a node too busy or lost)."""
 
     async def now() -> int:
-        remote: int = await asyncio.wait_for(_awaitable(actor.now.remote()), PROBE_TIMEOUT_S)
+        remote: int = await asyncio.wait_for(actor.now.remote(), PROBE_TIMEOUT_S)
         return remote
 
     return await measure_offset(now)
-
-
-async def _awaitable(ref: Any) -> Any:
-    return await ref
 
 
 def _on(node_id: str) -> Any:

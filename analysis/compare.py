@@ -32,7 +32,7 @@ windows, the server's model config, ...) are listed when they differ between the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,7 +48,9 @@ from analysis.judging import (
     combined_noise,
     compare_step,
 )
+from analysis.significance import METHOD, per_check
 from loadgen.config.scenarios import words
+from loadgen.intervals import StepInterval
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
@@ -106,11 +108,41 @@ class Comparison:
     each, as :meth:`SettingDifference.message`), levels without a match, noise unknown."""
     setting_differences: tuple[SettingDifference, ...] = field(default=())
     """Settings that change what is measured and differ between the runs, in the order checked."""
+    check_confidence: float = 0.95
+    """The level each interval check was made at (Bonferroni over the checks)."""
 
     @property
     def within_noise(self) -> tuple[StepComparison, ...]:
-        """Steps that crossed a threshold by less than the runs' noise: not judged."""
-        return tuple(s for s in self.steps if s.verdict is Verdict.WITHIN_NOISE)
+        """Steps that crossed a threshold by less than the runs' noise, or not significantly: not
+        judged."""
+        return tuple(s for s in self.steps if s.verdict in (Verdict.WITHIN_NOISE, Verdict.NOT_SIGNIFICANT))
+
+    @property
+    def method(self) -> str:
+        """How the verdict was decided, in one line."""
+        if not self.thresholds.noise_aware:
+            return "by the thresholds alone (--strict)"
+        said = []
+        if any(s.method == "intervals" for s in self.steps):
+            checks = round((1 - self.thresholds.confidence) / (1 - self.check_confidence))
+            said.append(
+                f"a change beyond a threshold counts only if significant: {METHOD}; "
+                f"{self.thresholds.confidence:.0%} for the run, {checks} checks each at "
+                f"{self.check_confidence * 100:.4g}%"
+            )
+        fallback = [s for s in self.steps if s.method != "intervals"]
+        if fallback:
+            stored = any(s.throughput_change is not None for s in fallback)
+            why = (
+                f"too few requests for a p{self.thresholds.percentile:g} interval"
+                if stored
+                else "no intervals stored"
+            )
+            said.append(
+                f"{len(fallback)} step(s) with {why}: there a change within the runs' "
+                "window-to-window noise is not judged"
+            )
+        return "; ".join(said)
 
     @property
     def verdict(self) -> Verdict:
@@ -169,6 +201,11 @@ class Comparison:
                     "throughput": noise(s.base_noise.throughput_pct, s.new_noise.throughput_pct),
                     "latency": noise(s.base_noise.latency_pct, s.new_noise.latency_pct),
                 },
+                "method": s.method,
+                "change_interval_pct": {
+                    name: None if i is None else [i.low_pct, i.high_pct]
+                    for name, i in (("throughput", s.throughput_change), ("latency", s.latency_change))
+                },
             }
             if s.stream is not None:  # both steps streamed: the latency above is to the final response
                 stream = s.stream
@@ -188,6 +225,7 @@ class Comparison:
 
         return {
             "verdict": str(self.verdict),
+            "method": self.method,
             "base": side(self.base),
             "new": side(self.new),
             "level": self.level_name,
@@ -241,8 +279,12 @@ def compare_runs(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     *,
     force: bool = False,
+    intervals: tuple[Mapping[int, Sequence[StepInterval]], Mapping[int, Sequence[StepInterval]]] = ({}, {}),
 ) -> Comparison:
     """Compare ``new_run`` against ``base_run``; :class:`CompareError` if they cannot be compared.
+
+    ``intervals`` (each run's, by step id, as ``RunStore.step_intervals``) decide whether a change
+    is significant (:mod:`analysis.significance`); steps without them fall back to the noise.
 
     Runs still running, failed or interrupted are compared with the steps they have and
     named in ``warnings``. Runs of different models need ``force``. Settings that change what
@@ -300,7 +342,18 @@ def compare_runs(
             warnings.append(
                 f"steps of run {run_id} cut short by a lost server, not compared: {_levels_text(cut)}"
             )
-    compared = tuple(compare_step(base_by_level[lv], new_by_level[lv], lv, thresholds) for lv in common)
+    each = per_check(thresholds.confidence, 2 * len(common))  # throughput and the gate, per step
+    compared = tuple(
+        compare_step(
+            base_by_level[lv],
+            new_by_level[lv],
+            lv,
+            thresholds,
+            (intervals[0].get(base_by_level[lv].id, ()), intervals[1].get(new_by_level[lv].id, ())),
+            each,
+        )
+        for lv in common
+    )
     judged = (Verdict.REGRESSION, Verdict.IMPROVEMENT)
     blind = [
         s.level
@@ -322,6 +375,7 @@ def compare_runs(
         only_in_new=only_in_new,
         warnings=tuple(warnings),
         setting_differences=differences,
+        check_confidence=each,
     )
 
 
@@ -335,4 +389,12 @@ def load_comparison(
 ) -> Comparison:
     """Read both runs from ``store`` and compare them (``RunNotFound`` for an unknown id)."""
     base_run, new_run = store.get_run(base_id), store.get_run(new_id)
-    return compare_runs(base_run, store.steps(base_id), new_run, store.steps(new_id), thresholds, force=force)
+    return compare_runs(
+        base_run,
+        store.steps(base_id),
+        new_run,
+        store.steps(new_id),
+        thresholds,
+        force=force,
+        intervals=(store.step_intervals(base_id), store.step_intervals(new_id)),
+    )

@@ -11,6 +11,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from analysis.significance import ChangeInterval, change_interval
+from analysis.step_intervals import latency_bounds, throughput_bounds
+from loadgen.intervals import StepInterval
 from loadgen.results import REPORTED_PERCENTILES, STABILITY_WINDOWS, spread_pct
 from loadgen.storage import StepRecord
 from loadgen.tallies import StreamTally
@@ -25,6 +28,8 @@ class Verdict(enum.StrEnum):
     IMPROVEMENT = "improvement"
     WITHIN_NOISE = "within noise"
     """A step only: a threshold was crossed, but by less than the runs' own noise (no run verdict)."""
+    NOT_SIGNIFICANT = "no significant change"
+    """A step only: a threshold was crossed, but the change's interval holds 0 (no run verdict)."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,11 @@ class Thresholds:
     percentile: float = 99.0
     """The latency percentile that gates, read from the histograms."""
     noise_aware: bool = True
-    """A change within the runs' own noise is ``within noise``, not a regression or improvement;
+    """A change that is not significant (its interval holds 0; steps stored without intervals:
+    within the runs' window-to-window noise) is neither a regression nor an improvement;
     False (``compare --strict``): the thresholds alone judge."""
+    confidence: float = 0.95
+    """The chance that two identical runs get no false verdict, over all the checks made."""
 
     def __post_init__(self) -> None:
         for name in ("max_throughput_drop_pct", "max_latency_rise_pct"):
@@ -46,6 +54,8 @@ class Thresholds:
                 raise ValueError(f"{name} must be a percentage >= 0, got {value}")
         if not 0.0 < self.percentile <= 100.0:
             raise ValueError(f"percentile must be within (0, 100], got {self.percentile:g}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be within [0.5, 1), got {self.confidence:g}")
 
 
 def change_pct(base: float, new: float) -> float:
@@ -132,6 +142,17 @@ class StepComparison:
     new_noise: Noise = Noise()
     stream: StreamDelta | None = None
     """Both steps streamed (``--streaming``): first responses and responses/s; None otherwise."""
+    throughput_change: ChangeInterval | None = None
+    """The throughput change's interval (None: a step stored without intervals)."""
+    latency_change: ChangeInterval | None = None
+    """The gating percentile's change interval (None: none stored, or too few requests)."""
+
+    @property
+    def method(self) -> str:
+        """How the step was judged: by intervals, by the windows' noise, or by the thresholds."""
+        if self.throughput_change is not None and self.latency_change is not None:
+            return "intervals"
+        return "noise" if math.isfinite(self.throughput_noise_pct) else "thresholds"
 
     @property
     def throughput_change_pct(self) -> float:
@@ -167,6 +188,8 @@ class Check:
     noise: float = math.nan
     note: str = ""
     """Said with the threshold, e.g. why the noise is unknown."""
+    interval: ChangeInterval | None = None
+    """The change's interval: where known, it decides instead of the noise."""
 
 
 def judge(checks: Sequence[Check], noise_aware: bool = True) -> tuple[Verdict, tuple[str, ...]]:
@@ -175,20 +198,31 @@ def judge(checks: Sequence[Check], noise_aware: bool = True) -> tuple[Verdict, t
     worse: list[str] = []
     better: list[str] = []
     noisy: list[str] = []
+    unsure: list[str] = []
     for check in checks:
         change = check.change if check.rise_is_worse else -check.change  # > 0: worse
         if abs(change) <= check.limit or math.isnan(change):
             continue
         limit = f"max {'rise' if check.rise_is_worse else 'drop'} {check.limit:g}%" if change > 0 else ""
         limit = "; ".join(part for part in (limit, check.note) if part)
-        if noise_aware and abs(check.change) <= check.noise:  # False for a NaN noise, an infinite change
+        interval = check.interval
+        if noise_aware and interval is not None:
+            said = f"{interval.confidence * 100:.4g}% interval {interval.text()}"
+            said = f"{limit}; {said}" if limit else said
+            if interval.significant:
+                (worse if change > 0 else better).append(f"{check.reason} ({said})")
+            else:
+                unsure.append(f"{check.reason} ({said} holds 0)")
+        elif noise_aware and abs(check.change) <= check.noise:  # False for a NaN noise, an infinite change
             noisy.append(f"{check.reason} ({limit + '; ' if limit else ''}noise ±{check.noise:.1f}%)")
         else:
             (worse if change > 0 else better).append(f"{check.reason} ({limit})" if limit else check.reason)
     if worse:
-        return Verdict.REGRESSION, (*worse, *noisy)
+        return Verdict.REGRESSION, (*worse, *unsure, *noisy)
     if better:
-        return Verdict.IMPROVEMENT, (*better, *noisy)
+        return Verdict.IMPROVEMENT, (*better, *unsure, *noisy)
+    if unsure:
+        return Verdict.NOT_SIGNIFICANT, (*unsure, *noisy)
     return (Verdict.WITHIN_NOISE, tuple(noisy)) if noisy else (Verdict.PASS, ())
 
 
@@ -217,7 +251,14 @@ def stream_delta(base: StepRecord, new: StepRecord, percentiles: Sequence[float]
     )
 
 
-def compare_step(base: StepRecord, new: StepRecord, level: float, thresholds: Thresholds) -> StepComparison:
+def compare_step(
+    base: StepRecord,
+    new: StepRecord,
+    level: float,
+    thresholds: Thresholds,
+    intervals: tuple[Sequence[StepInterval], Sequence[StepInterval]] = ((), ()),
+    check_confidence: float | None = None,
+) -> StepComparison:
     """One matched pair of steps; percentiles come from their histograms, noise from their windows.
 
     Streamed steps are also judged on their first response (the gating percentile, against the
@@ -233,14 +274,28 @@ def compare_step(base: StepRecord, new: StepRecord, level: float, thresholds: Th
     base_noise, new_noise = Noise.of(base), Noise.of(new)
     throughput_noise = combined_noise(base_noise.throughput_pct, new_noise.throughput_pct)
     throughput = change_pct(base.throughput, new.throughput)
+    level_each = thresholds.confidence if check_confidence is None else check_confidence
+    rate_change = change_interval(
+        throughput_bounds(base.throughput, intervals[0], level_each),
+        throughput_bounds(new.throughput, intervals[1], level_each),
+        level_each,
+    )
+    latency_change = change_interval(
+        latency_bounds(base_hist, intervals[0], p, level_each),
+        latency_bounds(new_hist, intervals[1], p, level_each),
+        level_each,
+    )
     checks = [
-        Check(f"throughput {throughput:+.1f}%", throughput, drop, False, throughput_noise),
+        Check(
+            f"throughput {throughput:+.1f}%", throughput, drop, False, throughput_noise, interval=rate_change
+        ),
         Check(
             f"p{p:g} latency {gate.change_pct:+.1f}%",
             gate.change_pct,
             rise,
             True,
             combined_noise(base_noise.latency_pct, new_noise.latency_pct),
+            interval=latency_change,
         ),
     ]
     stream = stream_delta(base, new, percentiles)
@@ -264,4 +319,6 @@ def compare_step(base: StepRecord, new: StepRecord, level: float, thresholds: Th
         base_noise=base_noise,
         new_noise=new_noise,
         stream=stream,
+        throughput_change=rate_change,
+        latency_change=latency_change,
     )

@@ -79,6 +79,12 @@ def _index_bounds() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
 _LOW, _HIGH = _index_bounds()
 
 
+def bucket_low_us(indices: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The lowest value (microseconds) of each counts index: what a bucket's values are above."""
+    low: npt.NDArray[np.int64] = _LOW[indices]
+    return low
+
+
 @dataclass(frozen=True)
 class Percentile:
     percentile: float
@@ -209,6 +215,11 @@ class LatencyHistogram:
         index = int(np.searchsorted(cumulative, in_range))
         low = min(max(float(_LOW[index]), self.min_us), self.max_us)
         return low, float(min(max(float(_HIGH[index]), self.min_us), self.max_us))
+
+    def flushed_counts(self) -> npt.NDArray[np.int64]:
+        """The counters with every recorded value in them (a view: copy it to keep it)."""
+        self._flush()
+        return self.counts
 
     def percentiles_us(self, percentiles: Sequence[float]) -> dict[float, float]:
         return {p: self.percentile_us(p) for p in percentiles}

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from loadgen.histogram import LatencyHistogram
+from loadgen.intervals import StepInterval
 from loadgen.tallies import SequenceTally, StreamTally, ValidationTally
 
 REPORTED_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
@@ -287,6 +288,10 @@ class StepResult:
     right after the step's: what tracing costs."""
     workers: Sequence[WorkerRow] = ()
     """``--workers``/``--ray``: each worker's part (none for a step run in one process)."""
+    warmup_windows: int = 0
+    """``--detect-warmup``: the windows at the step's start found still warming up (not measured)."""
+    intervals: Sequence[StepInterval] = ()
+    """Each reported percentile's and the throughput's confidence interval, MLPerf's estimates."""
 
     @property
     def send_rate(self) -> float:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # analysis imports pandas: loaded only by the commands that u
     import pandas as pd
 
     from analysis.compare import Comparison
+    from analysis.significance import ChangeInterval
 
 _PERCENTILES_HELP = "numbers within 0..100 separated by commas, such as 50,99,99.9"
 
@@ -96,6 +97,18 @@ def register(sub: Any) -> None:
         "errors, send lag and clock offset (a sweep with --workers or --ray)",
     )
     table.add_argument(
+        "--ci",
+        action="store_true",
+        help="each percentile and the throughput with its confidence interval, p99 = 12.3 [12.1, 12.6] "
+        "(CSV: low and high columns after the others; see the README, 'Reading an interval')",
+    )
+    table.add_argument(
+        "--confidence",
+        default="95%",
+        metavar="PCT",
+        help="with --ci: the intervals' confidence level (default 95%%)",
+    )
+    table.add_argument(
         "-o", "--output", type=arguments.output_file, default=None, help="write to FILE instead of stdout"
     )
     add_db_option(table)
@@ -125,6 +138,13 @@ def register(sub: Any) -> None:
     )
     compare.add_argument(
         "--percentile", default="99", metavar="P", help="latency percentile that gates (default 99)"
+    )
+    compare.add_argument(
+        "--confidence",
+        default="95%",
+        metavar="PCT",
+        help="a change beyond a threshold is a regression only if significant at this level, over all "
+        "the checks made (default 95%%: identical runs get a false verdict at most 5%% of the time)",
     )
     compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
     compare.add_argument(
@@ -234,6 +254,9 @@ def cmd_table(args: argparse.Namespace) -> int:
         )
         if on
     ]
+    if args.ci and views:
+        raise ConfigError(f"--ci bounds the latency table's numbers: drop {views[0]}")
+    confidence = parse_confidence(args.confidence)
     if len(views) > 1:
         raise ConfigError(f"give one of {' and '.join(views)}: each replaces the latency table")
     if args.hgrm is not None and (args.format is not None or args.percentiles is not None):
@@ -258,11 +281,51 @@ def cmd_table(args: argparse.Namespace) -> int:
         if failures:  # the table counts them (Errors); why they failed goes beside it, on stderr
             _warn(f"{len(failures)} step(s) of run {run.id} had failed requests:")
             print("\n".join(failure_lines(failures)), file=sys.stderr)
-        text = format_table(
-            benchmark_table(steps, percentiles, scenario=run.scenario), args.format or "markdown"
-        )
+        table = benchmark_table(steps, percentiles, scenario=run.scenario)
+        if args.ci:
+            table = _with_intervals(args.db, run, steps, table, percentiles, confidence, args.format)
+        text = format_table(table, args.format or "markdown")
     _write(text, args.output)
     return EXIT_OK
+
+
+def parse_confidence(text: str) -> float:
+    """``95%`` or ``95`` -> 0.95, within [50%, 100%)."""
+    value = parse_percent("--confidence", text)
+    if not 50.0 <= value < 100.0:
+        raise ConfigError(f"--confidence must be within [50%, 100%), got {text!r}")
+    return value / 100.0
+
+
+def _with_intervals(
+    db: str,
+    run: RunRecord,
+    steps: list[StepRecord],
+    table: pd.DataFrame,
+    percentiles: tuple[float, ...],
+    confidence: float,
+    fmt: str | None,
+) -> pd.DataFrame:
+    import pandas as pd
+
+    from analysis.step_intervals import interval_columns, with_intervals
+    from analysis.tables import THROUGHPUT
+
+    with RunStore(db) as store:
+        intervals = store.step_intervals(run.id)
+    if not intervals:
+        _warn(f"run {run.id} was stored without intervals (before loadgen stored them): none to show")
+    if fmt == "csv":
+        return pd.concat([table, interval_columns(steps, intervals, percentiles, confidence)], axis=1)
+    return with_intervals(
+        table,
+        steps,
+        intervals,
+        percentiles,
+        confidence,
+        throughput_column=THROUGHPUT,
+        percentile_column="p{p:g} latency (ms)",
+    )
 
 
 def _pct(value: float) -> str:
@@ -275,15 +338,19 @@ def _ms(value_us: float) -> str:
     return "-" if math.isnan(value_us) else f"{value_us / 1000:.3f}"
 
 
-def _noise(value: float) -> str:
-    return "-" if math.isnan(value) else f"±{value:.1f}%"
+def _spread(interval: ChangeInterval | None, noise: float) -> str:
+    """The change's interval where the steps stored intervals, else both runs' noise."""
+    if interval is not None:
+        return interval.text()
+    return "-" if math.isnan(noise) else f"±{noise:.1f}%"
 
 
 def print_comparison(c: Comparison, console: Console) -> None:
     """The comparison as a rich table, one row per matched level, and the verdict.
 
-    Beside each change, both runs' noise combined ("-": unknown); a step that crossed a
-    threshold by less than the noise says ``within noise``."""
+    Beside each change, its confidence interval (steps stored without intervals: both runs' noise
+    combined, "-": unknown); a step that crossed a threshold without a significant change says
+    ``no significant change`` (``within noise``)."""
     from analysis.compare import Verdict
 
     p = c.thresholds.percentile
@@ -296,8 +363,9 @@ def print_comparison(c: Comparison, console: Console) -> None:
     )
     out = Table(title=title, title_justify="left")
     level = words(c.level_name).title
-    headers = [level, "Base infer/s", "New infer/s", "Change", "Noise"]
-    headers += [f"Base p{p:g} (ms)", f"New p{p:g} (ms)", "Change", "Noise"]
+    spread = "CI / noise"
+    headers = [level, "Base infer/s", "New infer/s", "Change", spread]
+    headers += [f"Base p{p:g} (ms)", f"New p{p:g} (ms)", "Change", spread]
     headers += [f"p{o:g} change" for o in others] + ["Verdict"]
     for header in headers:
         out.add_column(header, justify="left" if header == "Verdict" else "right")
@@ -305,6 +373,7 @@ def print_comparison(c: Comparison, console: Console) -> None:
         Verdict.REGRESSION: "bold red",
         Verdict.IMPROVEMENT: "green",
         Verdict.WITHIN_NOISE: "yellow",
+        Verdict.NOT_SIGNIFICANT: "yellow",
         Verdict.PASS: "",
     }
     for step in c.steps:
@@ -315,25 +384,28 @@ def print_comparison(c: Comparison, console: Console) -> None:
             f"{step.base_throughput:,.1f}",
             f"{step.new_throughput:,.1f}",
             _pct(step.throughput_change_pct),
-            _noise(step.throughput_noise_pct),
+            _spread(step.throughput_change, step.throughput_noise_pct),
             _ms(gate.base_us),
             _ms(gate.new_us),
             _pct(gate.change_pct),
-            _noise(step.latency_noise_pct),
+            _spread(step.latency_change, step.latency_noise_pct),
             *(_pct(step.latency(o).change_pct) for o in others),
             verdict,
             style=style[step.verdict],
         )
     console.print(out)
     regressed = sum(s.verdict is Verdict.REGRESSION for s in c.steps)
-    noisy = len(c.within_noise)
+    noisy = sum(s.verdict is Verdict.WITHIN_NOISE for s in c.steps)
+    unsure = sum(s.verdict is Verdict.NOT_SIGNIFICANT for s in c.steps)
     console.print(
         f"verdict: [{style[c.verdict] or 'bold'}]{c.verdict}[/] "
         f"({regressed} of {len(c.steps)} matched step(s) regressed"
+        + (f"; {unsure} crossed a threshold without a significant change, not judged" if unsure else "")
         + (f"; {noisy} changed within the runs' noise, not judged" if noisy else "")
         + ")",
         highlight=False,
     )
+    console.print(f"decided: {c.method}", highlight=False)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -352,6 +424,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         max_latency_rise_pct=parse_percent("--max-latency-rise", args.max_latency_rise),
         percentile=percentile[0],
         noise_aware=not args.strict,
+        confidence=parse_confidence(args.confidence),
     )
     require_database(args.db)
     with RunStore(args.db) as store:
@@ -370,5 +443,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2))
     else:
-        print_comparison(comparison, Console() if sys.stdout.isatty() else Console(width=220))
+        print_comparison(comparison, Console() if sys.stdout.isatty() else Console(width=250))
     return EXIT_REGRESSION if comparison.verdict is Verdict.REGRESSION else EXIT_OK

@@ -9,6 +9,7 @@ reading settings costs no load machinery.
 """
 
 from loadgen.config.build import build_settings, merge, option_key, parse_layer
+from loadgen.config.measurement import MeasurementSettings, StopRule
 from loadgen.config.option import Option
 from loadgen.config.options import BY_KEY, BY_NAME, DERIVED, LOAD_KEYS, OPTIONS, spell_flag
 from loadgen.config.ranges import parse_levels, parse_rates
@@ -21,7 +22,6 @@ from loadgen.config.settings import (
     REQUEST_TIMEOUT_S,
     Distribution,
     LatencyLimit,
-    MeasurementSettings,
     Protocol,
     Scenario,
     SweepSettings,
@@ -45,6 +45,7 @@ __all__ = [
     "Distribution",
     "LatencyLimit",
     "MeasurementSettings",
+    "StopRule",
     "Option",
     "Protocol",
     "Scenario",

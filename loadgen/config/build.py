@@ -14,8 +14,9 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
+from loadgen.config.measurement import MeasurementSettings
 from loadgen.config.options import BY_KEY, BY_NAME, LOAD_KEYS, MEASUREMENT_KEYS, SETTINGS_FIELDS, TLS_KEYS
-from loadgen.config.settings import DEFAULT_URLS, MeasurementSettings, SweepSettings
+from loadgen.config.settings import DEFAULT_URLS, SweepSettings
 from loadgen.config.values import OPTION
 from loadgen.errors import ConfigError, SettingProblem, SettingsError
 from loadgen.tls import TlsSettings, url_scheme

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import fields
 
 from loadgen.config import values
+from loadgen.config.measure_options import MEASURE_OPTIONS
+from loadgen.config.measurement import MeasurementSettings
 from loadgen.config.option import CHECKS, INPUTS, LOAD, MEASURE, SERVER, TLS, Option
 from loadgen.config.request_options import REQUEST_OPTIONS
 from loadgen.config.settings import (
@@ -24,7 +26,6 @@ from loadgen.config.settings import (
     DEFAULT_HTTP_URL,
     GRPC_CLIENTS,
     REQUEST_TIMEOUT_S,
-    MeasurementSettings,
     SweepSettings,
 )
 
@@ -272,38 +273,7 @@ OPTIONS: tuple[Option, ...] = (
         group=LOAD,
     ),
     # -- measurement
-    Option(
-        "measurement_interval_ms",
-        ("-p", "--measurement-interval"),
-        "measurement window: 5s, 500ms, 1.5m (default 5s; a plain number is ms, as perf_analyzer)",
-        values.duration_ms,
-        metavar="TIME",
-        group=MEASURE,
-    ),
-    Option(
-        "warmup_ms",
-        ("--warmup",),
-        "warm-up per step (default 1s; a plain number is ms)",
-        values.duration_ms,
-        metavar="TIME",
-        group=MEASURE,
-    ),
-    Option(
-        "stability_percentage",
-        ("-s", "--stability-percentage"),
-        "max deviation of the last 3 windows from their mean, %% (default 10)",
-        values.number,
-        metavar="PCT",
-        group=MEASURE,
-    ),
-    Option(
-        "max_windows",
-        ("-r", "--max-windows", "--max-trials"),
-        "measurement windows per step at most, stable or not (perf_analyzer's max trials; default 10)",
-        values.whole,
-        metavar="N",
-        group=MEASURE,
-    ),
+    *MEASURE_OPTIONS,
     Option(
         "trace_rate",
         ("--trace-rate",),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from loadgen.config.measurement import MeasurementSettings
 from loadgen.config.request_rules import ray_rules, sequence_rules, shared_memory_rules, trace_rules
 from loadgen.errors import SettingProblem, check, raise_problems
 from loadgen.tls import GRPC_INSECURE, TlsSettings, url_scheme
@@ -104,46 +105,6 @@ class LatencyLimit:
 
     def __str__(self) -> str:
         return f"p{self.percentile:g} <= {self.limit_us / 1000:g} ms"
-
-
-@dataclass(frozen=True)
-class MeasurementSettings:
-    """How one step is measured (perf_analyzer's method, names and defaults where it has them)."""
-
-    measurement_interval_ms: int = 5000
-    """Length of one measurement window (perf_analyzer's "trial")."""
-    warmup_ms: int = 1000
-    """Load applied before the first window; not measured."""
-    stability_percentage: float = 10.0
-    """The last 3 windows' throughput and mean latency must lie within this % of their mean."""
-    max_windows: int = 10
-    """Windows measured at most before the step is stored as unstable (perf_analyzer's max trials)."""
-    metrics_interval_ms: int = 1000
-    """Period of Prometheus scrapes of the server's metrics endpoint during a step."""
-
-    def __post_init__(self) -> None:
-        raise_problems(self.problems())
-
-    def problems(self) -> list[SettingProblem]:
-        return check(
-            (
-                self.measurement_interval_ms >= 50,
-                "measurement_interval_ms",
-                f"{{measurement_interval_ms}} must be at least 50 ms, got {self.measurement_interval_ms}",
-            ),
-            (self.warmup_ms >= 0, "warmup_ms", f"{{warmup_ms}} must be >= 0 ms, got {self.warmup_ms}"),
-            (
-                0 < self.stability_percentage <= 100,
-                "stability_percentage",
-                f"{{stability_percentage}} must be within (0, 100], got {self.stability_percentage:g}",
-            ),
-            (self.max_windows >= 1, "max_windows", f"{{max_windows}} must be >= 1, got {self.max_windows}"),
-            (
-                self.metrics_interval_ms >= 50,
-                "metrics_interval_ms",
-                f"{{metrics_interval_ms}} must be at least 50 ms, got {self.metrics_interval_ms}",
-            ),
-        )
 
 
 @dataclass(frozen=True)

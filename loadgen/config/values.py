@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from loadgen.config.measurement import STOP_FORMS, StopRule
 from loadgen.config.ranges import MAX_LEVEL, MIN_RATE, parse_levels, parse_rates
 from loadgen.config.settings import INPUT_KEYWORDS, LatencyLimit
 from loadgen.errors import ConfigError
@@ -120,6 +121,20 @@ def percent(raw: object) -> float:
     """``5%`` or ``5``."""
     value = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else text(raw).removesuffix("%")
     return number(value)
+
+
+def fraction(raw: object) -> float:
+    """A percentage as a fraction: ``95%`` or ``95`` -> 0.95."""
+    return percent(raw) / 100.0
+
+
+def stop_rules(raw: object) -> tuple[StopRule, ...]:
+    """``p99:2%,throughput:1%``: every term must hold (a list in a plan)."""
+    items = raw if isinstance(raw, list | tuple) else text(raw).split(",")
+    rules = tuple(StopRule.parse(text(item)) for item in items if text(item).strip())
+    if not rules:
+        raise ConfigError(f"{OPTION} needs at least one of {STOP_FORMS}")
+    return rules
 
 
 def boolean(raw: object) -> bool:

@@ -63,6 +63,10 @@ class RemoteWorker:
         assert self.engine is not None
         self.engine.start(share)
 
+    async def mark(self) -> None:
+        if self.engine is not None:
+            self.engine.mark()
+
     async def cut(self) -> Window:
         assert self.engine is not None
         return await self.engine.cut()
@@ -176,6 +180,12 @@ class RayPool:
     def start_load(self, shares: Sequence[Share]) -> None:
         pairs = zip(self._actors, shares, strict=True)
         self._starting = [actor.start.remote(share) for actor, share in pairs]
+
+    def mark(self) -> None:
+        """Fire and forget: a lost actor is found by the cut that follows."""
+        if self._lost is None:
+            for actor in self._actors:
+                actor.mark.remote()
 
     async def cut(self) -> list[Window]:
         if self._starting:

@@ -260,7 +260,11 @@ class ClosedLoop:
             self.traced[1].cut(time.perf_counter_ns())
         opened, self._window_opened = self._window_opened, time.perf_counter_ns()
         ending.stalled = sum(1 for t in self._sent_at if t < opened) if self._running else 0
+        ending.mark()
         return ending
+
+    def mark(self) -> None:
+        self.window.mark()
 
     async def stop(self) -> int:
         """Let in-flight requests finish (their results are discarded); returns how many were in flight."""

@@ -267,7 +267,12 @@ class OpenLoop:
 
     async def cut(self) -> OpenWindow:
         """Start a new window; returns the one that ends."""
-        return self.swap(OpenWindow())
+        ending = self.swap(OpenWindow())
+        ending.mark()
+        return ending
+
+    def mark(self) -> None:
+        self.window.mark()
 
     async def stop(self) -> int:
         """Stop sending, let in-flight requests finish (discarded); returns how many were in flight."""

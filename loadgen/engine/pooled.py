@@ -42,6 +42,10 @@ class Pool(Protocol):
 
     def start_load(self, shares: Sequence[Share]) -> None: ...
 
+    def mark(self) -> None:
+        """Every worker ends a batch of its current window (no answer awaited)."""
+        ...
+
     async def cut(self) -> list[Window]: ...
 
     async def stop_load(self) -> int: ...
@@ -76,6 +80,9 @@ class PooledLoad:
 
     def start(self) -> None:
         self.pool.start_load(self.shares)
+
+    def mark(self) -> None:
+        self.pool.mark()
 
     async def cut(self) -> Window:
         parts = await self.pool.cut()

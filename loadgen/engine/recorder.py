@@ -12,6 +12,7 @@ import asyncio
 import math
 from collections.abc import Collection, Mapping, Sequence
 
+from loadgen.batches import Batches
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import WindowResult
 from loadgen.tallies import SequenceTally, StreamTally, ValidationTally
@@ -28,6 +29,7 @@ class Window:
     """Counts and latency histogram of the requests that *completed* in one window."""
 
     __slots__ = (
+        "batches",
         "cancelled",
         "errors",
         "histogram",
@@ -53,6 +55,12 @@ class Window:
         """``--cancel-after-*``: requests cancelled on purpose, neither answers nor errors."""
         self.sequences: SequenceTally | None = None
         """A sequence model only: the latencies by place in the sequence."""
+        self.batches = Batches()
+        """The latencies cut into consecutive batches by :meth:`mark` (for correlation)."""
+
+    def mark(self) -> None:
+        """End a batch of :attr:`batches` (the step marks each window ``BATCHES_PER_WINDOW`` times)."""
+        self.batches.mark(self.histogram)
 
     def record(self, latency_ns: int) -> None:
         self.requests += 1
@@ -189,6 +197,9 @@ class Discard(OpenWindow):
     def record_send(self, lag_ns: int) -> None:
         pass
 
+    def mark(self) -> None:
+        pass
+
     def refuse(self) -> None:
         pass
 
@@ -211,6 +222,7 @@ def merge_windows(windows: Sequence[Window]) -> Window:
         merged.stalled += window.stalled  # workers' slots are disjoint
         merged.cancelled += window.cancelled
         merged.histogram.merge(window.histogram)
+        merged.batches.merge(window.batches)
         for reason, count in window.errors.items():
             merged.errors[reason] = merged.errors.get(reason, 0) + count
         if window.validation is not None:

@@ -20,7 +20,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
+from loadgen.batches import BATCHES_PER_WINDOW
 from loadgen.config import MeasurementSettings
+from loadgen.engine.precision import Measured, batch_durations, still_warming, stop_rules_met
 from loadgen.engine.recorder import OpenWindow, Window
 from loadgen.errors import ServerUnavailable, UnknownModel
 from loadgen.histogram import LatencyHistogram
@@ -117,6 +119,10 @@ class LoadGenerator(Protocol):
 
     def start(self) -> None: ...
 
+    def mark(self) -> None:
+        """End a batch of the current window (:class:`~loadgen.batches.Batches`)."""
+        ...
+
     async def cut(self) -> Window:
         """Start a new window; returns the one that ends (the warm-up's, at the first cut)."""
         ...
@@ -160,6 +166,10 @@ async def measure_step(
     in_flight_at_end = 0
     results: list[WindowResult] = []
     windows: list[Window] = []
+    durations: list[list[float]] = []
+    """Each window's batches' lengths, seconds."""
+    settled = 0
+    """The first measured window: those before it were still warming up (``--detect-warmup``)."""
     snapshots: list[StatsSnapshot | None] = []
     stable, interrupted = False, None
     lost: Window | None = None
@@ -172,18 +182,31 @@ async def measure_step(
         cut = time.perf_counter()
         await load.cut()  # the warm-up's window: discarded
         while True:
-            await asyncio.sleep(max(0.0, cut + interval - time.perf_counter()))
+            marks = await _through_window(load, cut, interval)
             now = time.perf_counter()
             window = lost = await load.cut()
-            duration, cut = now - cut, now
+            duration, opened, cut = now - cut, cut, now
             snapshots.append(await _snapshot(stats))
             lost = None
             result = window.result(duration, batch_size)
             results.append(result)
             windows.append(window)
+            durations.append(batch_durations(opened, marks, now, len(window.batches)))
             if listener:
                 listener.window_done(index, len(results), result, window)
-            stable = is_stable(results, settings.stability_percentage)
+            while settings.detect_warmup and settled < min(len(windows) - 1, settings.max_windows // 2):
+                if not still_warming(windows[settled]):
+                    break
+                settled += 1
+            if settings.stop_when:
+                stable = stop_rules_met(
+                    Measured(windows[settled:], durations[settled:]),
+                    settings,
+                    batch_size,
+                    interval_s=interval,
+                )
+            else:
+                stable = is_stable(results[settled:], settings.stability_percentage)
             if stable or len(results) >= settings.max_windows:
                 break
         if untraced is not None:
@@ -195,8 +218,9 @@ async def measure_step(
         if scraper:
             await scraper.stop()
 
-    kept = windows[-min(STABILITY_WINDOWS, len(windows)) :]
-    used = results[-len(kept) :]
+    settled = min(settled, max(0, len(windows) - 1))
+    kept = windows[settled:] if settings.stop_when else windows[settled:][-STABILITY_WINDOWS:]
+    used = results[len(results) - len(kept) :]
     merged_errors: dict[str, int] = {}
     for window in [*kept, lost] if lost is not None else kept:
         for reason, count in window.errors.items():
@@ -235,6 +259,8 @@ async def measure_step(
         cancelled_count=sum(w.cancelled for w in kept),
         sequences=SequenceTally.merged(w.sequences for w in kept),
         untraced_throughput=untraced_throughput,
+        warmup_windows=settled,
+        intervals=Measured(kept, durations[len(durations) - len(kept) :]).intervals(settings, batch_size),
     )
     if isinstance(load, SplitLoad):
         step.workers = load.worker_rows(kept)
@@ -246,6 +272,18 @@ async def measure_step(
         step.refused_count = sum(w.refused for w in open_windows)
         step.scheduled_count = sum(w.due for w in open_windows)
     return step
+
+
+async def _through_window(load: LoadGenerator, opened: float, interval_s: float) -> list[float]:
+    """Wait out one window, ending each of its batches but the last (the cut ends that); the
+    marks' times."""
+    marks = []
+    for k in range(1, BATCHES_PER_WINDOW):
+        await asyncio.sleep(max(0.0, opened + interval_s * k / BATCHES_PER_WINDOW - time.perf_counter()))
+        load.mark()
+        marks.append(time.perf_counter())
+    await asyncio.sleep(max(0.0, opened + interval_s - time.perf_counter()))
+    return marks
 
 
 async def _untraced_window(

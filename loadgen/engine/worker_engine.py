@@ -163,6 +163,10 @@ class WorkerEngine:
     async def cut(self) -> Window:
         return await self.load.cut() if self.load is not None else Window()
 
+    def mark(self) -> None:
+        if self.load is not None:
+            self.load.mark()
+
     async def stop(self) -> int:
         """Ends the step's load; the requests still in flight when it ended."""
         in_flight = await self.load.stop() if self.load is not None else 0

@@ -93,6 +93,8 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
             command, *args = await inbox.get()
             if command == "start":
                 engine.start(args[0])
+            elif command == "mark":
+                engine.mark()
             elif command == "cut":
                 conn.send(("window", await engine.cut()))
             elif command == "stop":
@@ -181,6 +183,9 @@ class WorkerPool:
     def start_load(self, shares: Sequence[Share]) -> None:
         for conn, share in zip(self._conns, shares, strict=True):
             conn.send(("start", share))
+
+    def mark(self) -> None:
+        self.send_all("mark")
 
     async def cut(self) -> list[Window]:
         self.send_all("cut")

@@ -15,6 +15,7 @@ THRESHOLD_KEYS = {
     "max_throughput_drop": "max_throughput_drop_pct",
     "max_latency_rise": "max_latency_rise_pct",
     "percentile": "percentile",
+    "confidence": "confidence",
 }
 """Plan keys -> ``analysis.compare.Thresholds`` fields."""
 _CRON_HELP = (
@@ -57,7 +58,10 @@ def thresholds(r: Reader, node: yaml.Node, where: str) -> dict[str, float]:
             elif text is not None:
                 values["percentile"] = percentile
         elif (pct := _percent(r, value_node, f"{where}: {key}")) is not None:
-            values[THRESHOLD_KEYS[key]] = pct
+            if key == "confidence" and not 50.0 <= pct < 100.0:
+                r.add(value_node, f"{where}: confidence must be within [50%, 100%), such as 95%")
+                continue
+            values[THRESHOLD_KEYS[key]] = pct / 100.0 if key == "confidence" else pct
     return values
 
 

@@ -230,6 +230,8 @@ class StepRow(Base):
     sequence_end_histogram: Mapped[bytes | None]
     untraced_throughput: Mapped[float | None]
     """``--trace-rate`` only (0009): throughput of one more window of the same load, tracing off."""
+    warmup_windows: Mapped[int | None]
+    """Windows found still warming up at the step's start (``--detect-warmup``; 0011, NULL before)."""
     """Responses per request, each recorded as that many microseconds (``StreamTally.counts``)."""
 
 
@@ -319,6 +321,24 @@ class StepWorkerRow(Base):
     send_lag_p99_us: Mapped[float | None]
     clock_offset_us: Mapped[float | None]
     clock_uncertainty_us: Mapped[float | None]
+
+
+class StepIntervalRow(Base):
+    """A step's confidence interval (:class:`~loadgen.intervals.StepInterval`: the same field
+    names): each reported percentile's, the throughput's, MLPerf's early-stopping estimates (0011)."""
+
+    __tablename__ = "step_intervals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[int] = mapped_column(Integer, ForeignKey("steps.id", ondelete="CASCADE"), index=True)
+    measure: Mapped[str] = mapped_column(String(32))
+    percentile: Mapped[float | None]
+    estimate: Mapped[float | None]
+    low: Mapped[float | None]
+    high: Mapped[float | None]
+    confidence: Mapped[float]
+    n_eff: Mapped[float | None]
+    std_error: Mapped[float | None]
 
 
 class MetricSampleRow(Base):

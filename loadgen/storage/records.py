@@ -23,10 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from loadgen.histogram import LatencyHistogram
-from loadgen.results import BatchStat, DurationStat, ModelStats, RunStatus, StepResult, WindowResult
-from loadgen.storage.models import ComposingStatRow, RunRow, StepRow, TraceSampleRow
+from loadgen.results import RunStatus, StepResult, WindowResult
+from loadgen.storage.models import RunRow, StepRow
 from loadgen.tallies import SequenceTally, StreamTally
-from loadgen.tracing import TraceSample
 
 
 @dataclass(frozen=True)
@@ -132,6 +131,8 @@ class StepRecord:
     spacing_histogram_bytes: bytes | None = None
     untraced_throughput: float | None = None
     """``--trace-rate`` only (0009): one more window's throughput with tracing off."""
+    warmup_windows: int | None = None
+    """``--detect-warmup`` (0011): the windows at the step's start found still warming up."""
     sequence_count: int | None = None
     """A sequence model only (None otherwise): sequences ended, latencies by place in them."""
     sequence_start_p50_us: float | None = None
@@ -305,6 +306,7 @@ def step_row(run_id: int, step: StepResult) -> StepRow:
         row.request_output_rate_p50 = nan_to_none(1e6 / spacing_p50_us if spacing_p50_us > 0 else math.nan)
     if step.untraced_throughput is not None:
         row.untraced_throughput = step.untraced_throughput
+    row.warmup_windows = step.warmup_windows
     if step.sequences is not None:
         row.sequence_count = step.sequences.ended
         for place in _SEQUENCE_PLACES:
@@ -361,97 +363,4 @@ def run_record(row: RunRow, step_count: int) -> RunRecord:
         host=row.host,
         labels=row.labels,
         step_count=step_count,
-    )
-
-
-_DURATIONS = (
-    "success",
-    "fail",
-    "queue",
-    "compute_input",
-    "compute_infer",
-    "compute_output",
-    "cache_hit",
-    "cache_miss",
-)
-"""``ModelStats``' ``{count, ns}`` fields, each two columns of ``composing_stats``."""
-
-
-def composing_row(step_id: int, model: str, stats: ModelStats) -> dict[str, Any]:
-    """A composing model's step delta as a ``composing_stats`` row."""
-    row: dict[str, Any] = {
-        "step_id": step_id,
-        "model": model,
-        "inference_count": stats.inference_count,
-        "execution_count": stats.execution_count,
-        "batch_stats": [
-            {
-                "batch_size": b.batch_size,
-                "compute_input": [b.compute_input.count, b.compute_input.ns],
-                "compute_infer": [b.compute_infer.count, b.compute_infer.ns],
-                "compute_output": [b.compute_output.count, b.compute_output.ns],
-            }
-            for b in stats.batch_stats
-        ],
-    }
-    for name in _DURATIONS:
-        duration: DurationStat = getattr(stats, name)
-        row[f"{name}_count"], row[f"{name}_ns"] = duration.count, duration.ns
-    return row
-
-
-def composing_stats(row: ComposingStatRow) -> ModelStats:
-    """A ``composing_stats`` row read back."""
-    durations = {
-        name: DurationStat(getattr(row, f"{name}_count"), getattr(row, f"{name}_ns")) for name in _DURATIONS
-    }
-    batches = tuple(
-        BatchStat(
-            int(b["batch_size"]),
-            DurationStat(*b["compute_input"]),
-            DurationStat(*b["compute_infer"]),
-            DurationStat(*b["compute_output"]),
-        )
-        for b in row.batch_stats
-    )
-    return ModelStats(
-        inference_count=row.inference_count,
-        execution_count=row.execution_count,
-        batch_stats=batches,
-        **durations,
-    )
-
-
-_TRACE_TIMES = (
-    "client_us",
-    "server_us",
-    "queue_us",
-    "compute_us",
-    "compute_input_us",
-    "compute_infer_us",
-    "compute_output_us",
-    "outside_us",
-)
-
-
-def trace_row(step_id: int, sample: TraceSample) -> dict[str, Any]:
-    """A joined trace as a ``trace_samples`` row (NaN times as NULL)."""
-    row: dict[str, Any] = {
-        "step_id": step_id,
-        "trace_id": sample.trace_id,
-        "parent_id": sample.parent_id,
-        "model": sample.model,
-        "request_id": sample.request_id,
-    }
-    row.update({name: nan_to_none(getattr(sample, name)) for name in _TRACE_TIMES})
-    return row
-
-
-def trace_sample(row: TraceSampleRow) -> TraceSample:
-    return TraceSample(
-        trace_id=row.trace_id,
-        parent_id=row.parent_id,
-        model=row.model,
-        request_id=row.request_id,
-        **{name: none_to_nan(getattr(row, name)) for name in _TRACE_TIMES},
     )

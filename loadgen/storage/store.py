@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from loadgen.errors import RunNotFound, StorageError
 from loadgen.histogram import LatencyHistogram
+from loadgen.intervals import StepInterval
 from loadgen.results import BatchStat, DurationStat, ModelStats, RunInfo, RunStatus, StepResult, WorkerRow
 from loadgen.storage.migrate import ensure_schema, open_engine, shown_url, storage_errors
 from loadgen.storage.models import (
@@ -26,6 +27,7 @@ from loadgen.storage.models import (
     ComposingStatRow,
     MetricSampleRow,
     RunRow,
+    StepIntervalRow,
     StepRow,
     StepWorkerRow,
     TraceSampleRow,
@@ -34,13 +36,17 @@ from loadgen.storage.records import (
     MetricSampleRecord,
     RunRecord,
     StepRecord,
-    composing_row,
-    composing_stats,
     nan_to_none,
     none_to_nan,
     run_record,
     step_record,
     step_row,
+)
+from loadgen.storage.step_children import (
+    composing_row,
+    composing_stats,
+    interval_row,
+    step_interval,
     trace_row,
     trace_sample,
 )
@@ -150,6 +156,8 @@ class RunStore:
                 )
             if step.traces:
                 session.execute(insert(TraceSampleRow), [trace_row(row.id, t) for t in step.traces])
+            if step.intervals:
+                session.execute(insert(StepIntervalRow), [interval_row(row.id, i) for i in step.intervals])
             if step.workers:
                 session.execute(
                     insert(StepWorkerRow), [{"step_id": row.id, **asdict(w)} for w in step.workers]
@@ -276,6 +284,11 @@ class RunStore:
             step: [WorkerRow(**{name: getattr(row, name) for name in names}) for row in rows]
             for step, rows in found.items()
         }
+
+    def step_intervals(self, run_id: int) -> dict[int, list[StepInterval]]:
+        """Step id -> its confidence intervals (steps stored before 0011 absent)."""
+        found = self._per_step(run_id, StepIntervalRow)
+        return {step: [step_interval(row) for row in rows] for step, rows in found.items()}
 
     def metric_samples(
         self, *, run_id: int | None = None, step_id: int | None = None, name: str | None = None

@@ -344,3 +344,30 @@ def _info() -> RunInfo:
         started_at=datetime.now(UTC),
         labels={},
     )
+
+
+def test_each_step_stores_intervals_and_the_throughputs_hold_the_known_rate(
+    runs: Runs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fixed_latency completes one request per S + slack (10.1 ms) once saturated: the stored
+    throughput interval of every saturated step holds that rate; ``table --ci`` shows them."""
+    with RunStore(runs.db) as store:
+        steps = store.steps(runs.fixed)
+        intervals = store.step_intervals(runs.fixed)
+    rate = 1e6 / (10_000 + 100)
+    for step in steps[1:]:  # concurrency 2 and 4: saturated
+        (throughput,) = [i for i in intervals[step.id] if i.measure == "throughput"]
+        assert throughput.low is not None and throughput.high is not None
+        assert throughput.low <= rate <= throughput.high, (step.concurrency, throughput)
+        assert throughput.n_eff == 10 * step.window_count or throughput.n_eff == 30
+        p50 = next(i for i in intervals[step.id] if i.measure == "latency" and i.percentile == 50)
+        assert p50.low is not None and p50.high is not None and step.lat_p50_us is not None
+        assert p50.low <= step.lat_p50_us <= p50.high
+    assert main(["table", str(runs.fixed), "--ci", "--percentiles", "50,99.9", "--db", runs.db]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(r"\| 2 \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \|", shown), shown
+    assert "[too few requests]" in shown  # p99.9 of a few hundred requests
+    assert main(["table", str(runs.fixed), "--ci", "--format", "csv", "--db", runs.db]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert header[-3:] == ["Throughput low (infer/s)", "Throughput high (infer/s)", "p99 early stopping (ms)"]
+    assert header.index("p50 low (ms)") > header.index("p99 latency (ms)")  # after the existing columns

@@ -4,19 +4,23 @@ counted the way a user would judge them, by how often the interval holds the tru
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 from scipy import signal, stats
 
-from analysis.intervals import (
+from loadgen.batches import Batches
+from loadgen.histogram import LatencyHistogram
+from loadgen.intervals import (
     corrected_interval,
+    early_stopping_estimate,
     inflation,
     percentile_interval,
     rank_bounds,
+    rate_interval,
 )
-from loadgen.histogram import LatencyHistogram
 
 MU, SIGMA = math.log(2000.0), 0.5
 """Lognormal latencies, median 2 ms, in microseconds."""
@@ -53,6 +57,15 @@ def test_too_few_requests_for_a_percentile_give_no_interval() -> None:
     assert percentile_interval(few, 99.9) is None and percentile_interval(few, 50) is not None
 
 
+def _batched(parts: list[npt.NDArray[np.float64]]) -> tuple[LatencyHistogram, Batches]:
+    """One window's histogram, marked after each part as the step marks it."""
+    whole, batches = LatencyHistogram(), Batches()
+    for part in parts:
+        whole.record_many_us(part)
+        batches.mark(whole)
+    return whole, batches
+
+
 def _correlated(rng: np.random.Generator, n: int, phi: float) -> npt.NDArray[np.float64]:
     """Lognormal latencies whose logs follow an AR(1) process: slow spells, as under load."""
     noise = rng.standard_normal(n) * math.sqrt(1 - phi * phi)
@@ -69,10 +82,9 @@ def test_correlated_latencies_need_the_correction_and_get_it() -> None:
     draws = 300
     for _ in range(draws):
         values = _correlated(rng, 20_000, 0.9)
-        batches = [_histogram(part) for part in np.split(values, 20)]
-        whole = LatencyHistogram.merged(batches)
+        whole, batches = _batched(np.split(values, 20))
         naive = percentile_interval(whole, 99.0)
-        fixed = corrected_interval(batches, 99.0)
+        fixed = corrected_interval(whole, batches, 99.0)
         assert naive is not None and fixed is not None and fixed.n_eff < whole.count
         plain += naive.low_us <= truth <= naive.high_us
         corrected += fixed.low_us <= truth <= fixed.high_us
@@ -89,3 +101,39 @@ def test_independent_batches_are_not_inflated() -> None:
     assert inflation(clumped, sizes) > 20
     with pytest.raises(ValueError, match="10 batches or more"):
         inflation([1, 2], [10, 10])
+
+
+def test_batches_merge_across_workers_and_survive_a_pipe() -> None:
+    rng = np.random.default_rng(23)
+    parts = [rng.lognormal(MU, SIGMA, 500) for _ in range(10)]
+    whole, one = _batched(parts)
+    _, other = _batched(parts)
+    both = pickle.loads(pickle.dumps(one)).merge(other)  # what a worker sends: no dense counters
+    assert len(pickle.dumps(one)) < 200_000
+    assert both.sizes() == [1000] * 10
+    threshold = whole.percentile_us(90)
+    assert both.above(threshold) == [2 * n for n in one.above(threshold)]
+    assert sum(one.above(threshold)) == pytest.approx(500, abs=60)
+
+
+def test_mlperf_early_stopping_needs_459_requests_for_p99_and_is_conservative() -> None:
+    """The reference value h_min(t=0, p99) = 459 (mlcommons/inference early_stopping.cc)."""
+    assert early_stopping_estimate(_histogram(np.arange(1.0, 459.0)), 99.0) is None
+    assert early_stopping_estimate(_histogram(np.arange(1.0, 460.0)), 99.0) == 459.0  # t = 0: the max
+    rng = np.random.default_rng(24)
+    values = rng.lognormal(MU, SIGMA, 20_000)
+    estimate = early_stopping_estimate(_histogram(values), 99.0)
+    assert estimate is not None and _true_us(99.0) < estimate < _true_us(99.6)
+
+
+def test_the_throughput_interval_holds_the_true_rate_95_times_in_100() -> None:
+    rng = np.random.default_rng(25)
+    held = 0
+    for _ in range(1000):
+        durations = rng.uniform(0.09, 0.11, 30)
+        sizes = rng.poisson(100.0 * durations)  # 100 requests/s
+        found = rate_interval(sizes.tolist(), durations.tolist(), scale=2)
+        assert found is not None
+        held += found[1] <= 200.0 <= found[2]
+    assert 920 <= held <= 980, held
+    assert rate_interval([5] * 9, [0.1] * 9) is None  # too few batches

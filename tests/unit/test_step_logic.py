@@ -136,6 +136,9 @@ def test_a_step_stores_its_top_reasons_and_counts_the_rest() -> None:
         def start(self) -> None:
             pass
 
+        def mark(self) -> None:
+            pass
+
         async def cut(self) -> Window:
             window = Window()
             for n in range(50):

@@ -1,5 +1,6 @@
 """Confidence intervals for a percentile read from a latency histogram, without assuming a
-distribution (issue 20, first part: the statistics; wiring into steps, tables and compare follows).
+distribution (issue 20): every step stores one per reported percentile and one for its throughput, the
+stopping rule (``--stop-when``) reads them while a step runs, and ``compare`` judges with them.
 
 **Method: order statistics with binomial ranks.** Of ``n`` independent latencies, the number
 ``B`` at or below the true ``p``-quantile is Binomial(n, p). So the ``l``-th and ``u``-th
@@ -30,9 +31,39 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from loadgen.batches import Batches
 from loadgen.histogram import LatencyHistogram
 
+MIN_BATCHES = 10
+"""Fewer batches tell too little about their spread (batch means want 10 to 30)."""
 METHOD = "binomial order statistics (Hahn & Meeker 2017, 5.2), n corrected by batch means"
+
+
+@dataclass(frozen=True)
+class StepInterval:
+    """One interval a step stores: a latency percentile's (microseconds), the throughput's
+    (inferences/s), or MLPerf's early-stopping estimate of a percentile (an upper bound only)."""
+
+    measure: str
+    """``latency``, ``throughput`` or ``early_stopping`` (:mod:`loadgen.config.measurement`)."""
+    percentile: float | None
+    estimate: float
+    low: float | None
+    """None (with ``high``): too few requests for an interval at this confidence."""
+    high: float | None
+    confidence: float
+    n_eff: float | None = None
+    """Latency: the effective sample size (None: too few batches to correct, the requests used).
+    Throughput: the batches."""
+    std_error: float | None = None
+    """Throughput: the batch means' standard error (an interval at another level reads it)."""
+
+    @property
+    def half_width_pct(self) -> float:
+        """The interval's farther end from the estimate, percent of it (inf: no interval)."""
+        if self.low is None or self.high is None or not self.estimate > 0:
+            return math.inf
+        return max(self.estimate - self.low, self.high - self.estimate) / self.estimate * 100.0
 
 
 @dataclass(frozen=True)
@@ -84,8 +115,8 @@ def inflation(exceedances: Sequence[int], sizes: Sequence[int]) -> float:
     m = np.asarray(sizes, dtype=np.float64)
     keep = m > 0
     k, m = k[keep], m[keep]
-    if len(m) < 10:
-        raise ValueError(f"batch means need 10 batches or more, got {len(m)}")
+    if len(m) < MIN_BATCHES:
+        raise ValueError(f"batch means need {MIN_BATCHES} batches or more, got {len(m)}")
     share = k.sum() / m.sum()
     if share <= 0.0 or share >= 1.0:
         return 1.0
@@ -100,29 +131,59 @@ def effective_size(count: int, exceedances: Sequence[int], sizes: Sequence[int])
     return count / inflation(exceedances, sizes)
 
 
-def batch_exceedances(
-    batches: Sequence[LatencyHistogram], threshold_us: float
-) -> tuple[list[int], list[int]]:
-    """Per batch (consecutive requests, in order), how many lie above ``threshold_us`` and how many
-    there are: what :func:`inflation` reads. A value in the threshold's own bucket counts as below."""
-    above, sizes = [], []
-    for batch in batches:
-        sizes.append(batch.count)
-        above.append(
-            batch.overflow + sum(count for low, _, count in batch.iter_buckets() if low > threshold_us)
-        )
-    return above, sizes
+def percentile_n_eff(whole: LatencyHistogram, batches: Batches, percentile: float) -> float | None:
+    """The effective sample size of ``whole`` for ``percentile``, from its consecutive ``batches``;
+    None when they are too few to tell (fewer than 10 with requests): the interval is then
+    formed uncorrected and says so."""
+    sizes = batches.sizes()
+    if sum(1 for size in sizes if size > 0) < MIN_BATCHES or whole.count == 0:
+        return None
+    return effective_size(whole.count, batches.above(whole.percentile_us(percentile)), sizes)
 
 
 def corrected_interval(
-    batches: Sequence[LatencyHistogram], percentile: float, *, confidence: float = 0.95
+    whole: LatencyHistogram, batches: Batches, percentile: float, *, confidence: float = 0.95
 ) -> Interval | None:
-    """The percentile's interval over consecutive ``batches`` of one step's requests (10 or more),
-    its sample size corrected for their correlation."""
-    whole = LatencyHistogram.merged(batches)
-    if whole.count == 0:
-        return None
-    estimate = whole.percentile_us(percentile)
-    above, sizes = batch_exceedances(batches, estimate)
-    n_eff = effective_size(whole.count, above, sizes)
+    """The percentile's interval over one step's requests (``whole``, in ``batches``), its sample
+    size corrected for their correlation."""
+    n_eff = percentile_n_eff(whole, batches, percentile)
     return percentile_interval(whole, percentile, confidence=confidence, n_eff=n_eff)
+
+
+def rate_interval(
+    sizes: Sequence[int], durations_s: Sequence[float], *, confidence: float = 0.95, scale: float = 1.0
+) -> tuple[float, float, float, float] | None:
+    """Throughput and its interval from consecutive batches (``sizes[i]`` requests answered in
+    ``durations_s[i]``): the batch means of the rate with Student's t (Law 2015, 9.5.3); ``scale``
+    (the batch size) turns requests into inferences. (estimate, low, high, standard error) per
+    second; None for fewer than :data:`MIN_BATCHES` batches."""
+    pairs = [(n, d) for n, d in zip(sizes, durations_s, strict=True) if d > 0]
+    if len(pairs) < MIN_BATCHES:
+        return None
+    rates = np.array([n / d for n, d in pairs]) * scale
+    total_s = sum(d for _, d in pairs)
+    estimate = sum(n for n, _ in pairs) * scale / total_s
+    error = float(rates.std(ddof=1) / math.sqrt(len(rates)))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(rates) - 1)) * error
+    return estimate, max(0.0, estimate - half), estimate + half, error
+
+
+def early_stopping_estimate(
+    histogram: LatencyHistogram, percentile: float, *, confidence: float = 0.99
+) -> float | None:
+    """MLPerf LoadGen's early-stopping estimate of a percentile: the latency that, with
+    ``confidence``, the true percentile does not exceed. With ``t`` requests slower than it, the
+    largest ``t`` for which ``t`` or fewer slow requests would be that unlikely (at most
+    ``1 - confidence``) were the percentile any higher (BetaRegularized(p, h, 1 + t) <= 1 - c in
+    mlcommons/inference ``loadgen/early_stopping.cc``; 459 requests at least for p99). None when
+    there are too few requests."""
+    n = histogram.count
+    over = 1.0 - percentile / 100.0
+    if n == 0 or not 0.0 < over < 1.0:
+        return None
+    slow = int(stats.binom.ppf(1.0 - confidence, n, over))
+    if stats.binom.cdf(slow, n, over) > 1.0 - confidence:
+        slow -= 1
+    if slow < 0:
+        return None
+    return histogram.bucket_of_rank(n - slow)[1]

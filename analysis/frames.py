@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from loadgen.histogram import LatencyHistogram
+from loadgen.intervals import StepInterval
 from loadgen.results import DurationStat, ModelStats, WorkerRow
 from loadgen.storage import RunRecord, RunStore, StepRecord
 from loadgen.tallies import StreamTally
@@ -283,12 +284,15 @@ class RunData:
     """``--trace-rate``: :func:`traces_frame` (else empty)."""
     workers: pd.DataFrame = field(default_factory=pd.DataFrame)
     """``--workers``/``--ray``: :func:`workers_frame` (else empty)."""
+    intervals: Mapping[int, Sequence[StepInterval]] = field(default_factory=dict)
+    """Each step's stored confidence intervals, by step index (none for runs stored before them)."""
 
 
 def read_run_data(store: RunStore, run_id: int) -> RunData:
     """:class:`RunData` from an open store (several runs, one connection)."""
     run = store.get_run(run_id)
     steps = store.steps(run_id)
+    by_id = {step.id: step.step_index for step in steps}
     return RunData(
         run=run,
         steps=steps_frame(steps),
@@ -299,6 +303,7 @@ def read_run_data(store: RunStore, run_id: int) -> RunData:
         composing=composing_frame(steps, store.composing_stats(run_id)),
         traces=traces_frame(steps, store.trace_samples(run_id)),
         workers=workers_frame(steps, store.step_workers(run_id)),
+        intervals={by_id[step_id]: rows for step_id, rows in store.step_intervals(run_id).items()},
     )
 
 

@@ -27,11 +27,28 @@ def percentile_trace(
     run: int,
     what: str,
     hover: str,
+    error_y: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+    error_x: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> go.Scatter:
     """One percentile's line of one run, in the style every percentile figure shares: a dash and a
     marker per percentile, the points of the ``labelled`` line tagged with their load level, the
-    legend grouped by run."""
+    legend grouped by run. ``error_y``/``error_x``: each point's interval as (below, above) the
+    value, drawn as error bars (NaN: none)."""
+    bars = {
+        f"error_{axis}": {
+            "type": "data",
+            "array": above,
+            "arrayminus": below,
+            "color": color,
+            "thickness": 1,
+            "width": 3,
+        }
+        for axis, pair in (("y", error_y), ("x", error_x))
+        if pair is not None
+        for below, above in [pair]
+    }
     return go.Scatter(
+        **bars,
         x=x,
         y=y,
         mode="lines+markers+text" if labelled else "lines+markers",

@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 
 from analysis.frames import COMPONENTS, RunData, latency_components, load_level
 from analysis.percentile_style import PERCENTILE_COLORS, PERCENTILES, percentile_trace
+from analysis.step_intervals import error_bars
 from loadgen.histogram import LatencyHistogram
 
 RUN_COLORS = qualitative.Plotly
@@ -102,6 +103,7 @@ def throughput_latency_figure(runs: Sequence[RunData]) -> go.Figure:
                     run=data.run.id,
                     what="latency",
                     hover="%{x:.1f} infer/s",
+                    **error_bars(data, steps, float(pct[1:]), labelled),
                 )
             )
     fig.update_layout(legend={"groupclick": "toggleitem"})

@@ -14,9 +14,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
+from analysis.frames import RunData
 from loadgen.config.measurement import EARLY_STOPPING, LATENCY, THROUGHPUT
 from loadgen.histogram import LatencyHistogram
 from loadgen.intervals import StepInterval, percentile_interval
@@ -129,3 +132,35 @@ def with_intervals(
     for p, cells in columns.items():
         shown[percentile_column.format(p=p)] = cells
     return shown
+
+
+def error_bars(
+    data: RunData, steps: pd.DataFrame, percentile: float, with_throughput: bool
+) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    """The 95% intervals of each step's ``percentile`` (ms) and, ``with_throughput``, of its
+    throughput, as (below, above) the value; nothing for a run stored without intervals."""
+    if not data.intervals:
+        return {}
+    latency: list[tuple[float, float]] = []
+    rate: list[tuple[float, float]] = []
+    for index, throughput in zip(steps["step_index"], steps["throughput"], strict=True):
+        stored = data.intervals.get(int(index), ())
+        found = latency_bounds(data.histograms[int(index)], stored, percentile, 0.95)
+        latency.append(_around(found.estimate / 1000, found.low, found.high, 1000))
+        bounds = throughput_bounds(float(throughput), stored, 0.95)
+        rate.append(_around(float(throughput), bounds.low, bounds.high))
+    bars = {"error_y": _pairs(latency)}
+    if with_throughput:
+        bars["error_x"] = _pairs(rate)
+    return bars
+
+
+def _around(value: float, low: float | None, high: float | None, scale: float = 1.0) -> tuple[float, float]:
+    if low is None or high is None:
+        return math.nan, math.nan
+    return max(0.0, value - low / scale), max(0.0, high / scale - value)
+
+
+def _pairs(values: list[tuple[float, float]]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    below, above = zip(*values, strict=True) if values else ((), ())
+    return np.asarray(below, dtype=np.float64), np.asarray(above, dtype=np.float64)

@@ -16,12 +16,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from analysis.finding_kinds import Kind, Severity
 from analysis.findings import Slo, dominant_components, run_findings
 from analysis.frames import load_run_data
+from analysis.plots import throughput_latency_figure
 from analysis.report import image_engine_available
 from loadgen.cli import main
 from loadgen.config import MeasurementSettings, SweepSettings
@@ -371,3 +373,9 @@ def test_each_step_stores_intervals_and_the_throughputs_hold_the_known_rate(
     header = capsys.readouterr().out.splitlines()[0].split(",")
     assert header[-3:] == ["Throughput low (infer/s)", "Throughput high (infer/s)", "p99 early stopping (ms)"]
     assert header.index("p50 low (ms)") > header.index("p99 latency (ms)")  # after the existing columns
+    figure = throughput_latency_figure([load_run_data(runs.db, runs.fixed)])
+    p50 = next(trace for trace in figure.data if trace.name == "p50 latency")
+    below, above = np.asarray(p50.error_y.arrayminus), np.asarray(p50.error_y.array)
+    assert len(below) == 3 and (below >= 0).all() and (above > 0).any()  # each step's interval, drawn
+    p99 = next(trace for trace in figure.data if trace.name == "p99 latency")
+    assert np.isfinite(np.asarray(p99.error_x.array)).all()  # the throughput's, on the labelled line

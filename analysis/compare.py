@@ -48,7 +48,7 @@ from analysis.judging import (
     combined_noise,
     compare_step,
 )
-from analysis.significance import METHOD, per_check
+from analysis.significance import GROUP_METHOD, METHOD, per_check
 from loadgen.config.scenarios import words
 from loadgen.intervals import StepInterval
 from loadgen.results import RunStatus
@@ -88,6 +88,12 @@ class RunSide:
     status: RunStatus
     error: str | None
     step_count: int
+    group: str | None = None
+    """Compared as a group of runs (``--repeats``): its id; this run is its first."""
+
+    @property
+    def title(self) -> str:
+        return f"run {self.id}" if self.group is None else f"group {self.group}"
 
     @property
     def complete(self) -> bool:
@@ -110,6 +116,8 @@ class Comparison:
     """Settings that change what is measured and differ between the runs, in the order checked."""
     check_confidence: float = 0.95
     """The level each interval check was made at (Bonferroni over the checks)."""
+    runs: tuple[int, int] = (1, 1)
+    """Runs on each side: more than one, groups compared on their runs' means (analysis.groups)."""
 
     @property
     def within_noise(self) -> tuple[StepComparison, ...]:
@@ -125,8 +133,11 @@ class Comparison:
         said = []
         if any(s.method == "intervals" for s in self.steps):
             checks = round((1 - self.thresholds.confidence) / (1 - self.check_confidence))
+            how = (
+                METHOD if self.runs == (1, 1) else f"{GROUP_METHOD} ({self.runs[0]} and {self.runs[1]} runs)"
+            )
             said.append(
-                f"a change beyond a threshold counts only if significant: {METHOD}; "
+                f"a change beyond a threshold counts only if significant: {how}; Bonferroni: "
                 f"{self.thresholds.confidence:.0%} for the run, {checks} checks each at "
                 f"{self.check_confidence * 100:.4g}%"
             )
@@ -169,6 +180,7 @@ class Comparison:
                 "complete": run.complete,
                 "error": run.error,
                 "step_count": run.step_count,
+                "group": run.group,
             }
 
         def noise(base: float, new: float) -> dict[str, float | None]:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from analysis.step_intervals import Bounds
 
-METHOD = "MOVER interval of the change from both runs' intervals, Bonferroni over the checks"
+METHOD = "MOVER interval of the change from both runs' intervals"
+GROUP_METHOD = "Welch's t interval of the change of the runs' means"
 
 
 @dataclass(frozen=True)

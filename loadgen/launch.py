@@ -42,6 +42,8 @@ def check_together(sweeps: Sequence[SweepSettings]) -> None:
     """What several models at once cannot do; raised before anything starts."""
     if len({s.model for s in sweeps}) != len(sweeps):
         raise ConfigError("each model is measured once: a model is named twice")
+    if len({s.repeats for s in sweeps}) > 1:
+        raise ConfigError("--repeats is one number for every model measured at once")
     if len(sweeps) > 1 and any(s.search for s in sweeps):
         raise ConfigError("--search takes one model at a time")
 
@@ -87,6 +89,54 @@ async def run_sweeps(
                 )
             )
         return list(await asyncio.gather(*runs))
+
+
+def repeated(sweeps: Sequence[SweepSettings], index: int, group: str) -> list[SweepSettings]:
+    """Repeat ``index`` (1-based) of ``--repeats``: every run carries the ``repeats`` group and its
+    place in it."""
+    return [
+        dataclasses.replace(s, labels={**s.labels, "repeats": group, "repeat": f"{index}/{s.repeats}"})
+        for s in sweeps
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeats:
+    """The rounds of ``--repeats`` (one round without it), each the outcomes of :func:`run_sweeps`."""
+
+    group: str | None
+    """The ``repeats`` label every run carries (None: one round, no label)."""
+    rounds: list[list[SweepOutcome]]
+
+    @property
+    def outcomes(self) -> list[SweepOutcome]:
+        return [outcome for round_ in self.rounds for outcome in round_]
+
+
+async def run_repeats(
+    sweeps: Sequence[SweepSettings],
+    store: RunStore,
+    *,
+    console: Console | None = None,
+    exporter: SweepExporter | None = None,
+) -> Repeats:
+    """:func:`run_sweeps` ``--repeats`` times, one round after another; a round whose runs did not
+    all complete ends the repeats (the rounds done are kept)."""
+    count = sweeps[0].repeats if sweeps else 1
+    if count == 1:
+        return Repeats(None, [await run_sweeps(sweeps, store, console=console, exporter=exporter)])
+    group = uuid.uuid4().hex[:12]
+    rounds: list[list[SweepOutcome]] = []
+    for index in range(1, count + 1):
+        if console is not None:
+            console.print(f"repeat {index} of {count} (group:{group})", highlight=False)
+        outcomes = await run_sweeps(repeated(sweeps, index, group), store, console=console, exporter=exporter)
+        rounds.append(outcomes)
+        if any(o.status is not RunStatus.COMPLETED for o in outcomes):
+            if console is not None and index < count:
+                console.print(f"repeats stopped after {index} of {count}: a run did not complete")
+            break
+    return Repeats(group, rounds)
 
 
 async def _prepare_alone(settings: SweepSettings) -> Prepared:

@@ -21,6 +21,15 @@ def text(value: str) -> str:
     return value
 
 
+def run_ref(value: str) -> str:
+    """A run id, or ``group:ID``: the runs of one ``--repeats`` sweep (or of several models at once)."""
+    if value.startswith("group:") and value.removeprefix("group:").strip():
+        return value
+    if value.isdigit():
+        return value
+    raise argparse.ArgumentTypeError(f"must be a run id or group:ID, got {value!r}")
+
+
 def whole(value: str, low: int) -> int:
     try:
         number = int(value)

@@ -25,7 +25,11 @@ def register(sub: Any) -> None:
         description="Plots, latency table and findings of stored runs, in one HTML file that opens offline.",
     )
     parser.add_argument(
-        "run_ids", type=int, nargs="*", metavar="RUN_ID", help="runs to report, in this order"
+        "run_ids",
+        type=arguments.run_ref,
+        nargs="*",
+        metavar="RUN",
+        help="runs to report, in this order (group:ID: every run of a --repeats sweep)",
     )
     parser.add_argument("--latest", action="store_true", help="the newest stored run (of -m MODEL)")
     parser.add_argument(
@@ -54,7 +58,10 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=cmd_report)
 
 
-def _run_ids(store: RunStore, run_ids: Sequence[int], latest: bool, model: str | None) -> list[int]:
+def _run_ids(store: RunStore, refs: Sequence[str], latest: bool, model: str | None) -> list[int]:
+    from analysis.groups import run_ids_of
+
+    run_ids = run_ids_of(store, refs)
     if model is not None and not latest:
         raise ConfigError("-m/--model goes with --latest (give run ids, or --latest -m MODEL)")
     if latest:

@@ -247,7 +247,7 @@ def _on_server(sweeps: Sequence[SweepSettings], server: EmbeddedServer) -> list[
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Measure, store each step as it ends, print the tables; exit 1 failed run, 3 wrong answers."""
-    from loadgen.launch import check_together, exit_status, grouped, run_sweeps
+    from loadgen.launch import check_together, exit_status, grouped, run_repeats
     from loadgen.storage import RunStore
 
     sweeps = settings_from_args(args)  # usage errors before anything starts
@@ -271,19 +271,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweeps = grouped(sweeps)
         store = stack.enter_context(RunStore(args.db))
         console = None if args.quiet else err
-        outcomes = run_async(run_sweeps(sweeps, store, console=console, exporter=exporter))
-    for settings, outcome in zip(sweeps, outcomes, strict=True):
+        repeats = run_async(run_repeats(sweeps, store, console=console, exporter=exporter))
+    outcomes = repeats.outcomes
+    every = [s for _ in repeats.rounds for s in sweeps]
+    for settings, outcome in zip(every, outcomes, strict=True):
         print_run(args.db, outcome.run_id, _csv_path(args.csv, settings.model, len(sweeps)))
         if outcome.search is not None and settings.latency_limit is not None:
             print_search(outcome.search, settings)
+    if repeats.group is not None:
+        print_group(args.db, f"group:{repeats.group}", sweeps)
     if args.report is not None:
         from loadgen.commands.report import write_run_report
 
         write_run_report(args.db, [o.run_id for o in outcomes], args.report)
     warn_unanswered(outcomes)
-    code = exit_status(outcomes, sweeps)
-    print_next_steps(args.db, outcomes, report_written=args.report is not None)
+    code = exit_status(outcomes, every)
+    print_next_steps(args.db, outcomes, report_written=args.report is not None, group=repeats.group)
     return code
+
+
+def print_group(db: str, ref: str, sweeps: Sequence[SweepSettings]) -> None:
+    """``--repeats``: each model's levels across its runs, mean and 95% interval."""
+    from analysis.groups import across_runs_table, load_group
+    from analysis.tables import DEFAULT_PERCENTILES, format_table
+    from loadgen.storage import RunStore
+
+    with RunStore(db) as store:
+        runs = load_group(store, ref)
+    for sweep in sweeps:
+        mine = [(run, steps) for run, steps in runs if run.model == sweep.model]
+        print(f"\n{sweep.model}: each level across {len(mine)} runs (mean [95% interval], {ref})")
+        column = words(sweep.scenario).column
+        print(format_table(across_runs_table(mine, DEFAULT_PERCENTILES, 0.95, level_column=column)), end="")
 
 
 def _csv_path(path: Path | None, model: str, count: int) -> Path | None:
@@ -293,7 +312,9 @@ def _csv_path(path: Path | None, model: str, count: int) -> Path | None:
     return path.with_name(f"{path.stem}.{model}{path.suffix}")
 
 
-def print_next_steps(db: str, outcomes: Sequence[SweepOutcome], *, report_written: bool) -> None:
+def print_next_steps(
+    db: str, outcomes: Sequence[SweepOutcome], *, report_written: bool, group: str | None = None
+) -> None:
     """Where the runs went and what to run next (on stderr: stdout keeps the tables), and what to
     do about steps that did not stabilise."""
     from sqlalchemy import make_url
@@ -306,6 +327,10 @@ def print_next_steps(db: str, outcomes: Sequence[SweepOutcome], *, report_writte
     stored = ", ".join(f"run {o.run_id} ({o.model})" for o in runs)
     print(f"loadgen: stored {stored} in {shown_db}", file=sys.stderr)
     db_flag = "" if db == DEFAULT_DB_URL else f" --db '{shown_db}'"
+    if group is not None:
+        print(f"loadgen: the runs are group:{group}", file=sys.stderr)
+        ids = f"group:{group}"
+        print(f"loadgen: next: loadgen table {ids}{db_flag}", file=sys.stderr)
     if not report_written:
         print(f"loadgen: next: loadgen report {ids} -o report.html{db_flag}", file=sys.stderr)
     unstable = [

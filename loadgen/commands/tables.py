@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
 from loadgen.commands import arguments
 from loadgen.commands.shared import add_db_option, require_database
 from loadgen.config.scenarios import words
-from loadgen.errors import EXIT_OK, EXIT_REGRESSION, ConfigError
+from loadgen.errors import EXIT_OK, ConfigError
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
 if TYPE_CHECKING:  # analysis imports pandas: loaded only by the commands that use it
     import pandas as pd
 
-    from analysis.compare import Comparison
-    from analysis.significance import ChangeInterval
 
 _PERCENTILES_HELP = "numbers within 0..100 separated by commas, such as 50,99,99.9"
 
@@ -54,14 +48,20 @@ def parse_percent(option: str, text: str) -> float:
 
 
 def register(sub: Any) -> None:
-    """Add the ``table`` and ``compare`` sub-commands to the CLI's sub-parsers."""
+    """Add the ``table`` sub-command to the CLI's sub-parsers."""
     table = sub.add_parser(
         "table",
         help="a stored run as the ResNeXt-style table (Markdown, CSV, HTML), or one step's .hgrm",
         description="Concurrency | Throughput | Avg | p50 | p90 | p95 | p99 latency of a stored run; "
         "percentiles are read from the stored histograms.",
     )
-    table.add_argument("run_id", type=int)
+    table.add_argument(
+        "run_id",
+        type=arguments.run_ref,
+        metavar="RUN",
+        help="a run id, or group:ID: the runs of one --repeats sweep, each level's mean across them "
+        "with its interval",
+    )
     table.add_argument(
         "--format", choices=("markdown", "csv", "html"), default=None, help="output format (default markdown)"
     )
@@ -114,51 +114,6 @@ def register(sub: Any) -> None:
     add_db_option(table)
     table.set_defaults(handler=cmd_table)
 
-    compare = sub.add_parser(
-        "compare",
-        help="compare two stored runs step by step; exit 1 on a regression beyond the runs' noise",
-        description="Matches steps by concurrency (or request rate). A step regresses when its throughput "
-        "dropped or its latency percentile rose by more than the thresholds, and by more than the runs' "
-        "own noise: each run's noise at a step is how far its measurement windows strayed from their "
-        "mean (throughput, and mean latency for the percentile), the two runs' combined as the root of "
-        "the sum of squares. A change beyond a threshold but within that noise is marked 'within "
-        "noise': it is no regression (exit 0) and no improvement. A step without 2 stored windows has "
-        "no known noise: the thresholds alone judge it. Settings that differ between the runs and "
-        "change what is measured (protocol, batch size, input data, measurement windows, workers, "
-        "model version, the server's model config...) are warned about before the table. "
-        "Exit 0 pass or improvement, 1 regression, 2 usage error or runs that cannot be compared.",
-    )
-    compare.add_argument("base_run", type=int, help="the reference run")
-    compare.add_argument("new_run", type=int, help="the run under test")
-    compare.add_argument(
-        "--max-throughput-drop", default="5%", metavar="PCT", help="allowed throughput drop (default 5%%)"
-    )
-    compare.add_argument(
-        "--max-latency-rise", default="10%", metavar="PCT", help="allowed latency rise (default 10%%)"
-    )
-    compare.add_argument(
-        "--percentile", default="99", metavar="P", help="latency percentile that gates (default 99)"
-    )
-    compare.add_argument(
-        "--confidence",
-        default="95%",
-        metavar="PCT",
-        help="a change beyond a threshold is a regression only if significant at this level, over all "
-        "the checks made (default 95%%: identical runs get a false verdict at most 5%% of the time)",
-    )
-    compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    compare.add_argument(
-        "--junit", type=arguments.output_file, default=None, metavar="FILE", help="also write JUnit XML"
-    )
-    compare.add_argument("--force", action="store_true", help="compare runs of different models")
-    compare.add_argument(
-        "--strict",
-        action="store_true",
-        help="judge by the thresholds alone: a change within the runs' noise regresses (or improves) too",
-    )
-    add_db_option(compare)
-    compare.set_defaults(handler=cmd_compare)
-
 
 def _load(db: str, run_id: int) -> tuple[RunRecord, list[StepRecord]]:
     require_database(db)
@@ -170,7 +125,7 @@ def _status_text(run: RunRecord) -> str:
     return str(run.status) + (f": {run.error}" if run.error else "")
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
     print(f"loadgen: warning: {message}", file=sys.stderr)
 
 
@@ -261,11 +216,16 @@ def cmd_table(args: argparse.Namespace) -> int:
         raise ConfigError(f"give one of {' and '.join(views)}: each replaces the latency table")
     if args.hgrm is not None and (args.format is not None or args.percentiles is not None):
         raise ConfigError("--hgrm writes one step's whole spectrum: drop --format and --percentiles")
-    run, steps = _load(args.db, args.run_id)
+    if args.run_id.startswith("group:"):
+        if views:
+            raise ConfigError(f"{views[0]} shows one run: give a run id of the group")
+        _write(_group_table(args.db, args.run_id, percentiles, confidence, args.format), args.output)
+        return EXIT_OK
+    run, steps = _load(args.db, int(args.run_id))
     if not steps:
         raise ConfigError(f"run {run.id} has no steps ({_status_text(run)})")
     if run.status is not RunStatus.COMPLETED:
-        _warn(f"run {run.id} is {_status_text(run)}: showing its {len(steps)} finished step(s)")
+        warn(f"run {run.id} is {_status_text(run)}: showing its {len(steps)} finished step(s)")
     if args.hgrm is not None:
         text = _hgrm(run, steps, args.hgrm)
     elif args.models:
@@ -279,7 +239,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
         failures = step_failures(map(vars, steps), run.scenario)
         if failures:  # the table counts them (Errors); why they failed goes beside it, on stderr
-            _warn(f"{len(failures)} step(s) of run {run.id} had failed requests:")
+            warn(f"{len(failures)} step(s) of run {run.id} had failed requests:")
             print("\n".join(failure_lines(failures)), file=sys.stderr)
         table = benchmark_table(steps, percentiles, scenario=run.scenario)
         if args.ci:
@@ -287,6 +247,26 @@ def cmd_table(args: argparse.Namespace) -> int:
         text = format_table(table, args.format or "markdown")
     _write(text, args.output)
     return EXIT_OK
+
+
+def _group_table(
+    db: str, ref: str, percentiles: tuple[float, ...], confidence: float, fmt: str | None
+) -> str:
+    from analysis.groups import across_runs_table, load_group
+    from analysis.tables import format_table
+
+    require_database(db)
+    with RunStore(db) as store:
+        runs = load_group(store, ref)
+    if len({run.scenario for run, _ in runs}) > 1 or len({run.model for run, _ in runs}) > 1:
+        raise ConfigError(f"{ref} holds runs of several models or scenarios: show its runs one by one")
+    unfinished = [str(run.id) for run, _ in runs if run.status is not RunStatus.COMPLETED]
+    if unfinished:
+        warn(f"{ref}: run(s) {', '.join(unfinished)} did not complete: their finished steps count")
+    print(f"{ref}: runs {', '.join(str(run.id) for run, _ in runs)} of {runs[0][0].model}", file=sys.stderr)
+    level = words(runs[0][0].scenario).column
+    table = across_runs_table(runs, percentiles, confidence, level_column=level)
+    return format_table(table, "csv" if fmt == "csv" else "html" if fmt == "html" else "markdown")
 
 
 def parse_confidence(text: str) -> float:
@@ -314,7 +294,7 @@ def _with_intervals(
     with RunStore(db) as store:
         intervals = store.step_intervals(run.id)
     if not intervals:
-        _warn(f"run {run.id} was stored without intervals (before loadgen stored them): none to show")
+        warn(f"run {run.id} was stored without intervals (before loadgen stored them): none to show")
     if fmt == "csv":
         return pd.concat([table, interval_columns(steps, intervals, percentiles, confidence)], axis=1)
     return with_intervals(
@@ -326,122 +306,3 @@ def _with_intervals(
         throughput_column=THROUGHPUT,
         percentile_column="p{p:g} latency (ms)",
     )
-
-
-def _pct(value: float) -> str:
-    if math.isnan(value):
-        return "-"
-    return f"{value:+.1f}%"
-
-
-def _ms(value_us: float) -> str:
-    return "-" if math.isnan(value_us) else f"{value_us / 1000:.3f}"
-
-
-def _spread(interval: ChangeInterval | None, noise: float) -> str:
-    """The change's interval where the steps stored intervals, else both runs' noise."""
-    if interval is not None:
-        return interval.text()
-    return "-" if math.isnan(noise) else f"±{noise:.1f}%"
-
-
-def print_comparison(c: Comparison, console: Console) -> None:
-    """The comparison as a rich table, one row per matched level, and the verdict.
-
-    Beside each change, its confidence interval (steps stored without intervals: both runs' noise
-    combined, "-": unknown); a step that crossed a threshold without a significant change says
-    ``no significant change`` (``within noise``)."""
-    from analysis.compare import Verdict
-
-    p = c.thresholds.percentile
-    others = [d.percentile for d in c.steps[0].latencies if d.percentile != p] if c.steps else []
-    title = (
-        f"run {c.new.id} ({c.new.model}, {c.new.status}) vs base run {c.base.id} "
-        f"({c.base.model}, {c.base.status}): max throughput drop {c.thresholds.max_throughput_drop_pct:g}%, "
-        f"max p{p:g} rise {c.thresholds.max_latency_rise_pct:g}%"
-        + ("" if c.thresholds.noise_aware else " (strict: noise not considered)")
-    )
-    out = Table(title=title, title_justify="left")
-    level = words(c.level_name).title
-    spread = "CI / noise"
-    headers = [level, "Base infer/s", "New infer/s", "Change", spread]
-    headers += [f"Base p{p:g} (ms)", f"New p{p:g} (ms)", "Change", spread]
-    headers += [f"p{o:g} change" for o in others] + ["Verdict"]
-    for header in headers:
-        out.add_column(header, justify="left" if header == "Verdict" else "right")
-    style = {
-        Verdict.REGRESSION: "bold red",
-        Verdict.IMPROVEMENT: "green",
-        Verdict.WITHIN_NOISE: "yellow",
-        Verdict.NOT_SIGNIFICANT: "yellow",
-        Verdict.PASS: "",
-    }
-    for step in c.steps:
-        gate = step.latency(p)
-        verdict = str(step.verdict) + (f" ({'; '.join(step.reasons)})" if step.reasons else "")
-        out.add_row(
-            f"{step.level:g}",
-            f"{step.base_throughput:,.1f}",
-            f"{step.new_throughput:,.1f}",
-            _pct(step.throughput_change_pct),
-            _spread(step.throughput_change, step.throughput_noise_pct),
-            _ms(gate.base_us),
-            _ms(gate.new_us),
-            _pct(gate.change_pct),
-            _spread(step.latency_change, step.latency_noise_pct),
-            *(_pct(step.latency(o).change_pct) for o in others),
-            verdict,
-            style=style[step.verdict],
-        )
-    console.print(out)
-    regressed = sum(s.verdict is Verdict.REGRESSION for s in c.steps)
-    noisy = sum(s.verdict is Verdict.WITHIN_NOISE for s in c.steps)
-    unsure = sum(s.verdict is Verdict.NOT_SIGNIFICANT for s in c.steps)
-    console.print(
-        f"verdict: [{style[c.verdict] or 'bold'}]{c.verdict}[/] "
-        f"({regressed} of {len(c.steps)} matched step(s) regressed"
-        + (f"; {unsure} crossed a threshold without a significant change, not judged" if unsure else "")
-        + (f"; {noisy} changed within the runs' noise, not judged" if noisy else "")
-        + ")",
-        highlight=False,
-    )
-    console.print(f"decided: {c.method}", highlight=False)
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare two runs; exit 1 when the new run regressed (beyond the runs' noise, unless ``--strict``).
-
-    Warnings (runs not completed, settings that differ, levels without a match) go to stderr
-    before the table."""
-    from analysis.compare import CompareError, Thresholds, Verdict, load_comparison
-    from analysis.junit import write_junit
-
-    percentile = parse_percentiles(args.percentile)
-    if len(percentile) != 1 or percentile[0] == 0:
-        raise ConfigError(f"bad --percentile {args.percentile!r}: expected one number within (0, 100]")
-    thresholds = Thresholds(
-        max_throughput_drop_pct=parse_percent("--max-throughput-drop", args.max_throughput_drop),
-        max_latency_rise_pct=parse_percent("--max-latency-rise", args.max_latency_rise),
-        percentile=percentile[0],
-        noise_aware=not args.strict,
-        confidence=parse_confidence(args.confidence),
-    )
-    require_database(args.db)
-    with RunStore(args.db) as store:
-        try:
-            comparison = load_comparison(store, args.base_run, args.new_run, thresholds, force=args.force)
-        except CompareError as exc:
-            raise ConfigError(str(exc)) from None
-    for warning in comparison.warnings:
-        _warn(warning)
-    if args.junit is not None:
-        try:
-            write_junit(comparison, args.junit)
-        except OSError as exc:
-            raise ConfigError(f"cannot write {args.junit}: {exc.strerror or exc}") from None
-        print(f"wrote {args.junit}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(comparison.to_dict(), indent=2))
-    else:
-        print_comparison(comparison, Console() if sys.stdout.isatty() else Console(width=250))
-    return EXIT_REGRESSION if comparison.verdict is Verdict.REGRESSION else EXIT_OK

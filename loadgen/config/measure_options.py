@@ -9,6 +9,16 @@ from loadgen.config.option import MEASURE, Option
 
 MEASURE_OPTIONS: tuple[Option, ...] = (
     Option(
+        "repeats",
+        ("--repeats",),
+        "run the whole sweep N times, each run stored and tied by a group: `loadgen table group:ID` shows "
+        "each level's mean across the runs with its interval, compare and report take group:ID "
+        "(default 1)",
+        values.whole,
+        metavar="N",
+        group=MEASURE,
+    ),
+    Option(
         "measurement_interval_ms",
         ("-p", "--measurement-interval"),
         "measurement window: 5s, 500ms, 1.5m (default 5s; a plain number is ms, as perf_analyzer)",

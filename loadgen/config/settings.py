@@ -194,6 +194,8 @@ class SweepSettings:
     retry_unavailable_s: float = 0.0
     """``--retry-unavailable``: a server lost mid-step is waited for this long, and the sweep goes on
     with the next level (the cut step stored, marked); 0: the run fails, its finished steps kept."""
+    repeats: int = 1
+    """``--repeats``: the whole sweep this many times, each run stored, tied by a ``repeats`` label."""
     max_error_rate: float | None = None
     """``--max-error-rate``: percent of a step's requests that may fail before the command exits 4;
     None: only a run in which every request of every step failed exits 4."""
@@ -228,6 +230,7 @@ class SweepSettings:
         metrics_problem = _address_problem(self.metrics_url, ("http", "https")) if self.metrics_url else None
         return check(
             (url_problem is None, "url", f"{{url}} {url_problem}"),
+            (1 <= self.repeats <= 1000, "repeats", f"{{repeats}} must be within 1..1000, got {self.repeats}"),
             (
                 metrics_problem is None,
                 "metrics_url",

@@ -67,21 +67,28 @@ async def run_job(
     runs that cannot be compared become ``error`` results rather than exceptions, so
     the other jobs still run. Cancellation propagates (the runs are marked interrupted).
     """
-    from loadgen.launch import grouped, run_sweeps
+    from loadgen.launch import grouped, run_repeats
 
     try:
-        outcomes = await run_sweeps(grouped(job.sweeps), store, console=console, exporter=exporter)
+        repeats = await run_repeats(grouped(job.sweeps), store, console=console, exporter=exporter)
     except (ServerUnavailable, UnknownModel, ConfigError) as exc:
         return [JobResult(plan.name, job.name, sweep.model, "error", note=str(exc)) for sweep in job.sweeps]
-    return [
-        _verdict(plan, job, outcome, store, sweep.max_error_rate)
-        for outcome, sweep in zip(outcomes, job.sweeps, strict=True)
+    return [  # the last round decides: a failed one ended the repeats
+        _verdict(plan, job, outcome, store, sweep.max_error_rate, repeats.group)
+        for outcome, sweep in zip(repeats.rounds[-1], job.sweeps, strict=True)
     ]
 
 
 def _verdict(
-    plan: Plan, job: Job, outcome: SweepOutcome, store: RunStore, max_error_rate: float | None
+    plan: Plan,
+    job: Job,
+    outcome: SweepOutcome,
+    store: RunStore,
+    max_error_rate: float | None,
+    group: str | None = None,
 ) -> JobResult:
+    """``group``: ``--repeats`` (``repeats:`` in the job): the runs of this group are compared,
+    on their means, with the baseline run's own group (or the baseline run alone)."""
     from analysis.compare import CompareError, Verdict, load_comparison
     from loadgen.launch import failed_requests, wrong_answers
 
@@ -92,9 +99,12 @@ def _verdict(
         return dataclasses.replace(result, outcome="failed", note=f"validate: {wrong}")
     if (failed := failed_requests(outcome, max_error_rate)) is not None:
         return dataclasses.replace(result, outcome="failed", note=failed)
+    candidates = [
+        r for r in store.list_runs(model=outcome.model) if group is None or r.labels.get("repeats") != group
+    ]
     base_id = resolve_baseline(
         job.baseline,
-        store.list_runs(model=outcome.model),
+        candidates,
         plan=plan.name,
         job=job.name,
         model=outcome.model,
@@ -108,7 +118,15 @@ def _verdict(
         )
         return dataclasses.replace(result, outcome="pass", note=note)
     try:
-        comparison = load_comparison(store, base_id, outcome.run_id, job.thresholds)
+        if group is None:
+            comparison = load_comparison(store, base_id, outcome.run_id, job.thresholds)
+        else:
+            from analysis.groups import compare_groups, runs_of_model
+
+            new = runs_of_model(store, f"group:{group}", outcome.model)
+            base_group = store.get_run(base_id).labels.get("repeats")
+            base = runs_of_model(store, f"group:{base_group}" if base_group else str(base_id), outcome.model)
+            comparison = compare_groups(base, new, job.thresholds)
     except CompareError as exc:
         return dataclasses.replace(result, baseline_id=base_id, note=str(exc))
     regressed = [

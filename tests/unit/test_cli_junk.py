@@ -100,6 +100,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("sweep", "-s"): PERCENT,
     ("sweep", "--stop-when"): ["", "junk", "p99", "p101:2%", "p99:0%", "throughput", "mlperf:throughput"],
     ("sweep", "--min-step-requests"): [*WHOLE, "-1"],
+    ("sweep", "--repeats"): [*WHOLE, "0", "1001"],
     ("sweep", "--min-step-time"): [*MILLISECONDS, "-1s"],
     ("sweep", "--confidence"): [*PERCENT, "40%", "100%"],
     ("sweep", "-r"): [*WHOLE, "0"],

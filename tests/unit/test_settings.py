@@ -129,6 +129,7 @@ def _samples(tmp: Path, pki: Pki) -> dict[str, tuple[list[str], str]]:
         "min_step_ms": (["--min-step-time", "2s"], "2s"),
         "confidence": (["--confidence", "90%"], "90%"),
         "detect_warmup": (["--detect-warmup"], "true"),
+        "repeats": (["--repeats", "3"], "3"),
         "batch_size": (["-b", "4"], "4"),
         "input_data": (["--input-data", str(data)], str(data)),
         "shapes": (["--shape", "TOKENS:5,6", "--shape", "MASK:5"], "{TOKENS: [5, 6], MASK: 5}"),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from analysis import Thresholds, Verdict, load_comparison
+from analysis.groups import across_runs_table, compare_groups, group_run_ids, welch_change
 from analysis.judging import Check, judge
 from analysis.significance import ChangeInterval, change_interval, per_check
 from analysis.step_intervals import Bounds
@@ -17,9 +18,10 @@ from loadgen.batches import BATCHES_PER_WINDOW
 from loadgen.config import MeasurementSettings, SweepSettings
 from loadgen.engine.precision import Measured
 from loadgen.engine.recorder import Window
+from loadgen.errors import ConfigError
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import RunInfo, RunStatus, StepResult
-from loadgen.storage import RunStore
+from loadgen.storage import RunRecord, RunStore, StepRecord
 
 T0 = datetime(2026, 12, 7, tzinfo=UTC)
 
@@ -51,7 +53,7 @@ def _step(rng: np.random.Generator, per_batch: int, slower: float = 1.0) -> Step
     )
 
 
-def _run(store: RunStore, step: StepResult) -> int:
+def _run(store: RunStore, step: StepResult, group: str | None = None) -> int:
     info = RunInfo(
         settings=SweepSettings(model="m", levels=(1,)).to_dict(),
         model="m",
@@ -63,6 +65,7 @@ def _run(store: RunStore, step: StepResult) -> int:
         server_metadata={},
         host={},
         started_at=T0,
+        labels={} if group is None else {"repeats": group},
     )
     run_id = store.create_run(info)
     store.add_step(run_id, step)
@@ -135,3 +138,31 @@ def test_the_change_interval_keeps_each_sides_asymmetry() -> None:
         judge([Check("p99 latency +14.0%", 14.0, 10.0, True, interval=unsure)], False)[0]
         is Verdict.REGRESSION
     )
+
+
+def test_groups_of_repeated_runs_are_compared_on_their_means(store: RunStore) -> None:
+    """Four runs a side; the runs differ from each other (a run-to-run factor within +-3%)."""
+    rng = np.random.default_rng(30)
+
+    def group(slower: float, label: str) -> list[tuple[RunRecord, list[StepRecord]]]:
+        runs = []
+        for _ in range(4):
+            run_id = _run(store, _step(rng, 300, slower * rng.uniform(0.97, 1.03)), label)
+            runs.append((store.get_run(run_id), store.steps(run_id)))
+        return runs
+
+    base, same, slow = group(1.0, "a"), group(1.0, "b"), group(1.15, "c")
+    assert compare_groups(base, same, Thresholds()).verdict is Verdict.PASS
+    found = compare_groups(base, slow, Thresholds())
+    assert found.verdict is Verdict.REGRESSION and found.runs == (4, 4)
+    assert "Welch" in found.method and found.new.title == "group c"
+    assert group_run_ids(store, "group:c") == [run.id for run, _ in slow]
+    one = compare_groups(base[:1], slow, Thresholds())  # one run a side borrows the other's spread
+    assert one.steps[0].latency_change is not None
+    with pytest.raises(ConfigError, match="no runs in group 'zz'"):
+        group_run_ids(store, "group:zz")
+    table = across_runs_table(slow, (50.0, 99.0), 0.95, level_column="Concurrency")
+    assert table["Runs"].tolist() == [4] and " [" in table["p99 latency (ms)"][0]
+    exact = welch_change([1.0, 1.0], [1.1, 1.1], 0.95)  # every run alike: the change is exact
+    assert exact is not None and exact.low_pct == pytest.approx(10.0) == exact.high_pct
+    assert welch_change([1.0], [1.1], 0.95) is None  # a run a side: no spread to read

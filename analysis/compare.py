@@ -7,15 +7,23 @@ or its gating percentile rose by more than ``max_latency_rise_pct``; it improves
 it does not regress and moved beyond a threshold the good way. The run's verdict is
 regression if any step regressed, else improvement if any step improved, else pass.
 
-Each run's own noise is read from what it stored: the windows a step's numbers come from
-(the last 3 measurement windows) spread around their mean, and the largest deviation of one
-window, in percent of the mean, is that run's noise at that step (for throughput, and for
-latency from the windows' mean latency: windows keep no percentiles; a tail is noisier than
-the mean, so this errs toward reporting a change). The two runs' noises combine as the root
-of the sum of their squares. A change beyond a threshold but within that combined noise is no
-measurable change: the step is ``within noise``, neither a regression nor an improvement, and
-the run's verdict ignores it (``Thresholds.noise_aware=False`` judges by the thresholds alone).
-A step with fewer than 2 stored windows has no known noise and is judged as before.
+A change beyond a threshold is judged only when it is **significant**: each step stores
+confidence intervals (issue 20), and the change's interval formed from both runs' intervals
+(:mod:`analysis.significance`, Bonferroni over the comparison's checks) must leave out 0;
+otherwise the step is ``no significant change`` and the run's verdict ignores it. Groups of
+``--repeats`` runs are compared on their runs' means (:mod:`analysis.groups`).
+
+Steps stored without intervals (older runs), or whose gating percentile had too few requests for
+one, fall back to the runs' noise. Each run's own noise is read from what it stored: the windows
+a step's numbers come from (the last 3 measurement windows) spread around their mean, and the
+largest deviation of one window, in percent of the mean, is that run's noise at that step (for
+throughput, and for latency from the windows' mean latency: windows keep no percentiles; a tail
+is noisier than the mean, so this errs toward reporting a change). The two runs' noises combine
+as the root of the sum of their squares. A change beyond a threshold but within that combined
+noise is no measurable change: the step is ``within noise``, neither a regression nor an
+improvement, and the run's verdict ignores it (``Thresholds.noise_aware=False`` judges by the
+thresholds alone). A step with fewer than 2 stored windows has no known noise and is judged as
+before.
 
 Streamed runs (``--streaming``) are also judged on each step's time to the first response (the
 gating percentile, against the latency threshold) and responses per second (against the throughput

@@ -219,7 +219,7 @@ async def measure_step(
             await scraper.stop()
 
     settled = min(settled, max(0, len(windows) - 1))
-    kept = windows[settled:] if settings.stop_when else windows[settled:][-STABILITY_WINDOWS:]
+    kept = windows[len(windows) - kept_windows(settings, len(windows), settled) :]
     used = results[len(results) - len(kept) :]
     merged_errors: dict[str, int] = {}
     for window in [*kept, lost] if lost is not None else kept:
@@ -272,6 +272,13 @@ async def measure_step(
         step.refused_count = sum(w.refused for w in open_windows)
         step.scheduled_count = sum(w.due for w in open_windows)
     return step
+
+
+def kept_windows(settings: MeasurementSettings, windows: int, warmup: int) -> int:
+    """How many of a step's last windows its numbers come from: all after the warm-up with
+    ``--stop-when``, else the last 3 (the window rule's)."""
+    measured = max(0, windows - warmup)
+    return measured if settings.stop_when else min(STABILITY_WINDOWS, measured)
 
 
 async def _through_window(load: LoadGenerator, opened: float, interval_s: float) -> list[float]:

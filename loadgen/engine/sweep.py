@@ -26,11 +26,11 @@ from loadgen.engine.sequences import (
     end_sequences,
     take_sequence_references,
 )
-from loadgen.engine.step import LoadGenerator, StepListener, measure_step
+from loadgen.engine.step import LoadGenerator, StepListener, kept_windows, measure_step
 from loadgen.engine.worker_engine import WorkerSetup
 from loadgen.engine.workers import WorkerPool, workers_for
 from loadgen.errors import ConfigError, ServerUnavailable, UnknownModel
-from loadgen.results import STABILITY_WINDOWS, StatsSnapshot, StepResult
+from loadgen.results import StatsSnapshot, StepResult
 from loadgen.scrape.metrics import MetricsScraper
 from loadgen.scrape.server_api import ServerAPI
 from loadgen.shared_memory import SlotOutputs
@@ -202,7 +202,8 @@ async def run_sweep(
         if tracing is not None and log is not None:
             trace_base = log.end  # whatever happened: an id is never sent twice in a run
             if step.interrupted is None:
-                step.traces = await _traces(tracing, log, min(STABILITY_WINDOWS, step.window_count))
+                kept = kept_windows(settings.measurement, step.window_count, step.warmup_windows)
+                step.traces = await _traces(tracing, log, kept)
         on_step(step)
         results.append(step)
         if listener:

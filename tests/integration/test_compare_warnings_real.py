@@ -68,7 +68,7 @@ def test_a_different_batch_size_is_warned_about_before_the_table(runs: Runs) -> 
         f"loadgen: warning: the runs differ in batch size: 1 (run {runs.grpc}) vs 4 (run {runs.batched}): "
         "the comparison may not be like for like"
     ) in result.stderr.splitlines()
-    assert "Noise" in result.stdout and "verdict: " in result.stdout
+    assert "CI / noise" in result.stdout and "verdict: " in result.stdout and "decided: " in result.stdout
 
 
 def test_a_real_steps_noise_comes_from_its_windows(runs: Runs) -> None:

@@ -150,16 +150,15 @@ class Comparison:
                 f"{self.check_confidence * 100:.4g}%"
             )
         fallback = [s for s in self.steps if s.method != "intervals"]
-        if fallback:
-            stored = any(s.throughput_change is not None for s in fallback)
-            why = (
-                f"too few requests for a p{self.thresholds.percentile:g} interval"
-                if stored
-                else "no intervals stored"
-            )
+        if any(s.throughput_change is not None for s in fallback):
             said.append(
-                f"{len(fallback)} step(s) with {why}: there a change within the runs' "
-                "window-to-window noise is not judged"
+                f"a change without an interval (too few requests for a p{self.thresholds.percentile:g} "
+                "interval) cannot be shown significant: not judged"
+            )
+        if any(s.throughput_change is None for s in fallback):
+            said.append(
+                "steps stored without intervals: a change within the runs' window-to-window noise is "
+                "not judged"
             )
         return "; ".join(said)
 
@@ -265,7 +264,8 @@ class Comparison:
         }
 
 
-def _level(step: StepRecord, rate: bool) -> float:
+def step_level(step: StepRecord, rate: bool) -> float:
+    """The level a step is matched by: its rate in a request-rate run, else its concurrency."""
     if rate and step.request_rate is not None:
         return round(step.request_rate, 6)
     return float(step.concurrency)
@@ -324,8 +324,8 @@ def compare_runs(
         kinds = words(base_run.scenario).levels, words(new_run.scenario).levels
         raise CompareError(f"run {base.id} measured {kinds[0]} and run {new.id} {kinds[1]}: nothing to match")
     # a step cut short by a lost server is no measurement of its level: never judged
-    base_by_level = {_level(s, rate): s for s in base_steps if s.interrupted is None}
-    new_by_level = {_level(s, rate): s for s in new_steps if s.interrupted is None}
+    base_by_level = {step_level(s, rate): s for s in base_steps if s.interrupted is None}
+    new_by_level = {step_level(s, rate): s for s in new_steps if s.interrupted is None}
     common = sorted(base_by_level.keys() & new_by_level.keys())
     if not common:
         raise CompareError(
@@ -357,7 +357,7 @@ def compare_runs(
         if levels:
             warnings.append(f"levels only in run {run_id}, not compared: {_levels_text(levels)}")
     for run_id, steps in ((base.id, base_steps), (new.id, new_steps)):
-        cut = [_level(s, rate) for s in steps if s.interrupted is not None]
+        cut = [step_level(s, rate) for s in steps if s.interrupted is not None]
         if cut:
             warnings.append(
                 f"steps of run {run_id} cut short by a lost server, not compared: {_levels_text(cut)}"

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from analysis.compare import Comparison, Thresholds, compare_runs
+from analysis.compare import Comparison, Thresholds, compare_runs, step_level
 from analysis.judging import Check, LatencyDelta, change_pct, judge
 from analysis.significance import ChangeInterval, per_check
 from loadgen.errors import ConfigError
+from loadgen.intervals import t_half_width
 from loadgen.storage import RunRecord, RunStore, StepRecord
 
 GROUP_PREFIX = "group:"
@@ -60,23 +60,28 @@ def load_group(store: RunStore, ref: str) -> list[Run]:
     return [(store.get_run(run_id), store.steps(run_id)) for run_id in ids]
 
 
+def one_model(runs: Sequence[Run]) -> None:
+    """Refuse a group of several models or scenarios: its levels cannot be read as one."""
+    models = sorted({run.model for run, _ in runs})
+    if len(models) > 1 or len({run.scenario for run, _ in runs}) > 1:
+        what = f"models ({', '.join(models)})" if len(models) > 1 else "scenarios"
+        ids = f"{runs[0][0].id}..{runs[-1][0].id}"
+        raise ConfigError(f"the group of runs {ids} holds several {what}: give its runs one by one")
+
+
 def runs_of_model(store: RunStore, ref: str, model: str) -> list[Run]:
     """:func:`load_group`, only the runs of ``model`` (a group may hold several models at once)."""
     return [(run, steps) for run, steps in load_group(store, ref) if run.model == model]
 
 
-def _level(step: StepRecord) -> float:
-    return round(step.request_rate, 6) if step.request_rate is not None else float(step.concurrency)
-
-
 def per_level(runs: Sequence[Run], percentiles: Sequence[float]) -> dict[float, dict[str, list[float]]]:
     """Level -> measure (``throughput``, ``p99``, ...) -> one value per run that measured it."""
     found: dict[float, dict[str, list[float]]] = {}
-    for _, steps in runs:
+    for run, steps in runs:
         for step in steps:
             if step.interrupted is not None:
                 continue
-            values = found.setdefault(_level(step), {})
+            values = found.setdefault(step_level(step, run.scenario == "request_rate"), {})
             values.setdefault("throughput", []).append(step.throughput)
             histogram = step.histogram()
             for p in percentiles:
@@ -94,7 +99,7 @@ def mean_interval(values: Sequence[float], confidence: float) -> tuple[float, fl
     mean = float(data.mean())
     if len(data) < 2:
         return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(data) - 1) * data.std(ddof=1) / math.sqrt(len(data)))
+    half = t_half_width(float(data.std(ddof=1)) / math.sqrt(len(data)), len(data) - 1, confidence)
     return mean, mean - half, mean + half
 
 
@@ -118,6 +123,11 @@ def across_runs_table(
     return pd.DataFrame(rows)
 
 
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
 def welch_change(base: Sequence[float], new: Sequence[float], confidence: float) -> ChangeInterval | None:
     """The interval of ``mean(new) - mean(base)``, percent of ``mean(base)``; None with fewer than
     3 runs in all."""
@@ -132,15 +142,26 @@ def welch_change(base: Sequence[float], new: Sequence[float], confidence: float)
     if se2 <= 0:  # every run gave the same value: the change is what it is
         return ChangeInterval(change / b.mean() * 100, change / b.mean() * 100, confidence)
     dof = se2**2 / ((var_b / len(b)) ** 2 / max(1, len(b) - 1) + (var_n / len(n)) ** 2 / max(1, len(n) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * math.sqrt(se2)
+    half = t_half_width(math.sqrt(se2), dof, confidence)
     return ChangeInterval((change - half) / b.mean() * 100, (change + half) / b.mean() * 100, confidence)
 
 
 def compare_groups(
-    base: Sequence[Run], new: Sequence[Run], thresholds: Thresholds, *, force: bool = False
+    store: RunStore, base: Sequence[Run], new: Sequence[Run], thresholds: Thresholds, *, force: bool = False
 ) -> Comparison:
-    """Two groups compared level by level on the means of their runs (see the module docstring)."""
-    first = compare_runs(base[0][0], base[0][1], new[0][0], new[0][1], thresholds, force=force)
+    """Two groups compared level by level on the means of their runs (see the module docstring);
+    a run each: as two runs are, on their own intervals."""
+    for side in (base, new):
+        one_model(side)
+    first = compare_runs(
+        base[0][0],
+        base[0][1],
+        new[0][0],
+        new[0][1],
+        thresholds,
+        force=force,
+        intervals=(store.step_intervals(base[0][0].id), store.step_intervals(new[0][0].id)),
+    )
     if len(base) == 1 and len(new) == 1:
         return first
     p = thresholds.percentile
@@ -152,7 +173,7 @@ def compare_groups(
         b, n = base_values.get(step.level), new_values.get(step.level)
         if b is None or n is None:
             continue
-        means = {m: (float(np.nanmean(b[m])), float(np.nanmean(n[m]))) for m in b}
+        means = {m: (_mean(b[m]), _mean(n[m])) for m in b}
         latencies = tuple(LatencyDelta(q, *means[f"p{q:g}"]) for q in percentiles)
         throughput = change_pct(*means["throughput"])
         gate = change_pct(*means[f"p{p:g}"])

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis.significance import ChangeInterval, change_interval
-from analysis.step_intervals import latency_bounds, throughput_bounds
+from analysis.step_intervals import NOT_STORED, latency_bounds, throughput_bounds
 from loadgen.intervals import StepInterval
 from loadgen.results import REPORTED_PERCENTILES, STABILITY_WINDOWS, spread_pct
 from loadgen.storage import StepRecord
@@ -91,7 +91,8 @@ class Noise:
 
     @classmethod
     def of(cls, step: StepRecord) -> Noise:
-        windows = step.windows[-STABILITY_WINDOWS:]  # the windows the step's numbers come from
+        measured = step.windows[step.warmup_windows or 0 :]  # not those found still warming up
+        windows = measured[-STABILITY_WINDOWS:]  # those the window rule's numbers come from
         return cls(
             spread_pct([w.throughput for w in windows]), spread_pct([w.mean_latency_us for w in windows])
         )
@@ -190,6 +191,9 @@ class Check:
     """Said with the threshold, e.g. why the noise is unknown."""
     interval: ChangeInterval | None = None
     """The change's interval: where known, it decides instead of the noise."""
+    unformed: str = ""
+    """Why the steps, which stored intervals, have none for this change (too few requests): it
+    cannot be shown significant, so it is not judged, and the reason says so."""
 
 
 def judge(checks: Sequence[Check], noise_aware: bool = True) -> tuple[Verdict, tuple[str, ...]]:
@@ -213,6 +217,8 @@ def judge(checks: Sequence[Check], noise_aware: bool = True) -> tuple[Verdict, t
                 (worse if change > 0 else better).append(f"{check.reason} ({said})")
             else:
                 unsure.append(f"{check.reason} ({said} holds 0)")
+        elif noise_aware and check.unformed:
+            unsure.append(f"{check.reason} ({limit + '; ' if limit else ''}{check.unformed}: not judged)")
         elif noise_aware and abs(check.change) <= check.noise:  # False for a NaN noise, an infinite change
             noisy.append(f"{check.reason} ({limit + '; ' if limit else ''}noise ±{check.noise:.1f}%)")
         else:
@@ -280,14 +286,22 @@ def compare_step(
         throughput_bounds(new.throughput, intervals[1], level_each),
         level_each,
     )
-    latency_change = change_interval(
+    gate_bounds = (
         latency_bounds(base_hist, intervals[0], p, level_each),
         latency_bounds(new_hist, intervals[1], p, level_each),
-        level_each,
     )
+    latency_change = change_interval(*gate_bounds, level_each)
+    stored = bool(intervals[0]) and bool(intervals[1])  # else: runs from before intervals
+    few = next((b.why for b in gate_bounds if b.why and b.why != NOT_STORED), "")
     checks = [
         Check(
-            f"throughput {throughput:+.1f}%", throughput, drop, False, throughput_noise, interval=rate_change
+            f"throughput {throughput:+.1f}%",
+            throughput,
+            drop,
+            False,
+            throughput_noise,
+            interval=rate_change,
+            unformed="too few batches for an interval" if stored and rate_change is None else "",
         ),
         Check(
             f"p{p:g} latency {gate.change_pct:+.1f}%",
@@ -296,6 +310,7 @@ def compare_step(
             True,
             combined_noise(base_noise.latency_pct, new_noise.latency_pct),
             interval=latency_change,
+            unformed=f"{few} for a p{p:g} interval" if stored and few else "",
         ),
     ]
     stream = stream_delta(base, new, percentiles)

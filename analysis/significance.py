@@ -10,7 +10,9 @@ in Medicine* 27, 2008; Newcombe 1998), which keeps each side's asymmetry:
     high = d + sqrt((new_high - new)^2 + (base - base_low)^2)
 
 read in percent of the base. A change is **significant** when that interval leaves out 0. A run
-comparison makes several such checks (two per matched step, four for streams), so each is made
+comparison makes two such checks per matched step (throughput and the gating percentile; a
+stream's first response and responses/s have no stored interval and are judged by the thresholds
+and the windows' noise, as before), so each is made
 at the Bonferroni level ``1 - (1 - confidence) / checks``: the chance that identical runs get any
 false verdict stays at or under ``1 - confidence``.
 """

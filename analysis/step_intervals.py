@@ -17,12 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
 
 from analysis.frames import RunData
 from loadgen.config.measurement import EARLY_STOPPING, LATENCY, THROUGHPUT
 from loadgen.histogram import LatencyHistogram
-from loadgen.intervals import StepInterval, percentile_interval
+from loadgen.intervals import StepInterval, percentile_interval, t_half_width
 from loadgen.storage import StepRecord
 
 NOT_STORED = "no interval stored"
@@ -72,7 +71,7 @@ def throughput_bounds(throughput: float, stored: Sequence[StepInterval], confide
     row = next((r for r in stored if r.measure == THROUGHPUT), None)
     if row is None or row.std_error is None or row.n_eff is None or row.n_eff < 2:
         return Bounds(throughput, None, None, NOT_STORED)
-    half = float(stats.t.ppf(0.5 + confidence / 2, row.n_eff - 1)) * row.std_error
+    half = t_half_width(row.std_error, row.n_eff - 1, confidence)
     return Bounds(row.estimate, max(0.0, row.estimate - half), row.estimate + half)
 
 

@@ -30,14 +30,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analysis.compare import Comparison, Thresholds, Verdict, compare_runs, load_comparison
-from loadgen.config import MeasurementSettings, SweepSettings
+from loadgen.config import MeasurementSettings, StopRule, SweepSettings
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.server.install import default_model_repository
 from loadgen.server.ports import ServerPorts
 from loadgen.storage import RunStore
 
-MEASUREMENT = MeasurementSettings(measurement_interval_ms=1000, warmup_ms=500, max_windows=6)
+MEASUREMENT = MeasurementSettings(
+    measurement_interval_ms=1000, warmup_ms=500, max_windows=12, stop_when=(StopRule.parse("p99:5%"),)
+)
+"""resnet's steps run until p99's interval is within +-5% (12 s at most): a verdict on p99 needs one."""
+LONGER = MeasurementSettings(measurement_interval_ms=2500, warmup_ms=500, max_windows=6)
+"""fixed_latency serves 99 requests/s: 3 windows of 2.5 s give p99 the requests for an interval."""
 RULES: dict[str, Callable[[RunStore, int, int], Comparison]] = {
     "thresholds alone": lambda s, b, n: load_comparison(s, b, n, Thresholds(noise_aware=False), force=True),
     "window noise": lambda s, b, n: compare_runs(
@@ -65,12 +70,18 @@ def repository(into: Path) -> Path:
 
 
 async def sweep(server: EmbeddedServer, store: RunStore, model: str, levels: tuple[int, ...]) -> int:
+    measurement = MEASUREMENT if model == "resnet" else LONGER
     settings = SweepSettings(
-        model=model, levels=levels, url=server.grpc_url, metrics_url="", measurement=MEASUREMENT
+        model=model, levels=levels, url=server.grpc_url, metrics_url="", measurement=measurement
     )
     outcome = await execute_sweep(settings, store)
     assert outcome.status.value == "completed", outcome.error
     return outcome.run_id
+
+
+def _explain(store: RunStore, base: int, new: int) -> None:
+    for step in load_comparison(store, base, new, Thresholds(), force=True).steps:
+        print(f"    {step.level:g}: {step.verdict} {'; '.join(step.reasons)}")
 
 
 def verdicts(store: RunStore, base: int, new: int) -> dict[str, Verdict]:
@@ -80,11 +91,15 @@ def verdicts(store: RunStore, base: int, new: int) -> dict[str, Verdict]:
 async def study(server: EmbeddedServer, store: RunStore, pairs: int, ab_pairs: int) -> None:
     aa: list[dict[str, Verdict]] = []
     ab: list[dict[str, Verdict]] = []
+    aa_last: tuple[int, int] | None = None
     started = time.monotonic()
     for i in range(pairs):
         base = await sweep(server, store, "resnet", (1, 4))
         new = await sweep(server, store, "resnet", (1, 4))
         aa.append(verdicts(store, base, new))
+        aa_last = (base, new)
+        if aa[-1]["intervals"] is Verdict.REGRESSION:
+            _explain(store, base, new)
         print(f"A/A {i + 1}/{pairs} (runs {base}, {new}): {aa[-1]}  [{time.monotonic() - started:.0f} s]")
     for i in range(ab_pairs):
         base = await sweep(server, store, "fixed_latency", (2,))
@@ -97,10 +112,13 @@ async def study(server: EmbeddedServer, store: RunStore, pairs: int, ab_pairs: i
         false = sum(v[name] is Verdict.REGRESSION for v in aa)
         found = sum(v[name] is Verdict.REGRESSION for v in ab)
         print(f"| {name} | {false} of {len(aa)} | {found} of {len(ab)} |")
-    last = load_comparison(store, base, new, Thresholds(), force=True) if ab else None
-    if last is not None:
-        step = last.steps[0]
-        print(f"\nlast A/B pair: {step.verdict}: {'; '.join(step.reasons)}\ndecided: {last.method}")
+    for what, pair in (("A/A", aa_last), ("A/B", (base, new) if ab else None)):
+        if pair is not None:
+            last = load_comparison(store, *pair, Thresholds(), force=True)
+            print(f"\nlast {what} pair: {last.verdict}")
+            for step in last.steps:
+                print(f"  {step.level:g}: {step.verdict} {'; '.join(step.reasons)}")
+            print(f"  decided: {last.method}")
 
 
 def main() -> None:
@@ -109,10 +127,13 @@ def main() -> None:
     )
     parser.add_argument("--pairs", type=int, default=20, help="A/A pairs of resnet runs (default 20)")
     parser.add_argument("--ab-pairs", type=int, default=20, help="A/B pairs of fixed_latency (default 20)")
+    parser.add_argument(
+        "--db", default=None, help="keep the runs in this SQLite file (default: a temporary one)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedServer(repository(Path(tmp)), ServerPorts.free())
-        with server, RunStore(f"sqlite:///{tmp}/runs.db") as store:
+        with server, RunStore(f"sqlite:///{args.db or f'{tmp}/runs.db'}") as store:
             asyncio.run(study(server, store, args.pairs, args.ab_pairs))
 
 

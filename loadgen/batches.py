@@ -33,14 +33,15 @@ class Batches:
         self._seen: npt.NDArray[np.int64] | None = None
         """The histogram's counters at the last mark (not sent between processes)."""
 
-    def mark(self, histogram: LatencyHistogram) -> None:
-        """End a batch: what ``histogram`` (the window's, which only grows) gained since the last mark."""
+    def mark(self, histogram: LatencyHistogram, *, last: bool = False) -> None:
+        """End a batch: what ``histogram`` (the window's, which only grows) gained since the last
+        mark; ``last``: the window's end (the copy of its counters is let go)."""
         now = histogram.flushed_counts()
         gained = now if self._seen is None else now - self._seen
         nonzero = np.flatnonzero(gained)
         self.buckets.append(nonzero)
         self.counts.append(gained[nonzero])
-        self._seen = now.copy()
+        self._seen = None if last else now.copy()
 
     def __len__(self) -> int:
         return len(self.counts)

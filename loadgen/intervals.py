@@ -36,7 +36,6 @@ from loadgen.histogram import LatencyHistogram
 
 MIN_BATCHES = 10
 """Fewer batches tell too little about their spread (batch means want 10 to 30)."""
-METHOD = "binomial order statistics (Hahn & Meeker 2017, 5.2), n corrected by batch means"
 
 
 @dataclass(frozen=True)
@@ -154,18 +153,27 @@ def rate_interval(
     sizes: Sequence[int], durations_s: Sequence[float], *, confidence: float = 0.95, scale: float = 1.0
 ) -> tuple[float, float, float, float] | None:
     """Throughput and its interval from consecutive batches (``sizes[i]`` requests answered in
-    ``durations_s[i]``): the batch means of the rate with Student's t (Law 2015, 9.5.3); ``scale``
+    ``durations_s[i]``): batch means of the rate, as a ratio estimator, with Student's t (Law 2015,
+    9.5.3); ``scale``
     (the batch size) turns requests into inferences. (estimate, low, high, standard error) per
     second; None for fewer than :data:`MIN_BATCHES` batches."""
     pairs = [(n, d) for n, d in zip(sizes, durations_s, strict=True) if d > 0]
     if len(pairs) < MIN_BATCHES:
         return None
-    rates = np.array([n / d for n, d in pairs]) * scale
-    total_s = sum(d for _, d in pairs)
-    estimate = sum(n for n, _ in pairs) * scale / total_s
-    error = float(rates.std(ddof=1) / math.sqrt(len(rates)))
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(rates) - 1)) * error
+    counts = np.array([n for n, _ in pairs], dtype=np.float64)
+    lengths = np.array([d for _, d in pairs], dtype=np.float64)
+    rate = counts.sum() / lengths.sum()
+    # the ratio estimator's standard error: a short batch (a mark that ran late) weighs little
+    spread = float(np.sum((counts - rate * lengths) ** 2) / (len(pairs) - 1))
+    error = math.sqrt(spread / len(pairs)) / float(lengths.mean()) * scale
+    estimate = rate * scale
+    half = t_half_width(error, len(pairs) - 1, confidence)
     return estimate, max(0.0, estimate - half), estimate + half, error
+
+
+def t_half_width(std_error: float, dof: float, confidence: float) -> float:
+    """Half the width of Student's t interval at ``confidence``."""
+    return float(stats.t.ppf(0.5 + confidence / 2, dof)) * std_error
 
 
 def early_stopping_estimate(

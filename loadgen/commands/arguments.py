@@ -23,7 +23,8 @@ def text(value: str) -> str:
 
 def run_ref(value: str) -> str:
     """A run id, or ``group:ID``: the runs of one ``--repeats`` sweep (or of several models at once)."""
-    if value.startswith("group:") and value.removeprefix("group:").strip():
+    group = value.removeprefix("group:")
+    if value.startswith("group:") and group and group == group.strip():
         return value
     if value.isdigit():
         return value

@@ -70,7 +70,8 @@ def register(sub: Any) -> None:
     compare.add_argument(
         "--strict",
         action="store_true",
-        help="judge by the thresholds alone: a change within the runs' noise regresses (or improves) too",
+        help="judge by the thresholds alone: a change that is not significant (or within the runs' noise) "
+        "regresses (or improves) too",
     )
     add_db_option(compare)
     compare.set_defaults(handler=cmd_compare)
@@ -157,7 +158,8 @@ def print_comparison(c: Comparison, console: Console) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare two runs; exit 1 when the new run regressed (beyond the runs' noise, unless ``--strict``).
+    """Compare two runs or groups; exit 1 when the new one regressed significantly (unless ``--strict``:
+    beyond a threshold at all).
 
     Warnings (runs not completed, settings that differ, levels without a match) go to stderr
     before the table."""
@@ -181,7 +183,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 from analysis.groups import compare_groups, load_group
 
                 base, new = load_group(store, args.base_run), load_group(store, args.new_run)
-                comparison = compare_groups(base, new, thresholds, force=args.force)
+                comparison = compare_groups(store, base, new, thresholds, force=args.force)
             else:
                 base_id, new_id = int(args.base_run), int(args.new_run)
                 comparison = load_comparison(store, base_id, new_id, thresholds, force=args.force)

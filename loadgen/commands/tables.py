@@ -252,14 +252,13 @@ def cmd_table(args: argparse.Namespace) -> int:
 def _group_table(
     db: str, ref: str, percentiles: tuple[float, ...], confidence: float, fmt: str | None
 ) -> str:
-    from analysis.groups import across_runs_table, load_group
+    from analysis.groups import across_runs_table, load_group, one_model
     from analysis.tables import format_table
 
     require_database(db)
     with RunStore(db) as store:
         runs = load_group(store, ref)
-    if len({run.scenario for run, _ in runs}) > 1 or len({run.model for run, _ in runs}) > 1:
-        raise ConfigError(f"{ref} holds runs of several models or scenarios: show its runs one by one")
+    one_model(runs)
     unfinished = [str(run.id) for run, _ in runs if run.status is not RunStatus.COMPLETED]
     if unfinished:
         warn(f"{ref}: run(s) {', '.join(unfinished)} did not complete: their finished steps count")

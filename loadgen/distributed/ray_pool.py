@@ -99,6 +99,8 @@ class RayPool:
         self._owns = False
         self._starting: list[Any] = []
         """The last start calls: their failures show at the next cut."""
+        self._marks: list[Any] = []
+        """The marks since the last cut, which waits for them."""
         self._lost: WorkerFailed | None = None
         """The first failure: the step ends with it, without waiting on a worker again."""
         self._lost_workers: set[int] = set()
@@ -182,20 +184,26 @@ class RayPool:
         self._starting = [actor.start.remote(share) for actor, share in pairs]
 
     def mark(self) -> None:
-        """Fire and forget: a lost actor is found by the cut that follows."""
+        """Not awaited here; the next cut waits for them first (an async actor may run calls out of
+        order, and a batch must end in the window it belongs to)."""
         if self._lost is None:
-            for actor in self._actors:
-                actor.mark.remote()
+            self._marks += [actor.mark.remote() for actor in self._actors]
 
     async def cut(self) -> list[Window]:
         if self._starting:
             starting, self._starting = self._starting, []
             await self._all("start", starting, CALL_TIMEOUT_S)
+        if self._marks:  # part of the cut; each mark call added one per actor, in their order
+            marks, count = self._marks, len(self._actors)
+            self._marks = []
+            await asyncio.gather(
+                *(self._one(i % count, "cut", ref, CALL_TIMEOUT_S) for i, ref in enumerate(marks))
+            )
         windows: list[Window] = await self._all("cut", [a.cut.remote() for a in self._actors], CALL_TIMEOUT_S)
         return windows
 
     async def stop_load(self) -> int:
-        self._starting = []
+        self._starting, self._marks = [], []
         if self._lost is not None:  # the step fails with that; the actors are killed at close
             return 0
         task = asyncio.current_task()

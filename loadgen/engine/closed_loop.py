@@ -260,7 +260,7 @@ class ClosedLoop:
             self.traced[1].cut(time.perf_counter_ns())
         opened, self._window_opened = self._window_opened, time.perf_counter_ns()
         ending.stalled = sum(1 for t in self._sent_at if t < opened) if self._running else 0
-        ending.mark()
+        ending.mark(last=True)
         return ending
 
     def mark(self) -> None:

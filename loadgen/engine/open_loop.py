@@ -268,7 +268,7 @@ class OpenLoop:
     async def cut(self) -> OpenWindow:
         """Start a new window; returns the one that ends."""
         ending = self.swap(OpenWindow())
-        ending.mark()
+        ending.mark(last=True)
         return ending
 
     def mark(self) -> None:

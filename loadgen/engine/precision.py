@@ -18,8 +18,8 @@ from loadgen.engine.recorder import Window
 from loadgen.histogram import LatencyHistogram, bucket_low_us
 from loadgen.intervals import (
     StepInterval,
-    corrected_interval,
     early_stopping_estimate,
+    percentile_interval,
     percentile_n_eff,
     rate_interval,
 )
@@ -54,8 +54,8 @@ class Measured:
 
     def latency(self, percentile: float, confidence: float) -> StepInterval:
         estimate = self.histogram.percentile_us(percentile)
-        interval = corrected_interval(self.histogram, self.batches, percentile, confidence=confidence)
         n_eff = percentile_n_eff(self.histogram, self.batches, percentile)
+        interval = percentile_interval(self.histogram, percentile, confidence=confidence, n_eff=n_eff)
         return StepInterval(
             LATENCY,
             percentile,

@@ -58,9 +58,10 @@ class Window:
         self.batches = Batches()
         """The latencies cut into consecutive batches by :meth:`mark` (for correlation)."""
 
-    def mark(self) -> None:
-        """End a batch of :attr:`batches` (the step marks each window ``BATCHES_PER_WINDOW`` times)."""
-        self.batches.mark(self.histogram)
+    def mark(self, *, last: bool = False) -> None:
+        """End a batch of :attr:`batches` (the step marks each window ``BATCHES_PER_WINDOW`` times;
+        ``last``: the cut that ends the window)."""
+        self.batches.mark(self.histogram, last=last)
 
     def record(self, latency_ns: int) -> None:
         self.requests += 1
@@ -197,7 +198,7 @@ class Discard(OpenWindow):
     def record_send(self, lag_ns: int) -> None:
         pass
 
-    def mark(self) -> None:
+    def mark(self, *, last: bool = False) -> None:
         pass
 
     def refuse(self) -> None:

@@ -126,7 +126,7 @@ def _verdict(
             new = runs_of_model(store, f"group:{group}", outcome.model)
             base_group = store.get_run(base_id).labels.get("repeats")
             base = runs_of_model(store, f"group:{base_group}" if base_group else str(base_id), outcome.model)
-            comparison = compare_groups(base, new, job.thresholds)
+            comparison = compare_groups(store, base, new, job.thresholds)
     except CompareError as exc:
         return dataclasses.replace(result, baseline_id=base_id, note=str(exc))
     regressed = [

@@ -137,3 +137,5 @@ def test_the_throughput_interval_holds_the_true_rate_95_times_in_100() -> None:
         held += found[1] <= 200.0 <= found[2]
     assert 920 <= held <= 980, held
     assert rate_interval([5] * 9, [0.1] * 9) is None  # too few batches
+    late = rate_interval([10] * 29 + [0], [0.1] * 29 + [1e-4])  # a mark that ran late: a sliver
+    assert late is not None and late[2] - late[1] < 0.05 * late[0]  # weighs by its length, not 1/30

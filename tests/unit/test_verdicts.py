@@ -123,6 +123,17 @@ def test_a_rise_beyond_the_threshold_that_is_not_significant_says_so(store: RunS
     assert found[0].verdict is Verdict.PASS  # the run's verdict ignores it; exit code 0
 
 
+def test_a_p99_without_an_interval_is_not_judged_and_says_why(store: RunStore) -> None:
+    rng = np.random.default_rng(31)
+    base, new = _run(store, _step(rng, 5)), _run(store, _step(rng, 5, slower=1.5))  # 150 requests
+    comparison = load_comparison(store, base, new)
+    (step,) = comparison.steps
+    reason = next(r for r in step.reasons if r.startswith("p99"))
+    assert "too few requests for a p99 interval: not judged" in reason, step.reasons
+    assert "cannot be shown significant" in comparison.method
+    assert load_comparison(store, base, new, Thresholds(noise_aware=False)).verdict is Verdict.REGRESSION
+
+
 def test_the_change_interval_keeps_each_sides_asymmetry() -> None:
     base, new = Bounds(100.0, 95.0, 110.0), Bounds(120.0, 115.0, 140.0)
     interval = change_interval(base, new, 0.95)
@@ -152,12 +163,12 @@ def test_groups_of_repeated_runs_are_compared_on_their_means(store: RunStore) ->
         return runs
 
     base, same, slow = group(1.0, "a"), group(1.0, "b"), group(1.15, "c")
-    assert compare_groups(base, same, Thresholds()).verdict is Verdict.PASS
-    found = compare_groups(base, slow, Thresholds())
+    assert compare_groups(store, base, same, Thresholds()).verdict is Verdict.PASS
+    found = compare_groups(store, base, slow, Thresholds())
     assert found.verdict is Verdict.REGRESSION and found.runs == (4, 4)
     assert "Welch" in found.method and found.new.title == "group c"
     assert group_run_ids(store, "group:c") == [run.id for run, _ in slow]
-    one = compare_groups(base[:1], slow, Thresholds())  # one run a side borrows the other's spread
+    one = compare_groups(store, base[:1], slow, Thresholds())  # one run a side borrows the other's spread
     assert one.steps[0].latency_change is not None
     with pytest.raises(ConfigError, match="no runs in group 'zz'"):
         group_run_ids(store, "group:zz")

@@ -27,12 +27,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from loadgen.batches import Batches
 from loadgen.histogram import LatencyHistogram
+
+
+def _stats() -> Any:
+    """scipy.stats, imported when first needed: it takes 0.4 s, and every command imports this
+    module (through the result types) while only a measured step or an analysis needs it."""
+    from scipy import stats
+
+    return stats
+
 
 MIN_BATCHES = 10
 """Fewer batches tell too little about their spread (batch means want 10 to 30)."""
@@ -82,8 +91,8 @@ def rank_bounds(n: int, quantile: float, confidence: float) -> tuple[int, int] |
     if n < 1 or not 0.0 < quantile < 1.0 or not 0.0 < confidence < 1.0:
         return None
     alpha = 1.0 - confidence
-    low = int(stats.binom.ppf(alpha / 2, n, quantile))
-    high = int(stats.binom.ppf(1.0 - alpha / 2, n, quantile)) + 1
+    low = int(_stats().binom.ppf(alpha / 2, n, quantile))
+    high = int(_stats().binom.ppf(1.0 - alpha / 2, n, quantile)) + 1
     if low < 1 or high > n:
         return None
     return low, high
@@ -173,7 +182,7 @@ def rate_interval(
 
 def t_half_width(std_error: float, dof: float, confidence: float) -> float:
     """Half the width of Student's t interval at ``confidence``."""
-    return float(stats.t.ppf(0.5 + confidence / 2, dof)) * std_error
+    return float(_stats().t.ppf(0.5 + confidence / 2, dof)) * std_error
 
 
 def early_stopping_estimate(
@@ -189,8 +198,8 @@ def early_stopping_estimate(
     over = 1.0 - percentile / 100.0
     if n == 0 or not 0.0 < over < 1.0:
         return None
-    slow = int(stats.binom.ppf(1.0 - confidence, n, over))
-    if stats.binom.cdf(slow, n, over) > 1.0 - confidence:
+    slow = int(_stats().binom.ppf(1.0 - confidence, n, over))
+    if _stats().binom.cdf(slow, n, over) > 1.0 - confidence:
         slow -= 1
     if slow < 0:
         return None

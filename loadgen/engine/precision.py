@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from loadgen.batches import Batches
 from loadgen.config.measurement import EARLY_STOPPING, LATENCY, THROUGHPUT, MeasurementSettings, StopRule
@@ -129,4 +128,6 @@ def still_warming(window: Window) -> bool:
     ]
     if len(means) < 5 or len(set(means)) < 2:
         return False
+    from scipy import stats  # only with --detect-warmup (a 0.4 s import)
+
     return bool(stats.kendalltau(range(len(means)), means).pvalue < TREND_P)

@@ -44,15 +44,15 @@ def test_repeated_runs_form_a_group_that_every_reader_takes(triton: EmbeddedServ
     report = loadgen("report", group[1], "-o", str(tmp_path / "r.html"), "--db", db)
     assert report.returncode == 0 and (tmp_path / "r.html").stat().st_size > 0
 
-    plan = tmp_path / "plan.yaml"
+    plan = tmp_path / "plan.yaml"  # its group of 2 against the sweep's group, its baseline by label
     plan.write_text(
         f"name: twice\nurl: {triton.grpc_url}\nmetrics_url: off\n"
         "measurement: {measurement_interval_ms: 200, warmup_ms: 100, stability_percentage: 50}\n"
-        "jobs:\n  steady: {model: fixed_latency, concurrency: 2, repeats: 2}\n"
+        "jobs:\n  steady: {model: fixed_latency, concurrency: 2, repeats: 2, "
+        f"baseline: {{label: repeats={runs[0].labels['repeats']}}}}}\n"
     )
-    for _ in range(2):  # the second compares its group with the first's
-        ran = loadgen("plan", "run", str(plan), "--db", db, "-q", "--json", str(tmp_path / "v.json"))
-        assert ran.returncode == 0, ran.stdout + ran.stderr
+    ran = loadgen("plan", "run", str(plan), "--db", db, "-q", "--json", str(tmp_path / "v.json"))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
     (result,) = json.loads((tmp_path / "v.json").read_text())
-    assert result["baseline_run_id"] == runs[-1].id + 2  # the previous group's last run, not its own
+    assert result["baseline_run_id"] == runs[-1].id  # the latest run of the labelled group
     assert "2 and 2 runs" in result["comparison"]["method"], result

@@ -81,10 +81,10 @@ def store() -> RunStore:
 def test_identical_runs_rarely_get_a_false_verdict_where_the_threshold_alone_often_does(
     store: RunStore,
 ) -> None:
-    """200 A/A pairs of 900 requests: p99 moves by more than 10% often by chance alone."""
+    """100 A/A pairs of 900 requests: p99 moves by more than 10% often by chance alone."""
     rng = np.random.default_rng(27)
     strict = honest = 0
-    for _ in range(200):
+    for _ in range(100):
         base, new = _run(store, _step(rng, 30)), _run(store, _step(rng, 30))
         strict += (
             load_comparison(store, base, new, Thresholds(noise_aware=False)).verdict is Verdict.REGRESSION
@@ -92,8 +92,8 @@ def test_identical_runs_rarely_get_a_false_verdict_where_the_threshold_alone_oft
         judged = load_comparison(store, base, new)
         honest += judged.verdict is Verdict.REGRESSION
         assert all(step.method == "intervals" for step in judged.steps)
-    assert strict >= 10, strict  # the threshold alone: over 5% of identical pairs "regress"
-    assert honest <= 5, honest  # at most 2.5% expected (one side of a 95% interval)
+    assert strict >= 6, strict  # the threshold alone: over 5% of identical pairs "regress" (10 here)
+    assert honest <= 3, honest  # at most 2.5% expected (one side of a 95% interval)
 
 
 def test_a_real_slowdown_is_a_regression_and_says_how_it_was_decided(store: RunStore) -> None:

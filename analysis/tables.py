@@ -67,6 +67,9 @@ def latency_table(steps: pd.DataFrame, *, scenario: str) -> pd.DataFrame:
     if "unanswered_slots" in steps and (steps["unanswered_slots"].fillna(0) > 0).any():
         # only when it happened: the step held fewer requests in flight than its concurrency says
         table["Unanswered slots"] = steps["unanswered_slots"].astype("Int64")
+    if "warmup_windows" in steps and (steps["warmup_windows"].fillna(0) > 0).any():
+        # only when found (--detect-warmup): windows at the step's start left out of its numbers
+        table["Warm-up windows"] = steps["warmup_windows"].astype("Int64")
     if "interrupted" in steps and steps["interrupted"].notna().any():
         # only when it happened: the server went away during the step (--retry-unavailable)
         table["Interrupted"] = steps["interrupted"].notna().map({True: "cut short", False: ""})
@@ -276,6 +279,8 @@ def benchmark_table(
         table["Cancelled"] = [step.cancelled_count or 0 for step in steps]
     if any(step.error_count for step in steps):
         table["Errors"] = [step.error_count for step in steps]
+    if any(step.warmup_windows for step in steps):  # --detect-warmup found some
+        table["Warm-up windows"] = [step.warmup_windows or 0 for step in steps]
     return table
 
 

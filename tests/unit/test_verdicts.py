@@ -4,16 +4,19 @@ machinery (windows cut in batches, the intervals a step stores), then compared a
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from analysis import Thresholds, Verdict, load_comparison
+from analysis.frames import steps_frame
 from analysis.groups import across_runs_table, compare_groups, group_run_ids, welch_change
 from analysis.judging import Check, judge
 from analysis.significance import ChangeInterval, change_interval, per_check
 from analysis.step_intervals import Bounds
+from analysis.tables import benchmark_table, latency_table
 from loadgen.batches import BATCHES_PER_WINDOW
 from loadgen.config import MeasurementSettings, SweepSettings
 from loadgen.engine.precision import Measured
@@ -177,3 +180,11 @@ def test_groups_of_repeated_runs_are_compared_on_their_means(store: RunStore) ->
     exact = welch_change([1.0, 1.0], [1.1, 1.1], 0.95)  # every run alike: the change is exact
     assert exact is not None and exact.low_pct == pytest.approx(10.0) == exact.high_pct
     assert welch_change([1.0], [1.1], 0.95) is None  # a run a side: no spread to read
+
+
+def test_windows_found_warming_up_are_stored_and_shown(store: RunStore) -> None:
+    step = dataclasses.replace(_step(np.random.default_rng(32), 10), warmup_windows=2)
+    (stored,) = store.steps(_run(store, step))
+    assert stored.warmup_windows == 2
+    assert benchmark_table([stored], scenario="concurrency")["Warm-up windows"].tolist() == [2]
+    assert latency_table(steps_frame([stored]), scenario="concurrency")["Warm-up windows"].tolist() == [2]

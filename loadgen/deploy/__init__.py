@@ -1,0 +1,1 @@
+"""``loadgen model add`` (issue 21): from an ONNX file to a Triton model repository entry."""

@@ -18,10 +18,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analysis.compare import Comparison, Thresholds, compare_runs, step_level
-from analysis.judging import Check, LatencyDelta, change_pct, judge
+from analysis.judging import LatencyDelta, change_pct, gate_checks, judge
 from analysis.significance import ChangeInterval, per_check
 from loadgen.errors import ConfigError
 from loadgen.intervals import t_half_width
@@ -93,7 +94,7 @@ def per_level(runs: Sequence[Run], percentiles: Sequence[float]) -> dict[float, 
 
 def mean_interval(values: Sequence[float], confidence: float) -> tuple[float, float, float]:
     """Mean and Student's t interval; the interval is NaN for fewer than 2 values."""
-    data = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    data = _finite(values)
     if len(data) == 0:
         return math.nan, math.nan, math.nan
     mean = float(data.mean())
@@ -123,16 +124,20 @@ def across_runs_table(
     return pd.DataFrame(rows)
 
 
+def _finite(values: Sequence[float]) -> npt.NDArray[np.float64]:
+    """The runs' values that are numbers (a run without an answer at a level has NaN)."""
+    return np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+
+
 def _mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
+    finite = _finite(values)
+    return float(finite.mean()) if len(finite) else math.nan
 
 
 def welch_change(base: Sequence[float], new: Sequence[float], confidence: float) -> ChangeInterval | None:
     """The interval of ``mean(new) - mean(base)``, percent of ``mean(base)``; None with fewer than
     3 runs in all."""
-    b = np.asarray([v for v in base if math.isfinite(v)], dtype=np.float64)
-    n = np.asarray([v for v in new if math.isfinite(v)], dtype=np.float64)
+    b, n = _finite(base), _finite(new)
     if len(b) == 0 or len(n) == 0 or len(b) + len(n) < 3 or not b.mean() > 0:
         return None
     var_b = b.var(ddof=1) if len(b) > 1 else n.var(ddof=1)
@@ -180,23 +185,7 @@ def compare_groups(
         rate_change = welch_change(b["throughput"], n["throughput"], each)
         latency_change = welch_change(b[f"p{p:g}"], n[f"p{p:g}"], each)
         verdict, reasons = judge(
-            [
-                Check(
-                    f"throughput {throughput:+.1f}%",
-                    throughput,
-                    thresholds.max_throughput_drop_pct,
-                    False,
-                    interval=rate_change,
-                ),
-                Check(
-                    f"p{p:g} latency {gate:+.1f}%",
-                    gate,
-                    thresholds.max_latency_rise_pct,
-                    True,
-                    interval=latency_change,
-                ),
-            ],
-            thresholds.noise_aware,
+            gate_checks(throughput, gate, thresholds, (rate_change, latency_change)), thresholds.noise_aware
         )
         steps.append(
             dataclasses.replace(

@@ -196,6 +196,40 @@ class Check:
     cannot be shown significant, so it is not judged, and the reason says so."""
 
 
+def gate_checks(
+    throughput: float,
+    latency: float,
+    thresholds: Thresholds,
+    intervals: tuple[ChangeInterval | None, ChangeInterval | None],
+    *,
+    noise: tuple[float, float] = (math.nan, math.nan),
+    unformed: tuple[str, str] = ("", ""),
+) -> list[Check]:
+    """The two checks every matched step is judged on: the throughput change (percent) against
+    the allowed drop, and the gating percentile's against the allowed rise."""
+    p = thresholds.percentile
+    return [
+        Check(
+            f"throughput {throughput:+.1f}%",
+            throughput,
+            thresholds.max_throughput_drop_pct,
+            False,
+            noise[0],
+            interval=intervals[0],
+            unformed=unformed[0],
+        ),
+        Check(
+            f"p{p:g} latency {latency:+.1f}%",
+            latency,
+            thresholds.max_latency_rise_pct,
+            True,
+            noise[1],
+            interval=intervals[1],
+            unformed=unformed[1],
+        ),
+    ]
+
+
 def judge(checks: Sequence[Check], noise_aware: bool = True) -> tuple[Verdict, tuple[str, ...]]:
     """Each threshold crossed is a reason; one crossed by no more than the noise (NaN: unknown,
     never within) is noted with it and judges nothing: only noise crossings make ``within noise``."""
@@ -293,26 +327,17 @@ def compare_step(
     latency_change = change_interval(*gate_bounds, level_each)
     stored = bool(intervals[0]) and bool(intervals[1])  # else: runs from before intervals
     few = next((b.why for b in gate_bounds if b.why and b.why != NOT_STORED), "")
-    checks = [
-        Check(
-            f"throughput {throughput:+.1f}%",
-            throughput,
-            drop,
-            False,
-            throughput_noise,
-            interval=rate_change,
-            unformed="too few batches for an interval" if stored and rate_change is None else "",
+    checks = gate_checks(
+        throughput,
+        gate.change_pct,
+        thresholds,
+        (rate_change, latency_change),
+        noise=(throughput_noise, combined_noise(base_noise.latency_pct, new_noise.latency_pct)),
+        unformed=(
+            "too few batches for an interval" if stored and rate_change is None else "",
+            f"{few} for a p{p:g} interval" if stored and few else "",
         ),
-        Check(
-            f"p{p:g} latency {gate.change_pct:+.1f}%",
-            gate.change_pct,
-            rise,
-            True,
-            combined_noise(base_noise.latency_pct, new_noise.latency_pct),
-            interval=latency_change,
-            unformed=f"{few} for a p{p:g} interval" if stored and few else "",
-        ),
-    ]
+    )
     stream = stream_delta(base, new, percentiles)
     if stream is not None:
         first, responses = stream.first(p).change_pct, stream.responses_change_pct

@@ -38,10 +38,6 @@ class Bounds:
     high: float | None
     why: str = ""
 
-    @property
-    def known(self) -> bool:
-        return self.low is not None and self.high is not None
-
     def text(self, scale: float = 1.0, digits: int = 2) -> str:
         """``12.30 [12.10, 12.60]``, or ``12.30 [too few requests]``."""
         if math.isnan(self.estimate):
@@ -112,12 +108,11 @@ def with_intervals(
     intervals: Mapping[int, Sequence[StepInterval]],
     percentiles: Sequence[float],
     confidence: float,
-    *,
-    throughput_column: str,
-    percentile_column: str,
 ) -> pd.DataFrame:
-    """``table --ci`` for reading: the throughput and percentile cells as ``value [low, high]``.
-    (``percentile_column`` is a format with ``{p:g}``.)"""
+    """``table --ci`` for reading: the throughput and percentile cells of a
+    :func:`~analysis.tables.benchmark_table` as ``value [low, high]``."""
+    from analysis.tables import THROUGHPUT, percentile_column
+
     shown = table.copy()
     rates: list[str] = []
     columns: dict[float, list[str]] = {p: [] for p in percentiles}
@@ -127,9 +122,9 @@ def with_intervals(
         rates.append(throughput_bounds(step.throughput, stored, confidence).text(digits=1))
         for p in percentiles:
             columns[p].append(latency_bounds(histogram, stored, p, confidence).text(scale=1 / 1000))
-    shown[throughput_column] = rates
+    shown[THROUGHPUT] = rates
     for p, cells in columns.items():
-        shown[percentile_column.format(p=p)] = cells
+        shown[percentile_column(p)] = cells
     return shown
 
 

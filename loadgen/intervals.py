@@ -163,9 +163,8 @@ def rate_interval(
 ) -> tuple[float, float, float, float] | None:
     """Throughput and its interval from consecutive batches (``sizes[i]`` requests answered in
     ``durations_s[i]``): batch means of the rate, as a ratio estimator, with Student's t (Law 2015,
-    9.5.3); ``scale``
-    (the batch size) turns requests into inferences. (estimate, low, high, standard error) per
-    second; None for fewer than :data:`MIN_BATCHES` batches."""
+    9.5.3); ``scale`` (the batch size) turns requests into inferences. (estimate, low, high,
+    standard error) per second; None for fewer than :data:`MIN_BATCHES` batches."""
     pairs = [(n, d) for n, d in zip(sizes, durations_s, strict=True) if d > 0]
     if len(pairs) < MIN_BATCHES:
         return None

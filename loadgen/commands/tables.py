@@ -288,7 +288,6 @@ def _with_intervals(
     import pandas as pd
 
     from analysis.step_intervals import interval_columns, with_intervals
-    from analysis.tables import THROUGHPUT
 
     with RunStore(db) as store:
         intervals = store.step_intervals(run.id)
@@ -296,12 +295,4 @@ def _with_intervals(
         warn(f"run {run.id} was stored without intervals (before loadgen stored them): none to show")
     if fmt == "csv":
         return pd.concat([table, interval_columns(steps, intervals, percentiles, confidence)], axis=1)
-    return with_intervals(
-        table,
-        steps,
-        intervals,
-        percentiles,
-        confidence,
-        throughput_column=THROUGHPUT,
-        percentile_column="p{p:g} latency (ms)",
-    )
+    return with_intervals(table, steps, intervals, percentiles, confidence)

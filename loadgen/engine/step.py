@@ -218,8 +218,8 @@ async def measure_step(
         if scraper:
             await scraper.stop()
 
-    settled = min(settled, max(0, len(windows) - 1))
     kept = windows[len(windows) - kept_windows(settings, len(windows), settled) :]
+    measured = Measured(kept, durations[len(durations) - len(kept) :])
     used = results[len(results) - len(kept) :]
     merged_errors: dict[str, int] = {}
     for window in [*kept, lost] if lost is not None else kept:
@@ -240,7 +240,7 @@ async def measure_step(
         duration_s=sum(w.duration_s for w in used),
         request_count=sum(w.request_count for w in used),
         inference_count=sum(w.inference_count for w in used),
-        histogram=LatencyHistogram.merged(w.histogram for w in kept),
+        histogram=measured.histogram,
         errors=top_reasons(merged_errors),
         stable=stable,
         window_count=len(results),
@@ -260,7 +260,7 @@ async def measure_step(
         sequences=SequenceTally.merged(w.sequences for w in kept),
         untraced_throughput=untraced_throughput,
         warmup_windows=settled,
-        intervals=Measured(kept, durations[len(durations) - len(kept) :]).intervals(settings, batch_size),
+        intervals=measured.intervals(settings, batch_size),
     )
     if isinstance(load, SplitLoad):
         step.workers = load.worker_rows(kept)

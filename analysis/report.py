@@ -11,7 +11,7 @@ import functools
 import importlib.util
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,8 @@ from analysis.plots import (
 from analysis.stream_plots import STREAM_FIGURES, streamed
 from analysis.tables import latency_table
 from analysis.tail import overhead_table, tail_frame, tail_table
+from analysis.tune_plots import pareto_figure
+from analysis.tune_result import TuneResult, config_pbtxt, summary_rows
 from loadgen import __version__
 
 ImageFormat = Literal["png", "svg"]
@@ -198,7 +200,22 @@ def _run_figures(data: RunData) -> tuple[list[tuple[str, str, go.Figure]], list[
     return figures, notes
 
 
-def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
+def _tune_section(tune: TuneResult, place: Callable[[str, str, go.Figure], Markup]) -> dict[str, Any]:
+    """``report --tune``: the configurations, best first, the front and the best one's config."""
+    best = tune.best
+    return {
+        "id": tune.tune_id,
+        "slo": str(tune.slo) if tune.slo else None,
+        "table": _html(pd.DataFrame(summary_rows(tune))),
+        "figure": place(f"tune-{tune.tune_id}", "Tune: throughput vs latency", pareto_figure(tune)),
+        "best": None if best is None or best.best is None else best.config,
+        "config": None if best is None or best.best is None else config_pbtxt(best.model_config),
+    }
+
+
+def build_report(
+    runs: Sequence[RunData], *, slo: Slo | None = None, tune: TuneResult | None = None
+) -> Report:
     """The report of ``runs`` (in that order): overlay where runs compare, a section per run."""
     if not runs:
         raise ValueError("a report needs at least one run")
@@ -222,6 +239,7 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
         stream_overlays = [
             place(f"runs{ids}-{key}", title, make(streams)) for key, title, make in STREAM_FIGURES
         ]
+    tune_section = None if tune is None else _tune_section(tune, place)
     findings: dict[int, tuple[Finding, ...]] = {}
     sections = []
     for data in runs:
@@ -273,6 +291,7 @@ def build_report(runs: Sequence[RunData], *, slo: Slo | None = None) -> Report:
             stream_overlays=stream_overlays,
             compare=len(runs) > 1,
             runs=sections,
+            tune=tune_section,
         )
     )
     return Report(html=html, figures=tuple(named), findings=findings)

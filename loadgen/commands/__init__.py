@@ -3,7 +3,9 @@
 
 COMMANDS = (
     "serve",
+    "model",
     "sweep",
+    "tune",
     "runs",
     "db",
     "tables",

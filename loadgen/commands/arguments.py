@@ -21,6 +21,15 @@ def text(value: str) -> str:
     return value
 
 
+def model_name(value: str) -> str:
+    """A name Triton can serve from a folder: no path separators, spaces or leading dot."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+        raise argparse.ArgumentTypeError(
+            f"must be letters, digits, '_', '-' or '.' (not first), got {value!r}"
+        )
+    return value
+
+
 def run_ref(value: str) -> str:
     """A run id, or ``group:ID``: the runs of one ``--repeats`` sweep (or of several models at once)."""
     group = value.removeprefix("group:")
@@ -116,6 +125,17 @@ def host(value: str) -> str:
                 f"expected an IP address or a host name, got {value!r}"
             ) from None
     return value
+
+
+def microseconds(value: str) -> int:
+    """A delay such as ``100us``, ``0.5ms`` or ``100`` (microseconds), >= 0."""
+    from loadgen.config.values import duration_us
+    from loadgen.errors import ConfigError
+
+    try:
+        return duration_us(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def http_url(value: str) -> str:

@@ -33,6 +33,13 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--latest", action="store_true", help="the newest stored run (of -m MODEL)")
     parser.add_argument(
+        "--tune",
+        type=arguments.text,
+        default=None,
+        metavar="TUNE_ID",
+        help="a tune's runs, with its configurations, Pareto front and best config.pbtxt on top",
+    )
+    parser.add_argument(
         "-m", "--model", type=arguments.text, default=None, help="with --latest: the newest run of this model"
     )
     parser.add_argument(
@@ -86,6 +93,7 @@ def write_run_report(
     slo: Slo | None = None,
     images: Path | None = None,
     image_format: str = "png",
+    tune: str | None = None,
 ) -> int:
     """Write the report of ``run_ids``; returns the exit code (2 when images were asked but not written).
 
@@ -95,12 +103,14 @@ def write_run_report(
     from analysis.finding_kinds import Kind, Severity
     from analysis.frames import read_run_data
     from analysis.report import ImageExportError, build_report, export_images, write_report
+    from analysis.tune_result import load_tune
 
     if output.is_dir() or not output.parent.is_dir():
         raise ConfigError(f"cannot write the report to {output}: give a file in an existing directory")
     with RunStore(db_url) as store:
         runs = [read_run_data(store, run_id) for run_id in run_ids]
-    report = build_report(runs, slo=slo)
+        tuned = None if tune is None else load_tune(store, tune)
+    report = build_report(runs, slo=slo, tune=tuned)
     write_report(report, output)
     print(f"wrote {output} ({len(report.html) / 1e6:.1f} MB, {len(report.figures)} figures)", file=sys.stderr)
     for findings in report.findings.values():
@@ -124,7 +134,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     slo = parse_slo(args.slo) if args.slo is not None else None
     require_database(args.db)
     with RunStore(args.db) as store:
-        run_ids = _run_ids(store, args.run_ids, args.latest, args.model)
+        if args.tune is not None:
+            run_ids = _tune_run_ids(store, args)
+        else:
+            run_ids = _run_ids(store, args.run_ids, args.latest, args.model)
     return write_run_report(
-        args.db, run_ids, args.output, slo=slo, images=args.images, image_format=args.image_format
+        args.db,
+        run_ids,
+        args.output,
+        slo=slo,
+        images=args.images,
+        image_format=args.image_format,
+        tune=args.tune,
     )
+
+
+def _tune_run_ids(store: RunStore, args: argparse.Namespace) -> list[int]:
+    from analysis.tune_result import tune_runs
+
+    if args.run_ids or args.latest:
+        raise ConfigError("--tune reports the tune's runs: give no run ids or --latest with it")
+    return [run.id for run in tune_runs(store, args.tune)]

@@ -40,6 +40,14 @@ def register(sub: Any) -> None:
     )
     serve.add_argument("--log-verbose", type=arguments.level, default=0, help="Triton's --log-verbose level")
     serve.add_argument(
+        "--model-control",
+        choices=("none", "explicit"),
+        default="none",
+        help="explicit: every model loaded at the start, and models may then be loaded, unloaded and "
+        "reconfigured through the repository API (what `loadgen tune` and `model add --validate -u` "
+        "need) (default none: the models at the start, fixed)",
+    )
+    serve.add_argument(
         "--grpc-tls-cert",
         type=arguments.existing_file,
         metavar="FILE",
@@ -67,6 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not (args.grpc_tls_cert and args.grpc_tls_key):
             raise ConfigError("gRPC over TLS needs both --grpc-tls-cert and --grpc-tls-key")
         extra = grpc_tls_args(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_client_ca)
+    if args.model_control == "explicit":
+        extra += ["--model-control-mode=explicit", "--load-model=*"]
     server = EmbeddedServer(
         args.model_repository,
         ports,

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,10 +72,12 @@ exit codes: 0 done, 1 a run failed, 2 usage or server unreachable, 3 wrong answe
 4 failed requests (--max-error-rate), 130 interrupted (finished steps are kept)."""
 
 
-def add_sweep_options(parser: argparse.ArgumentParser) -> None:
-    """Every option of the table, as flags whose dest is the option's key and whose default is None."""
+def add_sweep_options(parser: argparse.ArgumentParser, leave_out: Collection[str] = ()) -> None:
+    """Every option of the table (but ``leave_out``'s keys), as flags whose dest is the option's key
+    and whose default is None."""
     groups = {name: parser.add_argument_group(title) for name, title in _GROUPS.items()}
-    for option in sorted(OPTIONS, key=lambda o: list(_GROUPS).index(o.group)):
+    shown = [o for o in OPTIONS if o.key not in leave_out]
+    for option in sorted(shown, key=lambda o: list(_GROUPS).index(o.group)):
         group = groups[option.group]
         if option.switch:
             group.add_argument(
@@ -185,10 +187,10 @@ def parse_model_spec(item: str) -> tuple[str, dict[str, str | list[str]]]:
     return name, given
 
 
-def _spelling(given: dict[str, str | list[str]]) -> Callable[[str], str]:
+def _spelling(given: dict[str, str | list[str]], spell: Callable[[str], str]) -> Callable[[str], str]:
     """A key as the user wrote it in ``-m`` (when they did), else as its flag."""
     typed = {option_key(name): name for name in given}
-    return lambda key: typed.get(key) or spell_flag(key)
+    return lambda key: typed.get(key) or spell(key)
 
 
 def given_values(args: argparse.Namespace) -> dict[str, object]:
@@ -196,24 +198,27 @@ def given_values(args: argparse.Namespace) -> dict[str, object]:
     return {
         option.key: getattr(args, option.key)
         for option in OPTIONS
-        if option.key != "model" and getattr(args, option.key) is not None
+        if option.key != "model" and getattr(args, option.key, None) is not None
     }
 
 
-def settings_from_args(args: argparse.Namespace) -> list[SweepSettings]:
-    """One settings object per ``-m``, each through the one constructor; usage errors name flags."""
+def settings_from_args(
+    args: argparse.Namespace, spell: Callable[[str], str] = spell_flag
+) -> list[SweepSettings]:
+    """One settings object per ``-m``, each through the one constructor; usage errors name flags
+    (as ``spell`` spells an option's key: a command may give one another flag)."""
     shared = given_values(args)
     specs = [parse_model_spec(item) for item in args.model]
     try:
         build_settings(shared, {"model": specs[0][0]})  # the shared values, checked once
     except SettingsError as exc:
-        raise ConfigError(exc.render(spell_flag)) from None
+        raise ConfigError(exc.render(spell)) from None
     result = []
     for (name, own), item in zip(specs, args.model, strict=True):
         try:
             result.append(build_settings(shared, own, {"model": name}))
         except SettingsError as exc:
-            raise ConfigError(f"bad -m {item!r}: {exc.render(_spelling(own))}") from None
+            raise ConfigError(f"bad -m {item!r}: {exc.render(_spelling(own, spell))}") from None
     if getattr(args, "embedded", False) and any(s.tls is not None for s in result):
         raise ConfigError("the embedded server speaks plain HTTP and gRPC: --ssl options need -u")
     return result
@@ -221,10 +226,13 @@ def settings_from_args(args: argparse.Namespace) -> list[SweepSettings]:
 
 # -- running --------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _embedded(args: argparse.Namespace, console: Console) -> Iterator[EmbeddedServer]:
+def embedded(
+    args: argparse.Namespace, console: Console, extra_args: Sequence[str] = ()
+) -> Iterator[EmbeddedServer]:
+    """``--embedded``: the server on free ports (``--model-repository``'s) for this command."""
     from loadgen.server import EmbeddedServer, ServerPorts
 
-    server = EmbeddedServer(args.model_repository, ServerPorts.free())
+    server = EmbeddedServer(args.model_repository, ServerPorts.free(), extra_args=extra_args)
     console.print(
         f"starting the embedded Triton server (HTTP {server.http_url}, gRPC {server.grpc_url}) ...",
         highlight=False,
@@ -233,7 +241,7 @@ def _embedded(args: argparse.Namespace, console: Console) -> Iterator[EmbeddedSe
         yield server
 
 
-def _on_server(sweeps: Sequence[SweepSettings], server: EmbeddedServer) -> list[SweepSettings]:
+def on_server(sweeps: Sequence[SweepSettings], server: EmbeddedServer) -> list[SweepSettings]:
     """The sweeps pointed at the embedded server (its metrics too, unless turned off)."""
     return [
         dataclasses.replace(
@@ -267,7 +275,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
             exporter = stack.enter_context(SweepExporter(args.exporter_port, args.exporter_addr))
         if args.embedded:
-            sweeps = _on_server(sweeps, stack.enter_context(_embedded(args, err)))
+            sweeps = on_server(sweeps, stack.enter_context(embedded(args, err)))
         sweeps = grouped(sweeps)
         store = stack.enter_context(RunStore(args.db))
         console = None if args.quiet else err

@@ -101,7 +101,7 @@ def _seconds(raw: object, bare_unit: str) -> float:
     return value * _SECONDS_PER[unit]
 
 
-_UNIT_WORDS = {"ms": "milliseconds", "s": "seconds"}
+_UNIT_WORDS = {"us": "microseconds", "ms": "milliseconds", "s": "seconds"}
 
 
 def duration_ms(raw: object) -> int:
@@ -110,6 +110,14 @@ def duration_ms(raw: object) -> int:
     if abs(ms - round(ms)) > 1e-6 * max(1.0, abs(ms)):
         raise ConfigError(f"must be a whole number of milliseconds, got {_scalar(raw)!r} ({ms:g} ms)")
     return round(ms)
+
+
+def duration_us(raw: object) -> int:
+    """A whole number of microseconds (Triton's queue delays): ``100``, ``100us``, ``0.5ms``."""
+    us = _seconds(raw, "us") * 1e6
+    if us < 0 or abs(us - round(us)) > 1e-6 * max(1.0, us):
+        raise ConfigError(f"must be a whole number of microseconds >= 0, got {_scalar(raw)!r}")
+    return round(us)
 
 
 def duration_s(raw: object) -> float:

@@ -1,8 +1,9 @@
 """A model's ``config.pbtxt`` from its ONNX signature and the deploy options (issue 21).
 
-Two backends: ``onnxruntime`` (Triton's ONNX Runtime backend, what a GPU Triton image serves
-as-is) and ``python`` (the Python backend running onnxruntime: the only one the embedded CPU
-server has, the way ``model_repository/resnet`` is served).
+Three backends: ``onnxruntime`` (Triton's ONNX Runtime backend, what a GPU Triton image serves
+as-is), ``python`` (the Python backend running onnxruntime: the only one the embedded CPU
+server has, the way ``model_repository/resnet`` is served) and ``tensorrt`` (a plan built from
+the graph, on the GPU).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from dataclasses import dataclass
 from loadgen.deploy.onnx_signature import OnnxSignature, TensorSpec
 from loadgen.errors import ConfigError
 
-BACKENDS = ("onnxruntime", "python")
+BACKENDS = ("python", "onnxruntime", "tensorrt")
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
+"""The ``platform`` line of the backends that have one (the Python backend names a ``backend``)."""
+MODEL_FILES = {"python": "model.onnx", "onnxruntime": "model.onnx", "tensorrt": "model.plan"}
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,17 @@ def config_pbtxt(signature: OnnxSignature, options: DeployOptions) -> str:
             f"{fixed.name!r} has a fixed first dimension ({fixed.dims[0] if fixed.dims else 'none'}): "
             "Triton cannot batch this graph; give a max batch size of 0"
         )
-    platform = 'platform: "onnxruntime_onnx"' if options.backend == "onnxruntime" else 'backend: "python"'
+    platform = PLATFORMS.get(options.backend)
+    platform_line = f'platform: "{platform}"' if platform else f'backend: "{options.backend}"'
     lines = [
         f'name: "{options.name}"',
-        platform,
+        platform_line,
         f"max_batch_size: {options.max_batch_size}",
         "input [\n" + ",\n".join(_tensor_text(t, batched) for t in signature.inputs) + "\n]",
         "output [\n" + ",\n".join(_tensor_text(t, batched) for t in signature.outputs) + "\n]",
     ]
     if options.queue_delay_us is not None:
         lines.append(f"dynamic_batching {{\n  max_queue_delay_microseconds: {options.queue_delay_us}\n}}")
-    kind = "KIND_GPU" if options.gpu else "KIND_CPU"
+    kind = "KIND_GPU" if options.gpu or options.backend == "tensorrt" else "KIND_CPU"
     lines.append(f"instance_group [\n  {{\n    count: {options.instances}\n    kind: {kind}\n  }}\n]")
     return "\n".join(lines) + "\n"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import grpc
+import numpy.typing as npt
 import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException
@@ -26,6 +28,8 @@ from loadgen.transports.addresses import GRPC_PORTS, HTTP_PORTS, grpc_target, sp
 from loadgen.transports.sniff import Speaks, sniff
 
 CALL_TIMEOUT_S = 10.0
+LOAD_TIMEOUT_S = 300.0
+"""A model's (re)load: its instances' ``initialize`` may load weights for minutes."""
 # gRPC's, OpenSSL's and aiohttp's words for a failed handshake (a wrong CA, a plain server, ...)
 _TLS_FAILURE = re.compile(r"handshake|certificate|\[SSL|SSL_ERROR|wrong version number", re.IGNORECASE)
 SNAPSHOT_TRIES = 5
@@ -118,12 +122,12 @@ class ServerAPI:
         if headers:  # gRPC metadata keys must be lower-case
             self._json["headers"] = {k.lower() if protocol != "http" else k: v for k, v in headers.items()}
 
-    async def _call(self, what: str, coro: Any) -> Any:
+    async def _call(self, what: str, coro: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
         try:
-            return await asyncio.wait_for(coro, CALL_TIMEOUT_S)
+            return await asyncio.wait_for(coro, timeout_s)
         except TimeoutError as exc:
             raise ServerUnavailable(
-                f"Triton at {self.url} did not answer {what} within {CALL_TIMEOUT_S:g} s"
+                f"Triton at {self.url} did not answer {what} within {timeout_s:g} s"
             ) from exc
         except InferenceServerException as exc:
             if _is_unavailable(exc):
@@ -223,6 +227,46 @@ class ServerAPI:
         )
         config: dict[str, Any] = result.get("config", result)
         return config
+
+    async def load_model(self, model: str, config: Mapping[str, Any] | None = None) -> None:
+        """Load (or reload) through the repository API; ``config`` replaces the whole config.
+
+        Refused by Triton unless it runs with ``--model-control-mode=explicit``; a config it
+        refuses raises ``ConfigError`` with its words, and the model loaded before keeps serving."""
+        extra = {} if config is None else {"config": json.dumps(config)}
+        try:
+            await self._call(f"loading {model!r}", self._client.load_model(model, **extra), LOAD_TIMEOUT_S)
+        except InferenceServerException as exc:
+            raise ConfigError(f"Triton at {self.url} did not load {model!r}: {exc.message()}") from None
+
+    async def unload_model(self, model: str) -> None:
+        try:
+            await self._call(f"unloading {model!r}", self._client.unload_model(model), LOAD_TIMEOUT_S)
+        except InferenceServerException as exc:
+            raise ConfigError(f"Triton at {self.url} did not unload {model!r}: {exc.message()}") from None
+
+    async def infer(
+        self, model: str, arrays: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str]
+    ) -> dict[str, npt.NDArray[Any]]:
+        """One request through the control plane's client: for checks that send a handful
+        (``model add --validate``), never for load."""
+        from tritonclient.utils import np_to_triton_dtype
+
+        module = http_aio if self.protocol == "http" else grpc_aio
+        tensors = []
+        for name, array in arrays.items():
+            tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        wanted = [module.InferRequestedOutput(name) for name in outputs]
+        headers = {"headers": self._json["headers"]} if "headers" in self._json else {}
+        try:
+            result = await self._call(
+                f"a request to {model!r}", self._client.infer(model, tensors, outputs=wanted, **headers)
+            )
+        except InferenceServerException as exc:
+            raise ConfigError(f"{model!r} on {self.url} failed a request: {exc.message()}") from None
+        return {name: result.as_numpy(name) for name in outputs}
 
     async def model_stats(self, model: str, version: str = "") -> ModelStats:
         """The model's cumulative statistics, summed over the versions the server reports.

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from loadgen.cli import build_parser, main
 from loadgen.histogram import LatencyHistogram
@@ -167,6 +169,37 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("export grafana", "--prometheus-url"): ["", "junk"],
 }
 
+BAD.update(
+    {  # a tune measures each configuration with the sweep's options, refused alike
+        ("tune", option): values
+        for (command, option), values in list(BAD.items())
+        if command == "sweep"
+        and option not in ("--search", "--repeats", "--latency-limit", "--csv", "--report")
+        and not option.startswith("--exporter")
+    }
+)
+BAD.update(
+    {
+        ("tune", "--slo"): ["", "junk", "p101=5ms", "-5ms"],
+        ("tune", "--instances"): ["", "junk", "0", "4..1"],
+        ("tune", "--max-batch-size"): ["", "junk", "0", "1.5"],
+        ("tune", "--queue-delay"): ["", ",", "junk", "-5us", "1.5us"],
+        ("tune", "--search"): ["", "junk"],
+        ("tune", "--resume"): ["", "nosuchtune"],
+        ("tune", "--json"): NEW_FILE,
+        ("model add", "onnx"): [*MISSING_FILE, "pyproject.toml"],
+        ("model add", "--name"): ["", "a/b", ".hidden", "two words"],
+        ("model add", "--model-repository"): MISSING_FILE,
+        ("model add", "--backend"): ["", "tensorflow"],
+        ("model add", "--max-batch-size"): [*WHOLE, "-1"],
+        ("model add", "--dynamic-batching-delay"): ["", "junk", "-1us", "1.5us", "5parsecs"],
+        ("model add", "--instances"): [*WHOLE, "0"],
+        ("model add", "-u"): [""],
+        ("report", "--tune"): ["", "nosuchtune"],
+        ("serve", "--model-control"): ["", "junk", "poll"],
+    }
+)
+
 
 def _options() -> Iterator[tuple[str, argparse.Action]]:
     """(command path, action) for every option and positional that takes a value."""
@@ -229,6 +262,13 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         store.finish_run(run_id, RunStatus.COMPLETED, None)
     plan = tmp / "plan.yaml"
     plan.write_text("cron: '0 2 * * *'\njobs:\n  j:\n    model: identity\n    url: 127.0.0.1:1\n")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["X"], ["Y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    onnx.save(helper.make_model(graph), str(tmp / "relu.onnx"))
     return db, plan
 
 
@@ -244,12 +284,20 @@ def world(seeded: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyP
     import loadgen.launch
     import loadgen.plans.run
     import loadgen.server.embedded
+    import loadgen.tune.tuning
 
     monkeypatch.setattr(loadgen.launch, "run_sweeps", tripwire)
     monkeypatch.setattr(loadgen.plans.run, "run_job", tripwire)
+    monkeypatch.setattr(loadgen.tune.tuning, "run_tune", tripwire)
     monkeypatch.setattr(loadgen.server.embedded.EmbeddedServer, "start", tripwire)
     monkeypatch.chdir(tmp_path)
-    return {"db": f"sqlite:///{db}", "db_file": str(db), "plan": str(plan), "tmp": str(tmp_path)}
+    return {
+        "db": f"sqlite:///{db}",
+        "db_file": str(db),
+        "plan": str(plan),
+        "tmp": str(tmp_path),
+        "onnx": str(db.parent / "relu.onnx"),
+    }
 
 
 def _argv(command: str, option: str, value: str, world: dict[str, str]) -> list[str]:
@@ -270,15 +318,17 @@ def _argv(command: str, option: str, value: str, world: dict[str, str]) -> list[
         "schedule": [world["plan"], "--db", new_db],
         "export grafana": ["-o", f"{world['tmp']}/grafana", "--db", world["db"]],
         "workers": [],
+        "tune": ["-m", "identity", "-u", "127.0.0.1:1", "--instances", "1,2", "--db", new_db],
+        "model add": [world["onnx"], "--name", "m", "--model-repository", world["tmp"]],
     }
     argv = base[command]
-    positionals = {"run_id": 0, "base_run": 0, "new_run": 1, "run_ids": 0, "plan": 0}
+    positionals = {"run_id": 0, "base_run": 0, "new_run": 1, "run_ids": 0, "plan": 0, "onnx": 0}
     if option in positionals:
         argv = list(argv)
         argv[positionals[option]] = value
     else:
         argv = [*argv, option, value]
-        if option in ("-o", "--db") and option in base[command]:  # replace, do not repeat
+        if option in ("-o", "--db", "--model-repository") and option in base[command]:  # replace
             at = base[command].index(option)
             argv = [*base[command][:at], option, value, *base[command][at + 2 :]]
     return [*command.split(), *argv]

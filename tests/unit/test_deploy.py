@@ -78,3 +78,75 @@ def test_what_cannot_work_is_refused_in_one_line(tmp_path: Path) -> None:
         read_signature(tmp_path / "junk.onnx")
     with pytest.raises(ConfigError, match="no such ONNX file"):
         read_signature(tmp_path / "missing.onnx")
+
+
+def _dense(path: Path) -> Path:
+    """X [batch, 8] FP32 -> Relu(X W + b) [batch, 4]: a batchable graph with weights to halve."""
+    rng = np.random.default_rng(7)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), name="W"),
+        numpy_helper.from_array(rng.normal(size=(4,)).astype(np.float32), name="B"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["H"]),
+        helper.make_node("Add", ["H", "B"], ["S"]),
+        helper.make_node("Relu", ["S"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dense",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 4])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_fp16_halves_the_weights_keeps_fp32_inputs_and_answers_within_fp16_tolerance(tmp_path: Path) -> None:
+    from loadgen.deploy.precision import write_fp16
+    from loadgen.deploy.served_check import local_outputs, sample_inputs
+
+    source = _dense(tmp_path / "dense.onnx")
+    half = tmp_path / "half.onnx"
+    write_fp16(source, half)
+    weights = {init.name: init.data_type for init in onnx.load(str(half)).graph.initializer}
+    assert weights["W"] == TensorProto.FLOAT16 and weights["B"] == TensorProto.FLOAT16
+    signature = read_signature(source)
+    assert read_signature(half) == signature  # the same requests serve both
+    requests = sample_inputs(signature, batched=True)
+    assert [r["X"].shape for r in requests] == [(1, 8), (2, 8), (3, 8), (4, 8)]
+    exact, approx = local_outputs(source, signature, requests), local_outputs(half, signature, requests)
+    for a, b in zip(exact, approx, strict=True):
+        assert b[0].dtype == np.float32
+        np.testing.assert_allclose(b[0], a[0], rtol=1e-2, atol=1e-2)
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(exact, approx, strict=True))  # really FP16
+
+
+def test_model_add_writes_the_entry_whole_and_refuses_before_writing(tmp_path: Path) -> None:
+    from loadgen.deploy.repository_entry import add_model
+
+    source = _dense(tmp_path / "dense.onnx")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    options = DeployOptions("dense", max_batch_size=16, queue_delay_us=50, instances=2)
+    deployed = add_model(source, repo, options)
+    assert sorted(str(f.relative_to(repo)) for f in deployed.files) == [
+        "dense/1/model.onnx",
+        "dense/1/model.py",
+        "dense/config.pbtxt",
+    ]
+    assert (repo / "dense" / "1" / "model.onnx").read_bytes() == source.read_bytes()
+    assert (repo / "dense" / "config.pbtxt").read_text() == deployed.config_text
+    assert oct((repo / "dense").stat().st_mode & 0o777) == "0o755"
+    with pytest.raises(ConfigError, match="exists: give --replace"):
+        add_model(source, repo, options)
+    with pytest.raises(ConfigError, match="needs the tensorrt package"):
+        add_model(source, repo, DeployOptions("plan", backend="tensorrt", max_batch_size=4), replace=True)
+    with pytest.raises(ConfigError, match="fixed first dimension"):
+        add_model(_graph(tmp_path / "fixed.onnx", batch=2), repo, DeployOptions("fixed", max_batch_size=4))
+    onnxrt = add_model(source, repo, DeployOptions("dense", backend="onnxruntime"), fp16=True, replace=True)
+    assert [f.name for f in onnxrt.files] == ["model.onnx", "config.pbtxt"]
+    assert not (repo / "dense" / "1" / "model.py").exists()  # replaced whole, not merged
+    assert sorted(p.name for p in repo.iterdir()) == ["dense"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".loadgen-")]  # no staging left

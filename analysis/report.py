@@ -38,12 +38,14 @@ from analysis.plots import (
     server_metrics_figure,
     throughput_latency_figure,
 )
+from analysis.side_by_side import run_names, side_by_side
 from analysis.stream_plots import STREAM_FIGURES, streamed
 from analysis.tables import latency_table
 from analysis.tail import overhead_table, tail_frame, tail_table
 from analysis.tune_plots import pareto_figure
 from analysis.tune_result import TuneResult, config_pbtxt, summary_rows
 from loadgen import __version__
+from loadgen.config.scenarios import words
 
 ImageFormat = Literal["png", "svg"]
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"scale": 2}}
@@ -200,6 +202,18 @@ def _run_figures(data: RunData) -> tuple[list[tuple[str, str, go.Figure]], list[
     return figures, notes
 
 
+def _side_by_side(runs: Sequence[RunData]) -> Markup | None:
+    """Several runs of one scenario: their tables as one, with each run's ratio to the first."""
+    if len(runs) < 2 or len({data.run.scenario for data in runs}) > 1:
+        return None
+    scenario = runs[0].run.scenario
+    names = run_names([data.run for data in runs])
+    tables = [
+        (name, latency_table(data.steps, scenario=scenario)) for name, data in zip(names, runs, strict=True)
+    ]
+    return _html(side_by_side(tables, words(scenario).column))
+
+
 def _tune_section(tune: TuneResult, place: Callable[[str, str, go.Figure], Markup]) -> dict[str, Any]:
     """``report --tune``: the configurations, best first, the front and the best one's config."""
     best = tune.best
@@ -240,6 +254,7 @@ def build_report(
             place(f"runs{ids}-{key}", title, make(streams)) for key, title, make in STREAM_FIGURES
         ]
     tune_section = None if tune is None else _tune_section(tune, place)
+    side = _side_by_side(with_steps)
     findings: dict[int, tuple[Finding, ...]] = {}
     sections = []
     for data in runs:
@@ -292,6 +307,7 @@ def build_report(
             compare=len(runs) > 1,
             runs=sections,
             tune=tune_section,
+            side_by_side=side,
         )
     )
     return Report(html=html, figures=tuple(named), findings=findings)

@@ -347,8 +347,12 @@ def _cell_formatters(frame: pd.DataFrame) -> dict[str, Callable[[object], str]]:
 
         return fmt
 
-    columns = [str(c) for c in frame.columns]
-    return {c: fixed(1 if c in (THROUGHPUT, RATE_LEVEL) else 2 if c.endswith("(ms)") else 0) for c in columns}
+    def digits(column: str) -> int:
+        if column.endswith((THROUGHPUT, RATE_LEVEL)):  # side by side: "run 3: Throughput (infer/s)"
+            return 1
+        return 2 if column.endswith(("(ms)", "(x)")) else 0
+
+    return {str(c): fixed(digits(str(c))) for c in frame.columns}
 
 
 def _markdown(frame: pd.DataFrame) -> str:

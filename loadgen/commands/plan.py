@@ -156,6 +156,23 @@ def print_verdicts(plan: Plan, results: Sequence[JobResult], console: Console) -
     console.print(table)
 
 
+def print_matrices(db: str, jobs: Sequence[Job], results: Sequence[JobResult]) -> None:
+    """Each matrix job's new runs side by side, with each one's ratio to the first."""
+    from analysis.tables import DEFAULT_PERCENTILES
+    from loadgen.commands.tables import side_by_side_text
+
+    matrix_of = {job.name: job.matrix for job in jobs if job.matrix is not None}
+    runs: dict[str, list[str]] = {}
+    for r in results:
+        if r.run_id is not None and (matrix := matrix_of.get(r.job)) is not None:
+            runs.setdefault(matrix, []).append(str(r.run_id))
+    for matrix, ids in runs.items():
+        if len(ids) > 1:
+            print(f"\nmatrix {matrix}: its runs side by side, ratios to the first")
+            print(side_by_side_text(db, ids, DEFAULT_PERCENTILES, None), end="")
+            print(f"loadgen: next: loadgen report {' '.join(ids)} -o {matrix}.html", file=sys.stderr)
+
+
 def _names(results: Sequence[JobResult]) -> str:
     return ", ".join(f"{r.job} ({r.model})" for r in results)
 
@@ -171,6 +188,7 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
             raise report_problems(args.plan, problems)
         results: list[JobResult] = run_async(_run_jobs(plan, jobs, store, args.quiet))
     print_verdicts(plan, results, stdout_console())
+    print_matrices(args.db, jobs, results)
     if args.json is not None:
         try:
             args.json.write_text(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,11 +57,13 @@ def register(sub: Any) -> None:
         "percentiles are read from the stored histograms.",
     )
     table.add_argument(
-        "run_id",
+        "run_ids",
         type=arguments.run_ref,
+        nargs="+",
         metavar="RUN",
         help="a run id, or group:ID: the runs of one --repeats sweep, each level's mean across them "
-        "with its interval",
+        "with its interval; several: their tables side by side, each with its ratio to the first "
+        "(FP32 vs FP16, a plan's matrix)",
     )
     table.add_argument(
         "--format", choices=("markdown", "csv", "html"), default=None, help="output format (default markdown)"
@@ -216,12 +219,18 @@ def cmd_table(args: argparse.Namespace) -> int:
         raise ConfigError(f"give one of {' and '.join(views)}: each replaces the latency table")
     if args.hgrm is not None and (args.format is not None or args.percentiles is not None):
         raise ConfigError("--hgrm writes one step's whole spectrum: drop --format and --percentiles")
-    if args.run_id.startswith("group:"):
+    if len(args.run_ids) > 1:
+        if views or args.ci:
+            raise ConfigError(f"{views[0] if views else '--ci'} shows one run: give one run id")
+        _write(side_by_side_text(args.db, args.run_ids, percentiles, args.format), args.output)
+        return EXIT_OK
+    (ref,) = args.run_ids
+    if ref.startswith("group:"):
         if views:
             raise ConfigError(f"{views[0]} shows one run: give a run id of the group")
-        _write(_group_table(args.db, args.run_id, percentiles, confidence, args.format), args.output)
+        _write(_group_table(args.db, ref, percentiles, confidence, args.format), args.output)
         return EXIT_OK
-    run, steps = _load(args.db, int(args.run_id))
+    run, steps = _load(args.db, int(ref))
     if not steps:
         raise ConfigError(f"run {run.id} has no steps ({_status_text(run)})")
     if run.status is not RunStatus.COMPLETED:
@@ -265,6 +274,40 @@ def _group_table(
     print(f"{ref}: runs {', '.join(str(run.id) for run, _ in runs)} of {runs[0][0].model}", file=sys.stderr)
     level = words(runs[0][0].scenario).column
     table = across_runs_table(runs, percentiles, confidence, level_column=level)
+    return format_table(table, "csv" if fmt == "csv" else "html" if fmt == "html" else "markdown")
+
+
+def side_by_side_text(db: str, refs: Sequence[str], percentiles: tuple[float, ...], fmt: str | None) -> str:
+    """Several runs' tables as one, each run's ratio to the first; runs named by model where the
+    models differ (rnxt vs rnxt_fp16), else by id."""
+    from analysis.groups import run_ids_of
+    from analysis.side_by_side import run_names, side_by_side
+    from analysis.tables import benchmark_table, format_table
+
+    require_database(db)
+    with RunStore(db) as store:
+        ids = list(dict.fromkeys(run_ids_of(store, refs)))
+        runs = [(store.get_run(i), store.steps(i)) for i in ids]
+    if len(runs) < 2:
+        raise ConfigError(f"{' '.join(refs)} name one run: give two or more to put side by side")
+    if len({run.scenario for run, _ in runs}) > 1:
+        raise ConfigError("the runs are measured by concurrency and by request rate: not side by side")
+    for run, steps in runs:
+        if not steps:
+            raise ConfigError(f"run {run.id} has no steps ({_status_text(run)})")
+        if run.status is not RunStatus.COMPLETED:
+            warn(f"run {run.id} is {_status_text(run)}: showing its {len(steps)} finished step(s)")
+    names = run_names([run for run, _ in runs])
+    print(
+        ", ".join(f"{n}: run {run.id} ({run.model})" for n, (run, _) in zip(names, runs, strict=True)),
+        file=sys.stderr,
+    )
+    scenario = runs[0][0].scenario
+    tables = [
+        (name, benchmark_table(steps, percentiles, scenario=scenario))
+        for name, (_, steps) in zip(names, runs, strict=True)
+    ]
+    table = side_by_side(tables, words(scenario).column)
     return format_table(table, "csv" if fmt == "csv" else "html" if fmt == "html" else "markdown")
 
 

@@ -14,8 +14,9 @@ if TYPE_CHECKING:  # analysis imports pandas: loaded when a plan runs, not when 
     from analysis.compare import Thresholds
 
 BaselineKind = Literal["previous", "run", "label"]
-RESERVED_LABELS = ("plan", "job")
-"""Labels a plan sets on each run itself: ``plan=<name>``, ``job=<job>``."""
+RESERVED_LABELS = ("plan", "job", "matrix")
+"""Labels a plan sets on each run itself: ``plan=<name>``, ``job=<job>`` and, for a job expanded
+from a matrix, ``matrix=<the job's name>`` (its runs are read side by side)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ class Job:
     """When ``loadgen schedule`` runs the job: a cron expression (5 fields, or 6 with leading
     seconds); None: run by ``plan run`` only. (The *send schedule* is the open loop's.)"""
 
+    @property
+    def matrix(self) -> str | None:
+        """The name of the job this one was expanded from (its ``matrix`` label), if any."""
+        return self.sweeps[0].labels.get("matrix")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What ``--job`` may call it: its own name and, from a matrix, the matrix job's."""
+        return (self.name,) if self.matrix is None else (self.name, self.matrix)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -60,12 +71,13 @@ class Plan:
     jobs: tuple[Job, ...]
 
     def select(self, names: Sequence[str]) -> tuple[Job, ...]:
-        """The named jobs in plan order (all for no names); ConfigError for an unknown name."""
-        known = {job.name for job in self.jobs}
+        """The named jobs in plan order (all for no names; a matrix job's name: every combination);
+        ConfigError for an unknown name."""
+        known = {name for job in self.jobs for name in job.names}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ConfigError(
                 f"plan {self.name!r} has no job {', '.join(map(repr, unknown))}: "
-                f"its jobs are {', '.join(job.name for job in self.jobs)}"
+                f"its jobs are {', '.join(dict.fromkeys(job.matrix or job.name for job in self.jobs))}"
             )
-        return tuple(job for job in self.jobs if not names or job.name in names)
+        return tuple(job for job in self.jobs if not names or set(job.names) & set(names))

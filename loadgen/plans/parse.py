@@ -40,10 +40,13 @@ PLAN_ONLY = {
     "baseline": "what a job's run is compared with",
     "thresholds": "what counts as a regression",
     "measurement": "groups the measurement options, as plans have written them",
+    "matrix": "lists of values (model or any sweep option): the job once per combination",
 }
 """Keys a plan has beyond the sweep options, and what each is for."""
 _PLAN_KEYS = ("name", "description", "jobs", "cron", "schedule", "baseline", "thresholds", "measurement")
-_JOB_KEYS = ("description", "model", "models", "cron", "schedule", "baseline", "thresholds", "measurement")
+_JOB_KEYS = (
+    "description", "model", "models", "cron", "schedule", "baseline", "thresholds", "measurement", "matrix",
+)  # fmt: skip
 _ENV = re.compile(r"\$\{(\w+)\}")
 
 
@@ -207,6 +210,42 @@ def _plan_only(r: Reader, items: Items, where: str) -> dict[str, Any]:
     return values
 
 
+Cell = tuple[tuple[str, yaml.Node], ...]
+"""One combination of a job's matrix: (name as written, value node), in the matrix's order."""
+
+
+def _matrix(r: Reader, items: Items, where: str) -> list[Cell]:
+    """``matrix: {model: [a, b], batch_size: [1, 8]}``: every combination, the first key outermost;
+    [()] for a job without one."""
+    if "matrix" not in items:
+        return [()]
+    axes = r.mapping(items["matrix"][1], f"matrix of {where}")
+    if axes is None:
+        return []
+    if not axes:
+        r.add(items["matrix"][1], f"{where}: matrix needs at least one key with a list of values")
+        return []
+    r.unknown_keys(axes, ("model", *_option_names()), f"matrix of {where}")
+    cells: list[Cell] = [()]
+    known = ("model", *_option_names())
+    for name, (key_node, values) in axes.items():
+        if name not in known:
+            continue  # told by unknown_keys
+        if (option_key(name) or name) in {option_key(k) or k for k in items}:
+            r.add(key_node, f"{where}: {name!r} is given in the job and in its matrix: give one")
+        elif name == "model" and "models" in items:
+            r.add(key_node, f"{where}: a matrix of models goes without 'models'")
+        if not isinstance(values, yaml.SequenceNode) or not values.value:
+            r.add(values, f"{where}: matrix {name!r} must be a list of values")
+            return []
+        cells = [(*cell, (name, value)) for cell in cells for value in values.value]
+    return cells
+
+
+def _cell_name(cell: Cell) -> str:
+    return ",".join(f"{name}={raw(node)}" for name, node in cell)
+
+
 def _job(
     r: Reader,
     plan: str,
@@ -214,20 +253,39 @@ def _job(
     name_node: yaml.Node,
     node: yaml.Node,
     shared: _Shared,
+) -> list[Job]:
+    """The job, or one per combination of its matrix (named ``job[key=value,...]``)."""
+    where = f"job {name!r}"
+    items = r.mapping(node, where)
+    if items is None:
+        return []
+    r.unknown_keys(items, (*_JOB_KEYS, *_option_names()), where)
+    cells = _matrix(r, items, where)
+    jobs = []
+    for cell in cells:
+        expanded = f"{name}[{_cell_name(cell)}]" if cell else name
+        cell_items = dict(items)
+        cell_items.pop("matrix", None)
+        for key, value in cell:
+            cell_items[key] = (name_node, value)
+        labels = {"matrix": name} if cell else {}
+        job = _one_job(r, plan, expanded, line_of(name_node), cell_items, shared, labels)
+        if job is not None:
+            jobs.append(job)
+    return jobs
+
+
+def _one_job(
+    r: Reader, plan: str, name: str, line: int, items: Items, shared: _Shared, labels: dict[str, str]
 ) -> Job | None:
     from analysis.compare import Thresholds
 
     where = f"job {name!r}"
-    items = r.mapping(node, where)
-    if items is None:
-        return None
-    line = line_of(name_node)
-    r.unknown_keys(items, (*_JOB_KEYS, *_option_names()), where)
     plan_layer, good_plan, plan_values = shared
     own = _plan_only(r, items, where)
     job_layer = _layer(r, items, where)
     models = _models(r, items, where, line)
-    fixed = {"labels": {"plan": plan, "job": name}}
+    fixed = {"labels": {"plan": plan, "job": name, **labels}}
     sweeps = [_settings(r, [plan_layer, job_layer, model], good_plan, m, line, fixed) for m, model in models]
     if not models:
         _settings(r, [plan_layer, job_layer], good_plan, None, line, fixed)
@@ -281,9 +339,7 @@ def parse_plan(text: str, path: Path | str = "<plan>") -> Plan:
         if not job_items:
             r.add(items["jobs"][1], "jobs is empty")
         for job_name, (name_node, job_node) in job_items.items():
-            job = _job(r, name, job_name, name_node, job_node, shared)
-            if job is not None:
-                jobs.append(job)
+            jobs.extend(_job(r, name, job_name, name_node, job_node, shared))
     if r.problems:
         raise PlanError(r.problems)
     return Plan(name=name, path=path, jobs=tuple(jobs))

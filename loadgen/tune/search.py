@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from analysis.tune_result import StepPoint, rank
 from loadgen.tune.space import Candidate, TuneSpace
 
+
 @dataclass(frozen=True)
 class Tried:
     """A measured candidate: its best step under the SLO (None: none met it, or Triton refused it)."""

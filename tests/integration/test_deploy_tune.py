@@ -12,6 +12,8 @@ import json
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +30,7 @@ from loadgen.server.install import default_model_repository
 from loadgen.storage import RunStore
 from loadgen.tune.live_config import CandidateRefused, LiveConfig
 from loadgen.tune.space import Candidate
-from tests.cli import loadgen, loadgen_here, start_loadgen, stop_loadgen
+from tests.cli import free_port, loadgen, loadgen_here, start_loadgen, stop_loadgen
 from tests.integration.conftest import start_server
 
 T = TypeVar("T")
@@ -205,3 +207,38 @@ def test_a_tune_scales_with_instances_resumes_after_ctrl_c_and_puts_the_config_b
     assert report.returncode == 0, report.stderr
     html = (tmp_path / "tune.html").read_text()
     assert f"Tune {tune_id} (SLO p99 &lt;= 15 ms)" in html and "Pareto front" in html
+
+
+def test_serve_with_explicit_model_control_loads_every_model_and_takes_repository_calls(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "identity").symlink_to(default_model_repository() / "identity")
+    http = free_port()
+    serve = start_loadgen(
+        "serve", "--model-control", "explicit", "--model-repository", str(tmp_path / "repo"),
+        "--http-port", str(http), "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
+    )  # fmt: skip
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def post(path: str) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{http}{path}", data=b"{}", method="POST")
+        try:
+            with opener.open(request, timeout=30) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return exc.code
+        except OSError:
+            return 0
+
+    try:
+        deadline = time.monotonic() + 90
+        while post("/v2/repository/index") != 200:
+            assert serve.poll() is None and time.monotonic() < deadline, serve.communicate()
+            time.sleep(0.2)
+        assert post("/v2/repository/models/identity/unload") == 200  # refused unless explicit
+        assert post("/v2/repository/models/identity/load") == 200
+    finally:
+        stop_loadgen(serve)
+    assert serve.returncode == 0

@@ -308,3 +308,33 @@ def test_stopping_the_scheduler_mid_run_marks_that_run_interrupted(
         asyncio.run(scenario(store))
         (run,) = store.list_runs()
     assert run.status is RunStatus.INTERRUPTED and run.labels["job"] == "long"
+
+
+def test_a_matrix_expands_into_jobs_whose_runs_read_side_by_side(
+    triton: EmbeddedServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    text = (
+        f"name: grid\n{QUICK}url: {triton.grpc_url}\nmetrics_url: off\nconcurrency: 1,2\njobs:\n"
+        "  sizes:\n    matrix: {model: [identity], batch_size: [1, 4]}\n"
+        "  other: {model: identity}\n"
+    )
+    result = loadgen("plan", "run", str(_plan(tmp_path, text)), "--job", "sizes", "--db", db, "-q")
+    assert result.returncode == 0, result.stderr
+    runs = sorted(_runs(db), key=lambda r: r.id)
+    assert [(r.labels["job"], r.labels["matrix"], r.settings["batch_size"]) for r in runs] == [
+        ("sizes[model=identity,batch_size=1]", "sizes", 1),
+        ("sizes[model=identity,batch_size=4]", "sizes", 4),
+    ]
+    assert "matrix sizes: its runs side by side, ratios to the first" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| Concurrent requests"))
+    assert "| model=identity batch_size=4: Throughput (infer/s) |" in header
+    assert header.endswith(
+        "| Throughput model=identity batch_size=4 / model=identity batch_size=1 (x) |"
+        " p99 latency model=identity batch_size=4 / model=identity batch_size=1 (x) |"
+    )
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2 and all(float(row.split("|")[-3]) > 0 for row in rows)
+    side = loadgen_here("table", str(runs[0].id), str(runs[1].id), "--format", "csv", "--db", db)
+    assert side.returncode == 0, side.stderr
+    assert side.stdout.startswith("Concurrent requests,model=identity batch_size=1: Throughput (infer/s),")

@@ -129,7 +129,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("db upgrade", "--db"): DB,
     ("db current", "--db"): DB,
     # table, compare, report
-    ("table", "run_id"): [*RUN_ID, "group:", "group: x"],
+    ("table", "run_ids"): [*RUN_ID, "group:", "group: x"],
     ("table", "--format"): ["", "junk"],
     ("table", "--percentiles"): ["", "junk", "101"],
     ("table", "--confidence"): [*PERCENT, "40", "100%"],

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loadgen.cron import describe, next_fire
+from loadgen.errors import ConfigError
 from loadgen.plans import Baseline, PlanError, load_plan, parse_plan, resolve_baseline
 from loadgen.results import RunStatus
 from loadgen.storage import RunRecord
@@ -322,4 +323,68 @@ def test_job_keys_at_plan_level_say_where_they_belong() -> None:
         "plans/p.yaml:1: unknown key 'model' in the plan (model belongs in each job)",
         "plans/p.yaml:2: unknown key 'batch' in the plan (did you mean 'batch_size'?)",
         "plans/p.yaml:4: job 'j': seed must be a whole number, got 'x'",
+    ]
+
+
+def test_a_matrix_expands_into_one_job_per_combination() -> None:
+    text = """\
+        url: h:8001
+        jobs:
+          precision:
+            matrix:
+              model: [rnxt, rnxt_fp16]
+              batch_size: [1, 8]
+            concurrency: 1..4
+          alone:
+            model: identity
+        """
+    plan = parse_plan(textwrap.dedent(text), "p.yaml")
+    names = [job.name for job in plan.jobs]
+    assert names == [
+        "precision[model=rnxt,batch_size=1]",
+        "precision[model=rnxt,batch_size=8]",
+        "precision[model=rnxt_fp16,batch_size=1]",
+        "precision[model=rnxt_fp16,batch_size=8]",
+        "alone",
+    ]
+    cells = [(job.sweeps[0].model, job.sweeps[0].batch_size, job.matrix) for job in plan.jobs[:4]]
+    assert cells == [
+        ("rnxt", 1, "precision"),
+        ("rnxt", 8, "precision"),
+        ("rnxt_fp16", 1, "precision"),
+        ("rnxt_fp16", 8, "precision"),
+    ]
+    assert plan.jobs[0].sweeps[0].labels == {"plan": "p", "job": names[0], "matrix": "precision"}
+    assert plan.jobs[4].matrix is None and plan.jobs[4].sweeps[0].labels == {"plan": "p", "job": "alone"}
+    assert [job.name for job in plan.select(["precision"])] == names[:4]
+    assert [job.name for job in plan.select([names[1]])] == [names[1]]
+    with pytest.raises(ConfigError, match="its jobs are precision, alone"):
+        plan.select(["nope"])
+
+
+def test_a_matrix_refuses_what_it_cannot_expand_with_lines() -> None:
+    text = """\
+        jobs:
+          a:
+            model: m
+            matrix:
+              model: [x]
+              batch_size: []
+              junk: [1]
+          b:
+            matrix:
+              concurrency: [x, 2]
+              model: [m]
+          c:
+            model: m
+            matrix: []
+        """
+    assert problems(text) == [
+        "plans/p.yaml:5: job 'a': 'model' is given in the job and in its matrix: give one",
+        "plans/p.yaml:6: job 'a': matrix 'batch_size' must be a list of values",
+        "plans/p.yaml:7: unknown key 'junk' in matrix of job 'a' (see the sweep options in `loadgen sweep "
+        "--help`: a plan takes their keys)",
+        "plans/p.yaml:10: job 'b[concurrency=x,model=m]': concurrency: bad range 'x': expected A..B "
+        "(doubling), A..B:S, A..B:xF, a,b,c or start:end:step",
+        "plans/p.yaml:14: matrix of job 'c' must be a mapping of keys to values",
     ]

@@ -1,14 +1,16 @@
 """Every dashboard query against real data: a real Prometheus scraping the embedded Triton and a
 loadgen sweep's exporter, and the SQLite runs database that sweep wrote.
 
-Each PromQL expression must parse and return data, except the GPU panels: the embedded
-Triton runs on CPU and has no DCGM, so ``nv_gpu_*`` series do not exist here; those must
-parse (status success) and return nothing. Set LOADGEN_REQUIRE_PROMETHEUS=1 to fail
-instead of skipping when Debian's ``prometheus`` package is missing.
+Each PromQL expression must parse and return data, the GPU panels included: the embedded
+Triton runs on CPU, so Prometheus and the sweep scrape its page with a real GPU server's
+``nv_gpu_*`` families appended (tests/gpu_metrics.py), and every GPU panel must show that GPU by
+its ``gpu_uuid``. Set LOADGEN_REQUIRE_PROMETHEUS=1 to fail instead of skipping when Debian's
+``prometheus`` package is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,6 +31,7 @@ import pytest
 from loadgen.provisioning import DASHBOARD_FILES, dashboard_json
 from loadgen.server import EmbeddedServer
 from tests.cli import free_port, loadgen
+from tests.gpu_metrics import GPU_FAMILIES, GPU_UUID, gpu_triton_metrics
 
 PROMETHEUS_MISSING = "prometheus not installed (Debian: apt-get install prometheus)"
 RATE_INTERVAL = "5s"
@@ -109,8 +112,10 @@ def stack(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> I
     exporter_port = free_port()
     prometheus: subprocess.Popen[bytes] | None = None
     prometheus_url = None
+    gpu_page = contextlib.ExitStack()
+    metrics_url = gpu_page.enter_context(gpu_triton_metrics(triton.metrics_url))
     if binary is not None:
-        triton_target = urllib.parse.urlsplit(triton.metrics_url).netloc
+        triton_target = urllib.parse.urlsplit(metrics_url).netloc
         prometheus, prometheus_url = _start_prometheus(
             binary, tmp, {"triton": triton_target, "loadgen": f"127.0.0.1:{exporter_port}"}
         )
@@ -118,7 +123,7 @@ def stack(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> I
         db = tmp / "runs.db"
         sweep = loadgen(
             "sweep", "-m", "identity", "-u", triton.grpc_url,
-            "--metrics-url", triton.metrics_url, "--concurrency", "1,2", "-p", "1000", "--warmup", "500",
+            "--metrics-url", metrics_url, "--concurrency", "1,2", "-p", "1000", "--warmup", "500",
             "-r", "3", "--label", "plan=ops", "--label", "job=nightly",
             "--exporter-port", str(exporter_port), "--db", f"sqlite:///{db}", "-q",
             timeout=120,
@@ -138,6 +143,7 @@ def stack(triton: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> I
         if prometheus is not None:
             prometheus.terminate()
             prometheus.wait(timeout=30)
+        gpu_page.close()
 
 
 def _promql_targets() -> list[tuple[str, str, str]]:
@@ -208,8 +214,8 @@ def test_every_promql_panel_parses_and_returns_data(stack: Stack) -> None:
         answer = stack.query(_promql(expr))
         assert answer["status"] == "success", (name, title, answer)
         series = answer["data"]["result"]
-        if GPU_METRIC.search(expr):
-            assert series == [], "a GPU series on the CPU-only embedded server?"
+        if GPU_METRIC.search(expr):  # the GPU of the appended page, by its uuid
+            assert [item["metric"].get("gpu_uuid") for item in series] == [GPU_UUID], (title, series)
             continue
         if not series:
             empty.append(f"{name} / {title}: {expr}")
@@ -265,3 +271,24 @@ def test_every_history_query_returns_rows_from_a_real_runs_database(stack: Stack
             v["name"]: [row[0] for row in conn.execute(v["query"])] for v in variables if v["type"] == "query"
         }
     assert found == {"model": ["identity"], "plan": ["ops"], "job": ["nightly"]}
+
+
+def test_the_gpu_series_are_stored_with_the_run_and_plotted_in_its_report(stack: Stack) -> None:
+    from analysis.frames import load_run_data
+    from analysis.report import build_report
+
+    with sqlite3.connect(stack.db) as conn:
+        stored = conn.execute(
+            "SELECT DISTINCT name, labels FROM metric_samples "
+            "WHERE name LIKE 'nv_gpu_%' OR name LIKE 'nv_energy_%'"
+        ).fetchall()
+    assert sorted(stored) == sorted((name, json.dumps({"gpu_uuid": GPU_UUID})) for name in GPU_FAMILIES)
+    report = build_report([load_run_data(f"sqlite:///{stack.db}", stack.run_id)])
+    (figure,) = [f.figure for f in report.figures if f.name.endswith("server-metrics")]
+    titles = [a.text for a in figure.layout.annotations]
+    for title in ("GPU utilization (%)", "GPU memory used (GiB)", "GPU power (W)"):
+        assert title in titles
+    gpu_traces = [t for t in figure.data if t.name.startswith("GPU ")]
+    assert len(gpu_traces) == 3 and all(t.name == f"GPU {GPU_UUID[:12]}" for t in gpu_traces)
+    memory = next(t for t in gpu_traces if max(t.y) > 1)  # 4930404352 bytes in GiB
+    assert max(memory.y) == pytest.approx(4930404352 / 2**30)

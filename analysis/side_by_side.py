@@ -22,11 +22,15 @@ RATIO_SUFFIX = " (x)"
 
 
 def run_names(runs: Sequence[RunRecord]) -> list[str]:
-    """Runs of one plan matrix named by their combination (``model=rnxt batch_size=8``), else by
-    model where every model differs (rnxt vs rnxt_fp16), else by id."""
+    """Runs of one plan matrix named by their combination (``model=rnxt batch_size=8``; a matrix of
+    one key by its value), else by model where every model differs (rnxt vs rnxt_fp16), else by id."""
     jobs = [run.labels.get("job", "") for run in runs]
-    if all(run.labels.get("matrix") for run in runs) and len(set(jobs)) == len(jobs):
-        return [job[job.find("[") + 1 : -1].replace(",", " ") if job.endswith("]") else job for job in jobs]
+    if all(run.labels.get("matrix") and job.endswith("]") for run, job in zip(runs, jobs, strict=True)):
+        cells = [job[job.find("[") + 1 : -1] for job in jobs]
+        if all("," not in cell for cell in cells):  # one key: its value says it all
+            cells = [cell.partition("=")[2] for cell in cells]
+        if len(set(cells)) == len(cells):
+            return [cell.replace(",", " ") for cell in cells]
     models = [run.model for run in runs]
     return models if len(set(models)) == len(models) else [f"run {run.id}" for run in runs]
 

@@ -192,6 +192,20 @@ def summary_rows(result: TuneResult) -> list[dict[str, Any]]:
     return rows
 
 
+def front_rows(result: TuneResult) -> list[dict[str, Any]]:
+    """The Pareto front, lowest latency first: what each more request per second costs."""
+    return [
+        {
+            f"p{result.percentile:g} (ms)": f"{p.latency_ms:.2f}",
+            "throughput (infer/s)": f"{p.throughput:.1f}",
+            "load": f"{p.level:g}",
+            "configuration": p.config,
+            "run": p.run_id,
+        }
+        for p in result.pareto
+    ]
+
+
 def _verdict(config: ConfigResult, slo: LatencyLimit | None) -> str:
     if config.status != RunStatus.COMPLETED:
         return f"run {config.status}"

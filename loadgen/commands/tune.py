@@ -191,15 +191,15 @@ def print_tune(db: str, tune_id: str, json_path: Any) -> int:
     import pandas as pd
 
     from analysis.tables import format_table
-    from analysis.tune_result import config_pbtxt, load_tune, result_dict, summary_rows
+    from analysis.tune_result import config_pbtxt, front_rows, load_tune, result_dict, summary_rows
     from loadgen.storage import RunStore
 
     with RunStore(db) as store:
         result = load_tune(store, tune_id)
     print(f"tune {tune_id} of {result.model}" + (f", SLO {result.slo}" if result.slo else ""))
     print(format_table(pd.DataFrame(summary_rows(result))), end="")
-    front = ", ".join(f"{p.throughput:.1f}/s at {p.latency_ms:.2f} ms ({p.config})" for p in result.pareto)
-    print(f"\nPareto front (throughput vs p{result.percentile:g}): {front}")
+    print(f"\nPareto front: the steps no other beats on both throughput and p{result.percentile:g}")
+    print(format_table(pd.DataFrame(front_rows(result))), end="")
     best = result.best
     if best is None or best.best is None:
         print("no configuration met the SLO" if result.slo else "no configuration was measured")

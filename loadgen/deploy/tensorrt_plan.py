@@ -13,7 +13,9 @@ from typing import Any
 from loadgen.deploy.onnx_signature import OnnxSignature
 from loadgen.errors import ConfigError
 
-MISSING = "--backend tensorrt needs the tensorrt package (NVIDIA GPU machines only: pip install tensorrt)"
+MISSING = (
+    "--backend tensorrt needs the tensorrt package (NVIDIA GPU machines only: pip install 'loadgen[gpu]')"
+)
 
 
 def _tensorrt() -> Any:

@@ -84,5 +84,10 @@ def test_runs_are_named_by_their_matrix_cell_then_model_then_id() -> None:
         _run(2, "m", {"matrix": "p", "job": "p[model=m,batch_size=8]"}),
     ]
     assert run_names(cells) == ["model=m batch_size=1", "model=m batch_size=8"]
+    one_key = [
+        _run(1, "a", {"matrix": "p", "job": "p[model=a]"}),
+        _run(2, "b", {"matrix": "p", "job": "p[model=b]"}),
+    ]
+    assert run_names(one_key) == ["a", "b"]
     assert run_names([_run(1, "rnxt", {}), _run(2, "rnxt_fp16", {})]) == ["rnxt", "rnxt_fp16"]
     assert run_names([_run(1, "m", {}), _run(2, "m", {})]) == ["run 1", "run 2"]

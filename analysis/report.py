@@ -38,14 +38,13 @@ from analysis.plots import (
     server_metrics_figure,
     throughput_latency_figure,
 )
-from analysis.side_by_side import run_names, side_by_side
+from analysis.side_by_side import runs_side_by_side
 from analysis.stream_plots import STREAM_FIGURES, streamed
 from analysis.tables import latency_table
 from analysis.tail import overhead_table, tail_frame, tail_table
 from analysis.tune_plots import pareto_figure
 from analysis.tune_result import TuneResult, config_pbtxt, summary_rows
 from loadgen import __version__
-from loadgen.config.scenarios import words
 
 ImageFormat = Literal["png", "svg"]
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"scale": 2}}
@@ -206,24 +205,20 @@ def _side_by_side(runs: Sequence[RunData]) -> Markup | None:
     """Several runs of one scenario: their tables as one, with each run's ratio to the first."""
     if len(runs) < 2 or len({data.run.scenario for data in runs}) > 1:
         return None
-    scenario = runs[0].run.scenario
-    names = run_names([data.run for data in runs])
-    tables = [
-        (name, latency_table(data.steps, scenario=scenario)) for name, data in zip(names, runs, strict=True)
-    ]
-    return _html(side_by_side(tables, words(scenario).column))
+    tables = [latency_table(data.steps, scenario=data.run.scenario) for data in runs]
+    return _html(runs_side_by_side([data.run for data in runs], tables))
 
 
 def _tune_section(tune: TuneResult, place: Callable[[str, str, go.Figure], Markup]) -> dict[str, Any]:
     """``report --tune``: the configurations, best first, the front and the best one's config."""
-    best = tune.best
+    winner = tune.winner
     return {
         "id": tune.tune_id,
         "slo": str(tune.slo) if tune.slo else None,
         "table": _html(pd.DataFrame(summary_rows(tune))),
         "figure": place(f"tune-{tune.tune_id}", "Tune: throughput vs latency", pareto_figure(tune)),
-        "best": None if best is None or best.best is None else best.config,
-        "config": None if best is None or best.best is None else config_pbtxt(best.model_config),
+        "best": None if winner is None else winner[0].config,
+        "config": None if winner is None else config_pbtxt(winner[0].model_config),
     }
 
 

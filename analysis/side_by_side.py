@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from analysis.tables import AVG_LATENCY, THROUGHPUT
+from loadgen.config.scenarios import words
 from loadgen.errors import ConfigError
 from loadgen.storage import RunRecord
 
@@ -61,3 +62,11 @@ def side_by_side(tables: Sequence[tuple[str, pd.DataFrame]], level: str) -> pd.D
                 joined[f"{name}: {column}"] / joined[f"{base_name}: {column}"]
             )
     return joined.sort_index().reset_index()
+
+
+def runs_side_by_side(runs: Sequence[RunRecord], tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Each run's benchmark table (in the runs' order), named by :func:`run_names`, side by side."""
+    if len({run.scenario for run in runs}) > 1:
+        raise ConfigError("the runs are measured by concurrency and by request rate: not side by side")
+    level = words(runs[0].scenario).column
+    return side_by_side(list(zip(run_names(runs), tables, strict=True)), level)

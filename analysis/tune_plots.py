@@ -35,11 +35,16 @@ def pareto_figure(result: TuneResult) -> go.Figure:
             line={"color": "black", "dash": "dot", "shape": "hv"},
         )
     )
-    if result.slo is not None:
-        fig.add_vline(
-            x=result.slo.limit_us / 1000,
-            line={"color": "#c62828", "dash": "dash"},
-            annotation_text=f"SLO {result.slo}",
+    if result.slo is not None:  # a trace, not add_vline: its label lands off a log axis (plotly #4012)
+        top = max((p.throughput for c in result.configs for p in c.points), default=1.0)
+        fig.add_trace(
+            go.Scatter(
+                x=[result.slo.limit_us / 1000] * 2,
+                y=[0, top],
+                mode="lines",
+                name=f"SLO {result.slo}",
+                line={"color": "#c62828", "dash": "dash"},
+            )
         )
     fig.update_xaxes(title_text=f"{percentile} latency (ms)", type="log")
     fig.update_yaxes(title_text="throughput (infer/s)", rangemode="tozero")

@@ -64,9 +64,10 @@ class TuneResult:
         return self.slo.percentile if self.slo else DEFAULT_PERCENTILE
 
     @property
-    def best(self) -> ConfigResult | None:
-        scored = [c for c in self.configs if c.best is not None]
-        return max(scored, key=lambda c: rank(c.best)) if scored else None
+    def winner(self) -> tuple[ConfigResult, StepPoint] | None:
+        """The configuration with the best step under the SLO, and that step; None: none met it."""
+        scored = [(c, c.best) for c in self.configs if c.best is not None]
+        return max(scored, key=lambda pair: rank(pair[1])) if scored else None
 
     @property
     def pareto(self) -> list[StepPoint]:
@@ -95,7 +96,8 @@ def tune_runs(store: RunStore, tune_id: str) -> list[RunRecord]:
     return sorted(latest.values(), key=lambda r: r.id)
 
 
-def _slo(run: RunRecord) -> LatencyLimit | None:
+def tune_slo(run: RunRecord) -> LatencyLimit | None:
+    """The SLO a tune's run was measured under (its sweep's latency limit)."""
     limit = run.settings.get("latency_limit")
     return None if not limit else LatencyLimit(float(limit["percentile"]), float(limit["limit_us"]))
 
@@ -113,7 +115,7 @@ def _point(run: RunRecord, step: StepRecord, slo: LatencyLimit | None) -> StepPo
 
 def config_result(store: RunStore, run: RunRecord) -> ConfigResult:
     """One configuration's run read back: each step's throughput and latency against the SLO."""
-    slo = _slo(run)
+    slo = tune_slo(run)
     points = (_point(run, step, slo) for step in store.steps(run.id))
     kept = tuple(p for p in points if p is not None)
     return ConfigResult(run.labels.get(CONFIG_LABEL, ""), run.id, run.status, kept, run.model_config)
@@ -122,7 +124,7 @@ def config_result(store: RunStore, run: RunRecord) -> ConfigResult:
 def load_tune(store: RunStore, tune_id: str) -> TuneResult:
     runs = tune_runs(store, tune_id)
     configs = tuple(config_result(store, run) for run in runs)
-    return TuneResult(tune_id, runs[0].model, _slo(runs[0]), configs)
+    return TuneResult(tune_id, runs[0].model, tune_slo(runs[0]), configs)
 
 
 def finished_configs(store: RunStore, tune_id: str) -> dict[str, ConfigResult]:
@@ -142,7 +144,7 @@ def config_pbtxt(config: Mapping[str, Any]) -> str:
 
 def result_dict(result: TuneResult) -> dict[str, Any]:
     """The JSON form: every configuration, the front, the best and its config.pbtxt."""
-    best = result.best
+    winner = result.winner
 
     def point(p: StepPoint) -> dict[str, Any]:
         return {
@@ -169,8 +171,8 @@ def result_dict(result: TuneResult) -> dict[str, Any]:
             for c in result.configs
         ],
         "pareto": [point(p) for p in result.pareto],
-        "best": None if best is None or best.best is None else point(best.best),
-        "config_pbtxt": None if best is None else config_pbtxt(best.model_config),
+        "best": None if winner is None else point(winner[1]),
+        "config_pbtxt": None if winner is None else config_pbtxt(winner[0].model_config),
     }
 
 

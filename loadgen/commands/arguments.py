@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+T = TypeVar("T")
 
 
 def text(value: str) -> str:
@@ -127,15 +131,24 @@ def host(value: str) -> str:
     return value
 
 
+def parsed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from one of the settings' parsers (which raise ``ConfigError``)."""
+    from loadgen.errors import ConfigError
+
+    def convert(value: str) -> T:
+        try:
+            return parse(value)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
 def microseconds(value: str) -> int:
     """A delay such as ``100us``, ``0.5ms`` or ``100`` (microseconds), >= 0."""
     from loadgen.config.values import duration_us
-    from loadgen.errors import ConfigError
 
-    try:
-        return duration_us(value)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parsed(duration_us)(value)
 
 
 def http_url(value: str) -> str:

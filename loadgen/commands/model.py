@@ -107,7 +107,7 @@ def cmd_model_add(args: argparse.Namespace) -> int:
     console.print(deployed.config_text, highlight=False, markup=False, end="")
     if not args.validate:
         return EXIT_OK
-    return run_async(_validate(args, options.backend, repository, deployed.signature.batchable))
+    return run_async(_validate(args, options.backend, repository))
 
 
 @contextlib.asynccontextmanager
@@ -116,7 +116,11 @@ async def _server(args: argparse.Namespace, repository: Path) -> AsyncIterator[s
     from loadgen.scrape.server_api import ServerAPI
 
     if args.url is not None:
-        await ServerAPI(args.url).load_model(args.name)
+        api = ServerAPI(args.url)
+        try:
+            await api.load_model(args.name)
+        finally:
+            await api.close()
         yield args.url
         return
     from loadgen.server import EmbeddedServer, ServerPorts
@@ -128,21 +132,25 @@ async def _server(args: argparse.Namespace, repository: Path) -> AsyncIterator[s
         yield server.grpc_url
 
 
-async def _validate(args: argparse.Namespace, backend: str, repository: Path, batchable: bool) -> int:
+async def _validate(args: argparse.Namespace, backend: str, repository: Path) -> int:
     from loadgen.deploy.onnx_signature import read_signature
     from loadgen.deploy.served_check import check_served, expected_bar
     from loadgen.scrape.server_api import ServerAPI
 
     signature = read_signature(args.onnx)
     async with _server(args, repository) as url:
-        agreements = await check_served(
-            ServerAPI(url),
-            args.name,
-            args.onnx,
-            signature,
-            batched=batchable and args.max_batch_size > 0,
-            bar=expected_bar(backend, args.fp16),
-        )
+        api = ServerAPI(url)
+        try:
+            agreements = await check_served(
+                api,
+                args.name,
+                args.onnx,
+                signature,
+                max_batch_size=args.max_batch_size,
+                bar=expected_bar(backend, args.fp16),
+            )
+        finally:
+            await api.close()
     console = stdout_console()
     for agreement in agreements:
         console.print(f"{args.name}: {agreement}", highlight=False)

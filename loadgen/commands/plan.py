@@ -163,13 +163,18 @@ def print_matrices(db: str, jobs: Sequence[Job], results: Sequence[JobResult]) -
 
     matrix_of = {job.name: job.matrix for job in jobs if job.matrix is not None}
     runs: dict[str, list[str]] = {}
-    for r in results:
-        if r.run_id is not None and (matrix := matrix_of.get(r.job)) is not None:
+    for r in results:  # a failed cell's run is left out: the verdicts table already says why
+        if r.run_id is not None and r.outcome != "failed" and (matrix := matrix_of.get(r.job)):
             runs.setdefault(matrix, []).append(str(r.run_id))
     for matrix, ids in runs.items():
         if len(ids) > 1:
+            try:
+                table = side_by_side_text(db, ids, DEFAULT_PERCENTILES, None)
+            except ConfigError as exc:  # never at the cost of the verdicts and the exit code
+                print(f"loadgen: warning: matrix {matrix} not side by side: {exc}", file=sys.stderr)
+                continue
             print(f"\nmatrix {matrix}: its runs side by side, ratios to the first")
-            print(side_by_side_text(db, ids, DEFAULT_PERCENTILES, None), end="")
+            print(table, end="")
             print(f"loadgen: next: loadgen report {' '.join(ids)} -o {matrix}.html", file=sys.stderr)
 
 
@@ -188,7 +193,6 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
             raise report_problems(args.plan, problems)
         results: list[JobResult] = run_async(_run_jobs(plan, jobs, store, args.quiet))
     print_verdicts(plan, results, stdout_console())
-    print_matrices(args.db, jobs, results)
     if args.json is not None:
         try:
             args.json.write_text(
@@ -197,6 +201,7 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"cannot write {args.json}: {exc.strerror or exc}") from None
         print(f"wrote {args.json}", file=sys.stderr)
+    print_matrices(args.db, jobs, results)
     for r in results:
         for warning in r.comparison.warnings if r.comparison else ():
             print(f"loadgen: warning: job {r.job} ({r.model}): {warning}", file=sys.stderr)

@@ -281,7 +281,7 @@ def side_by_side_text(db: str, refs: Sequence[str], percentiles: tuple[float, ..
     """Several runs' tables as one, each run's ratio to the first; runs named by model where the
     models differ (rnxt vs rnxt_fp16), else by id."""
     from analysis.groups import run_ids_of
-    from analysis.side_by_side import run_names, side_by_side
+    from analysis.side_by_side import run_names, runs_side_by_side
     from analysis.tables import benchmark_table, format_table
 
     require_database(db)
@@ -290,24 +290,16 @@ def side_by_side_text(db: str, refs: Sequence[str], percentiles: tuple[float, ..
         runs = [(store.get_run(i), store.steps(i)) for i in ids]
     if len(runs) < 2:
         raise ConfigError(f"{' '.join(refs)} name one run: give two or more to put side by side")
-    if len({run.scenario for run, _ in runs}) > 1:
-        raise ConfigError("the runs are measured by concurrency and by request rate: not side by side")
     for run, steps in runs:
         if not steps:
             raise ConfigError(f"run {run.id} has no steps ({_status_text(run)})")
         if run.status is not RunStatus.COMPLETED:
             warn(f"run {run.id} is {_status_text(run)}: showing its {len(steps)} finished step(s)")
-    names = run_names([run for run, _ in runs])
-    print(
-        ", ".join(f"{n}: run {run.id} ({run.model})" for n, (run, _) in zip(names, runs, strict=True)),
-        file=sys.stderr,
-    )
-    scenario = runs[0][0].scenario
-    tables = [
-        (name, benchmark_table(steps, percentiles, scenario=scenario))
-        for name, (_, steps) in zip(names, runs, strict=True)
-    ]
-    table = side_by_side(tables, words(scenario).column)
+    records = [run for run, _ in runs]
+    tables = [benchmark_table(steps, percentiles, scenario=run.scenario) for run, steps in runs]
+    table = runs_side_by_side(records, tables)
+    named = zip(run_names(records), records, strict=True)
+    print(", ".join(f"{name}: run {run.id} ({run.model})" for name, run in named), file=sys.stderr)
     return format_table(table, "csv" if fmt == "csv" else "html" if fmt == "html" else "markdown")
 
 

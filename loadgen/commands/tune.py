@@ -12,8 +12,7 @@ import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -24,7 +23,10 @@ from loadgen.config import spell_flag
 from loadgen.errors import EXIT_OK, ConfigError
 from loadgen.storage import DEFAULT_DB_URL
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from loadgen.config import SweepSettings
+    from loadgen.storage import RunStore
+    from loadgen.tune.tuning import Attempt, TuneSettings
 
 LEFT_OUT = ("search", "repeats", "latency_limit")
 """The sweep's options a tune does not take: its ``--search`` is the tune's, ``--slo`` its limit."""
@@ -37,18 +39,6 @@ EXAMPLES = """examples:
 
 Ranges take --concurrency's syntax: 1..4 is 1, 2, 4; 1..4:1 is every count.
 Triton must run with --model-control-mode=explicit (loadgen serve --model-control explicit)."""
-
-
-def _parsed(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """An argparse type from one of the settings' parsers (their errors are ConfigErrors)."""
-
-    def convert(value: str) -> T:
-        try:
-            return parse(value)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return convert
 
 
 def register(sub: Any) -> None:
@@ -74,13 +64,18 @@ def register(sub: Any) -> None:
         help="e.g. p99=50ms: the best configuration serves the most with this percentile at or under "
         "X (default: none, the most throughput wins)",
     )
-    space.add_argument("--instances", type=_parsed(parse_levels), metavar="RANGE", help="instance counts")
     space.add_argument(
-        "--max-batch-size", type=_parsed(parse_levels), metavar="LIST", help="max batch sizes, e.g. 1,8,32"
+        "--instances", type=arguments.parsed(parse_levels), metavar="RANGE", help="instance counts"
+    )
+    space.add_argument(
+        "--max-batch-size",
+        type=arguments.parsed(parse_levels),
+        metavar="LIST",
+        help="max batch sizes, e.g. 1,8,32",
     )
     space.add_argument(
         "--queue-delay",
-        type=_parsed(parse_delays),
+        type=arguments.parsed(parse_delays),
         metavar="LIST",
         help="dynamic batching delays, e.g. off,0,100,500us (off: no dynamic batching; a bare number "
         "is microseconds)",
@@ -133,6 +128,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     sweeps = settings_from_args(args, lambda key: "--slo" if key == "latency_limit" else spell_flag(key))
     if len(sweeps) != 1:
         raise ConfigError("a tune takes one model (-m once)")
+    if sweeps[0].search or sweeps[0].repeats != 1:
+        raise ConfigError("a tune measures each configuration once at its levels: drop search and repeats")
     if args.model_repository is not None and not args.embedded:
         raise ConfigError("--model-repository goes with --embedded (the server at -u has its own)")
     err = Console(stderr=True)
@@ -145,7 +142,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         resume=args.resume is not None,
     )
     if args.resume is not None:
-        _check_resume(args.db, args.resume)
+        _check_resume(args.db, args.resume, tune.sweep)
         tune = dataclasses.replace(tune, tune_id=args.resume)
     with contextlib.ExitStack() as stack:
         if args.embedded:
@@ -153,13 +150,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
             server = stack.enter_context(embedded(args, err, explicit))
             tune = dataclasses.replace(tune, sweep=on_server([tune.sweep], server)[0])
         store = stack.enter_context(RunStore(args.db))
-        _run(tune, store, None if args.quiet else err, args)
+        attempts = _run(tune, store, None if args.quiet else err, args)
+    for attempt in attempts:
+        if attempt.note.startswith(("refused", "skipped")):
+            print(f"loadgen: tune {tune.tune_id}: {attempt.candidate.key}: {attempt.note}", file=sys.stderr)
+    if not any(attempt.run_id is not None for attempt in attempts):
+        raise ConfigError(f"tune {tune.tune_id}: no configuration could be measured (see above)")
     return print_tune(args.db, tune.tune_id, args.json)
 
 
-def _check_resume(db: str, tune_id: str) -> None:
-    """A tune to resume must have runs in this database (a typo must not start a new tune)."""
-    from analysis.tune_result import tune_runs
+def _check_resume(db: str, tune_id: str, sweep: SweepSettings) -> None:
+    """A tune to resume must have runs in this database (a typo must not start a new tune), of the
+    same model under the same SLO (its finished configurations must mean what they say)."""
+    from analysis.tune_result import tune_runs, tune_slo
     from loadgen.commands.shared import require_database
     from loadgen.storage import RunStore
 
@@ -168,19 +171,26 @@ def _check_resume(db: str, tune_id: str) -> None:
     except ConfigError as exc:
         raise ConfigError(f"--resume {tune_id!r}: {exc}") from None
     with RunStore(db) as store:
-        tune_runs(store, tune_id)
+        first = tune_runs(store, tune_id)[0]
+    if first.model != sweep.model:
+        raise ConfigError(f"--resume {tune_id!r}: that tune measured {first.model!r}, not {sweep.model!r}")
+    if tune_slo(first) != sweep.latency_limit:
+        was = tune_slo(first) or "no SLO"
+        raise ConfigError(f"--resume {tune_id!r}: that tune ran under {was}: give the same --slo")
 
 
-def _run(tune: Any, store: Any, console: Console | None, args: argparse.Namespace) -> None:
+def _run(
+    tune: TuneSettings, store: RunStore, console: Console | None, args: argparse.Namespace
+) -> list[Attempt]:
     from loadgen.tune.tuning import run_tune
 
     try:
-        run_async(run_tune(tune, store, console=console))
+        return run_async(run_tune(tune, store, console=console))
     except KeyboardInterrupt:
         db = "" if args.db == DEFAULT_DB_URL else " --db ..."
         print(
-            f"loadgen: tune {tune.tune_id} interrupted; the model's config is back. Go on with the "
-            f"same command and --resume {tune.tune_id}{db}",
+            f"loadgen: tune {tune.tune_id} interrupted: go on with the same command and "
+            f"--resume {tune.tune_id}{db}",
             file=sys.stderr,
         )
         raise
@@ -200,15 +210,16 @@ def print_tune(db: str, tune_id: str, json_path: Any) -> int:
     print(format_table(pd.DataFrame(summary_rows(result))), end="")
     print(f"\nPareto front: the steps no other beats on both throughput and p{result.percentile:g}")
     print(format_table(pd.DataFrame(front_rows(result))), end="")
-    best = result.best
-    if best is None or best.best is None:
+    winner = result.winner
+    if winner is None:
         print("no configuration met the SLO" if result.slo else "no configuration was measured")
     else:
+        config, step = winner
         print(
-            f"\nbest: {best.config}: {best.best.throughput:.1f} infer/s at load {best.best.level:g}, "
-            f"p{result.percentile:g} {best.best.latency_ms:.2f} ms (run {best.run_id}); its config.pbtxt:\n"
+            f"\nbest: {config.config}: {step.throughput:.1f} infer/s at load {step.level:g}, "
+            f"p{result.percentile:g} {step.latency_ms:.2f} ms (run {config.run_id}); its config.pbtxt:\n"
         )
-        print(config_pbtxt(best.model_config), end="")
+        print(config_pbtxt(config.model_config), end="")
     if json_path is not None:
         json_path.write_text(json.dumps(result_dict(result), indent=2) + "\n")
     print(f"loadgen: next: loadgen report --tune {tune_id} -o tune.html", file=sys.stderr)

@@ -35,8 +35,10 @@ class Deployed:
 
 
 def _staging(repository: Path, name: str) -> Path:
-    """Beside the repository where it may write (a rename stays on one file system), else inside it."""
-    for where in (repository.parent, repository):
+    """Beside the repository where it may write and the rename stays on one file system (not when
+    the repository is a mount point, as a container's /models is), else inside it."""
+    same_device = repository.parent.stat().st_dev == repository.stat().st_dev
+    for where in (repository.parent, repository) if same_device else (repository,):
         with contextlib.suppress(OSError):
             return Path(tempfile.mkdtemp(prefix=f".loadgen-{name}-", dir=where))
     raise ConfigError(f"cannot write into {repository}")
@@ -75,6 +77,8 @@ def add_model(
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {folder}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     placed = tuple(folder / f.relative_to(staging) for f in files)

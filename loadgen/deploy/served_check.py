@@ -60,16 +60,19 @@ def _dtype(tensor: TensorSpec) -> npt.DTypeLike:
     return dtype
 
 
-def sample_inputs(signature: OnnxSignature, batched: bool, count: int = REQUESTS) -> list[dict[str, Any]]:
-    """Seeded random requests; batched models get batches of 1, 2, ... (up to ``count``)."""
+def sample_inputs(
+    signature: OnnxSignature, max_batch_size: int, count: int = REQUESTS
+) -> list[dict[str, Any]]:
+    """Seeded random requests; a model Triton batches (``max_batch_size`` above 0) gets batches of
+    1, 2, ... up to its max batch size."""
     rng = np.random.default_rng(SEED)
     requests = []
     for i in range(count):
         arrays = {}
         for tensor in signature.inputs:
             dims = [OPEN_DIM if d < 0 else d for d in tensor.dims]
-            if batched:
-                dims[0] = i + 1
+            if max_batch_size:
+                dims[0] = min(i + 1, max_batch_size)
             dtype = np.dtype(_dtype(tensor))
             if dtype.kind == "f":
                 arrays[tensor.name] = rng.random(dims).astype(dtype)
@@ -114,12 +117,12 @@ async def check_served(
     source: Path,
     signature: OnnxSignature,
     *,
-    batched: bool,
+    max_batch_size: int,
     bar: Tolerance | None,
 ) -> list[Agreement]:
     """Each output's agreement over :data:`REQUESTS` requests sent one at a time (no batching
     across them, so each runs as the local session runs it)."""
-    requests = sample_inputs(signature, batched)
+    requests = sample_inputs(signature, max_batch_size)
     expected = local_outputs(source, signature, requests)
     names = [t.name for t in signature.outputs]
     worst = dict.fromkeys(names, 0.0)

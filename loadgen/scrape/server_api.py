@@ -235,13 +235,15 @@ class ServerAPI:
         refuses raises ``ConfigError`` with its words, and the model loaded before keeps serving."""
         extra = {} if config is None else {"config": json.dumps(config)}
         try:
-            await self._call(f"loading {model!r}", self._client.load_model(model, **extra), LOAD_TIMEOUT_S)
+            load = self._client.load_model(model, **extra, **self._headers())
+            await self._call(f"loading {model!r}", load, LOAD_TIMEOUT_S)
         except InferenceServerException as exc:
             raise ConfigError(f"Triton at {self.url} did not load {model!r}: {exc.message()}") from None
 
     async def unload_model(self, model: str) -> None:
         try:
-            await self._call(f"unloading {model!r}", self._client.unload_model(model), LOAD_TIMEOUT_S)
+            unload = self._client.unload_model(model, **self._headers())
+            await self._call(f"unloading {model!r}", unload, LOAD_TIMEOUT_S)
         except InferenceServerException as exc:
             raise ConfigError(f"Triton at {self.url} did not unload {model!r}: {exc.message()}") from None
 
@@ -259,11 +261,9 @@ class ServerAPI:
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
         wanted = [module.InferRequestedOutput(name) for name in outputs]
-        headers = {"headers": self._json["headers"]} if "headers" in self._json else {}
+        request = self._client.infer(model, tensors, outputs=wanted, **self._headers())
         try:
-            result = await self._call(
-                f"a request to {model!r}", self._client.infer(model, tensors, outputs=wanted, **headers)
-            )
+            result = await self._call(f"a request to {model!r}", request)
         except InferenceServerException as exc:
             raise ConfigError(f"{model!r} on {self.url} failed a request: {exc.message()}") from None
         return {name: result.as_numpy(name) for name in outputs}

@@ -11,6 +11,8 @@ so no step spans a reload and no step mixes two configs' counters.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,6 +37,9 @@ class LiveConfig:
         self.model = model
         self.original: dict[str, Any] = {}
         self._changed = False
+        self.changed_ever = False
+        self.restored = False
+        """The original config was put back after a change (the tune's closing line says so)."""
 
     @property
     def served(self) -> Candidate:
@@ -46,9 +51,10 @@ class LiveConfig:
 
     async def apply(self, candidate: Candidate) -> None:
         """Load the candidate and confirm Triton serves it; CandidateRefused where it will not."""
-        self._changed = True
+        config = override(self.original, candidate)  # a config no candidate can edit: the tune stops
+        self._changed = self.changed_ever = True
         try:
-            await self.api.load_model(self.model, override(self.original, candidate))
+            await self.api.load_model(self.model, config)
         except ConfigError as exc:
             text = str(exc)
             if "not allowed" in text or "polling is enabled" in text:
@@ -71,9 +77,16 @@ class LiveConfig:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Restore; a SIGTERM arriving meanwhile (a task cancel) waits for it: a model left on a
+        candidate's config is worse than a second's delay. A second Ctrl-C still stops everything."""
+        restoring = asyncio.ensure_future(self.restore())
+        while not restoring.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(restoring)
         try:
-            await self.restore()
+            restoring.result()
         except ConfigError as exc:
             if error is None:
                 raise
             raise ConfigError(f"{exc}; the tune ended first: {error}") from error
+        self.restored = self.changed_ever

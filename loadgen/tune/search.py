@@ -43,9 +43,9 @@ async def grid(space: TuneSpace, evaluate: Evaluate, skip: Skip) -> None:
             skipped.update(dict.fromkeys(space.longer_delays(candidate), why))
 
 
-async def hill_climb(space: TuneSpace, evaluate: Evaluate) -> None:
+async def hill_climb(space: TuneSpace, evaluate: Evaluate) -> Candidate:
     """From the smallest configuration, measure its unmeasured neighbours and move to the best of
-    them while it beats where the climb stands; a local best ends the climb."""
+    them while it beats where the climb stands; a local best ends the climb (and is returned)."""
     current = space.start()
     seen = {current: await evaluate(current)}
     while True:
@@ -54,5 +54,5 @@ async def hill_climb(space: TuneSpace, evaluate: Evaluate) -> None:
                 seen[neighbour] = await evaluate(neighbour)
         best = max(space.neighbours(current), key=lambda c: _rank(seen[c]))
         if _rank(seen[best]) <= _rank(seen[current]):
-            return
+            return current
         current = best

@@ -8,8 +8,8 @@ table and report read a tune's runs like any other; the tune itself is no more t
 from __future__ import annotations
 
 import dataclasses
+import sys
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -44,9 +44,7 @@ class Attempt:
     candidate: Candidate
     note: str
     """measured (run N), resumed (run N), refused: ..., skipped: ..."""
-
-
-Say = Callable[[str], None]
+    run_id: int | None = None
 
 
 async def run_tune(tune: TuneSettings, store: RunStore, *, console: Console | None = None) -> list[Attempt]:
@@ -55,20 +53,39 @@ async def run_tune(tune: TuneSettings, store: RunStore, *, console: Console | No
     sweep = tune.sweep
     api = ServerAPI(sweep.url, sweep.protocol, dict(sweep.headers), sweep.tls)
     attempts: list[Attempt] = []
+    live = LiveConfig(api, sweep.model)
+    try:
+        await _search(tune, store, live, attempts, console)
+    except BaseException:
+        if live.restored:
+            print(
+                f"loadgen: tune {tune.tune_id}: {sweep.model} serves its original config again",
+                file=sys.stderr,
+            )
+        raise
+    finally:
+        await api.close()
+    return attempts
+
+
+async def _search(
+    tune: TuneSettings, store: RunStore, live: LiveConfig, attempts: list[Attempt], console: Console | None
+) -> None:
+    sweep = tune.sweep
     done = finished_configs(store, tune.tune_id) if tune.resume else {}
 
     def say(text: str) -> None:
         if console is not None:
             console.print(f"tune {tune.tune_id}: {text}", highlight=False)
 
-    async with LiveConfig(api, sweep.model) as live:
+    async with live:
         space = TuneSpace.around(live.served, tune.instances, tune.max_batch_sizes, tune.queue_delays)
         total = len(space.candidates())
 
         async def evaluate(candidate: Candidate) -> Tried:
             where = f"[{len(attempts) + 1}/{total}] {candidate.key}"
             if (result := done.get(candidate.key)) is not None:
-                attempts.append(Attempt(candidate, f"resumed (run {result.run_id})"))
+                attempts.append(Attempt(candidate, f"resumed (run {result.run_id})", result.run_id))
                 say(f"{where}: measured before (run {result.run_id})")
                 return Tried(result.best, result.best is None)
             try:
@@ -81,7 +98,7 @@ async def run_tune(tune: TuneSettings, store: RunStore, *, console: Console | No
             labels = {**sweep.labels, TUNE_LABEL: tune.tune_id, CONFIG_LABEL: candidate.key}
             (outcome,) = await run_sweeps([dataclasses.replace(sweep, labels=labels)], store, console=console)
             result = config_result(store, store.get_run(outcome.run_id))
-            attempts.append(Attempt(candidate, f"measured (run {outcome.run_id})"))
+            attempts.append(Attempt(candidate, f"measured (run {outcome.run_id})", outcome.run_id))
             best = result.best
             if outcome.status is not RunStatus.COMPLETED:
                 say(f"{where}: run {outcome.run_id} {outcome.status}: {outcome.error}")
@@ -102,4 +119,3 @@ async def run_tune(tune: TuneSettings, store: RunStore, *, console: Console | No
             await hill_climb(space, evaluate)
         else:
             await grid(space, evaluate, skip)
-    return attempts

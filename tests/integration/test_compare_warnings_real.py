@@ -21,7 +21,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen
+from tests.cli import loadgen_here
 
 QUICK = MeasurementSettings(
     measurement_interval_ms=300, warmup_ms=100, stability_percentage=50, max_windows=3
@@ -62,7 +62,7 @@ def test_grpc_and_http_runs_differ_in_protocol_only(runs: Runs) -> None:
 
 
 def test_a_different_batch_size_is_warned_about_before_the_table(runs: Runs) -> None:
-    result = loadgen("compare", str(runs.grpc), str(runs.batched), "--db", runs.db)
+    result = loadgen_here("compare", str(runs.grpc), str(runs.batched), "--db", runs.db)
     assert result.returncode in (0, 1), result.stderr
     assert (
         f"loadgen: warning: the runs differ in batch size: 1 (run {runs.grpc}) vs 4 (run {runs.batched}): "
@@ -72,7 +72,7 @@ def test_a_different_batch_size_is_warned_about_before_the_table(runs: Runs) -> 
 
 
 def test_a_real_steps_noise_comes_from_its_windows(runs: Runs) -> None:
-    result = loadgen("compare", str(runs.grpc), str(runs.grpc), "--json", "--db", runs.db)
+    result = loadgen_here("compare", str(runs.grpc), str(runs.grpc), "--json", "--db", runs.db)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["verdict"] == "pass" and data["setting_differences"] == [] and data["warnings"] == []

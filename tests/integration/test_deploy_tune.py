@@ -2,7 +2,7 @@
 file answers like onnxruntime locally; a live tune of ``fixed_latency`` over instance counts finds
 throughput k/S, puts the config back after Ctrl-C, success and failure, and resumes without redoing
 what it finished; a config Triton refuses leaves the model serving; an instance-only change fails
-no request."""
+no request. The server is ``loadgen serve --model-control explicit``: what a user tunes live."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import asyncio
 import importlib.util
 import json
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,34 +26,62 @@ import tritonclient.grpc as grpcclient
 
 from loadgen.deploy.onnx_signature import read_signature
 from loadgen.deploy.served_check import check_served
+from loadgen.errors import SchemaError
 from loadgen.scrape.server_api import ServerAPI
-from loadgen.server import EmbeddedServer
 from loadgen.server.install import default_model_repository
 from loadgen.storage import RunStore
 from loadgen.tune.live_config import CandidateRefused, LiveConfig
 from loadgen.tune.space import Candidate
 from tests.cli import free_port, loadgen, loadgen_here, start_loadgen, stop_loadgen
-from tests.integration.conftest import start_server
+from tests.integration.conftest import require_server
 
 T = TypeVar("T")
+pytestmark = pytest.mark.server  # its server is a `loadgen serve` process, not a fixture of conftest
 MODEL = "fixed_latency"
 SERVICE_S = 0.0101  # SERVICE_TIME_MS 10 + PACING_SLACK_US 100
-QUICK = ["-p", "500", "--warmup", "200", "-r", "4", "--no-metrics"]
+QUICK = ["-p", "300", "--warmup", "100", "-r", "4", "--no-metrics"]
+
+
+@dataclass(frozen=True)
+class Served:
+    grpc_url: str
+    model_repository: Path
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2) as answer:
+            return int(answer.status) == 200
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return False
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")
-def explicit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    """A server in explicit model control whose repository tests may add models to."""
-    server = start_server(
-        tmp_path_factory.mktemp("deploy"),
-        "deploy",
-        (MODEL,),
-        ("--model-control-mode=explicit", f"--load-model={MODEL}"),
-    )
+def explicit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``loadgen serve --model-control explicit``: every model of its repository loaded at the start,
+    loads and config overrides taken after; tests add models to its repository."""
+    require_server()
+    tmp = tmp_path_factory.mktemp("deploy")
+    (tmp / "repo").mkdir()
+    (tmp / "repo" / MODEL).symlink_to(default_model_repository() / MODEL)
+    http, grpc = free_port(), free_port()
+    serve = start_loadgen(
+        "serve", "--model-control", "explicit", "--model-repository", str(tmp / "repo"),
+        "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(free_port()),
+        "--log-file", str(tmp / "serve.log"),
+    )  # fmt: skip
     try:
-        yield server
+        deadline = time.monotonic() + 90
+        while not _ready(f"http://127.0.0.1:{http}/v2/models/{MODEL}/ready"):
+            assert serve.poll() is None and time.monotonic() < deadline, serve.communicate()
+            time.sleep(0.2)
+        yield Served(f"127.0.0.1:{grpc}", tmp / "repo")
     finally:
-        server.stop()
+        stop_loadgen(serve)
+    assert serve.returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +96,7 @@ def resnet_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _on(server: EmbeddedServer, call: Callable[[ServerAPI], Awaitable[T]]) -> T:
+def _on(server: Served, call: Callable[[ServerAPI], Awaitable[T]]) -> T:
     """One control-plane call (its gRPC client needs a running loop)."""
 
     async def go() -> T:
@@ -75,12 +105,12 @@ def _on(server: EmbeddedServer, call: Callable[[ServerAPI], Awaitable[T]]) -> T:
     return asyncio.run(go())
 
 
-def _served(server: EmbeddedServer) -> dict[str, Any]:
+def _served(server: Served) -> dict[str, Any]:
     return _on(server, lambda api: api.model_config(MODEL))
 
 
 def test_model_add_serves_the_onnx_file_as_onnxruntime_answers_it(
-    explicit: EmbeddedServer, resnet_onnx: Path
+    explicit: Served, resnet_onnx: Path
 ) -> None:
     repo = explicit.model_repository
     common = ["--model-repository", str(repo), "--max-batch-size", "8", "--validate", "-u", explicit.grpc_url]
@@ -97,7 +127,7 @@ def test_model_add_serves_the_onnx_file_as_onnxruntime_answers_it(
     # the check can fail: the FP16 model is not the FP32 file bit for bit
     signature = read_signature(resnet_onnx)
     (strict,) = _on(
-        explicit, lambda api: check_served(api, "rnxt16", resnet_onnx, signature, batched=True, bar=None)
+        explicit, lambda api: check_served(api, "rnxt16", resnet_onnx, signature, max_batch_size=8, bar=None)
     )
     assert not strict.ok and 0 < strict.max_abs_diff < 1e-2, strict
     for name in ("rnxt", "rnxt16"):
@@ -105,7 +135,7 @@ def test_model_add_serves_the_onnx_file_as_onnxruntime_answers_it(
 
 
 def test_a_refused_config_keeps_the_model_serving_and_a_failure_puts_the_original_back(
-    explicit: EmbeddedServer,
+    explicit: Served,
 ) -> None:
     original = _served(explicit)
     client = grpcclient.InferenceServerClient(explicit.grpc_url)
@@ -127,7 +157,7 @@ def test_a_refused_config_keeps_the_model_serving_and_a_failure_puts_the_origina
     assert _served(explicit) == original
 
 
-def test_an_instance_count_change_fails_no_request(explicit: EmbeddedServer) -> None:
+def test_an_instance_count_change_fails_no_request(explicit: Served) -> None:
     failures: list[str] = []
     answered = [0]
     stop = threading.Event()
@@ -163,8 +193,23 @@ def test_an_instance_count_change_fails_no_request(explicit: EmbeddedServer) -> 
     assert failures == [] and answered[0] > 50
 
 
+def _wait_for_a_completed_run(db: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if Path(db.removeprefix("sqlite:///")).exists():
+            try:
+                with RunStore(db, auto_upgrade=False) as store:  # a reader never migrates
+                    if any(run.status == "completed" for run in store.list_runs()):
+                        return
+            except SchemaError:  # the tune is still creating the schema
+                pass
+        time.sleep(0.2)
+    raise AssertionError("no configuration was measured in time")
+
+
 def test_a_tune_scales_with_instances_resumes_after_ctrl_c_and_puts_the_config_back(
-    explicit: EmbeddedServer, tmp_path: Path
+    explicit: Served, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path}/tune.db"
     original = _served(explicit)
@@ -173,15 +218,13 @@ def test_a_tune_scales_with_instances_resumes_after_ctrl_c_and_puts_the_config_b
         "--slo", "p99=15ms", *QUICK, "--db", db,
     ]  # fmt: skip
     proc = start_loadgen(*argv, "-q")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # Ctrl-C once the first configuration is stored
-        assert proc.poll() is None, proc.communicate()
-        if Path(db.removeprefix("sqlite:///")).exists():
-            with RunStore(db, auto_upgrade=False) as store:
-                if any(run.status == "completed" for run in store.list_runs()):
-                    break
-        time.sleep(0.2)
-    _, stderr = stop_loadgen(proc, signal.SIGINT, timeout_s=60)
+    try:
+        _wait_for_a_completed_run(db, proc)  # then Ctrl-C, during the next configuration
+        _, stderr = stop_loadgen(proc, signal.SIGINT, timeout_s=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, stderr
     assert _served(explicit) == original  # put back after Ctrl-C
     tune_id = stderr.split("--resume ")[1].split()[0]
@@ -207,38 +250,3 @@ def test_a_tune_scales_with_instances_resumes_after_ctrl_c_and_puts_the_config_b
     assert report.returncode == 0, report.stderr
     html = (tmp_path / "tune.html").read_text()
     assert f"Tune {tune_id} (SLO p99 &lt;= 15 ms)" in html and "Pareto front" in html
-
-
-def test_serve_with_explicit_model_control_loads_every_model_and_takes_repository_calls(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "repo").mkdir()
-    (tmp_path / "repo" / "identity").symlink_to(default_model_repository() / "identity")
-    http = free_port()
-    serve = start_loadgen(
-        "serve", "--model-control", "explicit", "--model-repository", str(tmp_path / "repo"),
-        "--http-port", str(http), "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
-    )  # fmt: skip
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def post(path: str) -> int:
-        request = urllib.request.Request(f"http://127.0.0.1:{http}{path}", data=b"{}", method="POST")
-        try:
-            with opener.open(request, timeout=30) as answer:
-                return int(answer.status)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return exc.code
-        except OSError:
-            return 0
-
-    try:
-        deadline = time.monotonic() + 90
-        while post("/v2/repository/index") != 200:
-            assert serve.poll() is None and time.monotonic() < deadline, serve.communicate()
-            time.sleep(0.2)
-        assert post("/v2/repository/models/identity/unload") == 200  # refused unless explicit
-        assert post("/v2/repository/models/identity/load") == 200
-    finally:
-        stop_loadgen(serve)
-    assert serve.returncode == 0

@@ -11,7 +11,7 @@ import pytest
 from loadgen.errors import EXIT_ERRORS
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
-from tests.cli import loadgen, loadgen_here
+from tests.cli import loadgen_here
 
 QUICK = ["-p", "500", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
 TRANSPORTS = {
@@ -128,13 +128,13 @@ def test_a_step_where_everything_failed_has_no_server_times(triton: EmbeddedServ
     assert step.server_queue_us is None and step.server_compute_infer_us is None  # not 0: undefined
     with RunStore(db) as store:
         run_id = store.list_runs(limit=1)[0].id
-    shown = loadgen("show", str(run_id), "--db", db)
+    shown = loadgen_here("show", str(run_id), "--db", db)
     assert shown.returncode == 0, shown.stderr
     (row,) = [line for line in shown.stdout.splitlines() if line.startswith("│") and "NO" in line]
     queue, compute = [cell.strip() for cell in row.split("│")[7:9]]
     assert (queue, compute) == ("-", "-"), row
     assert "INTERNAL: Failed to process the request(s)" in shown.stdout  # show lists the reasons
-    table = loadgen("table", str(run_id), "--db", db)
+    table = loadgen_here("table", str(run_id), "--db", db)
     assert table.returncode == 0, table.stderr
     assert "| Errors |" in table.stdout.splitlines()[0]  # the table marks the step that failed
     assert "had failed requests" in table.stderr and "INTERNAL: Failed to process" in table.stderr

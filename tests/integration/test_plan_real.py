@@ -161,7 +161,7 @@ def test_an_unreachable_server_is_exit_2_after_the_other_jobs(tmp_path: Path) ->
 
 
 def test_plan_check_accepts_the_example_and_lists_every_problem(tmp_path: Path) -> None:
-    good = loadgen("plan", "check", str(REPO / "plans" / "nightly.yaml"))
+    good = loadgen_here("plan", "check", str(REPO / "plans" / "nightly.yaml"))
     assert good.returncode == 0, good.stderr
     assert "plan 'nightly' is valid, 5 job(s)" in good.stdout
     bad = _plan(tmp_path, "jobs:\n  a:\n    model: identity\n    concurency: 4\n    schedule: '99 * * * *'\n")

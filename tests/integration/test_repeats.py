@@ -9,7 +9,7 @@ from pathlib import Path
 
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen
+from tests.cli import loadgen, loadgen_here
 
 QUICK = ("-p", "200ms", "--warmup", "100ms", "-s", "50", "--max-windows", "3", "--metrics-url", "off")
 
@@ -29,19 +29,19 @@ def test_repeated_runs_form_a_group_that_every_reader_takes(triton: EmbeddedServ
     assert [r.labels["repeat"] for r in runs] == ["1/2", "2/2"]
     assert {r.labels["repeats"] for r in runs} == {group[1].removeprefix("group:")}
 
-    table = loadgen("table", group[1], "--db", db)
+    table = loadgen_here("table", group[1], "--db", db)
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if line.startswith("| 2 |"))
     mean, low, high = map(float, re.findall(r"([0-9.]+) \[([0-9.]+), ([0-9.]+)\]", row)[0])
     assert low <= 1e3 / 10.1 * 1.02 and high >= 1e3 / 10.1 * 0.98 and low <= mean <= high  # ~99 infer/s
 
-    compared = loadgen("compare", group[1], str(runs[0].id), "--json", "--db", db)
+    compared = loadgen_here("compare", group[1], str(runs[0].id), "--json", "--db", db)
     assert compared.returncode == 0, compared.stderr
     verdict = json.loads(compared.stdout)
     assert verdict["verdict"] == "pass" and "Welch" in verdict["method"]
     assert verdict["base"]["group"] == group[1].removeprefix("group:")
 
-    report = loadgen("report", group[1], "-o", str(tmp_path / "r.html"), "--db", db)
+    report = loadgen_here("report", group[1], "-o", str(tmp_path / "r.html"), "--db", db)
     assert report.returncode == 0 and (tmp_path / "r.html").stat().st_size > 0
 
     plan = tmp_path / "plan.yaml"  # its group of 2 against the sweep's group, its baseline by label

@@ -19,7 +19,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
-from tests.cli import loadgen, loadgen_here, one_line_error
+from tests.cli import loadgen_here, one_line_error
 
 D0_MS, TOKEN_MS, TOKENS, ACTIVE = 50.0, 10.0, 8, 4
 """token_stream's config (model_repository/token_stream/config.pbtxt)."""
@@ -106,7 +106,7 @@ def test_the_cli_streams_and_tables_show_it(triton: EmbeddedServer, tmp_path: Pa
         (row,) = list(csv.DictReader(handle))
     assert row["Concurrency"] == "1" and int(row["Responses"]) == TOKENS * int(row["Request Count"])
     assert float(row["First response p50"]) == pytest.approx(D0_MS * 1000, rel=0.10)  # perf_analyzer's us
-    table = loadgen("table", "1", "--format", "csv", "--db", db)
+    table = loadgen_here("table", "1", "--format", "csv", "--db", db)
     header = table.stdout.splitlines()[0]
     for column in (
         "Responses/s",

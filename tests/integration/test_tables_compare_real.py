@@ -77,14 +77,14 @@ def test_table_numbers_are_the_stored_steps(runs: Runs) -> None:
         assert float(row["p50 latency (ms)"]) == pytest.approx(hist.percentile_us(50) / 1000, rel=1e-12)
         assert float(row["p99.9 latency (ms)"]) == pytest.approx(hist.percentile_us(99.9) / 1000, rel=1e-12)
 
-    markdown = loadgen("table", str(runs.identity), "--db", runs.db)
+    markdown = loadgen_here("table", str(runs.identity), "--db", runs.db)
     assert markdown.returncode == 0 and markdown.stdout.startswith("| Concurrent requests |")
     assert len(markdown.stdout.splitlines()) == 4
 
 
 def test_hgrm_of_a_real_step(runs: Runs, tmp_path: Path) -> None:
     out = tmp_path / "c2.hgrm"
-    result = loadgen("table", str(runs.identity), "--hgrm", "1", "-o", str(out), "--db", runs.db)
+    result = loadgen_here("table", str(runs.identity), "--hgrm", "1", "-o", str(out), "--db", runs.db)
     assert result.returncode == 0, result.stderr
     with RunStore(runs.db) as store:
         step = store.steps(runs.identity)[1]
@@ -104,7 +104,7 @@ def test_hgrm_of_a_real_step(runs: Runs, tmp_path: Path) -> None:
 def test_a_run_compared_with_itself_passes(runs: Runs, tmp_path: Path) -> None:
     junit = tmp_path / "self.xml"
     run = str(runs.identity)
-    result = loadgen("compare", run, run, "--json", "--junit", str(junit), "--db", runs.db)
+    result = loadgen_here("compare", run, run, "--json", "--junit", str(junit), "--db", runs.db)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["verdict"] == "pass" and data["warnings"] == []
@@ -127,7 +127,7 @@ def test_different_models_need_force_and_then_regress(runs: Runs) -> None:
     line = one_line_error(refused)
     assert "'identity'" in line and "'fixed_latency'" in line and "--force" in line
 
-    forced = loadgen("compare", base, new, "--force", "--db", runs.db)
+    forced = loadgen_here("compare", base, new, "--force", "--db", runs.db)
     assert forced.returncode == 1, forced.stderr
     assert "verdict: regression (2 of 2 matched step(s) regressed)" in forced.stdout
     assert "loadgen: warning: different models compared" in forced.stderr

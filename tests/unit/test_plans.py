@@ -33,6 +33,12 @@ def test_the_shipped_example_plan_is_valid() -> None:
     assert all(job.cron for job in plan.jobs)
 
 
+def test_the_shipped_precision_plan_expands_its_matrix() -> None:
+    plan = load_plan(REPO / "plans" / "precision.yaml")
+    assert [job.name for job in plan.jobs] == ["precision[model=rnxt]", "precision[model=rnxt_fp16]"]
+    assert all(job.matrix == "precision" and job.sweeps[0].levels == (1, 2, 4, 8) for job in plan.jobs)
+
+
 def test_unknown_key_names_line_job_and_the_likely_key() -> None:
     text = """\
         name: nightly

@@ -92,8 +92,8 @@ def test_the_hill_climb_moves_to_better_neighbours_and_stops_at_a_peak() -> None
     }
     scores[Candidate(1, 32, None)] = None
     order: list[Candidate] = []
-    asyncio.run(hill_climb(space, _evaluate(scores, order)))
-    assert order[0] == Candidate(1, 1, None) and peak in order
+    assert asyncio.run(hill_climb(space, _evaluate(scores, order))) == peak
+    assert order[0] == Candidate(1, 1, None)
     assert len(order) == len(set(order)) < len(space.candidates())  # nothing twice, not the whole grid
     assert Candidate(4, 32, None) not in order  # beyond the peak's neighbours
 
@@ -115,11 +115,12 @@ def _result(points: dict[str, list[tuple[float, float]]], slo_ms: float) -> Tune
 
 def test_the_best_meets_the_slo_and_the_front_keeps_only_undominated_steps() -> None:
     result = _result({"a": [(100, 5), (190, 12), (250, 40)], "b": [(120, 4), (180, 9), (260, 60)]}, 20)
-    best = result.best
-    assert best is not None and best.config == "a" and best.best is not None and best.best.throughput == 190
+    assert result.winner is not None
+    config, step = result.winner
+    assert config.config == "a" and step.throughput == 190
     front = [(p.config, p.throughput) for p in result.pareto]
     assert front == [("b", 120), ("b", 180), ("a", 190), ("a", 250), ("b", 260)]
-    assert _result({"a": [(100, 50)]}, 20).best is None
+    assert _result({"a": [(100, 50)]}, 20).winner is None
 
 
 def test_the_best_configs_text_parses_back_to_the_served_config() -> None:

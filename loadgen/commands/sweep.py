@@ -95,6 +95,18 @@ def add_sweep_options(parser: argparse.ArgumentParser, leave_out: Collection[str
             )
 
 
+def add_embedded_options(group: argparse._ActionsContainer, embedded_help: str) -> None:
+    """``--embedded`` and its ``--model-repository`` (see :func:`embedded`)."""
+    group.add_argument("--embedded", action="store_true", help=embedded_help)
+    group.add_argument(
+        "--model-repository",
+        type=arguments.existing_folder,
+        default=None,
+        metavar="DIR",
+        help="with --embedded: the model repository (default: the bundled model_repository/)",
+    )
+
+
 def register(sub: Any) -> None:
     """Add ``sweep`` to the CLI's sub-parsers."""
     sweep = sub.add_parser(
@@ -107,18 +119,7 @@ def register(sub: Any) -> None:
     )
     add_sweep_options(sweep)
     server = next(g for g in sweep._action_groups if g.title == _GROUPS["server"])
-    server.add_argument(
-        "--embedded",
-        action="store_true",
-        help="start the embedded server on free ports for this run and stop it after",
-    )
-    server.add_argument(
-        "--model-repository",
-        type=arguments.existing_folder,
-        default=None,
-        metavar="DIR",
-        help="with --embedded: the model repository (default: the bundled model_repository/)",
-    )
+    add_embedded_options(server, "start the embedded server on free ports for this run and stop it after")
     out = sweep.add_argument_group("output")
     out.add_argument(
         "--csv",

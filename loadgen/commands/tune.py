@@ -18,7 +18,13 @@ from rich.console import Console
 
 from loadgen.commands import arguments
 from loadgen.commands.shared import add_db_option, run_async
-from loadgen.commands.sweep import add_sweep_options, embedded, on_server, settings_from_args
+from loadgen.commands.sweep import (
+    add_embedded_options,
+    add_sweep_options,
+    embedded,
+    on_server,
+    settings_from_args,
+)
 from loadgen.config import spell_flag
 from loadgen.errors import EXIT_OK, ConfigError
 from loadgen.storage import DEFAULT_DB_URL
@@ -95,18 +101,9 @@ def register(sub: Any) -> None:
         help="go on with this tune: configurations it finished are read back, not measured again",
     )
     add_sweep_options(tune, leave_out=LEFT_OUT)
-    server = tune.add_argument_group("embedded server")
-    server.add_argument(
-        "--embedded",
-        action="store_true",
-        help="start the embedded server (explicit model control, only this model loaded) for the tune",
-    )
-    server.add_argument(
-        "--model-repository",
-        type=arguments.existing_folder,
-        default=None,
-        metavar="DIR",
-        help="with --embedded: the model repository (default: the bundled model_repository/)",
+    add_embedded_options(
+        tune.add_argument_group("embedded server"),
+        "start the embedded server (explicit model control, only this model loaded) for the tune",
     )
     out = tune.add_argument_group("output")
     out.add_argument(

@@ -112,7 +112,9 @@ def test_grpc_takes_an_http_scheme_url(triton: EmbeddedServer, tmp_path: Path) -
     db = f"sqlite:///{tmp_path}/r.db"
     for client in ("h2", "aio"):
         url = f"http://{triton.grpc_url}"
-        result = loadgen("sweep", "-m", "identity", "--grpc-client", client, "-u", url, *QUICK, "--db", db)
+        result = loadgen_here(
+            "sweep", "-m", "identity", "--grpc-client", client, "-u", url, *QUICK, "--db", db
+        )
         assert result.returncode == 0, result.stderr
     assert [run.status for run in RunStore(db).list_runs()] == [RunStatus.COMPLETED] * 2
 

@@ -315,7 +315,7 @@ def test_a_matrix_expands_into_jobs_whose_runs_read_side_by_side(
 ) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     text = (
-        f"name: grid\n{QUICK}url: {triton.grpc_url}\nmetrics_url: off\nconcurrency: 1,2\njobs:\n"
+        f"name: grid\n{QUICK}url: {triton.grpc_url}\nmetrics_url: off\nconcurrency: 2\njobs:\n"
         "  sizes:\n    matrix: {model: [identity], batch_size: [1, 4]}\n"
         "  other: {model: identity}\n"
     )
@@ -333,8 +333,8 @@ def test_a_matrix_expands_into_jobs_whose_runs_read_side_by_side(
         "| Throughput model=identity batch_size=4 / model=identity batch_size=1 (x) |"
         " p99 latency model=identity batch_size=4 / model=identity batch_size=1 (x) |"
     )
-    rows = [line for line in result.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
-    assert len(rows) == 2 and all(float(row.split("|")[-3]) > 0 for row in rows)
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
+    assert float(row.split("|")[-3]) > 0  # the throughput ratio
     side = loadgen_here("table", str(runs[0].id), str(runs[1].id), "--format", "csv", "--db", db)
     assert side.returncode == 0, side.stderr
     assert side.stdout.startswith("Concurrent requests,model=identity batch_size=1: Throughput (infer/s),")

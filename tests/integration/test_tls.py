@@ -27,7 +27,7 @@ from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer, ServerPorts, grpc_tls_args, server_installed
 from loadgen.storage import RunStore
 from loadgen.tls import TlsSettings
-from tests.cli import loadgen, one_line_error
+from tests.cli import loadgen, loadgen_here, one_line_error
 from tests.integration.test_cli import QUICK
 from tests.pki import Pki, make_pki
 
@@ -292,7 +292,7 @@ def test_bad_tls_options_are_one_line_errors_before_anything_starts(
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     if "-u" not in args:
         args += ["-u", "127.0.0.1:1"]
-    result = loadgen("sweep", "-m", "identity", "--db", f"sqlite:///{db}", *args)
+    result = loadgen_here("sweep", "-m", "identity", "--db", f"sqlite:///{db}", *args)
     assert result.returncode == 2
     assert message.replace("{tmp}", str(tmp_path)) in one_line_error(result)
     assert not db.exists()  # refused before the database, the server or any load

@@ -304,9 +304,9 @@ def test_serve_takes_tls_files_and_refuses_bad_ones_in_one_line(pki: Pki, tmp_pa
         f"--grpc-server-cert={pki.server_cert}",
         f"--grpc-server-key={pki.server_key}",
     ]
-    alone = loadgen("serve", "--grpc-tls-cert", str(pki.server_cert))
+    alone = loadgen_here("serve", "--grpc-tls-cert", str(pki.server_cert))
     assert alone.returncode == 2 and "needs both --grpc-tls-cert and --grpc-tls-key" in one_line_error(alone)
     missing = tmp_path / "nope.pem"
-    gone = loadgen("serve", "--grpc-tls-cert", str(pki.server_cert), "--grpc-tls-key", str(missing))
+    gone = loadgen_here("serve", "--grpc-tls-cert", str(pki.server_cert), "--grpc-tls-key", str(missing))
     error = one_line_error(gone)  # refused while the command line is read
     assert gone.returncode == 2 and f"--grpc-tls-key: no such file: {str(missing)!r}" in error

@@ -12,7 +12,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen
+from tests.cli import loadgen, loadgen_here
 
 FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
 
@@ -99,6 +99,6 @@ def test_validation_and_the_cli_with_workers(triton: EmbeddedServer, tmp_path: P
 
 
 def test_bad_worker_count_is_a_usage_error(tmp_path: Path) -> None:
-    result = loadgen("sweep", "-m", "identity", "--workers", "0", "--db", f"sqlite:///{tmp_path}/r.db")
+    result = loadgen_here("sweep", "-m", "identity", "--workers", "0", "--db", f"sqlite:///{tmp_path}/r.db")
     assert result.returncode == 2
     assert "--workers must be within 1..256" in result.stderr

@@ -107,6 +107,17 @@ def sequence_table(steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+OPEN_LOOP_FIELDS = (
+    "request_rate",
+    "send_rate",
+    "service_p99_us",
+    "send_lag_p99_us",
+    "refused_count",
+    "behind_schedule",
+)
+"""The stored step fields :func:`open_loop_table` reads."""
+
+
 def open_loop_table(steps: pd.DataFrame) -> pd.DataFrame:
     """Open-loop columns: the target rate, what the sender achieved and how late it was."""
     ms = 1.0 / 1000.0
@@ -151,8 +162,22 @@ PERF_ANALYZER_COLUMNS = (
 )
 
 
-def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
+OPEN_LOOP_CSV = {  # perf_analyzer's CSV has no such columns: ours, after its own, microseconds
+    "Sent Rate": "send_rate",
+    "Service p99": "service_p99_us",
+    "Send Lag p50": "send_lag_p50_us",
+    "Send Lag p99": "send_lag_p99_us",
+    "Send Lag Max": "send_lag_max_us",
+    "Refused": "refused_count",
+    "On Schedule": "behind_schedule",
+}
+
+
+def perf_analyzer_frame(steps: pd.DataFrame, scenario: str = "concurrency") -> pd.DataFrame:
     """perf_analyzer's ``-f`` CSV columns first (microseconds, its order), then ours.
+
+    An open-loop run's first column is the request rate, as perf_analyzer's ``--request-rate-range``
+    CSV has it, and the sender's own columns follow ours (``OPEN_LOOP_CSV``).
 
     Client Send and Client Recv are 0: requests are serialized once before the run and
     responses are not deserialized. Network+Server Send/Recv is the mean latency minus the
@@ -196,6 +221,13 @@ def perf_analyzer_frame(steps: pd.DataFrame) -> pd.DataFrame:
         c for c in frame.columns if c.endswith("latency") or c.startswith(("Server", "Network"))
     ]
     frame[latency_columns] = frame[latency_columns].round().astype("Int64")
+    if scenario == "request_rate":
+        frame = frame.rename(columns={"Concurrency": "Request Rate"})
+        frame["Request Rate"] = steps["request_rate"].astype("float64")
+        for column, field in OPEN_LOOP_CSV.items():
+            frame[column] = steps[field]
+        frame["On Schedule"] = ~frame["On Schedule"].astype("boolean")
+        frame["Refused"] = frame["Refused"].astype("Int64")
     if "response_count" in steps and steps["response_count"].notna().any():  # after ours, in us
         stream = {
             "Responses": steps["response_count"].astype("Int64"),
@@ -224,7 +256,7 @@ def write_perf_analyzer_csv(
     ``<model>_v<version>.<name>`` (``versions``: as the ensemble's steps ask, "-1" for the latest;
     "" for a model named on the command line). Returns the files written."""
     path = Path(path)
-    perf_analyzer_frame(steps).to_csv(path, index=False)
+    perf_analyzer_frame(steps, scenario).to_csv(path, index=False)
     written = [path]
     if composing is not None and not composing.empty:
         for model, frame in composing_csv_frames(composing, steps, scenario).items():
@@ -275,6 +307,9 @@ def benchmark_table(
     sequences = [step.sequences() for step in steps]
     if any(tally is not None for tally in sequences):
         table = pd.concat([table, _sequence_columns(steps, sequences, percentiles)], axis=1)
+    if rate:  # what the sender achieved, as the sweep's own table shows it
+        sender = pd.DataFrame({field: [getattr(step, field) for step in steps] for field in OPEN_LOOP_FIELDS})
+        table = pd.concat([table, open_loop_table(sender).drop(columns=[RATE_LEVEL])], axis=1)
     if any(step.cancelled_count for step in steps):
         table["Cancelled"] = [step.cancelled_count or 0 for step in steps]
     if any(step.error_count for step in steps):
@@ -348,7 +383,7 @@ def _cell_formatters(frame: pd.DataFrame) -> dict[str, Callable[[object], str]]:
         return fmt
 
     def digits(column: str) -> int:
-        if column.endswith((THROUGHPUT, RATE_LEVEL)):  # side by side: "run 3: Throughput (infer/s)"
+        if column.endswith((THROUGHPUT, RATE_LEVEL, "(req/s)")):  # also "run 3: Throughput (infer/s)"
             return 1
         return 2 if column.endswith(("(ms)", "(x)")) else 0
 

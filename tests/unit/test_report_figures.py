@@ -7,6 +7,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
@@ -25,7 +26,13 @@ from analysis.plots import (
     throughput_latency_figure,
 )
 from analysis.report import build_report
-from analysis.tables import PERF_ANALYZER_COLUMNS, latency_table, perf_analyzer_frame
+from analysis.tables import (
+    OPEN_LOOP_CSV,
+    PERF_ANALYZER_COLUMNS,
+    benchmark_table,
+    latency_table,
+    perf_analyzer_frame,
+)
 from loadgen.console.tables import print_latency_table
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import RunInfo, RunStatus, StepResult
@@ -285,3 +292,55 @@ def test_report_table_has_p50(runs: list[RunData]) -> None:
     # the report's overlay is the figure tested above: one style per percentile
     (overlay,) = [f.figure for f in report.figures if f.name.endswith("throughput-latency")]
     assert len({_style(t) for t in overlay.data}) == 3
+
+
+def test_open_loop_runs_carry_the_senders_columns_in_the_table_and_the_csv(store: RunStore) -> None:
+    """``loadgen table --format csv`` and ``--csv`` of a request-rate run: what the sender achieved."""
+    info = RunInfo(
+        settings={},
+        model="identity",
+        model_version="1",
+        scenario="request_rate",
+        server_url="localhost:8001",
+        model_config={},
+        model_metadata={},
+        server_metadata={},
+        host={},
+        started_at=T0,
+    )
+    run_id = store.create_run(info)
+    for i, (rate, sent, refused) in enumerate(((100.0, 200, 0), (400.0, 700, 5))):
+        step = _step(i, 1, rate, 1.0, rate)
+        lag, service = LatencyHistogram(), LatencyHistogram()
+        lag.record_many_us([10.0 * (i + 1)] * 99 + [500.0])
+        service.record_many_us([800.0] * 100)
+        store.add_step(
+            run_id,
+            replace(
+                step,
+                sent_count=sent,
+                scheduled_count=round(rate * DURATION_S),
+                refused_count=refused,
+                send_lag_histogram=lag,
+                service_histogram=service,
+            ),
+        )
+    store.finish_run(run_id, RunStatus.COMPLETED, None)
+    steps = store.steps(run_id)
+    table = benchmark_table(steps, (50.0, 99.0), scenario="request_rate")
+    sender = ["Sent (req/s)", "Service p99 (ms)", "Send lag p99 (ms)", "Refused", "On schedule"]
+    assert list(table.columns) == [
+        "Request rate (req/s)", "Throughput (infer/s)", "Avg latency (ms)",
+        "p50 latency (ms)", "p99 latency (ms)", *sender,
+    ]  # fmt: skip
+    assert table["Sent (req/s)"].tolist() == [100.0, 350.0]
+    assert table["Refused"].tolist() == [0, 5] and table["On schedule"].tolist() == [True, False]
+    assert table["Send lag p99 (ms)"].tolist() == pytest.approx([0.01, 0.02], rel=0.02)
+    csv = perf_analyzer_frame(read_run_data(store, run_id).steps, "request_rate")
+    assert csv.columns[0] == "Request Rate" and csv["Request Rate"].tolist() == [100.0, 400.0]
+    assert list(csv.columns[-7:]) == list(OPEN_LOOP_CSV)
+    assert csv["Sent Rate"].tolist() == [100.0, 350.0] and csv["On Schedule"].tolist() == [True, False]
+    assert csv["Send Lag Max"].tolist() == pytest.approx([500.0, 500.0], rel=0.01)
+    assert (
+        "Concurrency" in perf_analyzer_frame(read_run_data(store, run_id).steps).columns
+    )  # closed loop as before

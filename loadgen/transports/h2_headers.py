@@ -2,15 +2,16 @@
 a response's ``:status``, ``grpc-status`` or RST_STREAM code means as a gRPC status and error reason.
 
 Responses are not decoded beyond their header blocks: HPACK-decoding every block is what keeps the
-dynamic table right, and a small cache makes the repeated, fully indexed blocks of a busy connection
-(``88c0bf`` then ``be``) cost one dict lookup.
+dynamic table right, and small caches make the repeated blocks of a busy connection cost a dict
+lookup: Triton's fully indexed ones (``88c0bf`` then ``be``), and blocks that insert the same
+literals again each time (nginx's ``server`` and ``date``), whose insertions are replayed.
 """
 
 from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import grpc
 import hpack
@@ -18,6 +19,7 @@ import hpack
 from loadgen.transports import reasons
 
 HEADER_CACHE_SIZE = 256
+T = TypeVar("T")
 
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # gRPC's mapping of RST_STREAM codes and of HTTP statuses without grpc-status (doc/PROTOCOL-HTTP2.md)
@@ -69,40 +71,123 @@ def interpret(headers: Iterable[tuple[bytes | str, bytes | str]]) -> Head:
     return Head(http_status, grpc_status, reason)
 
 
-def only_indexed(block: bytes) -> bool:
-    """True if every field of the HPACK block is an indexed field (RFC 7541 §6.1): decoding it
-    reads the dynamic table but never changes it."""
-    i, n = 0, len(block)
-    while i < n:
+def _integer_end(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
+    """An HPACK integer (RFC 7541 §5.1) at ``i``: its value and where it ends."""
+    mask = (1 << prefix_bits) - 1
+    value = block[i] & mask
+    i += 1
+    if value < mask:
+        return value, i
+    shift = 0
+    while i < len(block):
         byte = block[i]
-        if byte < 0x80:
-            return False
+        value += (byte & 0x7F) << shift
+        shift += 7
         i += 1
-        if byte & 0x7F == 0x7F:  # the index continues in 7-bit groups
-            while i < n and block[i] & 0x80:
-                i += 1
-            i += 1
-    return True
+        if not byte & 0x80:
+            break
+    return value, i
+
+
+def _string_end(block: bytes, i: int) -> int:
+    """Where the HPACK string literal (RFC 7541 §5.2) at ``i`` ends."""
+    length, i = _integer_end(block, i, 7)
+    return i + length
+
+
+STATIC_TABLE_SIZE = 61
+"""Indexes 1..61 name the static table (RFC 7541 Appendix A); above, the dynamic one."""
+
+
+def field_kinds(block: bytes) -> list[tuple[str, int]] | None:
+    """Each field of the HPACK block as (kind, the index it refers to, 0 for a literal name):
+    ``indexed`` (§6.1), ``inserted`` (a literal with incremental indexing, §6.2.1), ``literal``
+    (without or never indexed, §6.2.2-3), ``resize`` (a table size update, §6.3); None if the
+    block does not parse."""
+    kinds: list[tuple[str, int]] = []
+    i, n = 0, len(block)
+    try:
+        while i < n:
+            byte = block[i]
+            if byte & 0x80:
+                index, i = _integer_end(block, i, 7)
+                kinds.append(("indexed", index))
+                continue
+            if byte & 0xE0 == 0x20:
+                size, i = _integer_end(block, i, 5)
+                kinds.append(("resize", size))
+                continue
+            inserted = byte & 0xC0 == 0x40
+            name, i = _integer_end(block, i, 6 if inserted else 4)
+            if name == 0:
+                i = _string_end(block, i)
+            i = _string_end(block, i)
+            kinds.append(("inserted" if inserted else "literal", name))
+    except IndexError:
+        return None
+    return kinds if i == n else None
+
+
+def table_unchanged(block: bytes) -> bool:
+    """True if decoding the HPACK block cannot change the dynamic table: every field is indexed
+    or a literal without or never indexed (as nginx sends ``etag``), no insertion, no resize."""
+    kinds = field_kinds(block)
+    return kinds is not None and all(kind in ("indexed", "literal") for kind, _ in kinds)
+
+
+def static_only(kinds: list[tuple[str, int]] | None) -> bool:
+    """The block refers to no dynamic-table entry (and does not resize it): its meaning does not
+    depend on the table, whatever earlier blocks put there."""
+    return kinds is not None and all(kind != "resize" and index <= STATIC_TABLE_SIZE for kind, index in kinds)
 
 
 class HeaderDecoder:
-    """HPACK decoding of every response block, in order, with a cache for blocks that only index.
+    """HPACK decoding of every response block, in order, with two caches.
 
-    A fully indexed block does not change the dynamic table, so its meaning stays valid
-    until a block that may change the table is decoded; then the cache is cleared.
+    A block that leaves the dynamic table as it was (:func:`table_unchanged`, e.g. Triton's fully
+    indexed blocks) keeps its meaning until a block that may change the table is decoded; then
+    that cache is cleared. A block that refers to no dynamic entry (:func:`static_only`, e.g.
+    nginx's, which inserts ``server`` and ``date`` again each time) means the same whatever the
+    table holds: a repeat is answered from the cache and only its insertions are replayed into the
+    table (no Huffman decoding), so later blocks that refer to them decode right. A full cache
+    starts again (a server's ``date`` header makes a new block every second).
     """
 
     def __init__(self) -> None:
         self.decoder = hpack.Decoder()
         self.cache: dict[bytes, Head] = {}
+        self.static: dict[bytes, tuple[Head, tuple[tuple[bytes, bytes], ...]]] = {}
 
     def decode(self, block: bytes) -> Head:
         head = self.cache.get(block)
         if head is not None:
             return head
-        head = interpret(self.decoder.decode(block, raw=True))
-        if not only_indexed(block):
+        known = self.static.get(block)
+        if known is not None:
+            head, inserts = known
+            for name, value in inserts:
+                self.decoder.header_table.add(name, value)
+            if inserts:
+                self.cache.clear()
+            return head
+        fields = self.decoder.decode(block, raw=True)
+        head = interpret(fields)
+        kinds = field_kinds(block)
+        if kinds is not None and all(kind in ("indexed", "literal") for kind, _ in kinds):
+            _remember(self.cache, block, head)
+        else:
             self.cache.clear()
-        elif len(self.cache) < HEADER_CACHE_SIZE:
-            self.cache[block] = head
+        if kinds is not None and static_only(kinds):
+            inserts = tuple(
+                (bytes(f[0]), bytes(f[1]))
+                for f, (kind, _) in zip(fields, kinds, strict=True)
+                if kind == "inserted"
+            )
+            _remember(self.static, block, (head, inserts))
         return head
+
+
+def _remember(cache: dict[bytes, T], block: bytes, value: T) -> None:
+    if len(cache) >= HEADER_CACHE_SIZE:
+        cache.clear()
+    cache[block] = value

@@ -45,7 +45,14 @@ from loadgen.transports.h2_frames import (
     settings_frame,
     window_update,
 )
-from loadgen.transports.h2_headers import HeaderDecoder, encode_headers, interpret, only_indexed
+from loadgen.transports.h2_headers import (
+    HeaderDecoder,
+    encode_headers,
+    field_kinds,
+    interpret,
+    static_only,
+    table_unchanged,
+)
 
 Frame = tuple[int, int, int, bytes]  # type, flags, stream id, payload
 SPEC = InferRequestSpec("identity", (InputTensor("INPUT0", "FP32", (1, 16), bytes(range(64))),))
@@ -187,13 +194,22 @@ def test_large_header_blocks_go_out_with_continuation_frames() -> None:
 # -- response header blocks --------------------------------------------------------------------------
 
 
-def test_only_indexed() -> None:
-    assert only_indexed(bytes.fromhex("88c0bf"))
-    assert only_indexed(b"\xbe")
-    assert only_indexed(b"\xff\x80\x01\x88")  # an index of 7 bits + continuation bytes
-    assert not only_indexed(bytes.fromhex("400b677270632d7374617475730130"))  # literal, indexed
-    assert not only_indexed(b"\x88\x3f\xe1\x1f")  # a table size update
-    assert only_indexed(b"")
+def test_table_unchanged() -> None:
+    assert table_unchanged(bytes.fromhex("88c0bf"))
+    assert table_unchanged(b"\xbe")
+    assert table_unchanged(b"\xff\x80\x01\x88")  # an index of 7 bits + continuation bytes
+    assert not table_unchanged(bytes.fromhex("400b677270632d7374617475730130"))  # literal, indexed
+    assert not table_unchanged(b"\x88\x3f\xe1\x1f")  # a table size update
+    assert table_unchanged(b"")
+    # literals without indexing (0000) and never indexed (0001), as nginx sends date and server
+    encoder = hpack.Encoder()
+    plain = encoder.encode([(b"date", b"Mon, 07 Dec 2026 12:00:00 GMT")], huffman=True)
+    assert plain[0] & 0xC0 == 0x40  # hpack's encoder indexes by default: table changed
+    assert not table_unchanged(plain)
+    never = encoder.encode([hpack.NeverIndexedHeaderTuple(b"server", b"nginx/1.22.1"), (b":status", b"200")])
+    assert never[0] & 0xF0 == 0x10 and table_unchanged(never)
+    name_literal = b"\x00\x04date\x03abc"  # a literal name, without indexing
+    assert table_unchanged(name_literal) and not table_unchanged(name_literal[:-1])  # cut short
 
 
 def test_interpret_gives_the_grpc_aio_reasons() -> None:
@@ -209,19 +225,42 @@ def test_interpret_gives_the_grpc_aio_reasons() -> None:
     assert long is not None and len(long) == 300
 
 
+def test_blocks_that_insert_the_same_literals_again_are_cached_and_keep_the_table_right() -> None:
+    """nginx re-sends ``server`` and ``date`` with incremental indexing in every response: the
+    block refers to no dynamic entry, so a repeat is answered from the cache and its insertions
+    replayed; a later block that refers to them must decode as a plain decoder decodes it."""
+    block = hpack.Encoder().encode(
+        [(b":status", b"200"), (b"server", b"nginx/1.22.1"), (b"date", b"Mon, 07 Dec 2026 12:00:00 GMT")]
+    )
+    kinds = field_kinds(block)
+    assert kinds is not None and [k for k, _ in kinds] == ["indexed", "inserted", "inserted"]
+    assert static_only(kinds) and not table_unchanged(block)
+    trailers = bytes.fromhex("00889acac8b21234da8f0130")  # grpc-status: 0, literal without indexing
+    ours, reference = HeaderDecoder(), hpack.Decoder()
+    for _ in range(3):
+        for b in (block, trailers):
+            assert ours.decode(b) == interpret(reference.decode(b, raw=True))
+    assert block in ours.static and trailers in ours.static  # both mean the same whatever the table
+    assert list(ours.decoder.header_table.dynamic_entries) == list(reference.header_table.dynamic_entries)
+    refers = b"\x88\xbe"  # :status 200, then the newest dynamic entry (62: date)
+    assert not static_only(field_kinds(refers))
+    assert ours.decode(refers) == interpret(reference.decode(refers, raw=True))
+    assert [bytes(v) for _, v in reference.decode(refers, raw=True)][1].startswith(b"Mon")
+
+
 def test_header_cache_follows_the_dynamic_table() -> None:
     server, client = hpack.Encoder(), HeaderDecoder()
     first = server.encode([("grpc-status", "0")])  # literal with incremental indexing
     assert client.decode(first).grpc_status == 0 and not client.cache
     again = server.encode([("grpc-status", "0")])  # now only an index into the dynamic table
-    assert only_indexed(again)
+    assert table_unchanged(again)
     assert client.decode(again).reason is None and again in client.cache
     assert client.decode(again) is client.cache[again]  # the cached meaning
     # a block that adds an entry shifts the dynamic indices: the same bytes mean something else now
     changed = server.encode([("grpc-status", "3"), ("grpc-message", "no")])
     assert client.decode(changed).reason == "INVALID_ARGUMENT: no" and not client.cache
     same_bytes = server.encode([("grpc-status", "3"), ("grpc-message", "no")])
-    assert same_bytes != again and only_indexed(same_bytes)
+    assert same_bytes != again and table_unchanged(same_bytes)
     assert client.decode(same_bytes).grpc_status == 3
     assert client.decode(again).grpc_status == -1  # index 62 is grpc-message now, not grpc-status 0
 

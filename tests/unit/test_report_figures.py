@@ -61,14 +61,12 @@ def _step(index: int, concurrency: int, throughput: float, scale: float, rate: f
     )
 
 
-def _add_run(
-    store: RunStore, model: str, *, slower: float = 1.0, rates: Sequence[float] | None = None
-) -> int:
-    info = RunInfo(
+def _info(model: str, scenario: str) -> RunInfo:
+    return RunInfo(
         settings={"measurement": {"measurement_interval_ms": 1000, "warmup_ms": 0}},
         model=model,
         model_version="1",
-        scenario="concurrency" if rates is None else "request_rate",
+        scenario=scenario,
         server_url="localhost:8001",
         model_config={},
         model_metadata={},
@@ -76,7 +74,12 @@ def _add_run(
         host={},
         started_at=T0,
     )
-    run_id = store.create_run(info)
+
+
+def _add_run(
+    store: RunStore, model: str, *, slower: float = 1.0, rates: Sequence[float] | None = None
+) -> int:
+    run_id = store.create_run(_info(model, "concurrency" if rates is None else "request_rate"))
     for i, (concurrency, throughput, scale) in enumerate(LEVELS):
         rate = None if rates is None else rates[i]
         store.add_step(run_id, _step(i, concurrency, throughput / slower, scale * slower, rate))
@@ -296,19 +299,7 @@ def test_report_table_has_p50(runs: list[RunData]) -> None:
 
 def test_open_loop_runs_carry_the_senders_columns_in_the_table_and_the_csv(store: RunStore) -> None:
     """``loadgen table --format csv`` and ``--csv`` of a request-rate run: what the sender achieved."""
-    info = RunInfo(
-        settings={},
-        model="identity",
-        model_version="1",
-        scenario="request_rate",
-        server_url="localhost:8001",
-        model_config={},
-        model_metadata={},
-        server_metadata={},
-        host={},
-        started_at=T0,
-    )
-    run_id = store.create_run(info)
+    run_id = store.create_run(_info("identity", "request_rate"))
     for i, (rate, sent, refused) in enumerate(((100.0, 200, 0), (400.0, 700, 5))):
         step = _step(i, 1, rate, 1.0, rate)
         lag, service = LatencyHistogram(), LatencyHistogram()

@@ -225,9 +225,9 @@ def _matrix(r: Reader, items: Items, where: str) -> list[Cell]:
     if not axes:
         r.add(items["matrix"][1], f"{where}: matrix needs at least one key with a list of values")
         return []
-    r.unknown_keys(axes, ("model", *_option_names()), f"matrix of {where}")
-    cells: list[Cell] = [()]
     known = ("model", *_option_names())
+    r.unknown_keys(axes, known, f"matrix of {where}")
+    cells: list[Cell] = [()]
     for name, (key_node, values) in axes.items():
         if name not in known:
             continue  # told by unknown_keys
@@ -254,52 +254,38 @@ def _job(
     node: yaml.Node,
     shared: _Shared,
 ) -> list[Job]:
-    """The job, or one per combination of its matrix (named ``job[key=value,...]``)."""
+    """The job, or one per combination of its matrix (named ``job[key=value,...]``). What the job
+    itself gives is read once, so its problems are told once; each combination's values are a
+    layer of their own, so a bad one is told with the combination's name."""
+    from analysis.compare import Thresholds
+
     where = f"job {name!r}"
     items = r.mapping(node, where)
     if items is None:
         return []
     r.unknown_keys(items, (*_JOB_KEYS, *_option_names()), where)
     cells = _matrix(r, items, where)
-    jobs = []
-    for cell in cells:
-        expanded = f"{name}[{_cell_name(cell)}]" if cell else name
-        cell_items = dict(items)
-        cell_items.pop("matrix", None)
-        for key, value in cell:
-            cell_items[key] = (name_node, value)
-        labels = {"matrix": name} if cell else {}
-        job = _one_job(r, plan, expanded, line_of(name_node), cell_items, shared, labels)
-        if job is not None:
-            jobs.append(job)
-    return jobs
-
-
-def _one_job(
-    r: Reader, plan: str, name: str, line: int, items: Items, shared: _Shared, labels: dict[str, str]
-) -> Job | None:
-    from analysis.compare import Thresholds
-
-    where = f"job {name!r}"
+    line = line_of(name_node)
     plan_layer, good_plan, plan_values = shared
     own = _plan_only(r, items, where)
     job_layer = _layer(r, items, where)
-    models = _models(r, items, where, line)
-    fixed = {"labels": {"plan": plan, "job": name, **labels}}
-    sweeps = [_settings(r, [plan_layer, job_layer, model], good_plan, m, line, fixed) for m, model in models]
-    if not models:
-        _settings(r, [plan_layer, job_layer], good_plan, None, line, fixed)
-    thresholds = {**plan_values.get("thresholds", {}), **own.get("thresholds", {})}
-    if not models or any(s is None for s in sweeps):
-        return None
-    return Job(
-        name=name,
-        line=line,
-        sweeps=tuple(s for s in sweeps if s is not None),
-        thresholds=Thresholds(**thresholds),
-        baseline=own.get("baseline") or plan_values.get("baseline") or Baseline(line=line),
-        cron=own.get("cron", plan_values.get("cron")),
-    )
+    thresholds = Thresholds(**{**plan_values.get("thresholds", {}), **own.get("thresholds", {})})
+    baseline = own.get("baseline") or plan_values.get("baseline") or Baseline(line=line)
+    cron = own.get("cron", plan_values.get("cron"))
+    jobs = []
+    for cell in cells:
+        expanded = f"{name}[{_cell_name(cell)}]" if cell else name
+        cell_items = {key: (name_node, value) for key, value in cell}
+        layers = [plan_layer, job_layer, _layer(r, cell_items, f"job {expanded!r}")]
+        models = _models(r, {**items, **cell_items}, where, line)
+        fixed = {"labels": {"plan": plan, "job": expanded, **({"matrix": name} if cell else {})}}
+        sweeps = [_settings(r, [*layers, model], good_plan, m, line, fixed) for m, model in models]
+        if not models:
+            _settings(r, layers, good_plan, None, line, fixed)
+        kept = tuple(s for s in sweeps if s is not None)
+        if models and len(kept) == len(sweeps):
+            jobs.append(Job(expanded, line, kept, thresholds, baseline, cron))
+    return jobs
 
 
 def parse_plan(text: str, path: Path | str = "<plan>") -> Plan:

@@ -72,8 +72,10 @@ class Reader:
     _construct: yaml.constructor.SafeConstructor = field(default_factory=yaml.constructor.SafeConstructor)
 
     def add(self, node: yaml.Node | int, message: str) -> None:
-        line = node if isinstance(node, int) else line_of(node)
-        self.problems.append(Problem(self.path, line, message))
+        """A problem, told once (a matrix job reads the job's own values for each combination)."""
+        problem = Problem(self.path, node if isinstance(node, int) else line_of(node), message)
+        if problem not in self.problems:
+            self.problems.append(problem)
 
     def value(self, node: yaml.Node) -> Any:
         try:

@@ -394,3 +394,17 @@ def test_a_matrix_refuses_what_it_cannot_expand_with_lines() -> None:
         "(doubling), A..B:S, A..B:xF, a,b,c or start:end:step",
         "plans/p.yaml:14: matrix of job 'c' must be a mapping of keys to values",
     ]
+
+
+def test_a_matrix_jobs_own_problem_is_told_once() -> None:
+    text = """\
+        jobs:
+          p:
+            matrix:
+              model: [a, b]
+            concurrency: junk
+        """
+    assert problems(text) == [
+        "plans/p.yaml:5: job 'p': concurrency: bad range 'junk': expected A..B (doubling), A..B:S, A..B:xF, "
+        "a,b,c or start:end:step"
+    ]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadgen.commands import arguments
 from loadgen.commands.shared import run_async, stdout_console
 from loadgen.errors import EXIT_MISMATCH, EXIT_OK
+
+if TYPE_CHECKING:
+    from loadgen.deploy.onnx_signature import OnnxSignature
 
 EXAMPLES = """examples:
   loadgen model add resnet.onnx --name rnxt --max-batch-size 64 --dynamic-batching-delay 100us --instances 2
@@ -107,22 +110,12 @@ def cmd_model_add(args: argparse.Namespace) -> int:
     console.print(deployed.config_text, highlight=False, markup=False, end="")
     if not args.validate:
         return EXIT_OK
-    return run_async(_validate(args, options.backend, repository))
+    return run_async(_validate(args, options.backend, repository, deployed.signature))
 
 
-@contextlib.asynccontextmanager
-async def _server(args: argparse.Namespace, repository: Path) -> AsyncIterator[str]:
-    """The gRPC address to check on: -u's (the model loaded there), else an embedded server's."""
-    from loadgen.scrape.server_api import ServerAPI
-
-    if args.url is not None:
-        api = ServerAPI(args.url)
-        try:
-            await api.load_model(args.name)
-        finally:
-            await api.close()
-        yield args.url
-        return
+@contextlib.contextmanager
+def _embedded(args: argparse.Namespace, repository: Path) -> Iterator[str]:
+    """An embedded server with only this model loaded; its gRPC address."""
     from loadgen.server import EmbeddedServer, ServerPorts
 
     explicit = ("--model-control-mode=explicit", f"--load-model={args.name}")
@@ -132,15 +125,19 @@ async def _server(args: argparse.Namespace, repository: Path) -> AsyncIterator[s
         yield server.grpc_url
 
 
-async def _validate(args: argparse.Namespace, backend: str, repository: Path) -> int:
-    from loadgen.deploy.onnx_signature import read_signature
+async def _validate(
+    args: argparse.Namespace, backend: str, repository: Path, signature: OnnxSignature
+) -> int:
+    """Check on -u's server (the model loaded there first), else on an embedded one."""
     from loadgen.deploy.served_check import check_served, expected_bar
     from loadgen.scrape.server_api import ServerAPI
 
-    signature = read_signature(args.onnx)
-    async with _server(args, repository) as url:
+    with contextlib.ExitStack() as stack:
+        url = args.url if args.url is not None else stack.enter_context(_embedded(args, repository))
         api = ServerAPI(url)
         try:
+            if args.url is not None:
+                await api.load_model(args.name)
             agreements = await check_served(
                 api,
                 args.name,

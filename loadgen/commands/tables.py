@@ -19,6 +19,8 @@ from loadgen.storage import RunRecord, RunStore, StepRecord
 if TYPE_CHECKING:  # analysis imports pandas: loaded only by the commands that use it
     import pandas as pd
 
+    from analysis.tables import TableFormat
+
 
 _PERCENTILES_HELP = "numbers within 0..100 separated by commas, such as 50,99,99.9"
 
@@ -238,11 +240,11 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.hgrm is not None:
         text = _hgrm(run, steps, args.hgrm)
     elif args.models:
-        text = format_table(_models(args.db, run), args.format or "markdown")
+        text = format_table(_models(args.db, run), _table_format(args.format))
     elif args.tail:
-        text = format_table(_tail(args.db, run), args.format or "markdown")
+        text = format_table(_tail(args.db, run), _table_format(args.format))
     elif args.workers:
-        text = format_table(_workers(args.db, run), args.format or "markdown")
+        text = format_table(_workers(args.db, run), _table_format(args.format))
     else:
         from analysis.failures import failure_lines, step_failures
 
@@ -253,7 +255,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         table = benchmark_table(steps, percentiles, scenario=run.scenario)
         if args.ci:
             table = _with_intervals(args.db, run, steps, table, percentiles, confidence, args.format)
-        text = format_table(table, args.format or "markdown")
+        text = format_table(table, _table_format(args.format))
     _write(text, args.output)
     return EXIT_OK
 
@@ -274,12 +276,12 @@ def _group_table(
     print(f"{ref}: runs {', '.join(str(run.id) for run, _ in runs)} of {runs[0][0].model}", file=sys.stderr)
     level = words(runs[0][0].scenario).column
     table = across_runs_table(runs, percentiles, confidence, level_column=level)
-    return format_table(table, "csv" if fmt == "csv" else "html" if fmt == "html" else "markdown")
+    return format_table(table, _table_format(fmt))
 
 
 def side_by_side_text(db: str, refs: Sequence[str], percentiles: tuple[float, ...], fmt: str | None) -> str:
-    """Several runs' tables as one, each run's ratio to the first; runs named by model where the
-    models differ (rnxt vs rnxt_fp16), else by id."""
+    """Several runs' tables as one, each run's ratio to the first; runs named as
+    :func:`analysis.side_by_side.run_names` names them."""
     from analysis.groups import run_ids_of
     from analysis.side_by_side import run_names, runs_side_by_side
     from analysis.tables import benchmark_table, format_table
@@ -300,7 +302,12 @@ def side_by_side_text(db: str, refs: Sequence[str], percentiles: tuple[float, ..
     table = runs_side_by_side(records, tables)
     named = zip(run_names(records), records, strict=True)
     print(", ".join(f"{name}: run {run.id} ({run.model})" for name, run in named), file=sys.stderr)
-    return format_table(table, "csv" if fmt == "csv" else "html" if fmt == "html" else "markdown")
+    return format_table(table, _table_format(fmt))
+
+
+def _table_format(fmt: str | None) -> TableFormat:
+    """``--format`` (argparse has checked it) as format_table takes it; markdown by default."""
+    return "csv" if fmt == "csv" else "html" if fmt == "html" else "markdown"
 
 
 def parse_confidence(text: str) -> float:

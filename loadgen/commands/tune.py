@@ -149,8 +149,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         store = stack.enter_context(RunStore(args.db))
         attempts = _run(tune, store, None if args.quiet else err, args)
     for attempt in attempts:
-        if attempt.note.startswith(("refused", "skipped")):
-            print(f"loadgen: tune {tune.tune_id}: {attempt.candidate.key}: {attempt.note}", file=sys.stderr)
+        if attempt.why:
+            said = f"{attempt.candidate.key}: {attempt.kind}: {attempt.why}"
+            print(f"loadgen: tune {tune.tune_id}: {said}", file=sys.stderr)
     if not any(attempt.run_id is not None for attempt in attempts):
         raise ConfigError(f"tune {tune.tune_id}: no configuration could be measured (see above)")
     return print_tune(args.db, tune.tune_id, args.json)

@@ -37,7 +37,6 @@ class LiveConfig:
         self.model = model
         self.original: dict[str, Any] = {}
         self._changed = False
-        self.changed_ever = False
         self.restored = False
         """The original config was put back after a change (the tune's closing line says so)."""
 
@@ -52,7 +51,7 @@ class LiveConfig:
     async def apply(self, candidate: Candidate) -> None:
         """Load the candidate and confirm Triton serves it; CandidateRefused where it will not."""
         config = override(self.original, candidate)  # a config no candidate can edit: the tune stops
-        self._changed = self.changed_ever = True
+        self._changed = True
         try:
             await self.api.load_model(self.model, config)
         except ConfigError as exc:
@@ -73,6 +72,7 @@ class LiveConfig:
         if (why := mismatch(served, self.served)) is not None:
             raise ConfigError(f"could not put {self.model!r}'s config back: {why}")
         self._changed = False
+        self.restored = True
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
@@ -89,4 +89,3 @@ class LiveConfig:
             if error is None:
                 raise
             raise ConfigError(f"{exc}; the tune ended first: {error}") from error
-        self.restored = self.changed_ever

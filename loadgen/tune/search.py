@@ -27,10 +27,6 @@ Evaluate = Callable[[Candidate], Awaitable[Tried]]
 Skip = Callable[[Candidate, str], None]
 
 
-def _rank(tried: Tried) -> tuple[float, float]:
-    return rank(tried.best)
-
-
 async def grid(space: TuneSpace, evaluate: Evaluate, skip: Skip) -> None:
     skipped: dict[Candidate, str] = {}
     for candidate in space.candidates():
@@ -52,7 +48,7 @@ async def hill_climb(space: TuneSpace, evaluate: Evaluate) -> Candidate:
         for neighbour in space.neighbours(current):
             if neighbour not in seen:
                 seen[neighbour] = await evaluate(neighbour)
-        best = max(space.neighbours(current), key=lambda c: _rank(seen[c]))
-        if _rank(seen[best]) <= _rank(seen[current]):
+        best = max(space.neighbours(current), key=lambda c: rank(seen[c].best))
+        if rank(seen[best].best) <= rank(seen[current].best):
             return current
         current = best

@@ -11,6 +11,7 @@ import dataclasses
 import sys
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
 from rich.console import Console
 
@@ -42,9 +43,10 @@ class TuneSettings:
 @dataclass(frozen=True)
 class Attempt:
     candidate: Candidate
-    note: str
-    """measured (run N), resumed (run N), refused: ..., skipped: ..."""
+    kind: Literal["measured", "resumed", "refused", "skipped"]
     run_id: int | None = None
+    why: str = ""
+    """refused, skipped: the reason."""
 
 
 async def run_tune(tune: TuneSettings, store: RunStore, *, console: Console | None = None) -> list[Attempt]:
@@ -85,20 +87,20 @@ async def _search(
         async def evaluate(candidate: Candidate) -> Tried:
             where = f"[{len(attempts) + 1}/{total}] {candidate.key}"
             if (result := done.get(candidate.key)) is not None:
-                attempts.append(Attempt(candidate, f"resumed (run {result.run_id})", result.run_id))
+                attempts.append(Attempt(candidate, "resumed", result.run_id))
                 say(f"{where}: measured before (run {result.run_id})")
                 return Tried(result.best, result.best is None)
             try:
                 await live.apply(candidate)
             except CandidateRefused as exc:
-                attempts.append(Attempt(candidate, f"refused: {exc}"))
+                attempts.append(Attempt(candidate, "refused", why=str(exc)))
                 say(f"{where}: refused, the model loaded before still serves: {exc}")
                 return Tried(None, missed_slo=False)
             say(f"{where}: loaded, measuring")
             labels = {**sweep.labels, TUNE_LABEL: tune.tune_id, CONFIG_LABEL: candidate.key}
             (outcome,) = await run_sweeps([dataclasses.replace(sweep, labels=labels)], store, console=console)
             result = config_result(store, store.get_run(outcome.run_id))
-            attempts.append(Attempt(candidate, f"measured (run {outcome.run_id})", outcome.run_id))
+            attempts.append(Attempt(candidate, "measured", outcome.run_id))
             best = result.best
             if outcome.status is not RunStatus.COMPLETED:
                 say(f"{where}: run {outcome.run_id} {outcome.status}: {outcome.error}")
@@ -112,7 +114,7 @@ async def _search(
             return Tried(best, missed_slo=best is None and outcome.status is RunStatus.COMPLETED)
 
         def skip(candidate: Candidate, why: str) -> None:
-            attempts.append(Attempt(candidate, f"skipped: {why}"))
+            attempts.append(Attempt(candidate, "skipped", why=why))
             say(f"{candidate.key}: skipped, {why}")
 
         if tune.search == "quick":

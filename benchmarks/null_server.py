@@ -14,12 +14,15 @@ stops it: one nginx process (no master, one worker) pinned to the first CPU, ans
   message with a ``grpc-status: 0`` trailer (``ModelInfer`` answers a ``ModelInferResponse``).
 
 Each client runs pinned to the second CPU, one at a time, the order flipping each round: loadgen
-(``-i http``; gRPC with its lean HTTP/2 client) against ``wrk`` (HTTP/1.1, one thread, C
-connections) and ``h2load`` (one thread, one connection, C streams, as loadgen multiplexes).
-Reported per tool and level: requests/s in the steady state (loadgen's stored windows; wrk's
-and h2load's own figure), client CPU per request (user+sys of the whole process from wait4,
-divided by the requests nginx counted during it: start-up included, so runs are long), and the
-ratio loadgen / C tool of both. Medians over rounds.
+(``-i http``; gRPC with its lean HTTP/2 client; on asyncio's loop and on uvloop, and with
+``--workers 2`` on uvloop, its worker processes sharing the same one core) against ``wrk``
+(HTTP/1.1, one thread, C connections) and ``h2load`` (one thread, one connection, C streams, as
+loadgen multiplexes).
+Reported per tool and level, by one method for every tool: every 0.1 s the script reads the
+client's CPU time (user+sys of its whole process tree, from ``/proc``) and the requests nginx
+has answered; over the middle of the run (30% to 90% of the time requests were answered: start-up,
+warm-up and the end left out) requests/s and client CPU per request, and the ratio loadgen / C
+tool of both. Medians over rounds.
 """
 
 from __future__ import annotations
@@ -284,31 +287,96 @@ class Result:
     """Requests/s in the steady state."""
     cpu_us: float
     """Client CPU (user+sys) per request, microseconds."""
+    variant: str = ""
+    """loadgen's event loop and workers (``uvloop, 1 worker``)."""
 
 
-def run_client(cmd: list[str], server: NullServer, client_cpu: int) -> tuple[str, float, int]:
-    """Its stdout, CPU seconds (wait4) and the requests nginx answered meanwhile."""
-    before = server.requests()
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User+sys CPU seconds of ``pid`` and every process under it (loadgen's workers)."""
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) * TICK_S
+    tree, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(used.get(p, 0.0) for p in tree)
+
+
+@dataclass(frozen=True)
+class Steady:
+    """A client run's steady state, from samples taken every 0.1 s: its requests/s and its CPU
+    per request, both over the same span (the middle of the run: start-up, warm-up and the end
+    left out), by the same method for every tool."""
+
+    rate: float
+    cpu_us: float
+
+
+def steady(samples: list[tuple[float, float, int]], skip: float = 0.3, keep_until: float = 0.9) -> Steady:
+    """From ``(time, client CPU s, requests nginx answered)`` samples: the span between ``skip``
+    and ``keep_until`` of the time during which requests were answered."""
+    busy = [i for i in range(1, len(samples)) if samples[i][2] > samples[i - 1][2] + 1]
+    if len(busy) < 5:
+        raise RuntimeError("the client answered too few requests to measure")
+    t0, t1 = samples[busy[0]][0], samples[busy[-1]][0]
+    span = [x for x in samples if t0 + skip * (t1 - t0) <= x[0] <= t0 + keep_until * (t1 - t0)]
+    (a_t, a_cpu, a_n), (b_t, b_cpu, b_n) = span[0], span[-1]
+    served = b_n - a_n - len(span)  # less this sampler's own /nginx_status requests
+    return Steady(served / (b_t - a_t), (b_cpu - a_cpu) / served * 1e6)
+
+
+def run_client(
+    cmd: list[str], server: NullServer, client_cpu: int, env: dict[str, str] | None = None
+) -> tuple[str, Steady]:
+    """Its output and steady state; the run must succeed."""
+    samples: list[tuple[float, float, int]] = []
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            ["taskset", "-c", str(client_cpu), *cmd], stdout=out, stderr=subprocess.STDOUT
+            ["taskset", "-c", str(client_cpu), *cmd],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else {**os.environ, **env},
         )
-        _, status, usage = os.wait4(proc.pid, 0)
+        while proc.poll() is None:
+            samples.append((time.monotonic(), tree_cpu_s(proc.pid), server.requests()))
+            time.sleep(0.1)
         out.seek(0)
         text = out.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{text[-2000:]}")
-    return text, usage.ru_utime + usage.ru_stime, server.requests() - before - 1
+    return text, steady(samples)
 
 
-def run_loadgen(protocol: str, level: int, server: NullServer, args: argparse.Namespace, tmp: Path) -> Result:
+def run_loadgen(
+    protocol: str,
+    level: int,
+    server: NullServer,
+    args: argparse.Namespace,
+    tmp: Path,
+    loop: str = "uvloop",
+    workers: int = 1,
+) -> Result:
     db = tmp / f"lg-{protocol}-{level}-{time.monotonic_ns()}.db"
     url = f"127.0.0.1:{server.http_port if protocol == 'http' else server.grpc_port}"
     window_ms = int(args.seconds * 1000 / 3)
     cmd = [sys.executable, "-m", "loadgen", "sweep", "-m", MODEL, "-u", url, "-i", protocol]
     cmd += ["--concurrency", str(level), "-p", str(window_ms), "--warmup", "500", "-r", "3", "-s", "100"]
-    cmd += ["--no-metrics", "-q", "--db", f"sqlite:///{db}"]
-    _, cpu_s, served = run_client(cmd, server, args.client_cpu)
+    cmd += ["--no-metrics", "-q", "--db", f"sqlite:///{db}", "--workers", str(workers)]
+    _, seen = run_client(cmd, server, args.client_cpu, {"LOADGEN_EVENT_LOOP": loop})
     from loadgen.storage import RunStore
 
     with RunStore(f"sqlite:///{db}") as store:
@@ -316,7 +384,8 @@ def run_loadgen(protocol: str, level: int, server: NullServer, args: argparse.Na
         (step,) = store.steps(run.id)
     if step.error_count:
         sys.exit(f"loadgen {protocol} C={level}: {step.error_count} errors: {step.errors}")
-    return Result("loadgen", protocol, level, step.throughput, cpu_s / served * 1e6)
+    variant = f"{loop}, {workers} worker{'s' if workers > 1 else ''}"
+    return Result("loadgen", protocol, level, seen.rate, seen.cpu_us, variant)
 
 
 def run_wrk(level: int, server: NullServer, args: argparse.Namespace, tmp: Path) -> Result:
@@ -327,12 +396,12 @@ def run_wrk(level: int, server: NullServer, args: argparse.Namespace, tmp: Path)
     script.write_text(f'wrk.method = "POST"\nwrk.body = "{lua_body}"\n{lua_headers}')
     url = f"http://127.0.0.1:{server.http_port}/v2/models/{MODEL}/infer"
     cmd = ["wrk", "-t1", f"-c{level}", f"-d{args.seconds:g}s", "-s", str(script), url]
-    text, cpu_s, served = run_client(cmd, server, args.client_cpu)
+    text, seen = run_client(cmd, server, args.client_cpu)
     match = re.search(r"Requests/sec:\s+([\d.]+)", text)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", text)
     if match is None or errors is not None:
         sys.exit(f"wrk C={level}: {text}")
-    return Result("wrk", "http", level, float(match[1]), cpu_s / served * 1e6)
+    return Result("wrk", "http", level, seen.rate, seen.cpu_us)
 
 
 def run_h2load(level: int, server: NullServer, args: argparse.Namespace, tmp: Path) -> Result:
@@ -341,42 +410,50 @@ def run_h2load(level: int, server: NullServer, args: argparse.Namespace, tmp: Pa
     url = f"http://127.0.0.1:{server.grpc_port}/{SERVICE}/ModelInfer"
     cmd = ["h2load", "-t1", "-c1", f"-m{level}", f"-D{args.seconds:g}", "-d", str(request)]
     cmd += ["-H", "content-type: application/grpc", "-H", "te: trailers", url]
-    text, cpu_s, served = run_client(cmd, server, args.client_cpu)
+    text, seen = run_client(cmd, server, args.client_cpu)
     match = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
     failed = re.search(r"requests: .* (\d+) failed, .* (\d+) errored", text)
     if match is None or (failed is not None and (int(failed[1]) or int(failed[2]))):
         sys.exit(f"h2load C={level}: {text}")
-    return Result("h2load", "grpc", level, float(match[1]), cpu_s / served * 1e6)
+    return Result("h2load", "grpc", level, seen.rate, seen.cpu_us)
 
 
 def run_tool(
     tool: str, protocol: str, level: int, server: NullServer, args: argparse.Namespace, tmp: Path
 ) -> Result:
-    if tool == "loadgen":
-        return run_loadgen(protocol, level, server, args, tmp)
+    if tool.startswith("loadgen"):  # loadgen:LOOP:WORKERS
+        _, loop, workers = tool.split(":")
+        return run_loadgen(protocol, level, server, args, tmp, loop, int(workers))
     return (run_wrk if tool == "wrk" else run_h2load)(level, server, args, tmp)
 
 
 def table(results: list[Result], levels: list[int]) -> str:
     lines = [
-        "| protocol | C | loadgen (req/s) | C tool (req/s) | ratio | loadgen CPU/req (us) "
+        "| protocol | C | loadgen | loadgen (req/s) | C tool (req/s) | ratio | loadgen CPU/req (us) "
         "| C tool CPU/req (us) | CPU ratio | loadgen req/s per client core / C tool's |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    variants = list(dict.fromkeys(r.variant for r in results if r.tool == "loadgen"))
     for protocol, tool in (("http", "wrk"), ("grpc", "h2load")):
         for level in levels:
-            ours = [r for r in results if r.tool == "loadgen" and r.protocol == protocol and r.level == level]
             theirs = [r for r in results if r.tool == tool and r.level == level]
-            if not ours or not theirs:
-                continue
-            rate = statistics.median(r.rate for r in ours)
-            c_rate = statistics.median(r.rate for r in theirs)
-            cpu = statistics.median(r.cpu_us for r in ours)
-            c_cpu = statistics.median(r.cpu_us for r in theirs)
-            lines.append(
-                f"| {protocol} ({tool}) | {level} | {rate:,.0f} | {c_rate:,.0f} | {rate / c_rate:.2f} "
-                f"| {cpu:.1f} | {c_cpu:.1f} | {cpu / c_cpu:.1f} | {c_cpu / cpu:.2f} |"
-            )
+            for variant in variants:
+                ours = [
+                    r
+                    for r in results
+                    if r.tool == "loadgen" and (r.protocol, r.level, r.variant) == (protocol, level, variant)
+                ]
+                if not ours or not theirs:
+                    continue
+                rate = statistics.median(r.rate for r in ours)
+                c_rate = statistics.median(r.rate for r in theirs)
+                cpu = statistics.median(r.cpu_us for r in ours)
+                c_cpu = statistics.median(r.cpu_us for r in theirs)
+                lines.append(
+                    f"| {protocol} ({tool}) | {level} | {variant} | {rate:,.0f} | {c_rate:,.0f} "
+                    f"| {rate / c_rate:.2f} | {cpu:.1f} | {c_cpu:.1f} | {cpu / c_cpu:.1f} "
+                    f"| {c_cpu / cpu:.2f} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -388,6 +465,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds, the order flipping each (default 2)")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (default 6)")
     parser.add_argument("--protocols", default="http,grpc", help="http, grpc or both (default both)")
+    parser.add_argument(
+        "--loops", default="asyncio,uvloop", help="loadgen's event loops (LOADGEN_EVENT_LOOP; default both)"
+    )
+    parser.add_argument("--workers", default="1,2", help="loadgen --workers values (default 1,2)")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     args = parser.parse_args()
@@ -405,14 +486,19 @@ def main() -> None:
         for round_ in range(args.rounds):
             for protocol in protocols:
                 for level in levels:
-                    tools = ("loadgen", "wrk" if protocol == "http" else "h2load")
+                    ours = [f"loadgen:{loop}:1" for loop in args.loops.split(",")]
+                    ours += [
+                        f"loadgen:{args.loops.split(',')[-1]}:{w}"
+                        for w in args.workers.split(",")
+                        if w != "1"
+                    ]
+                    tools = (*ours, "wrk" if protocol == "http" else "h2load")
                     for tool in tools if round_ % 2 == 0 else tools[::-1]:
                         result = run_tool(tool, protocol, level, server, args, tmp)
                         results.append(result)
                         said = f"{result.rate:,.0f} req/s, {result.cpu_us:.1f} us CPU/request"
-                        print(
-                            f"round {round_ + 1} {result.tool} {protocol} C={level}: {said}", file=sys.stderr
-                        )
+                        who = f"{result.tool} ({result.variant})" if result.variant else result.tool
+                        print(f"round {round_ + 1} {who} {protocol} C={level}: {said}", file=sys.stderr)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     pinned = f"server on CPU {args.server_cpu}, client on CPU {args.client_cpu}"
     print(f"{platform.node()}, {os.cpu_count()} CPUs, {stamp}; {pinned}")

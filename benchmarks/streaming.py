@@ -258,6 +258,34 @@ def aiperf_error(output: str) -> str:
     return " ".join(lines)[:400]
 
 
+@dataclass
+class AiperfRun:
+    """One AIPerf run: its process (CPU, exit code) and its summary, or why there is none."""
+
+    child: vs_perf_analyzer.Child
+    data: dict[str, Any] | None
+    why: str = ""
+
+    def stat(self, metric: str, key: str, scale: float = 1.0) -> float | None:
+        value = ((self.data or {}).get(metric) or {}).get(key)
+        return None if value is None else float(value) * scale
+
+    @property
+    def errors(self) -> float:
+        return self.stat("error_request_count", "avg") or 0
+
+
+def aiperf_run(cmd: list[str], out: Path, args: argparse.Namespace) -> AiperfRun:
+    """Run AIPerf (``cmd`` writes its artifacts to ``out``) and read profile_export_aiperf.json."""
+    child = vs_perf_analyzer.run_child(cmd, args.timeout_s, args.max_rss_mb)
+    summary = out / "profile_export_aiperf.json"
+    if child.rc is None:
+        return AiperfRun(child, None, child.why_killed)
+    if child.rc != 0 or not summary.exists():
+        return AiperfRun(child, None, aiperf_error(child.stdout + "\n" + child.stderr))
+    return AiperfRun(child, json.loads(summary.read_text()))
+
+
 def run_aiperf(aiperf: str, url: str, c: int, args: argparse.Namespace, tmp: Path) -> Measurement:
     out = tmp / f"aiperf-{c}"
     shutil.rmtree(out, ignore_errors=True)
@@ -269,29 +297,20 @@ def run_aiperf(aiperf: str, url: str, c: int, args: argparse.Namespace, tmp: Pat
     cmd += ["--concurrency", str(c), "--benchmark-duration", f"{3 * args.measurement_interval / 1000:g}"]
     cmd += ["--warmup-duration", f"{args.warmup / 1000:g}", "--ui", "none", "--random-seed", "0"]
     cmd += ["--artifact-dir", str(out)]
-    child = vs_perf_analyzer.run_child(cmd, args.timeout_s, args.max_rss_mb)
-    if child.rc is None:
-        return Measurement(child.why_killed, cpu_s=child.cpu_s)
-    summary = out / "profile_export_aiperf.json"
-    if child.rc != 0 or not summary.exists():
-        why = aiperf_error(child.stdout + "\n" + child.stderr)
-        return Measurement(f"failed (rc {child.rc})", cpu_s=child.cpu_s, detail=why)
-    data: dict[str, Any] = json.loads(summary.read_text())
-
-    def stat(metric: str, key: str, scale: float = 1.0) -> float | None:
-        value = (data.get(metric) or {}).get(key)
-        return None if value is None else float(value) * scale
-
-    errors = stat("error_request_count", "avg") or 0
+    run = aiperf_run(cmd, out, args)
+    if run.child.rc is None:
+        return Measurement(run.why, cpu_s=run.child.cpu_s)
+    if run.data is None:
+        return Measurement(f"failed (rc {run.child.rc})", cpu_s=run.child.cpu_s, detail=run.why)
     return Measurement(
-        "errors" if errors else "ok",
-        stat("request_throughput", "avg"),
-        stat("time_to_first_token", "p50", 1000),
-        stat("time_to_first_token", "p99", 1000),
-        stat("request_latency", "p50", 1000),
-        child.cpu_s,
-        detail=f"{errors:.0f} errors" if errors else "",
-        request_avg_us=stat("request_latency", "avg", 1000),
+        "errors" if run.errors else "ok",
+        run.stat("request_throughput", "avg"),
+        run.stat("time_to_first_token", "p50", 1000),
+        run.stat("time_to_first_token", "p99", 1000),
+        run.stat("request_latency", "p50", 1000),
+        run.child.cpu_s,
+        detail=f"{run.errors:.0f} errors" if run.errors else "",
+        request_avg_us=run.stat("request_latency", "avg", 1000),
     )
 
 

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadgen import __version__
+from loadgen import __version__, intervals
 from loadgen.composing import composing_models
 from loadgen.config import SweepSettings
+from loadgen.descriptors import ensure_descriptors
 from loadgen.distributed.connect import check_reachable
 from loadgen.engine.search import SearchResult
 from loadgen.engine.sequences import SequencePlan
@@ -183,6 +184,8 @@ async def execute_sweep(
     models are all checked before any starts); the run still starts now.
     """
     headers = settings.headers or None
+    ensure_descriptors(settings)
+    intervals.preload()  # before the run exists: its first step then starts as soon as the run does
     api = ServerAPI(settings.url, settings.protocol, headers, tls=settings.tls)
     transport = make_transport(
         settings.protocol,
@@ -193,6 +196,7 @@ async def execute_sweep(
         request_timeout_s=settings.request_timeout_s,
         streaming=settings.streaming,
         token_output=settings.token_output,
+        max_connections=settings.max_connections,
     )
     held = contextlib.AsyncExitStack()  # what the sweep holds on the server (shared memory)
     try:

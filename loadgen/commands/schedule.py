@@ -9,6 +9,7 @@ import logging
 import signal
 from typing import Any
 
+from loadgen import event_loop
 from loadgen.commands import arguments
 from loadgen.commands.plan import read_plan, report_problems, warn_insecure
 from loadgen.commands.shared import add_db_option
@@ -121,6 +122,6 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             exporter = None
             if args.exporter_port is not None:  # a taken port fails before any job runs
                 exporter = stack.enter_context(SweepExporter(args.exporter_port, args.exporter_addr))
-            asyncio.run(_serve(plan, jobs, store, args.webhook, args.hook, exporter))
+            event_loop.run(_serve(plan, jobs, store, args.webhook, args.hook, exporter))
     log.info("stopped")
     return EXIT_OK

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 
+from loadgen import event_loop
 from loadgen.errors import ConfigError
 from loadgen.storage import DEFAULT_DB_URL, SQLITE_BUSY_TIMEOUT_S
 
@@ -62,7 +63,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return await coro
 
     try:
-        return asyncio.run(main())
+        return event_loop.run(main(), coro)
     except asyncio.CancelledError as exc:
         raise KeyboardInterrupt from exc
 

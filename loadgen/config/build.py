@@ -71,7 +71,8 @@ def _named(key: str, message: str) -> str:
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """``override`` over ``base`` (parsed values): a load given in ``override`` replaces the
-    base's load (and its distribution, unless both are open loop); mappings merge by key, and
+    base's load (and its distribution, unless both are open loop, and its pacing, unless the
+    override is open loop); mappings merge by key, and
     lists (``--metrics-family``) add up."""
     merged = dict(base)
     if any(key in override for key in LOAD_KEYS):
@@ -79,6 +80,8 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
             merged.pop(key, None)
         if not any(key in override for key in OPEN_LOOP_KEYS):
             merged.pop("distribution", None)
+        if "concurrency" in override:
+            merged.pop("pacing", None)
     for key, value in override.items():
         if key in MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
             value = {**merged[key], **value}
@@ -130,6 +133,9 @@ def _derive(typed: Mapping[str, Any], problems: list[SettingProblem]) -> dict[st
     if "distribution" in typed and load not in OPEN_LOOP_KEYS:
         message = "{distribution} applies to {request_rate} and {ramp} only"
         problems.append(SettingProblem("distribution", message))
+    if "pacing" in typed and fields["scenario"] != "request_rate":
+        message = "{pacing} applies to open-loop loads only ({request_rate}, {ramp}, {request_intervals})"
+        problems.append(SettingProblem("pacing", message))
     if typed.get("trace_rate") and "grpc_client" not in typed:
         fields["grpc_client"] = "aio"  # Triton 2.51 crashes tracing the lean client's calls (trace_rules)
     protocol = typed.get("protocol", "grpc")

@@ -78,6 +78,15 @@ OPTIONS: tuple[Option, ...] = (
         group=SERVER,
     ),
     Option(
+        "max_connections",
+        ("--max-connections",),
+        "gRPC: multiplex every in-flight request over this many HTTP/2 connections, shared by the "
+        "workers (default: one connection per 64 in flight)",
+        values.whole,
+        metavar="N",
+        group=SERVER,
+    ),
+    Option(
         "request_timeout_s",
         ("--request-timeout",),
         f"a request unanswered this long fails as DEADLINE_EXCEEDED and its slot sends again "
@@ -226,6 +235,15 @@ OPTIONS: tuple[Option, ...] = (
         ("--distribution",),
         "open loop: gaps between sends, constant (default) or poisson (seeded by --seed)",
         metavar="constant|poisson",
+        group=LOAD,
+    ),
+    Option(
+        "pacing",
+        ("--pacing",),
+        "open loop: how the sender waits for each send's time: timerfd (a kernel timer, tens of us, "
+        "no CPU while waiting), spin (asyncio sleep, then a busy wait: burns a core) or auto "
+        "(default: timerfd where the platform has it)",
+        metavar="auto|timerfd|spin",
         group=LOAD,
     ),
     Option(

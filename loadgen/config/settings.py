@@ -27,12 +27,15 @@ GRPC_CLIENTS = ("h2", "aio")
 """``--grpc-client`` choices; see :func:`loadgen.transports.make_transport`."""
 PROTOCOLS = ("grpc", "http")
 DISTRIBUTIONS = ("constant", "poisson")
+PACINGS = ("auto", "timerfd", "spin")
+"""``--pacing`` choices; see :mod:`loadgen.engine.pacing`."""
 INPUT_KEYWORDS = ("random", "zero")
 """``--input-data`` values that are not files."""
 MAX_WORKERS = 256
 
 Scenario = Literal["concurrency", "request_rate"]
 Distribution = Literal["constant", "poisson"]
+Pacing = Literal["auto", "timerfd", "spin"]
 Protocol = Literal["grpc", "http"]
 
 DEFAULT_URLS: dict[str, str] = {"grpc": "localhost:8001", "http": "localhost:8000"}
@@ -118,6 +121,9 @@ class SweepSettings:
     protocol: Protocol = "grpc"
     grpc_client: str = "h2"
     """``--grpc-client``: ``h2`` (loadgen's lean HTTP/2 client) or ``aio`` (grpc.aio)."""
+    max_connections: int | None = None
+    """``--max-connections``: gRPC requests share this many HTTP/2 connections, the workers'
+    together; None: one connection per 64 slots."""
     tls: TlsSettings | None = None
     """``--ssl`` options (file paths only, never contents); None: plain connections."""
     headers: dict[str, str] = field(default_factory=dict, repr=False)
@@ -170,6 +176,8 @@ class SweepSettings:
     """Open loop: gaps between sends, constant or Poisson (seeded by ``seed``)."""
     max_in_flight: int = 1024
     """Open loop: requests beyond this many in flight are refused and counted."""
+    pacing: Pacing = "auto"
+    """Open loop: how the sender waits for a send's time (``auto``: timerfd where there is one)."""
     request_intervals_us: tuple[float, ...] = ()
     """Open loop: a replayed send plan (microseconds between sends), looped; one step."""
     ramp_from: float | None = None
@@ -265,6 +273,11 @@ class SweepSettings:
                 f"{{distribution}} must be {' or '.join(DISTRIBUTIONS)}, got {self.distribution!r}",
             ),
             (
+                self.pacing in PACINGS,
+                "pacing",
+                f"{{pacing}} must be {', '.join(PACINGS)}, got {self.pacing!r}",
+            ),
+            (
                 self.ramp_from is None or (rate and len(self.levels) == 1),
                 "ramp",
                 "a ramp is one open-loop step: give it alone, as {ramp} FROM:TO:SECONDS",
@@ -323,6 +336,17 @@ class SweepSettings:
                 self.grpc_client in GRPC_CLIENTS,
                 "grpc_client",
                 f"{{grpc_client}} must be {' or '.join(GRPC_CLIENTS)}, got {self.grpc_client!r}",
+            ),
+            (
+                self.max_connections is None or self.max_connections >= 1,
+                "max_connections",
+                f"{{max_connections}} must be >= 1, got {self.max_connections}",
+            ),
+            (
+                self.max_connections is None or self.protocol == "grpc",
+                "max_connections",
+                "{max_connections} applies to gRPC (HTTP/1.1 carries one request per connection: "
+                "its connections are the concurrency)",
             ),
             (
                 self.workers is None or 1 <= self.workers <= MAX_WORKERS,

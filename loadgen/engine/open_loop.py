@@ -5,25 +5,25 @@ Its response time is done - intended, so a stalled server shows up in the
 percentiles rather than slowing the sender down (no coordinated omission); its
 service time is done - sent; the sender's lag is sent - intended.
 
-asyncio's timers are only about a millisecond precise, so the sender sleeps until
-shortly before each intended time and then yields to the event loop in a tight
-loop until the time has come; it records its own lag, so a client that cannot
-keep up says so. A cap on in-flight requests protects the client: a request whose
-time has come while the cap is reached is refused and counted, never silently
-dropped or quietly delayed.
+asyncio's timers are only about a millisecond precise, so the sender waits for each
+intended time with a :mod:`~loadgen.engine.pacing` pacer (a kernel timer, or a short
+spin); it records its own lag, so a client that cannot keep up says so. A cap on
+in-flight requests protects the client: a request whose time has come while the
+cap is reached is refused and counted, never silently dropped or quietly delayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
+from loadgen.engine.pacing import pacer
 from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
 from loadgen.engine.sequences import OpenSequences
@@ -31,9 +31,8 @@ from loadgen.shared_memory import SlotOutputs
 from loadgen.transports.base import Arrivals, CapturedArrivals, CaptureSender, Sender, StreamSender, Transport
 from loadgen.validation import Validator, flatten_stream
 
-COARSE_SLEEP_NS = 2_000_000  # sleep while the next send is further away than this
-WAKE_EARLY_S = 0.0015  # asyncio timers fire late by up to ~1 ms: wake this early, then spin
 DEFAULT_MAX_IN_FLIGHT = 1024
+NEVER = 2**63 - 1
 
 
 def shared_send_times(
@@ -74,6 +73,7 @@ class OpenLoop:
         sequences: OpenSequences | None = None,
         slot_requests: Sequence[Sequence[Any]] | None = None,
         slot_outputs: SlotOutputs | None = None,
+        pacing: str = "auto",
     ) -> None:
         """``stride``/``offset``: send only the schedule's sends ``offset, offset + stride, ...``
         (one worker's part of a schedule shared by ``stride`` workers, all from ``origin_ns``).
@@ -92,6 +92,7 @@ class OpenLoop:
         self.requests = list(requests)
         self.schedule = schedule
         self.max_in_flight = max_in_flight
+        self.pacing = pacing
         self.level = schedule.label_rate
         self.concurrency = 0
         self.window: OpenWindow = Discard()
@@ -107,6 +108,12 @@ class OpenLoop:
         self._chunk_times: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._chunk_base = 0
         self._due_at_swap = 0
+        self._chunks: Iterator[npt.NDArray[np.int64]] = iter(())
+        self._times: list[int] = []  # the chunk's intended times as ints, and the next one's place
+        self._at = 0
+        self.next_due = NEVER
+        """The next send's intended time (NEVER once the schedule is done)."""
+        self._index = offset  # the next send's place in the whole schedule: which request it sends
 
     def _sender(self) -> Any:
         if self._free:
@@ -135,6 +142,8 @@ class OpenLoop:
             self.window.record_open(done - intended, done - sent)
         else:
             self.window.error(error)
+        if self.next_due <= done:
+            self.send_due()
 
     async def _one_stream(
         self, entry: tuple[StreamSender, Arrivals], key: int, intended: int, sent: int
@@ -145,6 +154,8 @@ class OpenLoop:
         done = time.perf_counter_ns()
         self.in_flight -= 1
         self._free.append(entry)
+        if self.next_due <= done:
+            self.send_due()
         if error is None:
             self.window.record_open_stream(intended, sent, done, arrivals)
             if self.validator is not None and isinstance(arrivals, CapturedArrivals):
@@ -213,43 +224,68 @@ class OpenLoop:
     async def _dispatch(self) -> None:
         clock = time.perf_counter_ns
         loop = asyncio.get_running_loop()
-        requests = self.requests
-        n = len(requests)
-        stride = self.stride
-        validator = self.validator
-        index = self.offset  # the send's place in the whole schedule: which request it sends
         origin = clock() if self.origin_ns is None else self.origin_ns
-        for times in shared_send_times(self.schedule, origin, stride, self.offset):
-            self._chunk_base += len(self._chunk_times)
-            self._chunk_times = times
-            for intended in times.tolist():
-                wait = intended - clock()
-                if wait > COARSE_SLEEP_NS:
-                    await asyncio.sleep(wait / 1e9 - WAKE_EARLY_S)
-                while clock() < intended:
-                    await asyncio.sleep(0)
-                if not self._running:
-                    return
-                send = self._sender()
-                if send is None:
-                    self.window.refuse()
-                    continue
-                sent = clock()
-                self.window.record_send(sent - intended)
-                self.in_flight += 1
-                if self.sequences is not None:
-                    task = loop.create_task(self._one_in_sequence(send, intended, sent))
-                elif self.slot_requests is not None:
-                    task = loop.create_task(self._one_in_region(send, index % n, intended, sent))
-                elif self.streaming:
-                    task = loop.create_task(self._one_stream(send, index % n, intended, sent))
-                elif validator is None:
-                    task = loop.create_task(self._one(send, requests[index % n], intended, sent))
-                else:
-                    task = loop.create_task(self._one_checked(send, validator, index % n, intended, sent))
-                index += stride
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
+        pace = pacer(self.pacing, loop)
+        try:
+            await self._send_all(pace.until, origin)
+        finally:
+            pace.close()
+
+    async def _send_all(self, until: Callable[[int], Awaitable[None]], origin: int) -> None:
+        clock = time.perf_counter_ns
+        self._chunks = shared_send_times(self.schedule, origin, self.stride, self.offset)
+        self._next_chunk()
+        while self._running and self.next_due != NEVER:
+            if clock() < self.next_due:
+                await until(self.next_due)
+            self.send_due()
+
+    def _next_chunk(self) -> None:
+        times = next(self._chunks, None)
+        if times is None:
+            self.next_due = NEVER
+            return
+        self._chunk_base += len(self._chunk_times)
+        self._chunk_times = times
+        self._times, self._at = times.tolist(), 0
+        self.next_due = self._times[0]
+
+    def send_due(self) -> None:
+        """Send every send whose time has come. The dispatcher calls it when it wakes, and so does
+        each answer as it is recorded: a send that falls due while the loop handles a burst of
+        answers goes out between two of them, not after the whole burst."""
+        clock = time.perf_counter_ns
+        now = clock()
+        while self.next_due <= now and self._running:
+            self._launch(self.next_due, clock())
+            self._at += 1
+            if self._at < len(self._times):
+                self.next_due = self._times[self._at]
+            else:
+                self._next_chunk()
+
+    def _launch(self, intended: int, sent: int) -> None:
+        index, self._index = self._index, self._index + self.stride
+        send = self._sender()
+        if send is None:
+            self.window.refuse()
+            return
+        self.window.record_send(sent - intended)
+        self.in_flight += 1
+        key = index % len(self.requests)
+        loop = asyncio.get_running_loop()
+        if self.sequences is not None:
+            task = loop.create_task(self._one_in_sequence(send, intended, sent))
+        elif self.slot_requests is not None:
+            task = loop.create_task(self._one_in_region(send, key, intended, sent))
+        elif self.streaming:
+            task = loop.create_task(self._one_stream(send, key, intended, sent))
+        elif self.validator is None:
+            task = loop.create_task(self._one(send, self.requests[key], intended, sent))
+        else:
+            task = loop.create_task(self._one_checked(send, self.validator, key, intended, sent))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def start(self) -> None:
         self._running = True

@@ -70,10 +70,10 @@ class PooledLoad:
         return cls(pool, shares, level=concurrency, concurrency=concurrency)
 
     @classmethod
-    def open(cls, pool: Pool, schedule: Schedule, max_in_flight: int) -> PooledLoad:
+    def open(cls, pool: Pool, schedule: Schedule, max_in_flight: int, pacing: str = "auto") -> PooledLoad:
         cap = max(1, math.ceil(max_in_flight / pool.count))
         shares = [
-            OpenShare(schedule, pool.count, i, origin, cap, wall_clock=wall)
+            OpenShare(schedule, pool.count, i, origin, cap, wall_clock=wall, pacing=pacing)
             for i, (origin, wall) in enumerate(pool.origins())
         ]
         return cls(pool, shares, level=schedule.label_rate, concurrency=0)

@@ -12,6 +12,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 
+from loadgen import intervals
 from loadgen.config import SweepSettings
 from loadgen.engine.cancelling import Canceller, canceller_for
 from loadgen.engine.closed_loop import ClosedLoop
@@ -28,7 +29,7 @@ from loadgen.engine.sequences import (
 )
 from loadgen.engine.step import LoadGenerator, StepListener, kept_windows, measure_step
 from loadgen.engine.worker_engine import WorkerSetup
-from loadgen.engine.workers import WorkerPool, workers_for
+from loadgen.engine.workers import WorkerPool, connections_per_worker, workers_for
 from loadgen.errors import ConfigError, ServerUnavailable, UnknownModel
 from loadgen.results import StatsSnapshot, StepResult
 from loadgen.scrape.metrics import MetricsScraper
@@ -74,6 +75,7 @@ async def run_sweep(
 
     With ``settings.validate`` every answer is checked against ``references`` (one per request),
     or, if None, against the answers to each request sent alone before the first step."""
+    intervals.preload()  # what every step's end needs, imported while no load runs
     prepared = [transport.prepare(spec) for spec in requests]  # serialized once, cycled by the load
     sequences = (
         None
@@ -129,6 +131,7 @@ async def run_sweep(
             token_output=settings.token_output,
             cancel=(settings.cancel_after_ms, settings.cancel_after_responses, settings.cancel_share_pct),
             sequence_plan=sequence_plan,
+            max_connections=connections_per_worker(settings, workers),
         )
         if settings.ray:
             from loadgen.distributed.ray_pool import RayPool  # it imports the engine: not at the top
@@ -158,13 +161,14 @@ async def run_sweep(
                 intervals_us=settings.request_intervals_us,
             )
             if pool is not None:
-                load = PooledLoad.open(pool, schedule, settings.max_in_flight)
+                load = PooledLoad.open(pool, schedule, settings.max_in_flight, settings.pacing)
             else:
                 load = OpenLoop(
                     transport,
                     prepared,
                     schedule,
                     max_in_flight=settings.max_in_flight,
+                    pacing=settings.pacing,
                     validator=validator,
                     streaming=settings.streaming,
                     canceller=canceller_of(settings),

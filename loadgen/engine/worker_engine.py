@@ -44,6 +44,8 @@ class WorkerSetup:
     """``--cancel-after-ms``, ``--cancel-after-responses``, ``--cancel-share``."""
     sequence_plan: SequencePlan | None = None
     """A sequence model: the worker's own part of the plan (:meth:`SequencePlan.part`)."""
+    max_connections: int | None = None
+    """``--max-connections``: this worker's part of them."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class OpenShare:
     corrected by the worker's measured offset: monotonic clocks of two hosts do not compare)."""
     max_in_flight: int
     wall_clock: bool = False
+    pacing: str = "auto"
 
     def local_origin_ns(self) -> int:
         """The shared start on this host's monotonic clock, which the open loop paces by."""
@@ -107,6 +110,7 @@ class WorkerEngine:
             request_timeout_s=setup.request_timeout_s,
             streaming=setup.streaming,
             token_output=setup.token_output,
+            max_connections=setup.max_connections,
         )
         self.prepared = [self.transport.prepare(spec) for spec in setup.requests]
         plan = setup.sequence_plan
@@ -149,6 +153,7 @@ class WorkerEngine:
                 self.prepared,
                 share.schedule,
                 max_in_flight=share.max_in_flight,
+                pacing=share.pacing,
                 validator=self.validator,
                 stride=share.stride,
                 offset=share.offset,

@@ -20,11 +20,12 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from loadgen import event_loop
 from loadgen.config import SweepSettings
 from loadgen.engine.clocks import ClockOffset
 from loadgen.engine.recorder import Window
@@ -62,15 +63,29 @@ def workers_for(settings: SweepSettings) -> int:
     return default_workers(settings.levels, open_loop)
 
 
+def connections_per_worker(settings: SweepSettings, workers: int) -> int | None:
+    """Each worker's part of ``--max-connections`` (rounded up: at least one each)."""
+    total = settings.max_connections
+    return None if total is None else -(-total // workers)
+
+
 # -- the worker process ----------------------------------------------------------------------------
 def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     """Entry point of a worker process: serve commands until ``exit`` or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     try:
-        asyncio.run(_serve(conn, setup))
+        event_loop.run(_serve(conn, setup))
     except Exception as exc:  # report, then exit: the coordinator fails the run with this
         with contextlib.suppress(OSError):
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def watch(loop: asyncio.AbstractEventLoop, conn: Connection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when ``conn`` is readable. uvloop's ``add_reader`` makes the descriptor
+    non-blocking, and a pipe ``Connection`` sends and receives whole messages only when it blocks
+    (a window larger than the pipe's buffer would fail half-sent): it is made blocking again."""
+    loop.add_reader(conn.fileno(), callback)
+    os.set_blocking(conn.fileno(), True)
 
 
 async def _serve(conn: Connection, setup: WorkerSetup) -> None:
@@ -85,7 +100,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
             loop.remove_reader(conn.fileno())
             inbox.put_nowait(("exit",))
 
-    loop.add_reader(conn.fileno(), readable)
+    watch(loop, conn, readable)
     engine = WorkerEngine(setup)
     conn.send(("ready", os.getpid()))
     try:
@@ -154,7 +169,7 @@ class WorkerPool:
                 if not ready.done():
                     ready.set_result(None)
 
-            loop.add_reader(conn.fileno(), wake)
+            watch(loop, conn, wake)
             try:
                 await ready
             finally:

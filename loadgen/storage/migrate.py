@@ -2,6 +2,11 @@
 
 The configuration is built in code, pointing at the ``loadgen.migrations``
 package wherever it is installed, so no ``alembic.ini`` is needed at run time.
+alembic itself is imported only to upgrade an older schema: a new database gets the
+models' tables at once, stamped with the head revision (alembic's documented recipe for
+building a database from scratch; ``test_models_match_migrations`` keeps both the same),
+and the revisions are read from the revision files' two assignments, so opening a
+database costs a command no alembic import.
 
 Opening is where a database's faults show first, so the engine is made here with
 bounded waits, and :func:`storage_errors` turns the faults of the database itself
@@ -16,26 +21,46 @@ import fcntl
 import functools
 import hashlib
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Dialect, Engine, event, inspect, make_url
+from sqlalchemy import (
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    event,
+    inspect,
+    make_url,
+)
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError, OperationalError
 
 from loadgen.errors import SchemaError, StorageError
-from loadgen.storage.models import make_engine
+from loadgen.storage.models import Base, make_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
 VERSION_TABLE = "alembic_version"
+_VERSION = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+"""alembic's own version table, as ``alembic stamp`` creates it."""
+_REVISION_RE = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(?:\"(\w+)\"|'(\w+)'|None)\s*$", re.M)
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite write waits for another writer's lock before it gives up (long enough for
@@ -140,6 +165,8 @@ def _script_location() -> Path:
 
 def alembic_config(url: str) -> Config:
     """Alembic's configuration for ``url``, for ``alembic.command`` calls."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_script_location()))
     cfg.set_main_option("path_separator", "os")
@@ -149,19 +176,50 @@ def alembic_config(url: str) -> Config:
 
 
 @functools.cache
-def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+def revisions() -> dict[str, str | None]:
+    """Each revision and the one it revises, read from the revision files."""
+    found: dict[str, str | None] = {}
+    for path in (_script_location() / "versions").glob("*.py"):
+        names = {m[1]: m[2] or m[3] or None for m in _REVISION_RE.finditer(path.read_text())}
+        if "revision" in names and names["revision"] is not None:
+            found[names["revision"]] = names.get("down_revision")
+    return found
 
 
 def head_revision() -> str:
-    """The revision this loadgen's code reads and writes."""
-    head = _script().get_current_head()
-    if head is None:
-        raise RuntimeError("loadgen.migrations holds no revision")
-    return head
+    """The revision this loadgen's code reads and writes: the one no other revision revises."""
+    known = revisions()
+    heads = set(known) - set(known.values())
+    if len(heads) != 1:
+        raise RuntimeError(f"loadgen.migrations has {len(heads)} head revisions: {sorted(heads)}")
+    return heads.pop()
+
+
+def _current_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    rows = conn.execute(_VERSION.select()).scalars().all()
+    if len(rows) > 1:
+        raise SchemaError(f"{VERSION_TABLE} holds {len(rows)} revisions {rows}; loadgen's have one head")
+    return rows[0] if rows else None
+
+
+def _create(conn: Connection) -> None:
+    """A new database: alembic's version table first (SQLite commits each table as it is created,
+    so another loadgen looking meanwhile must see a database being built, which it waits for, not
+    tables without a version), then the models' tables, then the head revision."""
+    _VERSION.create(conn)
+    Base.metadata.create_all(conn)
+    conn.execute(_VERSION.insert().values(version_num=head_revision()))
+    conn.commit()
 
 
 def _upgrade(conn: Connection) -> None:
+    if not inspect(conn).get_table_names():
+        _create(conn)
+        return
+    from alembic import command
+
     sqlite = conn.dialect.name == "sqlite"
     if sqlite:
         # Batch mode rebuilds a table by dropping it, and a drop with foreign keys on
@@ -260,11 +318,10 @@ def _schema_change(conn: Connection, *, auto_upgrade: bool) -> tuple[int, str] |
         raise SchemaError(
             f"database {url} is not a loadgen database: it has tables but no {VERSION_TABLE} table"
         )
-    current = MigrationContext.configure(conn).get_current_revision()
+    current = _current_revision(conn)
     if current == head:
         return None
-    known = {script.revision for script in _script().walk_revisions()}
-    if current is not None and current not in known:
+    if current is not None and current not in revisions():
         raise SchemaError(
             f"database {url} is at schema revision {current}, unknown to this loadgen "
             f"(which needs {head}): it was written by a newer loadgen, upgrade loadgen"
@@ -291,7 +348,7 @@ def current_revision(url: str) -> str | None:
     engine = open_engine(url)
     try:
         with storage_errors(url), engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return _current_revision(conn)
     finally:
         engine.dispose()
 

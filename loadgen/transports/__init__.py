@@ -19,6 +19,7 @@ def make_transport(
     request_timeout_s: float = REQUEST_TIMEOUT_S,
     streaming: bool = False,
     token_output: str = "",
+    max_connections: int | None = None,
 ) -> Transport:
     """The transport for ``protocol``; ``tls`` (or an ``https://`` URL) makes it connect over TLS.
 
@@ -27,7 +28,8 @@ def make_transport(
     call: benchmarks/grpc_transports.py), ``aio`` raw grpc.aio (:class:`GrpcTransport`, gRPC's own
     C-core: the reference the other is tested against).
     A request unanswered for ``request_timeout_s`` fails with DEADLINE_EXCEEDED (0: never).
-    ``streaming``: stream transports; ``token_output`` counts a response's tokens in that output."""
+    ``streaming``: stream transports; ``token_output`` counts a response's tokens in that output.
+    ``max_connections``: gRPC's in-flight requests share this many connections."""
     timeout = request_timeout_s
     tokens = token_output
     if streaming and protocol == "http":  # Triton's generate_stream: server-sent events
@@ -36,21 +38,37 @@ def make_transport(
         )
     if streaming and grpc_implementation == "aio":
         return GrpcTransport(
-            url, headers=headers, tls=tls, request_timeout_s=timeout, streaming=True, token_output=tokens
+            url,
+            headers=headers,
+            tls=tls,
+            request_timeout_s=timeout,
+            streaming=True,
+            token_output=tokens,
+            max_connections=max_connections,
         )
     if streaming:
         ssl = tls.ssl_context() if tls is not None else None
         return GrpcH2Transport(
-            url, headers=headers, ssl=ssl, request_timeout_s=timeout, streaming=True, token_output=tokens
+            url,
+            headers=headers,
+            ssl=ssl,
+            request_timeout_s=timeout,
+            streaming=True,
+            token_output=tokens,
+            max_connections=max_connections,
         )
     if protocol == "http":
         return HttpTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
     if grpc_implementation == "h2":
         ssl = tls.ssl_context() if tls is not None else None
-        return GrpcH2Transport(url, headers=headers, ssl=ssl, request_timeout_s=timeout)
+        return GrpcH2Transport(
+            url, headers=headers, ssl=ssl, request_timeout_s=timeout, max_connections=max_connections
+        )
     if grpc_implementation != "aio":
         raise ValueError(f"unknown gRPC implementation {grpc_implementation!r}: {', '.join(GRPC_CLIENTS)}")
-    return GrpcTransport(url, headers=headers, tls=tls, request_timeout_s=timeout)
+    return GrpcTransport(
+        url, headers=headers, tls=tls, request_timeout_s=timeout, max_connections=max_connections
+    )
 
 
 __all__ = [

@@ -38,6 +38,7 @@ from loadgen.transports.grpc_codec import (
     MessageSequence,
     TaggedMessage,
     build_request,
+    channel_index,
     error_reason,
     read_outputs,
     read_stream_response,
@@ -79,6 +80,7 @@ class GrpcTransport:
         *,
         headers: dict[str, str] | None = None,
         slots_per_channel: int = SLOTS_PER_CHANNEL,
+        max_connections: int | None = None,
         tls: TlsSettings | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         streaming: bool = False,
@@ -94,6 +96,7 @@ class GrpcTransport:
         # gRPC metadata keys are lower-case; built once and passed by reference on every call
         self._metadata = tuple((k.lower(), v) for k, v in (headers or {}).items()) or None
         self._slots_per_channel = slots_per_channel
+        self._max_connections = max_connections
         self._channels: list[grpc.aio.Channel] = []
         self._calls: list[Any] = []
 
@@ -119,7 +122,7 @@ class GrpcTransport:
         return self._calls[index], self._channels[index]
 
     def sender(self, slot: int) -> Sender:
-        call, channel = self._call(slot // self._slots_per_channel)
+        call, channel = self._call(channel_index(slot, self._slots_per_channel, self._max_connections))
         rpc_error = grpc.aio.AioRpcError
         metadata, timeout, peer = self._metadata, self._timeout, self.url
 
@@ -136,7 +139,7 @@ class GrpcTransport:
         """A slot's requests over one ModelStreamInfer stream, one request at a time: each
         response with outputs is time-stamped into ``arrivals`` until the final one. A broken
         stream is reopened on the slot's next send."""
-        _, channel = self._call(slot // self._slots_per_channel)
+        _, channel = self._call(channel_index(slot, self._slots_per_channel, self._max_connections))
         open_stream = channel.stream_stream(_STREAM_METHOD)
         metadata, peer, clock = self._metadata, self.url, time.perf_counter_ns
         token_output, silence = self.token_output, self._timeout
@@ -178,7 +181,7 @@ class GrpcTransport:
         return send
 
     def capture_sender(self, slot: int) -> CaptureSender:
-        call, channel = self._call(slot // self._slots_per_channel)
+        call, channel = self._call(channel_index(slot, self._slots_per_channel, self._max_connections))
         metadata, timeout, peer = self._metadata, self._timeout, self.url
 
         async def send(request: bytes) -> tuple[str | None, dict[str, OutputTensor]]:

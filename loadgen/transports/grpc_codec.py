@@ -20,6 +20,13 @@ SLOTS_PER_CHANNEL = 64
 """In-flight slots per channel (grpc.aio) or connection (h2) before the next slot opens another."""
 
 
+def channel_index(slot: int, slots_per_channel: int, max_connections: int | None) -> int:
+    """The connection a slot sends on: ``slots_per_channel`` slots each, or, with
+    ``--max-connections``, the slots dealt round-robin over that many (each then carries as many
+    concurrent streams as the server allows, and queues the rest)."""
+    return slot % max_connections if max_connections else slot // slots_per_channel
+
+
 def error_reason(error: grpc.aio.AioRpcError) -> str:
     """A stable, short reason: status code and the server's message (:mod:`.reasons`)."""
     return status_reason(error.code().name, error.details() or "")

@@ -40,6 +40,7 @@ from loadgen.transports.grpc_codec import (
     MessageSequence,
     TaggedMessage,
     build_request,
+    channel_index,
     read_outputs,
     read_stream_response,
     stream_outputs,
@@ -166,6 +167,7 @@ class GrpcH2Transport:
         *,
         headers: dict[str, str] | None = None,
         slots_per_connection: int = SLOTS_PER_CHANNEL,
+        max_connections: int | None = None,
         ssl: SSLContext | None = None,
         window: int = MAX_WINDOW,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
@@ -178,6 +180,7 @@ class GrpcH2Transport:
         self.host, self.port = split_host_port(url, GRPC_PORTS)
         self.metadata = [(k.lower(), v) for k, v in (headers or {}).items()]
         self.slots_per_connection = slots_per_connection
+        self.max_connections = max_connections
         self.ssl = ssl
         if ssl is not None:
             ssl.set_alpn_protocols(["h2"])
@@ -213,7 +216,7 @@ class GrpcH2Transport:
         return _CallTagged(call.block, TaggedMessage(build_request(request, stream=self.streaming)))
 
     def channel(self, slot: int) -> _Channel:
-        index = slot // self.slots_per_connection
+        index = channel_index(slot, self.slots_per_connection, self.max_connections)
         while len(self._channels) <= index:
             self._channels.append(_Channel(self))
         return self._channels[index]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Callable
+from typing import cast
 
 import grpc
 import hpack
@@ -121,8 +122,7 @@ class H2Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
         self.usable = True
         settings = [
             (SETTINGS_ENABLE_PUSH, 0),
@@ -132,7 +132,7 @@ class H2Connection(asyncio.Protocol):
         hello = PREFACE + settings_frame(settings)
         if self.window > DEFAULT_WINDOW:  # SETTINGS do not widen the connection window (RFC 9113 §6.9.2)
             hello += window_update(0, self.window - DEFAULT_WINDOW)
-        transport.write(hello)
+        self.transport.write(hello)
 
     def data_received(self, data: bytes) -> None:
         if self._partial:

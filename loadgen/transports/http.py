@@ -14,7 +14,7 @@ import asyncio
 import json
 import ssl
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import numpy as np
@@ -116,8 +116,8 @@ class SlotConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport, though uvloop's does not subclass asyncio.Transport
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

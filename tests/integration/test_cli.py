@@ -248,9 +248,9 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     from loadgen.storage.migrate import head_revision
 
     db = f"sqlite:///{tmp_path}/fresh.db"
-    up = loadgen("db", "upgrade", "--db", db)
+    up = loadgen_here("db", "upgrade", "--db", db)
     assert up.returncode == 0 and f"empty -> {head_revision()}" in up.stdout
-    current = loadgen("db", "current", "--db", db)
+    current = loadgen_here("db", "current", "--db", db)
     assert current.returncode == 0 and f"schema {head_revision()}" in current.stdout
 
 
@@ -289,7 +289,7 @@ def test_serve_refuses_a_taken_port(tmp_path: Path) -> None:
 
 
 def test_version() -> None:
-    result = loadgen("--version")
+    result = loadgen_here("--version")
     assert result.returncode == 0 and result.stdout.startswith("loadgen 0.")
 
 
@@ -316,7 +316,7 @@ def test_a_stale_database_is_upgraded_with_its_runs_kept(triton: EmbeddedServer,
     assert first.returncode == 0, first.stderr
     command.downgrade(alembic_config(db), "0001")  # as a database written by loadgen before open loop
     assert current_revision(db) == "0001"
-    listing = loadgen("runs", "--db", db)
+    listing = loadgen("runs", "--db", db)  # its own process: the warning is logged to its stderr
     assert listing.returncode == 0, listing.stderr
     assert f"upgrading database {db} from schema revision 0001 to {head_revision()}" in listing.stderr
     assert "identity" in listing.stdout and "completed" in listing.stdout

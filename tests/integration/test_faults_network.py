@@ -148,7 +148,8 @@ def test_jitter_widens_the_spread(remote: Remote, link: Link, tmp_path: Path) ->
 def test_loss_is_retransmitted_and_shows_in_the_tail(remote: Remote, link: Link, tmp_path: Path) -> None:
     link.faults = Faults(loss=0.05)
     dropped = link.dropped
-    step = _sweep(remote, tmp_path, "--concurrency", "2")
+    # four connections: with two, both were once stalled in retransmissions for the whole step
+    step = _sweep(remote, tmp_path, "--concurrency", "4")
     assert link.dropped > dropped  # packets were lost ...
     # ... and TCP resent them (throughput varies wildly: each loss stalls the connection >= 200 ms)
     assert step.error_count == 0 and step.request_count > 0, step

@@ -26,7 +26,7 @@ from sqlalchemy import URL
 from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import free_port, loadgen, one_line_error, start_loadgen
+from tests.cli import free_port, loadgen, loadgen_here, one_line_error, start_loadgen
 from tests.integration.postgres import PASSWORD, USER, PostgresServer
 
 pytestmark = pytest.mark.faults
@@ -188,7 +188,7 @@ def test_a_read_only_database_is_read_but_not_written(triton: EmbeddedServer, tm
     url = _upgraded(path)
     before = _digest(path)
     with _read_only(path):
-        listing = loadgen("runs", "--db", url)
+        listing = loadgen_here("runs", "--db", url)
         result = loadgen(*_sweep(triton, url, "1"))
     assert listing.returncode == 0, listing.stderr
     assert result.returncode == 2
@@ -245,7 +245,7 @@ def test_a_url_without_its_dialect_or_driver_names_what_to_install(
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     )
-    result = loadgen("runs", "--db", url)
+    result = loadgen("runs", "--db", url)  # a process of its own: the driver is hidden at its start
     assert result.returncode == 2
     assert said in one_line_error(result)
 
@@ -271,7 +271,7 @@ def test_a_refused_postgresql_login_is_one_line(user: str, password: str, postgr
         port=postgres.port,
         database="postgres",
     ).render_as_string(hide_password=False)
-    result = loadgen("runs", "--db", url)
+    result = loadgen_here("runs", "--db", url)
     assert result.returncode == 2
     line = one_line_error(result)
     assert f'password authentication failed for user "{user}"' in line and password not in line

@@ -53,9 +53,10 @@ async def _sweep(
     levels: tuple[int, ...],
     requests: list[InferRequestSpec] | None = None,
     on_step: Callable[[StepResult, GrpcH2Transport], None] = lambda step, transport: None,
+    max_connections: int | None = None,
 ) -> list[StepResult]:
     api = ServerAPI(server.grpc_url, "grpc")
-    transport = GrpcH2Transport(server.grpc_url)
+    transport = GrpcH2Transport(server.grpc_url, max_connections=max_connections)
     try:
         if requests is None:
             metadata = await api.model_metadata("identity")
@@ -79,12 +80,29 @@ def test_sweeps_have_no_errors_up_to_several_connections(triton: EmbeddedServer)
     steps = asyncio.run(_sweep(triton, levels, on_step=count_connections))
     assert {c: len(ids) for c, ids in connections.items()} == {1: 1, 8: 1, 300: -(-300 // SLOTS_PER_CHANNEL)}
     assert [s.concurrency for s in steps] == list(levels)
+    _assert_clean(steps)
+
+
+def _assert_clean(steps: list[StepResult]) -> None:
     for step in steps:
         assert step.error_count == 0, step.errors
         assert step.request_count > 50 and step.throughput > 0
         assert step.histogram.count == step.request_count
         assert step.server_stats is not None  # the server counted what the client saw
         assert step.server_stats.success.count == pytest.approx(step.request_count, rel=0.1, abs=20)
+
+
+def test_max_connections_multiplexes_every_slot_over_that_many(triton: EmbeddedServer) -> None:
+    """``--max-connections 2``: 300 in flight over two connections, 150 streams each."""
+    used: set[int] = set()
+
+    def count_connections(step: StepResult, transport: GrpcH2Transport) -> None:
+        open_ = {transport.channel(slot).connection for slot in range(step.concurrency)}
+        used.update(id(c) for c in open_ if c is not None and c.usable)
+
+    steps = asyncio.run(_sweep(triton, (300,), on_step=count_connections, max_connections=2))
+    assert len(used) == 2
+    _assert_clean(steps)
 
 
 BAD_REQUESTS = [

@@ -171,3 +171,48 @@ def test_ramp_rises_over_the_step(triton: EmbeddedServer, tmp_path: Path) -> Non
         assert rates[0] == pytest.approx(175, rel=0.1)  # mean of 100..250 over the first second
         assert rates[1] == pytest.approx(325, rel=0.1)
         assert rates[2] == pytest.approx(400, rel=0.05)
+
+
+def test_both_pacings_on_both_event_loops_keep_the_schedule(
+    triton: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default (timerfd on uvloop, when installed) and the portable pair (spin on asyncio)."""
+    db = f"sqlite:///{tmp_path}/p.db"
+    quick = ("-p", "500", "--warmup", "100", "-r", "3", "-s", "100", "--no-metrics", "-q", "--db", db)
+    for pacing, loop in (("auto", ""), ("spin", "asyncio")):
+        monkeypatch.setenv("LOADGEN_EVENT_LOOP", loop)
+        result = loadgen_here(
+            "sweep",
+            "-m",
+            "identity",
+            "-u",
+            triton.grpc_url,
+            "--request-rate",
+            "200",
+            "--pacing",
+            pacing,
+            *quick,
+        )
+        assert result.returncode == 0, result.stderr
+    with RunStore(db) as store:
+        steps = [store.steps(run.id)[0] for run in store.list_runs()]
+    assert len(steps) == 2
+    for step in steps:
+        assert not step.behind_schedule and step.error_count == 0, step
+        assert step.sent_count is not None and step.sent_count / step.duration_s == pytest.approx(
+            200, rel=0.05
+        )
+        lag = step.send_lag_histogram()
+        assert lag is not None and lag.percentile_us(50) < 5_000  # ms-precise asyncio timers would show
+
+    monkeypatch.setenv("LOADGEN_EVENT_LOOP", "tokio")
+    bad = loadgen_here("sweep", "-m", "identity", "-u", triton.grpc_url, "--request-rate", "200", *quick)
+    assert (
+        bad.returncode == 2
+        and "LOADGEN_EVENT_LOOP='tokio': must be auto, asyncio, uvloop" in one_line_error(bad)
+    )
+    monkeypatch.delenv("LOADGEN_EVENT_LOOP")
+    closed = loadgen_here(
+        "sweep", "-m", "identity", "-u", triton.grpc_url, "--concurrency", "1", "--pacing", "spin"
+    )
+    assert closed.returncode == 2 and "--pacing applies to open-loop loads only" in one_line_error(closed)

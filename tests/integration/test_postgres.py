@@ -36,7 +36,7 @@ from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, check_schema, current_revision, head_revision
 from loadgen.storage.migrate import alembic_config
-from tests.cli import loadgen, open_at_once
+from tests.cli import loadgen, loadgen_here, open_at_once
 from tests.integration.postgres import PASSWORD, USER, PostgresServer
 
 HISTORY = HISTORY_FILES["postgresql"]
@@ -123,13 +123,13 @@ def test_a_sweep_is_stored_in_postgres_at_the_current_schema(stored: Stored) -> 
 def test_runs_and_table_read_it_back(
     stored: Stored, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    listing = loadgen("runs", "--db", stored.url)
+    listing = loadgen_here("runs", "--db", stored.url)
     assert listing.returncode == 0, listing.stderr
     assert "identity" in listing.stdout and "completed" in listing.stdout
     assert str(stored.run_id) in listing.stdout
     # the password from libpq's environment instead of the URL, as the README suggests
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
-    table = loadgen(
+    table = loadgen_here(
         "table", str(stored.run_id), "--format", "csv", "--db", postgres.url("sweeps", password=False)
     )
     assert table.returncode == 0, table.stderr
@@ -216,7 +216,7 @@ def test_an_older_postgres_database_is_upgraded_and_keeps_its_runs(postgres: Pos
             "'concurrency', 'completed', 'localhost:8001', now(), '{}', '{}', '{}', '{}', '{}', "
             '\'{"plan": "old"}\')'
         )
-    upgraded = loadgen("db", "upgrade", "--db", url)
+    upgraded = loadgen_here("db", "upgrade", "--db", url)
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"0001 -> {head_revision()}" in upgraded.stdout and PASSWORD not in upgraded.stdout
     with RunStore(url, auto_upgrade=False) as store:
@@ -235,7 +235,7 @@ def test_loadgens_opening_a_new_postgres_database_at_once_all_find_one_schema(
 
 def test_a_wrong_password_is_a_one_line_error(postgres: PostgresServer) -> None:
     url = make_url(postgres.url("postgres")).set(password="not-" + PASSWORD)
-    result = loadgen("runs", "--db", url.render_as_string(hide_password=False))
+    result = loadgen_here("runs", "--db", url.render_as_string(hide_password=False))
     assert result.returncode == 2
     err = result.stderr.strip()
     assert err.startswith("loadgen: error: runs database ") and "\n" not in err

@@ -31,7 +31,7 @@ from loadgen.results import RunInfo, RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen
+from tests.cli import loadgen, loadgen_here
 
 FAST = MeasurementSettings(measurement_interval_ms=500, warmup_ms=200, max_windows=3)
 BROWSER_MISSING = "headless Chromium not installed (Debian: apt-get install chromium)"
@@ -241,7 +241,7 @@ def _render_offline(html_file: Path, work: Path) -> Rendered:
 def test_report_of_several_runs_renders_offline_in_chromium(runs: Runs, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     ids = [str(i) for i in (runs.fixed, runs.identity, runs.failed, runs.running)]
-    result = loadgen("report", *ids, "-o", str(out), "--slo", "p99=50ms", "--db", runs.db)
+    result = loadgen_here("report", *ids, "-o", str(out), "--slo", "p99=50ms", "--db", runs.db)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert f"run {runs.failed} failed: server lost mid-run" in result.stderr

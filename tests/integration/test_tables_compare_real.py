@@ -24,7 +24,7 @@ from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
-from tests.cli import loadgen, loadgen_here, one_line_error
+from tests.cli import loadgen_here, one_line_error
 
 FAST = MeasurementSettings(measurement_interval_ms=500, warmup_ms=200, max_windows=3)
 
@@ -65,7 +65,7 @@ def test_table_numbers_are_the_stored_steps(runs: Runs) -> None:
         assert row["p90 latency (ms)"] == step.lat_p90_us / 1000
         assert row["Avg latency (ms)"] == pytest.approx(step.lat_avg_us / 1000)
 
-    result = loadgen(
+    result = loadgen_here(
         "table", str(runs.identity), "--format", "csv", "--percentiles", "50,99.9", "--db", runs.db
     )
     assert result.returncode == 0, result.stderr

@@ -27,7 +27,7 @@ from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer, ServerPorts, grpc_tls_args, server_installed
 from loadgen.storage import RunStore
 from loadgen.tls import TlsSettings
-from tests.cli import loadgen, loadgen_here, one_line_error
+from tests.cli import loadgen_here, one_line_error
 from tests.integration.test_cli import QUICK
 from tests.pki import Pki, make_pki
 
@@ -186,7 +186,9 @@ def _no_runs(db: Path) -> None:
 @server_test
 def test_grpc_sweep_over_tls(tls_triton: EmbeddedServer, pki: Pki, tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
-    result = loadgen(*_sweep(tls_triton, db, "-u", _grpc_url(tls_triton), "--ssl", "--ssl-ca", str(pki.ca)))
+    result = loadgen_here(
+        *_sweep(tls_triton, db, "-u", _grpc_url(tls_triton), "--ssl", "--ssl-ca", str(pki.ca))
+    )
     assert result.returncode == 0, result.stderr
     settings = _completed_run(db)
     assert settings["tls"] == {"ca_file": str(pki.ca), "cert_file": None, "key_file": None, "insecure": False}
@@ -199,7 +201,7 @@ def test_mutual_tls_works_with_a_client_certificate(
 ) -> None:
     db = tmp_path / "runs.db"
     cert = ["--ssl-cert", str(pki.client_cert), "--ssl-key", str(pki.client_key)]
-    result = loadgen(
+    result = loadgen_here(
         *_sweep(mutual_triton, db, "-u", _grpc_url(mutual_triton), "--ssl-ca", str(pki.ca), *cert)
     )
     assert result.returncode == 0, result.stderr
@@ -214,7 +216,7 @@ def test_mutual_tls_without_a_client_certificate_fails_clearly(
 ) -> None:
     db = tmp_path / "runs.db"
     url = _grpc_url(mutual_triton)
-    result = loadgen(*_sweep(mutual_triton, db, "-u", url, "--ssl", "--ssl-ca", str(pki.ca)))
+    result = loadgen_here(*_sweep(mutual_triton, db, "-u", url, "--ssl", "--ssl-ca", str(pki.ca)))
     assert result.returncode == 2
     line = one_line_error(result)
     assert url in line and "client certificate" in line
@@ -228,7 +230,9 @@ def test_https_sweep_through_a_tls_forwarder(tls_triton: EmbeddedServer, pki: Pk
     cert = ["--ssl-cert", str(pki.client_cert), "--ssl-key", str(pki.client_key)]
     with TlsForwarder(tls_triton.ports.http, pki, require_client_cert=True) as forwarder:
         url = f"https://localhost:{forwarder.port}"  # https:// means TLS: no --ssl needed
-        result = loadgen(*_sweep(tls_triton, db, "-i", "http", "-u", url, "--ssl-ca", str(pki.ca), *cert))
+        result = loadgen_here(
+            *_sweep(tls_triton, db, "-i", "http", "-u", url, "--ssl-ca", str(pki.ca), *cert)
+        )
         assert result.returncode == 0, result.stderr
         assert forwarder.connections >= 3  # control plane and both in-flight slots went through TLS
     settings = _completed_run(db)
@@ -263,7 +267,7 @@ def test_an_untrusted_server_certificate_is_a_one_line_error(
             url, args = _grpc_url(tls_triton), ["--ssl", "--ssl-ca", str(pki.other_ca)]
         else:
             url, args = f"https://localhost:{forwarder.port}", ["-i", "http"]  # the system's roots
-        result = loadgen(*_sweep(tls_triton, db, "-u", url, *args))
+        result = loadgen_here(*_sweep(tls_triton, db, "-u", url, *args))
     assert result.returncode == 2
     line = one_line_error(result)
     assert f"TLS handshake with Triton at {url} failed" in line

@@ -13,7 +13,7 @@ from analysis.finding_kinds import Kind
 from analysis.findings import run_findings
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
-from tests.cli import loadgen, loadgen_here, one_line_error
+from tests.cli import loadgen_here, one_line_error
 
 QUICK = ["-p", "600", "--warmup", "300", "-r", "3", "--no-metrics", "-q"]
 
@@ -65,7 +65,7 @@ def test_a_looser_tolerance_accepts_the_drift_but_not_the_swaps(
 ) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
     args = ["sweep", "-m", "drifting", "-u", triton.grpc_url, "--concurrency", "8", "--validate"]
-    result = loadgen(*args, "--tolerance", "FP32=1e-2", *QUICK, "--db", db)
+    result = loadgen_here(*args, "--tolerance", "FP32=1e-2", *QUICK, "--db", db)
     assert result.returncode == 3, result.stderr
     (step,) = _steps(db)
     assert step.mismatch_count is not None and step.mismatch_count > 0
@@ -145,13 +145,13 @@ def _identity_file(tmp_path: Path, wrong_entry: int | None) -> Path:
 def test_validation_data_of_the_input_file_is_the_reference(triton: EmbeddedServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/good.db"
     args = ["sweep", "-m", "identity", "-u", triton.grpc_url, "--concurrency", "2", "--validate", *QUICK]
-    result = loadgen(*args, "--input-data", str(_identity_file(tmp_path, None)), "--db", db)
+    result = loadgen_here(*args, "--input-data", str(_identity_file(tmp_path, None)), "--db", db)
     assert result.returncode == 0, result.stderr
     (step,) = _steps(db)
     assert step.validated_count and step.mismatch_count == 0
 
     db = f"sqlite:///{tmp_path}/bad.db"
-    result = loadgen(*args, "--input-data", str(_identity_file(tmp_path, 2)), "--db", db)
+    result = loadgen_here(*args, "--input-data", str(_identity_file(tmp_path, 2)), "--db", db)
     assert result.returncode == 3, result.stderr
     (step,) = _steps(db)
     # one request in four has a wrong expectation: a quarter of the answers (the cycle is exact)

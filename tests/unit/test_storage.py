@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from analysis.tables import benchmark_table
 from loadgen.engine.recorder import Window, merge_windows
@@ -32,7 +33,7 @@ from loadgen.results import (
     WindowResult,
 )
 from loadgen.storage import RunStore, check_schema, current_revision, db_url, head_revision, upgrade
-from loadgen.storage.migrate import alembic_config
+from loadgen.storage.migrate import alembic_config, revisions
 from loadgen.storage.models import Base
 from tests.cli import open_at_once
 
@@ -341,9 +342,27 @@ def test_alembic_cli_head_matches() -> None:
 
 
 def test_models_match_migrations(url: str) -> None:
+    """A new database gets the models' tables at once: what the revisions build must be the same."""
+    command.upgrade(alembic_config(url), "head")  # every revision in turn, as an old database gets them
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+    engine.dispose()
+    assert diff == []
+
+
+def test_the_revisions_read_without_alembic_are_alembics() -> None:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert revisions() == {s.revision: s.down_revision for s in script.walk_revisions()}
+    assert head_revision() == script.get_current_head()
+
+
+def test_a_new_database_is_stamped_as_alembic_stamps_it(url: str) -> None:
     upgrade(url)
     engine = sa.create_engine(url)
     with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     engine.dispose()
     assert diff == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import resource
 import sys
 import time
 from pathlib import Path
@@ -10,16 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loadgen.config import SweepSettings
+from loadgen.descriptors import connections_needed, ensure_descriptors
 from loadgen.distributed.ray_pool import ORIGIN_LEAD_NS, RayPool
 from loadgen.engine.clocks import ClockOffset, best_offset
 from loadgen.engine.recorder import OpenWindow, Window, merge_windows
 from loadgen.engine.schedules import Schedule
 from loadgen.engine.worker_engine import OpenShare, WorkerSetup, split_evenly
-from loadgen.engine.workers import default_workers
+from loadgen.engine.workers import connections_per_worker, default_workers
+from loadgen.errors import ConfigError
 from loadgen.histogram import LatencyHistogram
 from loadgen.results import clock_too_uncertain
 from loadgen.storage import RunStore
 from loadgen.tallies import ValidationTally
+from loadgen.transports.grpc_codec import channel_index
 from tests.cli import free_port, loadgen_here, one_line_error
 
 
@@ -130,3 +135,40 @@ def test_each_actor_starts_the_shared_schedule_at_the_drivers_instant_read_on_it
     assert abs(share.local_origin_ns() - (time.perf_counter_ns() + 50_000_000)) < 5_000_000
     local = OpenShare(Schedule(rate=100.0), 2, 0, 123, 8)  # one host's workers: monotonic as given
     assert local.local_origin_ns() == 123
+
+
+def test_max_connections_is_shared_by_the_workers_and_deals_slots_round_robin() -> None:
+    settings = SweepSettings(model="m", levels=(1,), max_connections=5)
+    assert [connections_per_worker(settings, w) for w in (1, 2, 5, 8)] == [5, 3, 1, 1]
+    assert connections_per_worker(SweepSettings(model="m", levels=(1,)), 4) is None
+    assert [channel_index(slot, 64, 3) for slot in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert [channel_index(slot, 64, None) for slot in (0, 63, 64, 200)] == [0, 0, 1, 3]
+
+
+def test_a_sweep_asks_for_the_descriptors_its_connections_need() -> None:
+    http = SweepSettings(model="m", levels=(1, 4096), protocol="http")
+    grpc = SweepSettings(model="m", levels=(10_000,))
+    assert connections_needed(http) == 4096
+    assert connections_needed(grpc) == 157  # 64 slots a connection
+    assert connections_needed(SweepSettings(model="m", levels=(10_000,), max_connections=16)) == 16
+    assert connections_needed(SweepSettings(model="m", levels=(500.0,), scenario="request_rate")) == 16
+    limits = {"now": (256, 512)}  # (soft, hard) as getrlimit reports them
+
+    def getrlimit(_which: int) -> tuple[int, int]:
+        return limits["now"]
+
+    def setrlimit(_which: int, value: tuple[int, int]) -> None:
+        limits["now"] = value
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resource, "getrlimit", getrlimit)
+        patch.setattr(resource, "setrlimit", setrlimit)
+        limits["now"] = (256, 512)
+        with pytest.raises(ConfigError, match="4096 connections need about 4352 file descriptors"):
+            ensure_descriptors(http)
+        assert limits["now"] == (256, 512)  # left as it was
+        limits["now"] = (256, 8192)
+        ensure_descriptors(http)
+        assert limits["now"] == (4352, 8192)  # raised as far as needed, no further
+        ensure_descriptors(grpc)
+        assert limits["now"] == (4352, 8192)  # never lowered

@@ -19,26 +19,35 @@ SPARE = 256
 """Descriptors beside the connections: the database, the server API, pipes to workers, logs."""
 
 
-def connections_needed(settings: SweepSettings) -> int:
-    """The most connections one step of ``settings`` opens (all workers together)."""
+def connections_needed(settings: SweepSettings, workers: int = 1) -> int:
+    """The most connections one process opens in a step of ``settings`` shared by ``workers``
+    (a descriptor limit is per process: each worker has its part)."""
     closed = settings.scenario == "concurrency"
-    in_flight = int(max(settings.levels)) if closed else settings.max_in_flight
+    in_flight = math.ceil((int(max(settings.levels)) if closed else settings.max_in_flight) / workers)
     if settings.protocol == "http":
         return in_flight
     if settings.max_connections is not None:
-        return min(settings.max_connections, in_flight)
+        return min(math.ceil(settings.max_connections / workers), in_flight)
     return math.ceil(in_flight / SLOTS_PER_CHANNEL)
 
 
-def ensure_descriptors(settings: SweepSettings) -> None:
-    """Raise this process's soft descriptor limit (workers inherit it) to what ``settings`` needs."""
-    needed = connections_needed(settings) + SPARE
+def ensure_descriptors(settings: SweepSettings, workers: int) -> None:
+    """Raise this process's soft descriptor limit (local workers inherit it) to what each process
+    of a sweep of ``settings`` over ``workers`` needs. Ray actors live on other hosts, with limits
+    of their own: not checked here."""
+    if settings.ray:
+        return
+    connections = connections_needed(settings, workers)
+    needed = connections + SPARE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or needed <= soft:
         return
     if hard != resource.RLIM_INFINITY and needed > hard:
         raise ConfigError(
-            f"{connections_needed(settings)} connections need about {needed} file descriptors, and this "
+            f"{connections} connections need about {needed} file descriptors, and this "
             f"process may open {hard} at most (ulimit -Hn): raise the hard limit, or lower the load"
         )
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"{connections} connections need about {needed} file descriptors: {exc}") from None

@@ -27,6 +27,7 @@ from loadgen.engine.search import SearchResult
 from loadgen.engine.sequences import SequencePlan
 from loadgen.engine.step import StepListener
 from loadgen.engine.sweep import run_sweep
+from loadgen.engine.workers import workers_for
 from loadgen.errors import ConfigError, ServerUnavailable, WorkerFailed
 from loadgen.inputs import build_requests, read_references
 from loadgen.results import RunInfo, RunStatus, StepResult
@@ -184,7 +185,7 @@ async def execute_sweep(
     models are all checked before any starts); the run still starts now.
     """
     headers = settings.headers or None
-    ensure_descriptors(settings)
+    ensure_descriptors(settings, workers_for(settings))
     intervals.preload()  # before the run exists: its first step then starts as soon as the run does
     api = ServerAPI(settings.url, settings.protocol, headers, tls=settings.tls)
     transport = make_transport(

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from loadgen.engine.cancelling import CANCELLED, Canceller, stream_call
-from loadgen.engine.pacing import pacer
+from loadgen.engine.pacing import Pacer, pacer
 from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
 from loadgen.engine.sequences import OpenSequences
@@ -189,6 +189,8 @@ class OpenLoop:
                 window.check(validator, key, self.transport.parse_outputs(response), sequence_id)
         else:
             window.error(error)
+        if self.next_due <= done:
+            self.send_due()
 
     async def _one_in_region(self, entry: tuple[Sender, int], key: int, intended: int, sent: int) -> None:
         """A send whose outputs the server writes to the sender's own region; ``--validate`` reads
@@ -206,6 +208,8 @@ class OpenLoop:
             window.error(error)
         self.in_flight -= 1
         self._free.append(entry)
+        if self.next_due <= done:
+            self.send_due()
 
     async def _one_checked(
         self, send: CaptureSender, validator: Validator, key: int, intended: int, sent: int
@@ -220,12 +224,11 @@ class OpenLoop:
             window.check(validator, key, self.transport.parse_outputs(response))
         else:
             window.error(error)
+        if self.next_due <= done:
+            self.send_due()
 
-    async def _dispatch(self) -> None:
-        clock = time.perf_counter_ns
-        loop = asyncio.get_running_loop()
-        origin = clock() if self.origin_ns is None else self.origin_ns
-        pace = pacer(self.pacing, loop)
+    async def _dispatch(self, pace: Pacer) -> None:
+        origin = time.perf_counter_ns() if self.origin_ns is None else self.origin_ns
         try:
             await self._send_all(pace.until, origin)
         finally:
@@ -257,12 +260,13 @@ class OpenLoop:
         clock = time.perf_counter_ns
         now = clock()
         while self.next_due <= now and self._running:
-            self._launch(self.next_due, clock())
-            self._at += 1
+            intended = self.next_due
+            self._at += 1  # the schedule moves on first: a send can never be launched twice
             if self._at < len(self._times):
                 self.next_due = self._times[self._at]
             else:
                 self._next_chunk()
+            self._launch(intended, clock())
 
     def _launch(self, intended: int, sent: int) -> None:
         index, self._index = self._index, self._index + self.stride
@@ -288,8 +292,11 @@ class OpenLoop:
         task.add_done_callback(self._pending.discard)
 
     def start(self) -> None:
+        """Start sending; a pacer that cannot be made (``--pacing timerfd`` without one) raises here,
+        before the step, not silently inside the dispatcher."""
+        pace = pacer(self.pacing, asyncio.get_running_loop())
         self._running = True
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="open-loop-dispatcher")
+        self._dispatcher = asyncio.create_task(self._dispatch(pace), name="open-loop-dispatcher")
 
     def due_by(self, t_ns: int) -> int:
         """How many sends the schedule had due by ``t_ns`` (as far as the current chunk reaches)."""
@@ -315,10 +322,12 @@ class OpenLoop:
         self._running = False
         in_flight = self.in_flight
         self.window = Discard()
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
-            self._dispatcher = None
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher.cancel()
+            (failed,) = await asyncio.gather(dispatcher, return_exceptions=True)
         if self._pending:
             await drain(list(self._pending))
+        if dispatcher is not None and isinstance(failed, Exception):
+            raise failed  # the sender died mid-step: say why, never store its silence as a result
         return in_flight

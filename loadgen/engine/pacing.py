@@ -25,16 +25,18 @@ import sys
 import time
 from typing import Protocol
 
+from loadgen.errors import ConfigError
+
 CLOCK_MONOTONIC = 1  # what time.perf_counter_ns reads on Linux
 TFD_NONBLOCK = os.O_NONBLOCK
-TFD_CLOEXEC = 0o2000000
+TFD_CLOEXEC = os.O_CLOEXEC
 TFD_TIMER_ABSTIME = 1
 SPIN_NS = 20_000
 """Closer than this to the intended time, yield-spin instead of arming the timer: a wake-up
 takes about as long."""
 EARLY_NS = 200_000
 """How early the timer is first armed before a send's time (then it learns; see TimerFdPacer)."""
-EARLY_MIN_NS, EARLY_MAX_NS = 20_000, 2_000_000
+EARLY_MIN_NS, EARLY_MAX_NS = 20_000, 500_000
 EARLY_STEP_NS = 5_000
 """A wake-up later than the margin raises it this much; one in time lowers it 1/99 of this, so it
 settles where 1% of wake-ups come later than it (a streaming estimate of their p99)."""
@@ -104,7 +106,11 @@ class TimerFdPacer:
         self._spec_ref = ctypes.byref(self._spec)
         self._waiter: asyncio.Future[None] | None = None
         self.early_ns = EARLY_NS
-        loop.add_reader(fd, self._expired)
+        try:
+            loop.add_reader(fd, self._expired)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def _expired(self) -> None:
         try:
@@ -145,8 +151,13 @@ def pacer(pacing: str, loop: asyncio.AbstractEventLoop) -> Pacer:
     if pacing == "spin":
         return SpinPacer()
     libc = _libc()
-    if libc is not None:
-        return TimerFdPacer(loop, libc)
-    if pacing == "auto":
+    if libc is None and pacing == "auto":
         return SpinPacer()
-    raise OSError("--pacing timerfd needs Linux's timerfd; use --pacing spin")
+    if libc is None:
+        raise ConfigError("--pacing timerfd needs Linux's timerfd; use --pacing spin")
+    try:
+        return TimerFdPacer(loop, libc)
+    except OSError:
+        if pacing == "auto":  # no descriptor to spare for the timer: pace the portable way
+            return SpinPacer()
+        raise

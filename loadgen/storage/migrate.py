@@ -60,7 +60,7 @@ _VERSION = Table(
     PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
 )
 """alembic's own version table, as ``alembic stamp`` creates it."""
-_REVISION_RE = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(?:\"(\w+)\"|'(\w+)'|None)\s*$", re.M)
+_REVISION_RE = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(?:\"(\w+)\"|'(\w+)'|None)\s*(?:#.*)?$", re.M)
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite write waits for another writer's lock before it gives up (long enough for
@@ -181,8 +181,11 @@ def revisions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for path in (_script_location() / "versions").glob("*.py"):
         names = {m[1]: m[2] or m[3] or None for m in _REVISION_RE.finditer(path.read_text())}
-        if "revision" in names and names["revision"] is not None:
-            found[names["revision"]] = names.get("down_revision")
+        revision = names.get("revision")
+        if revision is None and path.name != "__init__.py":  # never build a schema from a partial history
+            raise RuntimeError(f'{path}: no `revision = "..."` line loadgen can read')
+        if revision is not None:
+            found[revision] = names.get("down_revision")
     return found
 
 

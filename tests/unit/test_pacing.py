@@ -10,6 +10,7 @@ import time
 import pytest
 
 from loadgen.engine.pacing import SpinPacer, TimerFdPacer, pacer
+from loadgen.errors import ConfigError
 
 LINUX = sys.platform.startswith("linux")
 
@@ -69,5 +70,19 @@ def test_a_timer_that_fires_while_its_waiter_is_cancelled_wakes_nothing() -> Non
 def test_spin_is_the_portable_choice() -> None:
     async def run() -> None:
         assert isinstance(pacer("spin", asyncio.get_running_loop()), SpinPacer)
+
+    asyncio.run(run())
+
+
+def test_without_a_timerfd_auto_spins_and_an_explicit_timerfd_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("loadgen.engine.pacing._libc", lambda: None)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(pacer("auto", loop), SpinPacer)
+        with pytest.raises(ConfigError, match="--pacing timerfd needs Linux's timerfd; use --pacing spin"):
+            pacer("timerfd", loop)
 
     asyncio.run(run())

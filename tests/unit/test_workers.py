@@ -152,6 +152,7 @@ def test_a_sweep_asks_for_the_descriptors_its_connections_need() -> None:
     assert connections_needed(grpc) == 157  # 64 slots a connection
     assert connections_needed(SweepSettings(model="m", levels=(10_000,), max_connections=16)) == 16
     assert connections_needed(SweepSettings(model="m", levels=(500.0,), scenario="request_rate")) == 16
+    assert connections_needed(http, workers=8) == 512  # a limit is per process: each worker's part
     limits = {"now": (256, 512)}  # (soft, hard) as getrlimit reports them
 
     def getrlimit(_which: int) -> tuple[int, int]:
@@ -165,10 +166,10 @@ def test_a_sweep_asks_for_the_descriptors_its_connections_need() -> None:
         patch.setattr(resource, "setrlimit", setrlimit)
         limits["now"] = (256, 512)
         with pytest.raises(ConfigError, match="4096 connections need about 4352 file descriptors"):
-            ensure_descriptors(http)
+            ensure_descriptors(http, 1)
         assert limits["now"] == (256, 512)  # left as it was
         limits["now"] = (256, 8192)
-        ensure_descriptors(http)
+        ensure_descriptors(http, 1)
         assert limits["now"] == (4352, 8192)  # raised as far as needed, no further
-        ensure_descriptors(grpc)
+        ensure_descriptors(grpc, 1)
         assert limits["now"] == (4352, 8192)  # never lowered

@@ -97,6 +97,10 @@ def answer_reason(status: int, body: bytes) -> str:
     return http_reason(status, message)
 
 
+CLOSE_TIMEOUT_S = 2.0
+"""How long closing waits for TLS connections to say goodbye before it drops them."""
+
+
 class SlotConnection(asyncio.Protocol):
     """One keep-alive connection; ``send`` awaits one response at a time."""
 
@@ -113,6 +117,7 @@ class SlotConnection(asyncio.Protocol):
         """Loop time of the last send: the transport's watchdog fails a request left unanswered."""
         self._closed: asyncio.Future[None] | None = None
         """Set while a transport we closed has not reported ``connection_lost`` yet."""
+        self._closing: asyncio.Transport | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -163,6 +168,7 @@ class SlotConnection(asyncio.Protocol):
     def _close(self) -> None:
         if self._transport is not None:
             self._closed = self._loop.create_future()
+            self._closing = self._transport
             self._transport.close()
             self._transport = None
         self._parser = httptools.HttpResponseParser(self)
@@ -201,8 +207,18 @@ class SlotConnection(asyncio.Protocol):
     def waiting(self) -> bool:
         return self._waiter is not None and not self._waiter.done()
 
-    def close(self) -> None:
+    def close(self) -> asyncio.Future[None] | None:
+        """Close; the future the closing transport's loss resolves (None: nothing to wait for)."""
         self._close()
+        closed = self._closed
+        return closed if closed is not None and not closed.done() else None
+
+    def abort(self) -> None:
+        """Drop a transport that did not finish closing (a TLS peer that never said goodbye)."""
+        closing, self._closing = self._closing, None
+        closed = self._closed
+        if closing is not None and closed is not None and not closed.done():
+            closing.abort()
 
 
 class _CapturingConnection(SlotConnection):
@@ -332,9 +348,18 @@ class HttpTransport:
         return response
 
     async def close(self) -> None:
+        """Close every connection and wait (CLOSE_TIMEOUT_S at most, then abort) until they are
+        gone: a TLS connection needs a few turns of the loop to say goodbye, and uvloop refuses
+        to close a loop that still holds one."""
         self._watchdog.stop()
-        for connection in (*self._connections, *self._capturing):
-            connection.close()
+        connections = (*self._connections, *self._capturing)
+        pending = [closed for connection in connections if (closed := connection.close()) is not None]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=CLOSE_TIMEOUT_S)
+            if late:
+                for connection in connections:
+                    connection.abort()
+                await asyncio.sleep(0)  # let the aborted transports report their loss
         self._connections.clear()
         self._capturing.clear()
 

@@ -54,6 +54,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -326,7 +327,8 @@ def fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, spec)
 
 
-def ratios(a: list[Measurement], b: list[Measurement], key: str) -> list[float | None]:
+def ratios(a: Sequence[Any], b: Sequence[Any], key: str) -> list[float | None]:
+    """Per repeat, ``key`` of ``a`` over ``key`` of ``b`` (None where either is missing)."""
     out: list[float | None] = []
     for x, y in zip(a, b, strict=True):
         vx, vy = getattr(x, key), getattr(y, key)
@@ -381,6 +383,15 @@ def table(cells: dict[int, dict[str, list[Measurement]]], tools: list[str], boun
             row.append(" / ".join(fmt(v, ".1f") for v in cpu))
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def report(head: str, text: str, legend: str, notes: list[str], output: Path | None) -> None:
+    """Print a side-by-side table with its header, legend and notes; append them to ``output``."""
+    block = f"\n{head}\n\n{text}\n\n{legend}\n" + "".join(f"- {n}\n" for n in notes)
+    print(block, end="")
+    if output:
+        with output.open("a") as f:
+            f.write(block)
 
 
 # -- main ------------------------------------------------------------------------------------------------
@@ -482,12 +493,7 @@ def main() -> None:
         " tool really keeps at the server. Client CPU: user+sys of the tool's process tree over its whole"
         " run (wait4)."
     )
-    print("\n" + head + "\n\n" + text + "\n\n" + legend)
-    for note in notes:
-        print("- " + note)
-    if args.output:
-        with args.output.open("a") as f:
-            f.write(f"\n{head}\n\n{text}\n\n{legend}\n" + "".join(f"- {n}\n" for n in notes))
+    report(head, text, legend, notes, args.output)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import streaming  # noqa: E402 - benchmarks/streaming.py: aiperf_path, aiperf_version, make_tokenizer, aiperf_error
 import vs_perf_analyzer  # noqa: E402 - benchmarks/vs_perf_analyzer.py: run_child, run_loadgen, shared_input, ...
+from streaming import fmt, ratios  # noqa: E402
 
 from loadgen.server import EmbeddedServer, ServerPorts  # noqa: E402
 from loadgen.storage import RunStore  # noqa: E402
@@ -221,10 +222,6 @@ def counted(server: EmbeddedServer, model: str, run: Callable[[], Run]) -> Run:
 # -- the table -------------------------------------------------------------------------------------------
 
 
-def fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
-    return "-" if value is None else format(value * scale, spec)
-
-
 def value(runs: list[Run], key: str, spec: str, scale: float = 1.0) -> str:
     mid = streaming.median([getattr(r, key) for r in runs])
     text = sig3(mid) if spec == "sig3" and mid is not None else fmt(mid, spec, scale)
@@ -244,14 +241,6 @@ def spread(values: list[float | None], show: Callable[[float], str] = sig3) -> s
         return "-"
     mid = show(statistics.median(present))
     return f"{mid} ({show(present[0])}-{show(present[-1])})" if len(present) > 1 else mid
-
-
-def ratios(a: list[Run], b: list[Run], key: str) -> list[float | None]:
-    out: list[float | None] = []
-    for x, y in zip(a, b, strict=True):
-        vx, vy = getattr(x, key), getattr(y, key)
-        out.append(vx / vy if vx is not None and vy else None)
-    return out
 
 
 HEAD = [
@@ -415,12 +404,7 @@ def main() -> None:
         " Same input bytes for both tools (AIPerf: a fixed KServe v2 JSON body via its"
         f" template endpoint, response_field {RESPONSE_FIELD})."
     )
-    print("\n" + head + "\n\n" + text + "\n\n" + legend)
-    for note in notes:
-        print("- " + note)
-    if args.output:
-        with args.output.open("a") as f:
-            f.write(f"\n{head}\n\n{text}\n\n{legend}\n" + "".join(f"- {n}\n" for n in notes))
+    streaming.report(head, text, legend, notes, args.output)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,3 @@ def run(coro: Coroutine[Any, Any, T], *inner: Coroutine[Any, Any, Any]) -> T:
         raise
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(coro)
-
-
-def name() -> str:
-    """The loop a run would get: ``uvloop`` or ``asyncio``."""
-    return "asyncio" if loop_factory() is None else "uvloop"

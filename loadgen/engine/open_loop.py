@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -228,20 +228,17 @@ class OpenLoop:
             self.send_due()
 
     async def _dispatch(self, pace: Pacer) -> None:
-        origin = time.perf_counter_ns() if self.origin_ns is None else self.origin_ns
+        clock = time.perf_counter_ns
+        origin = clock() if self.origin_ns is None else self.origin_ns
+        self._chunks = shared_send_times(self.schedule, origin, self.stride, self.offset)
         try:
-            await self._send_all(pace.until, origin)
+            self._next_chunk()
+            while self._running and self.next_due != NEVER:
+                if clock() < self.next_due:
+                    await pace.until(self.next_due)
+                self.send_due()
         finally:
             pace.close()
-
-    async def _send_all(self, until: Callable[[int], Awaitable[None]], origin: int) -> None:
-        clock = time.perf_counter_ns
-        self._chunks = shared_send_times(self.schedule, origin, self.stride, self.offset)
-        self._next_chunk()
-        while self._running and self.next_due != NEVER:
-            if clock() < self.next_due:
-                await until(self.next_due)
-            self.send_due()
 
     def _next_chunk(self) -> None:
         times = next(self._chunks, None)

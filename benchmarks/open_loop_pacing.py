@@ -151,6 +151,9 @@ def main() -> None:
     parser.add_argument("--client-cpu", type=int, default=1)
     args = parser.parse_args()
     rates = [float(v) for v in args.rates.split(",")]
+    # this script samples /proc ten times a second (a scan of every process): kept off the
+    # client's core, where each scan would hold up loadgen's sender for milliseconds
+    os.sched_setaffinity(0, {args.server_cpu})
     variants = [(p, lp) for lp in args.loops.split(",") for p in args.pacings.split(",")]
     results: list[Paced] = []
     with (

@@ -5,13 +5,12 @@ so a percentile's confidence interval needs to know how much the share of slow r
 from one stretch of time to the next: the batch-means method (see :mod:`loadgen.intervals`).
 The step cuts each window into :data:`BATCHES_PER_WINDOW` batches by time; a batch is the
 difference of the window's histogram counters between two marks, kept sparse (a few hundred
-non-zero buckets rather than 17,408 counters). Marking costs one copy of the counters per batch
-and nothing per request. Workers' batches merge exactly, batch ``i`` with batch ``i``.
+non-zero buckets rather than 17,408 counters). Marking costs one scan of counters the histogram
+keeps for it (:meth:`~loadgen.histogram.LatencyHistogram.take_recent`) and nothing per request.
+Workers' batches merge exactly, batch ``i`` with batch ``i``.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,23 +24,18 @@ BATCHES_PER_WINDOW = 10
 class Batches:
     """Consecutive batches of requests: each batch's non-zero buckets and their counts."""
 
-    __slots__ = ("_seen", "buckets", "counts")
+    __slots__ = ("buckets", "counts")
 
     def __init__(self) -> None:
         self.buckets: list[npt.NDArray[np.int64]] = []
         self.counts: list[npt.NDArray[np.int64]] = []
-        self._seen: npt.NDArray[np.int64] | None = None
-        """The histogram's counters at the last mark (not sent between processes)."""
 
     def mark(self, histogram: LatencyHistogram, *, last: bool = False) -> None:
-        """End a batch: what ``histogram`` (the window's, which only grows) gained since the last
-        mark; ``last``: the window's end (the copy of its counters is let go)."""
-        now = histogram.flushed_counts()
-        gained = now if self._seen is None else now - self._seen
-        nonzero = np.flatnonzero(gained)
-        self.buckets.append(nonzero)
-        self.counts.append(gained[nonzero])
-        self._seen = None if last else now.copy()
+        """End a batch: what ``histogram`` (the window's) gained since the last mark; ``last``: the
+        window's end."""
+        buckets, counts = histogram.take_recent(last=last)
+        self.buckets.append(buckets)
+        self.counts.append(counts)
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -83,9 +77,3 @@ class Batches:
             int(counts[bucket_low_us(buckets) > threshold_us].sum())
             for buckets, counts in zip(self.buckets, self.counts, strict=True)
         ]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"buckets": self.buckets, "counts": self.counts}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.buckets, self.counts, self._seen = state["buckets"], state["counts"], None

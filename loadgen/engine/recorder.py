@@ -41,7 +41,7 @@ class Window:
     )
 
     def __init__(self) -> None:
-        self.histogram = LatencyHistogram()
+        self.histogram = LatencyHistogram(recent=True)
         self.requests = 0
         self.errors: dict[str, int] = {}
         self.validation: ValidationTally | None = None

@@ -92,3 +92,27 @@ def test_empty_histogram_reads_nan() -> None:
 def test_bad_percentile_raises() -> None:
     with pytest.raises(ValueError):
         _hist(np.array([1.0])).percentile_us(101)
+
+
+def test_take_recent_gives_exactly_what_was_recorded_since_the_last_take() -> None:
+    """Batches come from these: across many flushes (compacted as they pile up) each take is the
+    counters' difference since the previous one, each bucket once; the first take is everything."""
+    rng = np.random.default_rng(7)
+    h = LatencyHistogram(recent=True)
+    seen = np.zeros(COUNTS_LEN, dtype=np.int64)
+    for size in (10, 5_000, 0, 20_000, 3):  # 20,000 values: dozens of flushes, several compactions
+        for ns in (rng.lognormal(8, 1.5, size) * 1000).astype(np.int64).tolist():
+            h.record_ns(ns)
+        buckets, counts = h.take_recent()
+        gained = h.flushed_counts() - seen
+        assert buckets.tolist() == np.flatnonzero(gained).tolist()  # ascending, each once
+        assert counts.tolist() == gained[buckets].tolist()
+        assert int(counts.sum()) == size
+        seen = h.flushed_counts().copy()
+    h.record_ns(5_000)
+    buckets, counts = h.take_recent(last=True)
+    assert counts.tolist() == [1]
+    with pytest.raises(ValueError, match="recent=True"):
+        h.take_recent()  # let go after the last take
+    with pytest.raises(ValueError, match="recent=True"):
+        LatencyHistogram().take_recent()

@@ -59,7 +59,7 @@ def test_too_few_requests_for_a_percentile_give_no_interval() -> None:
 
 def _batched(parts: list[npt.NDArray[np.float64]]) -> tuple[LatencyHistogram, Batches]:
     """One window's histogram, marked after each part as the step marks it."""
-    whole, batches = LatencyHistogram(), Batches()
+    whole, batches = LatencyHistogram(recent=True), Batches()
     for part in parts:
         whole.record_many_us(part)
         batches.mark(whole)

@@ -35,6 +35,8 @@ class Kind(enum.StrEnum):
     COMPOSING = "composing"
     TAIL = "tail"
     CLOCKS = "clocks"
+    BEHIND_SCHEDULE = "behind_schedule"
+    LATE_SENDS = "late_sends"
 
 
 RANK = (
@@ -43,6 +45,7 @@ RANK = (
     Kind.MISMATCH,
     Kind.ERRORS,
     Kind.INTERRUPTED,
+    Kind.BEHIND_SCHEDULE,
     Kind.SLO,
     Kind.KNEE,
     Kind.THROUGHPUT_FALLS,
@@ -54,6 +57,7 @@ RANK = (
     Kind.UNANSWERED,
     Kind.UNSTABLE,
     Kind.CLOCKS,
+    Kind.LATE_SENDS,
     Kind.STATS_MISSING,
     Kind.METRICS_GAP,
 )

@@ -20,6 +20,7 @@ from analysis.finding_kinds import Finding, Kind, Severity, ranked
 from analysis.frames import latency_components, load_level
 from analysis.model_breakdown import model_findings
 from analysis.model_config import read_batching
+from analysis.schedule_findings import schedule_findings
 from analysis.sharing import other_requests, shared_text
 from analysis.tail import overhead_findings, tail_findings, tail_frame
 from analysis.worker_table import clock_findings
@@ -372,6 +373,7 @@ def step_findings(
     if slo is not None and not steps.empty:
         found += slo_findings(steps, slo)
     found += quality_findings(steps) + falls_findings(steps) + first_response_findings(steps)
+    found += schedule_findings(steps)
     found += component_findings(steps, config)
     if shared := [(_level(row), row) for row in _rows(steps) if other_requests(row) is not None]:
         found.append(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from loadgen import intervals
 from loadgen.config import SweepSettings
+from loadgen.engine import heap
 from loadgen.engine.cancelling import Canceller, canceller_for
 from loadgen.engine.closed_loop import ClosedLoop
 from loadgen.engine.open_loop import OpenLoop
@@ -247,9 +248,8 @@ async def run_sweep(
 
     limit = settings.latency_limit
     searching = settings.search and limit is not None
-    try:
-        if pool is not None:
-            await pool.start()
+
+    async def run_levels() -> None:
         if searching and limit is not None:
             outcome = await search(
                 settings.levels, limit, measured, integer=settings.scenario == "concurrency"
@@ -261,6 +261,12 @@ async def run_sweep(
                 step = await probe(level)
                 if limit is not None and step.interrupted is None and not meets(limit, step):
                     break  # as perf_analyzer's --latency-threshold: higher loads would only miss more
+
+    try:
+        if pool is not None:
+            await pool.start()
+        with heap.frozen():  # no collection walks the whole heap while the load runs
+            await run_levels()
     finally:
         if pool is not None:
             await pool.close()

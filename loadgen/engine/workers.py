@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import multiprocessing
 import os
@@ -102,6 +103,7 @@ async def _serve(conn: Connection, setup: WorkerSetup) -> None:
 
     watch(loop, conn, readable)
     engine = WorkerEngine(setup)
+    gc.freeze()  # as a sweep does (loadgen.engine.heap); the process ends with its load
     conn.send(("ready", os.getpid()))
     try:
         while True:

@@ -429,3 +429,22 @@ def test_a_step_the_server_answered_more_requests_in_is_shared_and_gets_no_break
         "(and 1 more step(s) like it)" in shared.text and "another client loads the model too" in shared.text
     )
     assert [f.step_index for f in found if f.kind is Kind.DOMINANT] == [0]
+
+
+def test_an_open_loop_sender_that_fell_behind_or_sent_late_is_called_out() -> None:
+    frame = steps(
+        {"request_rate": 1000.0, "send_rate": 1000.0, "send_lag_p99_us": 12.0, "behind_schedule": False},
+        {"request_rate": 40000.0, "send_rate": 40000.0, "send_lag_p99_us": 131.0, "behind_schedule": False},
+        {
+            "request_rate": 64000.0,
+            "send_rate": 61000.0,
+            "send_lag_p99_us": 9000.0,
+            "behind_schedule": True,
+            "refused_count": 12,
+        },
+        {"p99": 5.0},  # a closed-loop step has no sender of its own to judge
+    )
+    found = [f for f in step_findings(frame) if f.kind in (Kind.BEHIND_SCHEDULE, Kind.LATE_SENDS)]
+    assert [(f.kind, f.step_index) for f in found] == [(Kind.BEHIND_SCHEDULE, 2), (Kind.LATE_SENDS, 1)]
+    assert "61,000 req/s" in found[0].text and "12 sends refused" in found[0].text
+    assert "131 us late" in found[1].text and "mean gap is 25 us" in found[1].text

@@ -43,7 +43,8 @@ def test_the_merged_histogram_of_n_workers_equals_the_histogram_of_all_their_sam
     merged = merge_windows(workers)
     assert merged.histogram == everything.histogram
     assert merged.histogram.count == merged.requests == 20_000
-    assert merged.histogram.mean_us == pytest.approx(everything.histogram.mean_us, rel=1e-12)  # sums: float order
+    # the sums are floats, added in another order
+    assert merged.histogram.mean_us == pytest.approx(everything.histogram.mean_us, rel=1e-12)
     for p in (50, 90, 99, 99.9, 100):
         assert merged.histogram.percentile_us(p) == everything.histogram.percentile_us(p)
     assert merged.errors == {"UNAVAILABLE: x": 4}

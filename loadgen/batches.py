@@ -5,8 +5,9 @@ so a percentile's confidence interval needs to know how much the share of slow r
 from one stretch of time to the next: the batch-means method (see :mod:`loadgen.intervals`).
 The step cuts each window into :data:`BATCHES_PER_WINDOW` batches by time; a batch is the
 difference of the window's histogram counters between two marks, kept sparse (a few hundred
-non-zero buckets rather than 17,408 counters). Marking costs one scan of counters the histogram
-keeps for it (:meth:`~loadgen.histogram.LatencyHistogram.take_recent`) and nothing per request.
+non-zero buckets rather than 17,408 counters). Marking merges the few sparse pieces the histogram
+kept since the last mark (:meth:`~loadgen.histogram.LatencyHistogram.take_recent`), never the
+whole counters, and costs nothing per request.
 Workers' batches merge exactly, batch ``i`` with batch ``i``.
 """
 

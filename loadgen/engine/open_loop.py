@@ -133,7 +133,16 @@ class OpenLoop:
             return self.transport.sender(self._created - 1)
         return None
 
-    async def _one(self, send: Sender, request: Any, intended: int, sent: int) -> None:
+    def _sent(self, intended: int) -> int:
+        """The send's time, taken as its task starts, right before the request is written (a task
+        runs a loop turn after it is made: up to tens of microseconds on a busy loop, which the lag
+        must include); recorded as the send's lag."""
+        sent = time.perf_counter_ns()
+        self.window.record_send(sent - intended)
+        return sent
+
+    async def _one(self, send: Sender, request: Any, intended: int) -> None:
+        sent = self._sent(intended)
         error = await send(request)
         done = time.perf_counter_ns()
         self.in_flight -= 1
@@ -145,9 +154,8 @@ class OpenLoop:
         if self.next_due <= done:
             self.send_due()
 
-    async def _one_stream(
-        self, entry: tuple[StreamSender, Arrivals], key: int, intended: int, sent: int
-    ) -> None:
+    async def _one_stream(self, entry: tuple[StreamSender, Arrivals], key: int, intended: int) -> None:
+        sent = self._sent(intended)
         send, arrivals = entry
         arrivals.clear()
         error = await send(self.requests[key], arrivals)
@@ -165,11 +173,12 @@ class OpenLoop:
         else:
             self.window.error(error)
 
-    async def _one_in_sequence(self, send: Any, intended: int, sent: int) -> None:
+    async def _one_in_sequence(self, send: Any, intended: int) -> None:
         """A sequence model's send: the next request of the next active sequence (with
         ``--serial-sequences``, once that sequence's previous request is answered: the wait
         counts, from the intended send)."""
         assert self.sequences is not None
+        sent = self._sent(intended)
         cursor, turn = self.sequences.next_cursor()
         async with turn:
             request, where, _ = cursor.next()
@@ -192,11 +201,12 @@ class OpenLoop:
         if self.next_due <= done:
             self.send_due()
 
-    async def _one_in_region(self, entry: tuple[Sender, int], key: int, intended: int, sent: int) -> None:
+    async def _one_in_region(self, entry: tuple[Sender, int], key: int, intended: int) -> None:
         """A send whose outputs the server writes to the sender's own region; ``--validate`` reads
         them back from there before the sender is free again."""
         send, slot = entry
         assert self.slot_requests is not None
+        sent = self._sent(intended)
         error = await send(self.slot_requests[slot][key])
         done = time.perf_counter_ns()
         window, validator = self.window, self.validator
@@ -211,9 +221,8 @@ class OpenLoop:
         if self.next_due <= done:
             self.send_due()
 
-    async def _one_checked(
-        self, send: CaptureSender, validator: Validator, key: int, intended: int, sent: int
-    ) -> None:
+    async def _one_checked(self, send: CaptureSender, validator: Validator, key: int, intended: int) -> None:
+        sent = self._sent(intended)
         error, response = await send(self.requests[key])
         done = time.perf_counter_ns()
         self.in_flight -= 1
@@ -254,8 +263,7 @@ class OpenLoop:
         """Send every send whose time has come. The dispatcher calls it when it wakes, and so does
         each answer as it is recorded: a send that falls due while the loop handles a burst of
         answers goes out between two of them, not after the whole burst."""
-        clock = time.perf_counter_ns
-        now = clock()
+        now = time.perf_counter_ns()
         while self.next_due <= now and self._running:
             intended = self.next_due
             self._at += 1  # the schedule moves on first: a send can never be launched twice
@@ -263,28 +271,27 @@ class OpenLoop:
                 self.next_due = self._times[self._at]
             else:
                 self._next_chunk()
-            self._launch(intended, clock())
+            self._launch(intended)
 
-    def _launch(self, intended: int, sent: int) -> None:
+    def _launch(self, intended: int) -> None:
         index, self._index = self._index, self._index + self.stride
         send = self._sender()
         if send is None:
             self.window.refuse()
             return
-        self.window.record_send(sent - intended)
         self.in_flight += 1
         key = index % len(self.requests)
         loop = asyncio.get_running_loop()
         if self.sequences is not None:
-            task = loop.create_task(self._one_in_sequence(send, intended, sent))
+            task = loop.create_task(self._one_in_sequence(send, intended))
         elif self.slot_requests is not None:
-            task = loop.create_task(self._one_in_region(send, key, intended, sent))
+            task = loop.create_task(self._one_in_region(send, key, intended))
         elif self.streaming:
-            task = loop.create_task(self._one_stream(send, key, intended, sent))
+            task = loop.create_task(self._one_stream(send, key, intended))
         elif self.validator is None:
-            task = loop.create_task(self._one(send, self.requests[key], intended, sent))
+            task = loop.create_task(self._one(send, self.requests[key], intended))
         else:
-            task = loop.create_task(self._one_checked(send, self.validator, key, intended, sent))
+            task = loop.create_task(self._one_checked(send, self.validator, key, intended))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

@@ -17,9 +17,8 @@ from analysis.finding_kinds import Finding, Kind, Severity
 from analysis.frames import load_level
 
 LATE_SEND_US = 100.0
-"""A step whose sends left later than this at p99 is flagged: tens of microseconds is what the
-sender holds while it keeps up (``benchmarks/RESULTS.md``), more means its loop was busy enough to
-bunch sends together."""
+"""A step whose sends left later than this at p99 is flagged: an idle sender holds tens of
+microseconds (``benchmarks/RESULTS.md``), more means its loop was busy enough to bunch sends."""
 
 
 def _number(value: Any) -> float | None:

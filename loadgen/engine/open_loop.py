@@ -7,7 +7,10 @@ service time is done - sent; the sender's lag is sent - intended.
 
 asyncio's timers are only about a millisecond precise, so the sender waits for each
 intended time with a :mod:`~loadgen.engine.pacing` pacer (a kernel timer, or a short
-spin); it records its own lag, so a client that cannot keep up says so. A cap on
+spin); it records its own lag, so a client that cannot keep up says so. A plain send is
+written the moment it is decided, through its transport's :data:`~loadgen.transports.base.Starter`,
+and finished by its answer's callback; other sends (streams, sequences, ``--validate``, a slot not
+connected yet) run as a task each, which starts a loop turn later. A cap on
 in-flight requests protects the client: a request whose time has come while the
 cap is reached is refused and counted, never silently dropped or quietly delayed.
 """
@@ -15,8 +18,9 @@ cap is reached is refused and counted, never silently dropped or quietly delayed
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +32,15 @@ from loadgen.engine.recorder import Discard, OpenWindow, drain
 from loadgen.engine.schedules import Schedule
 from loadgen.engine.sequences import OpenSequences
 from loadgen.shared_memory import SlotOutputs
-from loadgen.transports.base import Arrivals, CapturedArrivals, CaptureSender, Sender, StreamSender, Transport
+from loadgen.transports.base import (
+    Arrivals,
+    CapturedArrivals,
+    CaptureSender,
+    Sender,
+    Starter,
+    StreamSender,
+    Transport,
+)
 from loadgen.validation import Validator, flatten_stream
 
 DEFAULT_MAX_IN_FLIGHT = 1024
@@ -52,6 +64,19 @@ def shared_send_times(
             if not len(times):
                 continue
         yield times
+
+
+class _Slot:
+    """An in-flight slot of plain sends: its sender and starter, and the send it carries, reused
+    send after send (a send written at once allocates only its answer's future)."""
+
+    __slots__ = ("answered", "future", "intended", "send", "sent", "start")
+
+    def __init__(self, send: Sender, start: Starter | None, answered: Callable[[_Slot, Any], None]) -> None:
+        self.send, self.start = send, start
+        self.intended = self.sent = 0
+        self.future: asyncio.Future[str | None] | None = None
+        self.answered = functools.partial(answered, self)
 
 
 class OpenLoop:
@@ -103,6 +128,8 @@ class OpenLoop:
         self._running = False
         self._dispatcher: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._slots: list[_Slot] = []
+        """Every plain-send slot made: those carrying a written send hold its future."""
         # the schedule chunk being sent (absolute intended times) and how many came before it,
         # so that a window can say how many sends were due, even when the sender lags behind
         self._chunk_times: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
@@ -130,7 +157,10 @@ class OpenLoop:
                 return self.transport.sender(self._created - 1), self._created - 1
             if self.validator is not None:
                 return self.transport.capture_sender(self._created - 1)
-            return self.transport.sender(self._created - 1)
+            index = self._created - 1
+            slot = _Slot(self.transport.sender(index), self.transport.starter(index), self._answered)
+            self._slots.append(slot)
+            return slot
         return None
 
     def _sent(self, intended: int) -> int:
@@ -141,18 +171,44 @@ class OpenLoop:
         self.window.record_send(sent - intended)
         return sent
 
-    async def _one(self, send: Sender, request: Any, intended: int) -> None:
-        sent = self._sent(intended)
-        error = await send(request)
+    def _write(self, slot: _Slot, request: Any, intended: int) -> bool:
+        """Write a plain send now, where its transport can (the common case); False if it cannot
+        (not connected yet): a task then sends it."""
+        if slot.start is None:
+            return False
+        sent = time.perf_counter_ns()
+        future = slot.start(request)
+        if future is None:
+            return False
+        self.window.record_send(sent - intended)
+        slot.intended, slot.sent, slot.future = intended, sent, future
+        future.add_done_callback(slot.answered)
+        return True
+
+    def _answered(self, slot: _Slot, future: asyncio.Future[str | None]) -> None:
         done = time.perf_counter_ns()
+        slot.future = None
         self.in_flight -= 1
-        self._free.append(send)
+        self._free.append(slot)
+        if future.cancelled():  # given up by stop()
+            return
+        self._record(future.result(), slot.intended, slot.sent, done)
+
+    def _record(self, error: str | None, intended: int, sent: int, done: int) -> None:
+        """Sends that fell due go first: recording may bin a histogram's buffer (tens of us)."""
+        self.send_due()
         if error is None:
             self.window.record_open(done - intended, done - sent)
         else:
             self.window.error(error)
-        if self.next_due <= done:
-            self.send_due()
+
+    async def _one(self, slot: _Slot, request: Any, intended: int) -> None:
+        sent = self._sent(intended)
+        error = await slot.send(request)
+        done = time.perf_counter_ns()
+        self.in_flight -= 1
+        self._free.append(slot)
+        self._record(error, intended, sent, done)
 
     async def _one_stream(self, entry: tuple[StreamSender, Arrivals], key: int, intended: int) -> None:
         sent = self._sent(intended)
@@ -289,6 +345,8 @@ class OpenLoop:
         elif self.streaming:
             task = loop.create_task(self._one_stream(send, key, intended))
         elif self.validator is None:
+            if self._write(send, self.requests[key], intended):
+                return
             task = loop.create_task(self._one(send, self.requests[key], intended))
         else:
             task = loop.create_task(self._one_checked(send, self.validator, key, intended))
@@ -330,8 +388,9 @@ class OpenLoop:
         if dispatcher is not None:
             dispatcher.cancel()
             (failed,) = await asyncio.gather(dispatcher, return_exceptions=True)
-        if self._pending:
-            await drain(list(self._pending))
+        writes = [slot.future for slot in self._slots if slot.future is not None]
+        if self._pending or writes:
+            await drain([*self._pending, *writes])
         if dispatcher is not None and isinstance(failed, Exception):
             raise failed  # the sender died mid-step: say why, never store its silence as a result
         return in_flight

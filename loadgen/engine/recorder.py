@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from loadgen.batches import Batches
 from loadgen.histogram import LatencyHistogram
@@ -251,7 +252,7 @@ DRAIN_TIMEOUT_S = 10.0
 """How long a stopping load waits for its in-flight requests before cancelling them."""
 
 
-async def drain(tasks: Collection[asyncio.Task[None]]) -> None:
+async def drain(tasks: Collection[asyncio.Future[Any]]) -> None:
     """Let ``tasks`` (requests in flight) finish, cancelling what is left after DRAIN_TIMEOUT_S:
     a request the server never answers must not hold the sweep."""
     if not tasks:

@@ -21,6 +21,14 @@ Sender = Callable[[Any], Awaitable[str | None]]
 """``await sender(prepared)`` -> None on success, else the error reason."""
 
 
+Starter = Callable[[Any], "asyncio.Future[str | None] | None"]
+"""``start(prepared)`` writes the request at once and returns the future its answer resolves (as a
+:data:`Sender`'s result), or None when it cannot be written right now (not connected yet, past a
+stream limit): the caller then awaits the slot's sender. The open loop writes a due send this way
+the moment it decides it, not a loop turn later in a task of its own. Cancelling the future gives
+the request up: the transport drops what is left of it before the slot's next request."""
+
+
 def deadline_reason(timeout_s: float) -> str:
     """Every transport's reason for ``--request-timeout``, so that their counts compare."""
     return f"DEADLINE_EXCEEDED: no response within {timeout_s:g} s"
@@ -227,6 +235,11 @@ class Transport(Protocol):
 
     def capture_sender(self, slot: int) -> CaptureSender:
         """As :meth:`sender`, keeping the response: the slower path ``--validate`` takes."""
+        ...
+
+    def starter(self, slot: int) -> Starter | None:
+        """Slot ``slot``'s :data:`Starter`, sharing its sender's connection; None where the
+        transport has none (every send then awaits the sender)."""
         ...
 
     def parse_outputs(self, response: Any) -> dict[str, OutputTensor]:

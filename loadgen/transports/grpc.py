@@ -180,6 +180,10 @@ class GrpcTransport:
 
         return send
 
+    def starter(self, slot: int) -> None:
+        """None: a grpc.aio call is a coroutine, so every send awaits its :meth:`sender`."""
+        return None
+
     def capture_sender(self, slot: int) -> CaptureSender:
         call, channel = self._call(channel_index(slot, self._slots_per_channel, self._max_connections))
         metadata, timeout, peer = self._metadata, self._timeout, self.url

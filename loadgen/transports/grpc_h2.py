@@ -31,6 +31,7 @@ from loadgen.transports.base import (
     OutputTensor,
     Sender,
     SequenceRequests,
+    Starter,
     StreamSender,
     TaggedRequests,
     Watchdog,
@@ -242,6 +243,22 @@ class GrpcH2Transport:
                 raise
 
         return send
+
+    def starter(self, slot: int) -> Starter:
+        """Writes a call at once on the slot's open connection (without waiting for the loop
+        turn's other writes: the open loop stamps its send here); None before it is open or past a
+        limit, where the :meth:`sender` takes it."""
+        self._watchdog.start()
+        channel = self.channel(slot)
+
+        def start(call: PreparedCall) -> asyncio.Future[str | None] | None:
+            connection = channel.connection
+            if connection is None or not connection.usable:
+                return None
+            stream = connection.start(call, at_once=True)
+            return None if stream is None else stream.future
+
+        return start
 
     def stream_sender(self, slot: int) -> StreamSender:
         """``--streaming``: each response message is timed as its DATA arrives and the request

@@ -328,9 +328,12 @@ class H2Connection(asyncio.Protocol):
         self._wake()
 
     # -- outgoing ------------------------------------------------------------------------------------
-    def _write(self, data: bytes) -> None:
-        """Writes of one loop iteration go out as one send; alone in flight, at once (saves a loop turn)."""
-        if len(self.streams) <= 1 and not self._flush_scheduled and self.transport is not None:
+    def _write(self, data: bytes, at_once: bool = False) -> None:
+        """Writes of one loop iteration go out as one send; alone in flight or ``at_once``, at once
+        (saves a loop turn), after what the turn wrote before (frames keep their order)."""
+        if (at_once or len(self.streams) <= 1 and not self._flush_scheduled) and self.transport is not None:
+            if self._out:
+                data, self._out = b"".join(self._out) + data, []
             self.transport.write(data)
             return
         self._out.append(data)
@@ -369,7 +372,7 @@ class H2Connection(asyncio.Protocol):
         self.streams[sid] = stream
         return stream
 
-    def start(self, call: PreparedCall) -> _Stream | None:
+    def start(self, call: PreparedCall, *, at_once: bool = False) -> _Stream | None:
         """Send ``call`` at once if it fits every limit; None if it has to wait (see :meth:`call`)."""
         size = call.size
         if (
@@ -383,7 +386,7 @@ class H2Connection(asyncio.Protocol):
         stream = self._open_stream()
         self.send_window -= size
         stream.send_window -= size
-        self._write(call.frames(stream.sid))
+        self._write(call.frames(stream.sid), at_once)
         return stream
 
     async def call(
@@ -444,17 +447,12 @@ class H2Connection(asyncio.Protocol):
     def abort(self, code: int, reason: str) -> None:
         """A connection error: tell the server, fail every stream with ``reason`` and close."""
         self.closed_reason = reason
-        self.usable = False
-        if self.transport is not None and not self.transport.is_closing():
-            self._flush_scheduled = False
-            out, self._out = self._out, []
-            self.transport.write(b"".join(out) + goaway(0, code, reason.encode()[:200]))
-            self.transport.close()
+        self.close(code, reason)
 
-    def close(self) -> None:
+    def close(self, code: int = 0, reason: str = "") -> None:
+        """Say GOAWAY (after what is still to write) and close."""
         self.usable = False
         if self.transport is not None and not self.transport.is_closing():
             self._flush_scheduled = False
-            out, self._out = self._out, []
-            self.transport.write(b"".join(out) + goaway(0, 0))
+            self._write(goaway(0, code, reason.encode()[:200]), at_once=True)
             self.transport.close()

@@ -31,6 +31,7 @@ from loadgen.transports.base import (
     Sender,
     SequenceRequests,
     SplicedRequest,
+    Starter,
     TaggedRequests,
     Watchdog,
 )
@@ -178,8 +179,25 @@ class SlotConnection(asyncio.Protocol):
         self._finish(reason)
         self._close()
 
-    async def send(self, request: bytes) -> str | None:
+    def start(self, request: bytes) -> asyncio.Future[str | None] | None:
+        """Write ``request`` now; the future its answer resolves. None when not connected (the
+        caller then awaits :meth:`send`, which connects). A caller that gives a request up cancels
+        its future: the next send drops the connection, whose late answer would otherwise be
+        taken for the next request's."""
+        if self._waiter is not None:  # the last request was given up unanswered
+            self._close()
+            self._waiter = None
         if self._transport is None:
+            return None
+        waiter: asyncio.Future[str | None] = self._loop.create_future()
+        self._waiter = waiter
+        self.sent_at = self._loop.time()
+        self._transport.write(request)
+        return waiter
+
+    async def send(self, request: bytes) -> str | None:
+        waiter = self.start(request)
+        if waiter is None:
             if self._closed is not None:  # let the old transport report its loss before reusing self
                 await asyncio.wait([self._closed], timeout=1.0)
                 self._closed = None
@@ -193,10 +211,9 @@ class SlotConnection(asyncio.Protocol):
                 )
             except OSError as exc:
                 return cannot_connect(f"{self.host}:{self.port}", exc)
-        waiter: asyncio.Future[str | None] = self._loop.create_future()
-        self._waiter = waiter
-        self.sent_at = self._loop.time()
-        self._transport.write(request)  # type: ignore[union-attr]  # connected above
+            waiter = self.start(request)
+            if waiter is None:  # lost again at once
+                return connection_lost(f"{self.host}:{self.port}", None)
         try:
             return await waiter
         except asyncio.CancelledError:  # its answer may still come: never let it answer the next request
@@ -331,6 +348,11 @@ class HttpTransport:
         while len(self._connections) <= slot:
             self._connections.append(SlotConnection(self.host, self.port, self._ssl))
         return self._connections[slot].send
+
+    def starter(self, slot: int) -> Starter:
+        """Slot ``slot``'s :meth:`SlotConnection.start` (its :meth:`sender` connects it)."""
+        self.sender(slot)
+        return self._connections[slot].start
 
     def _expire(self, limit: float, reason: str) -> None:
         for connection in (*self._connections, *self._capturing):

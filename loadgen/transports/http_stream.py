@@ -324,6 +324,10 @@ class HttpStreamTransport:
 
         return send
 
+    def starter(self, slot: int) -> None:
+        """None: a stream is read by its sender as it arrives."""
+        return None
+
     def capture_sender(self, slot: int) -> CaptureSender:
         raise NotImplementedError("--streaming --validate captures whole streams: stream_sender")
 

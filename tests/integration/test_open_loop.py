@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loadgen.config import Distribution, MeasurementSettings, Scenario, SweepSettings
+from loadgen.engine.open_loop import OpenLoop
+from loadgen.engine.recorder import OpenWindow
+from loadgen.engine.schedules import Schedule
+from loadgen.inputs import build_requests
 from loadgen.results import RunStatus
 from loadgen.runner import execute_sweep
+from loadgen.scrape.server_api import ServerAPI
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
+from loadgen.transports import make_transport
 from tests.cli import loadgen_here, one_line_error
 
 FAST = MeasurementSettings(measurement_interval_ms=700, warmup_ms=200, max_windows=4)
@@ -216,3 +223,42 @@ def test_both_pacings_on_both_event_loops_keep_the_schedule(
         "sweep", "-m", "identity", "-u", triton.grpc_url, "--concurrency", "1", "--pacing", "spin"
     )
     assert closed.returncode == 2 and "--pacing applies to open-loop loads only" in one_line_error(closed)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_plain_sends_are_written_when_decided_not_in_a_task_each(
+    triton: EmbeddedServer, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot's first send connects in a task; every later one is written by ``send_due`` itself
+    and finished by its answer's callback, stamped, recorded and drained like the others."""
+    tasks: list[int] = []
+    one = OpenLoop._one
+
+    async def counted(self: OpenLoop, *args: Any) -> None:
+        tasks.append(1)
+        await one(self, *args)
+
+    monkeypatch.setattr(OpenLoop, "_one", counted)
+
+    async def main() -> tuple[OpenWindow, int, int]:
+        url = triton.http_url if protocol == "http" else triton.grpc_url
+        api, transport = ServerAPI(url, protocol), make_transport(protocol, url)
+        metadata, config = await api.model_metadata("identity"), await api.model_config("identity")
+        await api.close()
+        specs = build_requests(metadata, config, batch_size=1, input_data="random", seed=0)
+        requests = [transport.prepare(spec) for spec in specs]
+        load = OpenLoop(transport, requests, Schedule(rate=400.0))
+        load.start()
+        load.swap(OpenWindow())
+        await asyncio.sleep(1.0)
+        window = await load.cut()
+        await load.stop()
+        await transport.close()
+        return window, load._created, load.in_flight
+
+    window, slots, in_flight = asyncio.run(main())
+    assert window.sent == pytest.approx(400, rel=0.1) and window.requests >= window.sent - slots
+    assert not window.errors and window.refused == 0
+    assert window.lag.count == window.sent  # every send stamped once, written at once or not
+    assert 1 <= len(tasks) <= slots < window.sent / 4  # only a slot's first send needed a task
+    assert in_flight == 0  # stop() waited for the written sends too

@@ -353,6 +353,36 @@ def test_calls_multiplex_with_odd_increasing_ids_and_errors_come_from_trailers()
     run(test)
 
 
+def test_a_call_started_at_once_goes_out_before_the_turn_ends_after_what_the_turn_wrote() -> None:
+    async def test() -> None:
+        conn, transport, _ = await connect()
+        transport.take()
+        conn.start(prepared())  # alone in flight: written at once
+        conn.start(prepared())  # two in flight: held for the turn's end
+        assert [(t, s) for t, _, s, _ in transport.take()] == [(1, 1), (0, 1)]
+        conn.start(prepared(), at_once=True)  # the open loop's send: now, after the held one
+        assert [(t, s) for t, _, s, _ in transport.take()] == [(1, 3), (0, 3), (1, 5), (0, 5)]
+        await asyncio.sleep(0)
+        assert transport.take() == []  # nothing left for the turn's end
+
+    run(test)
+
+
+def test_the_starter_writes_only_on_an_open_connection() -> None:
+    async def test() -> None:
+        transport = GrpcH2Transport("127.0.0.1:1")
+        start = transport.starter(0)
+        assert start(prepared()) is None  # not connected: the slot's sender connects
+        conn, wire, _ = await connect()
+        transport.channel(0).connection = conn
+        wire.take()
+        stream = start(prepared())
+        assert stream is not None and [t for t, _, _, _ in wire.take()] == [1, 0]
+        await transport.close()
+
+    run(test)
+
+
 def test_continuation_frames_of_a_response() -> None:
     async def test() -> None:
         conn, _, server = await connect()

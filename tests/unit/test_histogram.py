@@ -4,7 +4,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from loadgen.histogram import COUNTS_LEN, HIGHEST_US, LatencyHistogram
+from loadgen.histogram import COUNTS_LEN, HIGHEST_US, LatencyHistogram, counts_index
 
 
 def _hist(values_us: npt.NDArray[np.float64]) -> LatencyHistogram:
@@ -49,14 +49,38 @@ def test_merge_is_exact_and_equals_recording_everything_in_one() -> None:
         assert merged.percentile_us(p) == whole.percentile_us(p)
 
 
-def test_record_ns_hot_path_buffers_and_flushes() -> None:
+def test_record_ns_hot_path_counts_each_value_in_its_bucket() -> None:
     h = LatencyHistogram()
-    for i in range(10_000):  # more than one buffer
+    for i in range(10_000):
         h.record_ns(1_000 * i + 400)
     assert h.count == 10_000
     assert h.min_us == pytest.approx(0.4)
     assert h.max_us == pytest.approx(9_999.4)
     assert abs(h.percentile_us(50) - 4_999.4) <= 5
+
+
+def test_one_value_at_a_time_lands_where_counts_index_puts_it() -> None:
+    """The hot path's bucket arithmetic (pure Python) against the vectorised one, at every
+    power of two's edges and out of range on both sides."""
+    rng = np.random.default_rng(5)
+    edges = [(1 << k) * 1000 + d for k in range(11, 26) for d in (-501, -500, -499, 0, 499, 500)]
+    ns = np.concatenate(
+        [
+            rng.integers(-3_000, 3_000, 2_000),
+            rng.lognormal(12, 3, 20_000).astype(np.int64),
+            np.array(edges + [HIGHEST_US * 1000 + 499, HIGHEST_US * 1000 + 500, 10**15]),
+        ]
+    )
+    h = LatencyHistogram()
+    for value in ns.tolist():
+        h.record_ns(value)
+    us = (ns + 500) // 1000
+    inside = us[(us >= 0) & (us <= HIGHEST_US)]
+    assert h.count == len(ns)  # reading brings the counters up to date
+    assert np.array_equal(h.counts, np.bincount(counts_index(inside), minlength=len(h.counts)))
+    assert (h.underflow, h.overflow) == (int((us < 0).sum()), int((us > HIGHEST_US).sum()))
+    assert (h.min_us, h.max_us) == (ns.min() / 1000, ns.max() / 1000)
+    assert h.sum_us == pytest.approx(ns.sum() / 1000, rel=1e-12)
 
 
 def test_out_of_range_values_are_counted_not_dropped() -> None:

@@ -96,3 +96,48 @@ def test_a_ports_first_bytes_say_which_protocol_it_speaks() -> None:
     assert classify(b"\x00\x00\x08\x07\x00\x00\x00\x00\x00") is Speaks.HTTP2  # GOAWAY
     assert classify(b"\x15\x03\x03\x00\x02\x02\x46") is Speaks.TLS
     assert classify(b"") is None and classify(b"SSH-2.0-OpenSSH") is None
+
+
+def test_an_http_request_given_up_never_takes_the_next_ones_answer() -> None:
+    """``start`` writes at once on a connected slot; a request whose future is cancelled drops
+    its connection, so its late answer cannot be read as the next request's."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        for answer in (b"200 OK", b"400 Bad Request"):  # the second answer comes late
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(h.split(b": ")[1]) for h in head.split(b"\r\n") if h.startswith(b"Content-Length")
+            )
+            await reader.readexactly(length)
+            if answer.startswith(b"400"):
+                await asyncio.sleep(0.3)
+            body = b'{"error":"late"}' if answer.startswith(b"400") else b"{}"
+            writer.write(
+                b"HTTP/1.1 " + answer + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await writer.drain()
+        await reader.read()
+        writer.close()
+
+    async def main() -> tuple[bool, str | None, str | None]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = HttpTransport(f"127.0.0.1:{port}")
+        request = transport.prepare(SPEC)
+        send, start = transport.sender(0), transport.starter(0)
+        unconnected = start(request) is None
+        first = await send(request)
+        given_up = start(request)
+        assert given_up is not None
+        given_up.cancel()
+        after = await send(request)  # on a new connection: the late 400 goes nowhere
+        await asyncio.sleep(0.4)
+        await transport.close()
+        server.close()
+        await server.wait_closed()
+        return unconnected, first, after
+
+    assert asyncio.run(main()) == (True, None, None)
+    assert len(connections) == 2

@@ -36,19 +36,25 @@ def loadgen_here(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(["loadgen", *args], code, out.getvalue(), err.getvalue())
 
 
-def _default_sigint() -> None:
-    # a shell's background job starts with SIGINT ignored, and Python would keep it ignored
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+_RUN_WITH_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('loadgen', run_name='__main__', alter_sys=True)"
+)
+"""``python -m loadgen`` with Ctrl-C restored first: a shell's background job starts with SIGINT
+ignored, and Python would keep it ignored. Restored in the child's own code, not by a
+``preexec_fn``: that makes ``Popen`` fork() where it would vfork(), and grpcio (1.80 and later)
+restarts its poller in a forked child, which then dies of SIGABRT on the epoll descriptor
+``close_fds`` closed, before it runs anything (grpc/grpc#43055; seen here once the test process
+held gRPC channels)."""
 
 
 def start_loadgen(*args: str) -> subprocess.Popen[str]:
     """Start ``loadgen ARGS`` in the background (Ctrl-C works as in a terminal)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "loadgen", *args],
+        [sys.executable, "-c", _RUN_WITH_SIGINT, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_sigint,
     )
 
 

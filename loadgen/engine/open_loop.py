@@ -195,7 +195,7 @@ class OpenLoop:
         self._record(future.result(), slot.intended, slot.sent, done)
 
     def _record(self, error: str | None, intended: int, sent: int, done: int) -> None:
-        """Sends that fell due go out before the answer is recorded: a send never waits on one."""
+        """Sends already due go out before this answer is recorded, not after it."""
         self.send_due()
         if error is None:
             self.window.record_open(done - intended, done - sent)

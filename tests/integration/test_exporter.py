@@ -97,9 +97,11 @@ def test_a_live_sweep_serves_its_metrics_and_stops_serving_at_the_end(
     base = (("model", "identity"), ("version", version))
     (requests,) = last["loadgen_requests_total"].values()
     assert 0 < requests <= stored
-    targets = {s["loadgen_target_concurrency"][base] for s in with_run}
-    assert targets <= {2.0, 4.0} and 4.0 in targets
-    assert {s["loadgen_step_index"][base] for s in with_run} <= {0.0, 1.0}
+    # (step, target) as scraped: (-1, 0) between the run's creation and its first step, then each
+    # level in turn, never back
+    seen = [(s["loadgen_step_index"][base], s["loadgen_target_concurrency"][base]) for s in with_run]
+    assert seen == sorted(seen)
+    assert set(seen) <= {(-1.0, 0.0), (0.0, 2.0), (1.0, 4.0)} and (1.0, 4.0) in seen
     names = {name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count") for name in last}
     assert set(METRIC_NAMES) - {"loadgen_request_failures_total", "loadgen_inference_failures_total"} <= names
 

@@ -23,7 +23,7 @@ from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore, StepRecord
 from tests.cli import start_loadgen, wait_for_steps
-from tests.integration.conftest import start_server
+from tests.integration.conftest import discard, start_server
 
 pytestmark = [pytest.mark.faults, pytest.mark.server]
 
@@ -40,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]
     try:
         yield triton
     finally:
-        triton.stop()
+        discard(triton)
 
 
 def _paused_sweep(server: EmbeddedServer, db: str, *load: str) -> list[StepRecord]:

@@ -16,7 +16,7 @@ from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.cli import loadgen_here, start_loadgen, wait_for_steps
-from tests.integration.conftest import start_server
+from tests.integration.conftest import discard, start_server
 
 pytestmark = pytest.mark.faults
 QUICK = ["-p", "500", "--warmup", "200", "-r", "3", "--no-metrics", "-q"]
@@ -32,7 +32,7 @@ def small_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
     try:
         yield server
     finally:
-        server.stop()
+        discard(server)
 
 
 def _repository_call(server: EmbeddedServer, action: str) -> None:

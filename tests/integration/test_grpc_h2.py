@@ -28,6 +28,7 @@ from loadgen.transports.grpc import GrpcTransport
 from loadgen.transports.grpc_codec import SLOTS_PER_CHANNEL
 from loadgen.transports.grpc_h2 import GrpcH2Transport
 from loadgen.transports.reasons import is_connection_failure
+from tests.integration.conftest import discard
 from tests.pki import make_pki
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "identity"
@@ -256,7 +257,7 @@ def test_tls_with_alpn_h2(tmp_path: Path) -> None:
     try:
         (reason, body), refused = asyncio.run(run())
     finally:
-        server.stop()
+        discard(server)
     assert reason is None
     assert service_pb2.ModelInferResponse.FromString(body[5:]).raw_output_contents[0] == INPUT.tobytes()
     assert refused is not None and refused.startswith("CONNECTION: ")

@@ -23,6 +23,7 @@ from loadgen.runner import execute_sweep
 from loadgen.server import EmbeddedServer, ServerPorts, default_model_repository
 from loadgen.storage import RunRecord, RunStore
 from tests.cli import free_port, loadgen, loadgen_here, one_line_error, start_loadgen, stop_loadgen
+from tests.integration.conftest import discard
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = (
@@ -56,7 +57,7 @@ def slow_triton(tmp_path: Path, triton: EmbeddedServer) -> Iterator[EmbeddedServ
     try:
         yield server
     finally:
-        server.stop()
+        discard(server)
 
 
 def _runs(db: str) -> list[RunRecord]:

@@ -26,6 +26,7 @@ from loadgen.results import RunStatus
 from loadgen.server import EmbeddedServer, ServerPorts, grpc_tls_args, server_installed
 from loadgen.storage import RunStore
 from tests.cli import free_port, start_loadgen, stop_loadgen
+from tests.integration.conftest import discard
 from tests.integration.postgres import PASSWORD, PostgresServer
 from tests.integration.test_tls import TlsForwarder
 from tests.pki import Pki, make_pki
@@ -62,7 +63,7 @@ def mutual_triton(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterato
     try:
         yield server
     finally:
-        server.stop()
+        discard(server)
 
 
 def _scrape(addr: str, port: int) -> bytes | None:

@@ -28,6 +28,7 @@ from loadgen.server import EmbeddedServer, ServerPorts, grpc_tls_args, server_in
 from loadgen.storage import RunStore
 from loadgen.tls import TlsSettings
 from tests.cli import loadgen_here, one_line_error
+from tests.integration.conftest import discard
 from tests.integration.test_cli import QUICK
 from tests.pki import Pki, make_pki
 
@@ -66,7 +67,7 @@ def tls_triton(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[E
     try:
         yield server
     finally:
-        server.stop()
+        discard(server)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def mutual_triton(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterato
     try:
         yield server
     finally:
-        server.stop()
+        discard(server)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

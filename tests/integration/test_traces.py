@@ -29,7 +29,7 @@ from loadgen.runner import execute_sweep
 from loadgen.server.embedded import EmbeddedServer
 from loadgen.storage import RunStore
 from tests.cli import loadgen_here, start_loadgen, stop_loadgen
-from tests.integration.conftest import start_server
+from tests.integration.conftest import discard, start_server
 from tests.integration.test_report_real import _parse, _render_offline
 
 FAST = MeasurementSettings(measurement_interval_ms=800, warmup_ms=300, max_windows=3)
@@ -44,7 +44,7 @@ def traced_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
     try:
         yield server
     finally:
-        server.stop()
+        discard(server)
 
 
 def _trace_settings(server: EmbeddedServer, model: str) -> dict[str, Any]:
@@ -180,7 +180,7 @@ def test_tracing_refused_in_one_line(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
         assert not Path(db).exists() or RunStore(f"sqlite:///{db}").list_runs() == []
     finally:
-        server.stop()
+        discard(server)
     for argv, said in (
         (["--trace-rate", "5", "--request-rate", "10"], "not an open loop"),
         (["--trace-rate", "5", "--grpc-client", "h2"], "crashes tracing"),

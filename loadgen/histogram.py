@@ -121,7 +121,7 @@ class LatencyHistogram:
     __slots__ = (
         "_pending",
         "_recent",
-        "counts",
+        "_counts",
         "max_us",
         "min_us",
         "overflow",
@@ -133,7 +133,8 @@ class LatencyHistogram:
     def __init__(self, *, recent: bool = False) -> None:
         """``recent``: also keep what was recorded since the last :meth:`take_recent` (a window's
         histogram, which the step cuts into batches)."""
-        self.counts: npt.NDArray[np.int64] = np.zeros(COUNTS_LEN, dtype=np.int64)
+        self._counts: npt.NDArray[np.int64] = np.zeros(COUNTS_LEN, dtype=np.int64)
+        """Counts per bucket up to the last flush: read :attr:`counts`, which flushes first."""
         self.underflow = 0
         self.overflow = 0
         self.sum_us = 0.0
@@ -201,7 +202,7 @@ class LatencyHistogram:
 
     def _add_counts(self, buckets: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> None:
         """Add sparse counts (buckets ascending, distinct): only the buckets hit, never all 17,408."""
-        self.counts[buckets] += counts
+        self._counts[buckets] += counts
         recent = self._recent
         if recent is not None:
             recent.append((buckets, counts))
@@ -227,7 +228,7 @@ class LatencyHistogram:
         """Add ``other`` into this histogram (exact); returns self."""
         self._flush()
         other._flush()
-        self.counts += other.counts
+        self._counts += other._counts
         self.underflow += other.underflow
         self.overflow += other.overflow
         self.sum_us += other.sum_us
@@ -251,7 +252,7 @@ class LatencyHistogram:
     def count(self) -> int:
         """All recorded values, the out-of-range ones included."""
         self._flush()
-        return int(self.counts.sum()) + self.underflow + self.overflow
+        return int(self._counts.sum()) + self.underflow + self.overflow
 
     @property
     def mean_us(self) -> float:
@@ -293,10 +294,12 @@ class LatencyHistogram:
         low = min(max(float(_LOW[index]), self.min_us), self.max_us)
         return low, float(min(max(float(_HIGH[index]), self.min_us), self.max_us))
 
-    def flushed_counts(self) -> npt.NDArray[np.int64]:
-        """The counters with every recorded value in them (a view: copy it to keep it)."""
+    @property
+    def counts(self) -> npt.NDArray[np.int64]:
+        """Counts per bucket (counts index), every recorded value in them (a view: copy it to
+        keep it)."""
         self._flush()
-        return self.counts
+        return self._counts
 
     def percentiles_us(self, percentiles: Sequence[float]) -> dict[float, float]:
         return {p: self.percentile_us(p) for p in percentiles}
@@ -304,21 +307,21 @@ class LatencyHistogram:
     def iter_buckets(self) -> Iterator[tuple[int, int, int]]:
         """(lowest value, highest value, count) of each non-empty bucket, ascending."""
         self._flush()
-        for i in np.flatnonzero(self.counts):
-            yield int(_LOW[i]), int(_HIGH[i]), int(self.counts[i])
+        for i in np.flatnonzero(self._counts):
+            yield int(_LOW[i]), int(_HIGH[i]), int(self._counts[i])
 
     # -- storage ---------------------------------------------------------------------------------
     def encode(self) -> bytes:
         """Compact bytes: header, exact sums, then the non-zero (index, count) pairs, zlib'd."""
         self._flush()
-        nz = np.flatnonzero(self.counts).astype(np.int32)
-        body = nz.tobytes() + self.counts[nz].astype(np.int64).tobytes()
+        nz = np.flatnonzero(self._counts).astype(np.int32)
+        body = nz.tobytes() + self._counts[nz].astype(np.int64).tobytes()
         header = _HEADER.pack(
             _MAGIC,
             COUNTS_LEN,
             LOWEST_US,
             HIGHEST_US,
-            int(self.counts.sum()),
+            int(self._counts.sum()),
             self.underflow,
             self.overflow,
             int(nz.size),
@@ -339,7 +342,7 @@ class LatencyHistogram:
         hist.sum_us, hist.sum_sq_us = _SUMS.unpack_from(data, _HEADER.size)
         body = zlib.decompress(data[_HEADER.size + _SUMS.size :])
         idx = np.frombuffer(body[: 4 * n], dtype=np.int32)
-        hist.counts[idx] = np.frombuffer(body[4 * n :], dtype=np.int64)
+        hist._counts[idx] = np.frombuffer(body[4 * n :], dtype=np.int64)
         hist.underflow, hist.overflow, hist.min_us, hist.max_us = under, over, lo, hi
         return hist
 
@@ -349,7 +352,7 @@ class LatencyHistogram:
         self._flush()
         other._flush()
         return (
-            bool(np.array_equal(self.counts, other.counts))
+            bool(np.array_equal(self._counts, other._counts))
             and (self.underflow, self.overflow) == (other.underflow, other.overflow)
             and (self.min_us, self.max_us) == (other.min_us, other.max_us)
         )

@@ -247,6 +247,8 @@ class OpenLoop:
         done = time.perf_counter_ns()
         self.in_flight -= 1
         self._free.append(send)
+        if self.next_due <= done:  # sends due go out before this answer is recorded and checked
+            self.send_due()
         window = self.window
         if error is None:
             window.record_open_sequence(done - intended, done - sent, where, last)
@@ -254,8 +256,6 @@ class OpenLoop:
                 window.check(validator, key, self.transport.parse_outputs(response), sequence_id)
         else:
             window.error(error)
-        if self.next_due <= done:
-            self.send_due()
 
     async def _one_in_region(self, entry: tuple[Sender, int], key: int, intended: int) -> None:
         """A send whose outputs the server writes to the sender's own region; ``--validate`` reads
@@ -274,7 +274,7 @@ class OpenLoop:
             window.error(error)
         self.in_flight -= 1
         self._free.append(entry)
-        if self.next_due <= done:
+        if self.next_due <= done:  # not before: the region is read before its sender is free
             self.send_due()
 
     async def _one_checked(self, send: CaptureSender, validator: Validator, key: int, intended: int) -> None:
@@ -283,14 +283,14 @@ class OpenLoop:
         done = time.perf_counter_ns()
         self.in_flight -= 1
         self._free.append(send)
+        if self.next_due <= done:
+            self.send_due()
         window = self.window
         if error is None:
             window.record_open(done - intended, done - sent)
             window.check(validator, key, self.transport.parse_outputs(response))
         else:
             window.error(error)
-        if self.next_due <= done:
-            self.send_due()
 
     async def _dispatch(self, pace: Pacer) -> None:
         clock = time.perf_counter_ns

@@ -342,17 +342,19 @@ class HttpTransport:
         placeholder = SplicedRequest.PLACEHOLDER.decode()
         return SplicedRequest(build_request(request, self.host, self.port, self.headers, placeholder))
 
-    def sender(self, slot: int) -> Sender:
+    def _connection(self, slot: int) -> SlotConnection:
         """Slot i always uses connection i: steps run one after another, so they can share it."""
         self._watchdog.start()
         while len(self._connections) <= slot:
             self._connections.append(SlotConnection(self.host, self.port, self._ssl))
-        return self._connections[slot].send
+        return self._connections[slot]
+
+    def sender(self, slot: int) -> Sender:
+        return self._connection(slot).send
 
     def starter(self, slot: int) -> Starter:
-        """Slot ``slot``'s :meth:`SlotConnection.start` (its :meth:`sender` connects it)."""
-        self.sender(slot)
-        return self._connections[slot].start
+        """The slot's :meth:`SlotConnection.start`, on the connection its sender uses."""
+        return self._connection(slot).start
 
     def _expire(self, limit: float, reason: str) -> None:
         for connection in (*self._connections, *self._capturing):

@@ -283,14 +283,9 @@ class OpenLoop:
         done = time.perf_counter_ns()
         self.in_flight -= 1
         self._free.append(send)
-        if self.next_due <= done:
-            self.send_due()
-        window = self.window
+        self._record(error, intended, sent, done)
         if error is None:
-            window.record_open(done - intended, done - sent)
-            window.check(validator, key, self.transport.parse_outputs(response))
-        else:
-            window.error(error)
+            self.window.check(validator, key, self.transport.parse_outputs(response))
 
     async def _dispatch(self, pace: Pacer) -> None:
         clock = time.perf_counter_ns
